@@ -1,0 +1,26 @@
+//! SPIFFE identity core and bundle federation for fedgate.
+//!
+//! Layers, inside out:
+//! * [`spiffe_id`]: `TrustDomain` and `SpiffeId`, parsed strictly by SPIFFE-ID.md.
+//! * [`bundle`]: the SPIFFE bundle (JWKS) document and `BundleSet`, an immutable map
+//!   from trust domain to bundle that never merges domains.
+//! * [`svid`]: loading X509-SVIDs from PEM, and validating them against the bundle of
+//!   the leaf's own trust domain only.
+//! * [`tls`]: rustls verifiers built on that validation, plus SPIFFE-ID authorizers.
+//! * [`endpoint`], [`refresh`], [`store`], [`distribute`]: federation I/O (tokio).
+//!
+//! Nothing here knows about the data plane.
+
+pub mod bundle;
+pub mod distribute;
+pub mod endpoint;
+pub mod metrics;
+pub mod refresh;
+pub mod spiffe_id;
+pub mod store;
+pub mod svid;
+pub mod tls;
+
+pub use bundle::{Bundle, BundleError, BundleSet, BundleSource, JwtAuthority};
+pub use spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
+pub use svid::{verify::VerifiedSvid, verify::VerifyError, SvidError, X509Svid};

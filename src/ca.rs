@@ -1,0 +1,1 @@
+//! A small CA for trust domains and the bridge (rcgen).

@@ -1,0 +1,27 @@
+//! `fedgate bundle inspect|serve|fetch`.
+
+pub mod fetch;
+pub mod inspect;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Parse a bundle file and summarize it (CLI-CONTRACT.md).
+    Inspect(inspect::Args),
+    /// Serve a bundle as a SPIFFE federation endpoint.
+    Serve(serve::Args),
+    /// Fetch a peer's bundle from its federation endpoint.
+    Fetch(fetch::Args),
+}
+
+pub async fn run(cmd: BundleCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BundleCommand::Inspect(a) => inspect::run(a).await,
+        BundleCommand::Serve(a) => serve::run(a).await,
+        BundleCommand::Fetch(a) => fetch::run(a).await,
+    }
+}

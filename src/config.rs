@@ -1,0 +1,1 @@
+//! Gateway configuration (TOML).
