@@ -10,4 +10,5 @@ pub mod cmd;
 pub mod config;
 pub mod gateway;
 pub mod proxy_protocol;
+pub mod sidecar;
 pub mod telemetry;
