@@ -63,10 +63,29 @@ pub enum SniError {
     NotClientHello,
     /// The server_name is not a valid DNS host name (IP literal, bad characters, too long).
     #[error("invalid server name in ClientHello: {0}")]
-    InvalidServerName(&'static str),
+    InvalidServerName(DnsNameError),
     /// The ClientHello declares a length above [`MAX_CLIENT_HELLO`].
     #[error("ClientHello larger than {MAX_CLIENT_HELLO} bytes")]
     TooLarge,
+}
+
+/// Which DNS host name rule a name breaks (see [`normalize_dns_name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DnsNameError {
+    #[error("empty name")]
+    Empty,
+    #[error("name longer than 253 bytes")]
+    TooLong,
+    #[error("empty label")]
+    EmptyLabel,
+    #[error("label longer than 63 bytes")]
+    LabelTooLong,
+    #[error("character other than a letter, digit, hyphen or dot")]
+    BadCharacter,
+    #[error("label starts or ends with a hyphen")]
+    EdgeHyphen,
+    #[error("IP address literal or all-numeric top-level label")]
+    Numeric,
 }
 
 // === impl SniError ===
@@ -100,39 +119,38 @@ pub fn parse_client_hello(buf: &[u8]) -> Result<Option<ClientHelloInfo>, SniErro
 /// 1..=253 bytes of dot-separated labels, each 1..=63 bytes of letters, digits and hyphens, not
 /// starting or ending with a hyphen (RFC 1123 §2.1); the last label is not all-numeric, which
 /// rejects IPv4 literals (RFC 3696 §2; IPv6 literals already fail the character rule).
-pub fn normalize_dns_name(name: &[u8]) -> Result<String, &'static str> {
+pub fn normalize_dns_name(name: &[u8]) -> Result<String, DnsNameError> {
     let name = name.strip_suffix(b".").unwrap_or(name);
     if name.is_empty() {
-        return Err("empty name");
+        return Err(DnsNameError::Empty);
     }
     if name.len() > 253 {
-        return Err("name longer than 253 bytes");
+        return Err(DnsNameError::TooLong);
     }
     let mut last_label_numeric = false;
     for label in name.split(|&b| b == b'.') {
         if label.is_empty() {
-            return Err("empty label");
+            return Err(DnsNameError::EmptyLabel);
         }
         if label.len() > 63 {
-            return Err("label longer than 63 bytes");
+            return Err(DnsNameError::LabelTooLong);
         }
         if !label
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         {
-            return Err("character other than letter, digit, hyphen or dot");
+            return Err(DnsNameError::BadCharacter);
         }
         if label.starts_with(b"-") || label.ends_with(b"-") {
-            return Err("label starts or ends with a hyphen");
+            return Err(DnsNameError::EdgeHyphen);
         }
         last_label_numeric = label.iter().all(u8::is_ascii_digit);
     }
     if last_label_numeric {
-        return Err("IP address literal or all-numeric top-level label");
+        return Err(DnsNameError::Numeric);
     }
-    // Only ASCII was accepted above, so this conversion cannot fail; map it anyway rather
-    // than unwrap.
-    let s = std::str::from_utf8(name).map_err(|_| "not ASCII")?;
+    // Only ASCII was accepted above, so this conversion cannot fail; map it rather than unwrap.
+    let s = std::str::from_utf8(name).map_err(|_| DnsNameError::BadCharacter)?;
     Ok(s.to_ascii_lowercase())
 }
 
