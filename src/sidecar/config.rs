@@ -463,3 +463,6 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use fedgate_federation::distribute::BundleMapError;
 use fedgate_federation::{Bundle, BundleError, BundleSet, SpiffeId, TrustDomain, X509Svid};
 
 use super::config::IdentityPaths;
@@ -46,7 +47,7 @@ pub enum IdentityError {
         #[source]
         source: std::io::Error,
     },
-    #[error("bundle file {path} (trust domain {trust_domain}) is not a valid SPIFFE bundle")]
+    #[error("cannot use bundle file {path} for trust domain {trust_domain}")]
     Bundle {
         path: PathBuf,
         trust_domain: TrustDomain,
@@ -57,7 +58,7 @@ pub enum IdentityError {
     BundleMap {
         path: PathBuf,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: BundleMapError,
     },
 }
 
@@ -113,12 +114,8 @@ impl Identity {
 }
 
 fn load_bundle(td: &TrustDomain, path: &Path) -> Result<Bundle, IdentityError> {
-    let bytes = std::fs::read(path).map_err(|source| IdentityError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
     let (bundle, warnings) =
-        Bundle::parse(td, &bytes).map_err(|source| IdentityError::Bundle {
+        Bundle::load(td, path).map_err(|source| IdentityError::Bundle {
             path: path.to_owned(),
             trust_domain: td.clone(),
             source,
@@ -134,11 +131,11 @@ fn load_bundle_map(path: &Path) -> Result<Vec<Bundle>, IdentityError> {
         path: path.to_owned(),
         source,
     })?;
-    let bundles = fedgate_federation::distribute::parse_bundle_map(&bytes).map_err(|e| {
+    let set = fedgate_federation::distribute::parse_bundle_map(&bytes).map_err(|source| {
         IdentityError::BundleMap {
             path: path.to_owned(),
-            source: Box::new(e),
+            source,
         }
     })?;
-    Ok(bundles.into_iter().collect())
+    Ok(set.iter().map(|b| Bundle::clone(b)).collect())
 }

@@ -71,6 +71,9 @@ pub enum InboundError {
         #[source]
         source: io::Error,
     },
+    /// Only possible if the IDs exceed the header's 64 KiB, which SPIFFE ID limits rule out.
+    #[error("cannot encode the PROXY v2 header for the app")]
+    AppHeader(#[source] ProxyError),
     #[error("relaying failed")]
     Relay(#[source] io::Error),
 }
@@ -151,9 +154,8 @@ impl Inbound {
         let _ = app.set_nodelay(true);
         if self.config.proxy_protocol {
             let header = app_header(addresses, &client, origin.as_ref());
-            app.write_all(&header.encode())
-                .await
-                .map_err(InboundError::Relay)?;
+            let bytes = header.encode().map_err(InboundError::AppHeader)?;
+            app.write_all(&bytes).await.map_err(InboundError::Relay)?;
         }
         pump(tls, app, self.config.idle_timeout)
             .await
@@ -228,6 +230,7 @@ impl InboundError {
             Self::InvalidOrigin { .. } => "relay_invalid_origin",
             Self::OriginNotAllowed { .. } => "origin_not_allowed",
             Self::AppUnavailable { .. } => "app_unavailable",
+            Self::AppHeader(_) => "app_header",
             Self::Relay(e) if e.kind() == io::ErrorKind::TimedOut => "idle_timeout",
             Self::Relay(_) => "relay_error",
         }
