@@ -69,7 +69,10 @@ async fn pair(
     let files_a = ca_a.write_identity(&dir.path().join("a"), client_id);
     let files_b = ca_b.write_identity(&dir.path().join("b"), server_id);
     let federated = ca_a.td != ca_b.td;
-    let (map_a, map_b) = (dir.path().join("a/peers.json"), dir.path().join("b/peers.json"));
+    let (map_a, map_b) = (
+        dir.path().join("a/peers.json"),
+        dir.path().join("b/peers.json"),
+    );
     if federated {
         write_atomic(&map_a, &bundle_map_json(&[ca_b]));
         write_atomic(&map_b, &bundle_map_json(&[ca_a]));
@@ -104,7 +107,15 @@ async fn pair(
 #[tokio::test]
 async fn same_trust_domain_round_trip_and_app_sees_client_id() {
     let ca = TestCa::new("cluster-a.test");
-    let mut p = pair(&ca, &ca, CLIENT_A, ECHO_A, &[ECHO_A], &["spiffe://cluster-a.test/ns/demo/*"]).await;
+    let mut p = pair(
+        &ca,
+        &ca,
+        CLIENT_A,
+        ECHO_A,
+        &[ECHO_A],
+        &["spiffe://cluster-a.test/ns/demo/*"],
+    )
+    .await;
 
     assert_eq!(round_trip(p.a.addr("to-echo"), b"ping").await, b"ping");
 
@@ -147,7 +158,10 @@ async fn federated_trust_domains_verify_each_other_with_peer_bundles() {
     let header = p.app.recv().await.unwrap().header.unwrap();
     assert_eq!(header.tlv(TLV_SPIFFE_ID), Some(CLIENT_A.as_bytes()));
     assert_eq!(p.a.next_event().await.peer_id.unwrap().to_string(), ECHO_B);
-    assert_eq!(p.b.next_event().await.peer_id.unwrap().to_string(), CLIENT_A);
+    assert_eq!(
+        p.b.next_event().await.peer_id.unwrap().to_string(),
+        CLIENT_A
+    );
 }
 
 #[tokio::test]
@@ -233,13 +247,13 @@ async fn client_chaining_to_another_trust_domain_is_refused() {
     .await;
     let trust = bundle_set(&[&ca_a, &ca_b]);
 
-    async fn attempt(
-        addr: std::net::SocketAddr,
-        connector: tokio_rustls::TlsConnector,
-    ) -> Vec<u8> {
+    async fn attempt(addr: std::net::SocketAddr, connector: tokio_rustls::TlsConnector) -> Vec<u8> {
         let tcp = TcpStream::connect(addr).await.unwrap();
         // TLS 1.3: the client may finish its side before the server refuses its certificate.
-        let Ok(mut tls) = connector.connect(server_name("echo.cluster-b.test"), tcp).await else {
+        let Ok(mut tls) = connector
+            .connect(server_name("echo.cluster-b.test"), tcp)
+            .await
+        else {
             return Vec::new();
         };
         let _ = tls.write_all(b"hello").await;
@@ -251,17 +265,28 @@ async fn client_chaining_to_another_trust_domain_is_refused() {
     }
 
     let confused = ca_b.issue(CLIENT_A).x509();
-    assert_eq!(attempt(b.addr("echo"), tls_connector(&confused, trust.clone())).await, b"");
+    assert_eq!(
+        attempt(b.addr("echo"), tls_connector(&confused, trust.clone())).await,
+        b""
+    );
     assert_eq!(b.next_event().await.outcome, "handshake_failed");
 
-    let stranger = ca_c.issue("spiffe://cluster-c.test/ns/demo/sa/client").x509();
-    assert_eq!(attempt(b.addr("echo"), tls_connector(&stranger, trust.clone())).await, b"");
+    let stranger = ca_c
+        .issue("spiffe://cluster-c.test/ns/demo/sa/client")
+        .x509();
+    assert_eq!(
+        attempt(b.addr("echo"), tls_connector(&stranger, trust.clone())).await,
+        b""
+    );
     assert_eq!(b.next_event().await.outcome, "handshake_failed");
     assert!(app.try_recv().is_err());
 
     // Control: the genuine cluster-a client gets through with the same server config.
     let genuine = ca_a.issue(CLIENT_A).x509();
-    assert_eq!(attempt(b.addr("echo"), tls_connector(&genuine, trust)).await, b"hello");
+    assert_eq!(
+        attempt(b.addr("echo"), tls_connector(&genuine, trust)).await,
+        b"hello"
+    );
     assert!(app.recv().await.unwrap().header.is_some());
 }
 
@@ -318,14 +343,20 @@ async fn send_over_tls(
 #[tokio::test]
 async fn trusted_relay_origin_is_passed_to_the_app() {
     let (mut b, mut app, relay, _direct, _dir) = relay_setup(&[CLIENT_A]).await;
-    let addrs = ("10.1.0.7:40000".parse().unwrap(), "10.2.0.9:15002".parse().unwrap());
+    let addrs = (
+        "10.1.0.7:40000".parse().unwrap(),
+        "10.2.0.9:15002".parse().unwrap(),
+    );
     let mut bytes = ProxyHeader::proxy(addrs.0, addrs.1)
         .with_tlv(TLV_ORIGIN_ID, CLIENT_A.as_bytes())
         .encode()
         .unwrap();
     bytes.extend_from_slice(b"payload");
 
-    assert_eq!(send_over_tls(b.addr("echo"), &relay, &bytes).await, b"payload");
+    assert_eq!(
+        send_over_tls(b.addr("echo"), &relay, &bytes).await,
+        b"payload"
+    );
     let header = app.recv().await.unwrap().header.unwrap();
     assert_eq!(header.tlv(TLV_SPIFFE_ID), Some(RELAY_B.as_bytes()));
     assert_eq!(header.tlv(TLV_ORIGIN_ID), Some(CLIENT_A.as_bytes()));
@@ -341,7 +372,10 @@ async fn trusted_relay_origin_is_passed_to_the_app() {
 async fn a_non_relay_clients_proxy_header_is_just_data() {
     let (mut b, mut app, _relay, direct, _dir) = relay_setup(&[CLIENT_A]).await;
     let mut bytes = ProxyHeader::local()
-        .with_tlv(TLV_ORIGIN_ID, b"spiffe://cluster-b.test/ns/admin/sa/root".to_vec())
+        .with_tlv(
+            TLV_ORIGIN_ID,
+            b"spiffe://cluster-b.test/ns/admin/sa/root".to_vec(),
+        )
         .encode()
         .unwrap();
     bytes.extend_from_slice(b"after");
@@ -359,7 +393,10 @@ async fn a_non_relay_clients_proxy_header_is_just_data() {
 async fn relayed_origin_outside_the_allow_list_is_refused() {
     let (mut b, mut app, relay, _direct, _dir) = relay_setup(&[CLIENT_A]).await;
     let mut bytes = ProxyHeader::local()
-        .with_tlv(TLV_ORIGIN_ID, b"spiffe://cluster-a.test/ns/demo/sa/intruder".to_vec())
+        .with_tlv(
+            TLV_ORIGIN_ID,
+            b"spiffe://cluster-a.test/ns/demo/sa/intruder".to_vec(),
+        )
         .encode()
         .unwrap();
     bytes.extend_from_slice(b"payload");
@@ -381,7 +418,10 @@ async fn relay_without_a_valid_proxy_header_is_refused() {
         .with_tlv(TLV_ORIGIN_ID, b"not a spiffe id".to_vec())
         .encode()
         .unwrap();
-    assert_eq!(send_over_tls(b.addr("echo"), &relay, &bad_origin).await, b"");
+    assert_eq!(
+        send_over_tls(b.addr("echo"), &relay, &bad_origin).await,
+        b""
+    );
     assert_eq!(b.next_event().await.outcome, "relay_invalid_origin");
     assert!(app.try_recv().is_err());
 }

@@ -360,9 +360,21 @@ impl Validator<'_> {
             server_name,
             connect: o.connect,
             allow,
-            connect_timeout: self.timeout(&key("connect_timeout"), o.connect_timeout, DEFAULT_CONNECT_TIMEOUT)?,
-            handshake_timeout: self.timeout(&key("handshake_timeout"), o.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT)?,
-            idle_timeout: self.timeout(&key("idle_timeout"), o.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
+            connect_timeout: self.timeout(
+                &key("connect_timeout"),
+                o.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            handshake_timeout: self.timeout(
+                &key("handshake_timeout"),
+                o.handshake_timeout,
+                DEFAULT_HANDSHAKE_TIMEOUT,
+            )?,
+            idle_timeout: self.timeout(
+                &key("idle_timeout"),
+                o.idle_timeout,
+                DEFAULT_IDLE_TIMEOUT,
+            )?,
         })
     }
 
@@ -390,16 +402,27 @@ impl Validator<'_> {
             allow,
             proxy_protocol: o.proxy_protocol,
             trusted_relays,
-            proxy_header_timeout: self
-                .timeout(
+            proxy_header_timeout: self.timeout(
                 &key("proxy_header_timeout"),
                 o.proxy_header_timeout,
                 DEFAULT_PROXY_HEADER_TIMEOUT,
             )?,
             max_proxy_header,
-            connect_timeout: self.timeout(&key("connect_timeout"), o.connect_timeout, DEFAULT_CONNECT_TIMEOUT)?,
-            handshake_timeout: self.timeout(&key("handshake_timeout"), o.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT)?,
-            idle_timeout: self.timeout(&key("idle_timeout"), o.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
+            connect_timeout: self.timeout(
+                &key("connect_timeout"),
+                o.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            handshake_timeout: self.timeout(
+                &key("handshake_timeout"),
+                o.handshake_timeout,
+                DEFAULT_HANDSHAKE_TIMEOUT,
+            )?,
+            idle_timeout: self.timeout(
+                &key("idle_timeout"),
+                o.idle_timeout,
+                DEFAULT_IDLE_TIMEOUT,
+            )?,
         })
     }
 
@@ -431,17 +454,17 @@ impl Validator<'_> {
         if s.parse::<SocketAddr>().is_ok() {
             return Ok(());
         }
-        let ok = s
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| {
-                !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok_and(|p| p > 0)
-            });
+        let ok = s.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
         if ok {
             Ok(())
         } else {
             Err(self.invalid(
                 key,
-                format!("{s:?} is not \"host:port\" (write e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")"),
+                format!(
+                    "{s:?} is not \"host:port\" (write e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")"
+                ),
             ))
         }
     }
@@ -457,7 +480,9 @@ impl Validator<'_> {
         default: Duration,
     ) -> Result<Duration, ConfigError> {
         match value {
-            Some(d) if d.is_zero() => Err(self.invalid(key, "must be greater than zero (e.g. \"5s\")")),
+            Some(d) if d.is_zero() => {
+                Err(self.invalid(key, "must be greater than zero (e.g. \"5s\")"))
+            }
             Some(d) => Ok(d),
             None => Ok(default),
         }

@@ -67,13 +67,12 @@ pub enum IdentityError {
 impl Identity {
     /// Reads every identity file named in `paths` (blocking file I/O; the files are small).
     pub fn load(paths: &IdentityPaths, trust_domain: &TrustDomain) -> Result<Self, IdentityError> {
-        let svid = X509Svid::load(&paths.svid, &paths.key).map_err(|source| {
-            IdentityError::Svid {
+        let svid =
+            X509Svid::load(&paths.svid, &paths.key).map_err(|source| IdentityError::Svid {
                 chain: paths.svid.clone(),
                 key: paths.key.clone(),
                 source,
-            }
-        })?;
+            })?;
         let local = load_bundle(trust_domain, &paths.bundle)?;
         let federated = match &paths.federated_bundles {
             Some(path) => load_bundle_map(path)?,
@@ -114,12 +113,11 @@ impl Identity {
 }
 
 fn load_bundle(td: &TrustDomain, path: &Path) -> Result<Bundle, IdentityError> {
-    let (bundle, warnings) =
-        Bundle::load(td, path).map_err(|source| IdentityError::Bundle {
-            path: path.to_owned(),
-            trust_domain: td.clone(),
-            source,
-        })?;
+    let (bundle, warnings) = Bundle::load(td, path).map_err(|source| IdentityError::Bundle {
+        path: path.to_owned(),
+        trust_domain: td.clone(),
+        source,
+    })?;
     for w in warnings {
         tracing::warn!(path = %path.display(), trust_domain = %td, "bundle entry ignored: {}", w.0);
     }

@@ -90,7 +90,11 @@ pub struct InboundPeer {
 // === impl Inbound ===
 
 impl Inbound {
-    pub fn new(index: usize, config: InboundConfig, tls: watch::Receiver<Arc<TlsSnapshot>>) -> Self {
+    pub fn new(
+        index: usize,
+        config: InboundConfig,
+        tls: watch::Receiver<Arc<TlsSnapshot>>,
+    ) -> Self {
         Self { index, config, tls }
     }
 
@@ -164,8 +168,15 @@ impl Inbound {
 }
 
 /// The origin ID a trusted relay's header names, if any (TLV 0xE1); it must be a SPIFFE ID.
-fn relayed_origin(relay: &SpiffeId, header: &ProxyHeader) -> Result<Option<SpiffeId>, InboundError> {
-    let Some(value) = header.tlvs.iter().find(|t| t.kind == TLV_ORIGIN_ID).map(|t| &t.value)
+fn relayed_origin(
+    relay: &SpiffeId,
+    header: &ProxyHeader,
+) -> Result<Option<SpiffeId>, InboundError> {
+    let Some(value) = header
+        .tlvs
+        .iter()
+        .find(|t| t.kind == TLV_ORIGIN_ID)
+        .map(|t| &t.value)
     else {
         return Ok(None);
     };
@@ -315,14 +326,19 @@ mod tests {
                     value: bad.to_vec(),
                 }],
             };
-            assert_eq!(relayed_origin(&relay, &h).unwrap_err().label(), "relay_invalid_origin");
+            assert_eq!(
+                relayed_origin(&relay, &h).unwrap_err().label(),
+                "relay_invalid_origin"
+            );
         }
     }
 
     #[test]
     fn app_header_carries_verified_client_and_origin() {
-        let addrs: (SocketAddr, SocketAddr) =
-            ("10.0.0.1:1234".parse().unwrap(), "10.0.0.2:7443".parse().unwrap());
+        let addrs: (SocketAddr, SocketAddr) = (
+            "10.0.0.1:1234".parse().unwrap(),
+            "10.0.0.2:7443".parse().unwrap(),
+        );
         let h = app_header(Some(addrs), &id(RELAY), Some(&id(CALLER)));
         assert_eq!(h.addresses, Some(addrs));
         assert_eq!(

@@ -120,12 +120,18 @@ impl Sidecar {
         let mut outbound = Vec::with_capacity(config.outbound.len());
         for (i, o) in config.outbound.iter().enumerate() {
             let listener = bind("outbound", &o.name, o.listen).await?;
-            outbound.push((Arc::new(Outbound::new(i, o.clone(), tls_rx.clone())), listener));
+            outbound.push((
+                Arc::new(Outbound::new(i, o.clone(), tls_rx.clone())),
+                listener,
+            ));
         }
         let mut inbound = Vec::with_capacity(config.inbound.len());
         for (i, c) in config.inbound.iter().enumerate() {
             let listener = bind("inbound", &c.name, c.listen).await?;
-            inbound.push((Arc::new(Inbound::new(i, c.clone(), tls_rx.clone())), listener));
+            inbound.push((
+                Arc::new(Inbound::new(i, c.clone(), tls_rx.clone())),
+                listener,
+            ));
         }
         let admin = match config.admin {
             Some(addr) => Some(bind("admin", "admin", addr).await?),
@@ -232,13 +238,27 @@ impl Sidecar {
         );
         loops.spawn(reloader.run(shutdown.clone()));
         for (outbound, listener) in self.outbound {
-            loops.spawn(accept_outbound(listener, outbound, ctx.clone(), shutdown.clone()));
+            loops.spawn(accept_outbound(
+                listener,
+                outbound,
+                ctx.clone(),
+                shutdown.clone(),
+            ));
         }
         for (inbound, listener) in self.inbound {
-            loops.spawn(accept_inbound(listener, inbound, ctx.clone(), shutdown.clone()));
+            loops.spawn(accept_inbound(
+                listener,
+                inbound,
+                ctx.clone(),
+                shutdown.clone(),
+            ));
         }
         if let Some(listener) = self.admin {
-            loops.spawn(admin::serve(listener, self.registry.clone(), shutdown.clone()));
+            loops.spawn(admin::serve(
+                listener,
+                self.registry.clone(),
+                shutdown.clone(),
+            ));
         }
         while let Some(res) = loops.join_next().await {
             if let Err(e) = res {

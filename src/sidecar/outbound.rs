@@ -116,7 +116,11 @@ impl Outbound {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for k in 0..endpoints.len() {
             let endpoint = &endpoints[(start + k) % endpoints.len()];
-            match timeout(self.config.connect_timeout, TcpStream::connect(endpoint.as_str())).await
+            match timeout(
+                self.config.connect_timeout,
+                TcpStream::connect(endpoint.as_str()),
+            )
+            .await
             {
                 Ok(Ok(tcp)) => return Ok((tcp, endpoint.clone())),
                 Ok(Err(e)) => {

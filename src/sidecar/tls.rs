@@ -16,7 +16,9 @@
 use std::sync::Arc;
 
 use fedgate_federation::svid::verify::spiffe_id_of;
-use fedgate_federation::tls::{self as fedtls, Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
+use fedgate_federation::tls::{
+    self as fedtls, Authorizer, SpiffeClientVerifier, SpiffeServerVerifier,
+};
 use fedgate_federation::SpiffeId;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
@@ -62,7 +64,11 @@ pub struct AllowedClientVerifier {
 
 impl TlsSnapshot {
     /// Builds the client config of every outbound and the server config of every inbound.
-    pub fn build(identity: &Identity, config: &Config, generation: u64) -> Result<Self, rustls::Error> {
+    pub fn build(
+        identity: &Identity,
+        config: &Config,
+        generation: u64,
+    ) -> Result<Self, rustls::Error> {
         let outbound = config
             .outbound
             .iter()
@@ -122,7 +128,8 @@ pub fn is_not_allowed(err: &rustls::Error) -> bool {
 
 /// The rustls error inside an I/O error returned by a tokio-rustls handshake, if any.
 pub fn rustls_error(err: &std::io::Error) -> Option<&rustls::Error> {
-    err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
 }
 
 fn check_allowed(
@@ -208,7 +215,9 @@ impl ClientCertVerifier for AllowedClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         check_allowed(&self.allow, end_entity, "client")?;
         Ok(verified)
     }

@@ -49,9 +49,7 @@ impl TestCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        params.subject_alt_names = vec![SanType::URI(
-            format!("spiffe://{td}").try_into().unwrap(),
-        )];
+        params.subject_alt_names = vec![SanType::URI(format!("spiffe://{td}").try_into().unwrap())];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
         params.not_after = now + Duration::days(30);

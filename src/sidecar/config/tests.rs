@@ -34,7 +34,11 @@ trusted_relays = ["spiffe://cluster-b.test/ns/gateway/sa/ingress"]
 "#;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::parse(text, Path::new("/etc/fedgate"), Path::new("/etc/fedgate/sidecar.toml"))
+    Config::parse(
+        text,
+        Path::new("/etc/fedgate"),
+        Path::new("/etc/fedgate/sidecar.toml"),
+    )
 }
 
 fn invalid_key(text: &str) -> String {
@@ -63,7 +67,9 @@ fn full_example_parses_with_paths_relative_to_the_file() {
     assert_eq!(c.identity.key, PathBuf::from("/etc/fedgate/svid.key"));
     assert_eq!(
         c.identity.federated_bundles,
-        Some(PathBuf::from("/etc/fedgate/../gw/bundles-out/current/bundles.json"))
+        Some(PathBuf::from(
+            "/etc/fedgate/../gw/bundles-out/current/bundles.json"
+        ))
     );
     assert_eq!(c.admin, Some("127.0.0.1:0".parse().unwrap()));
     assert_eq!(c.log_format, Some(LogFormat::Json));
@@ -77,7 +83,8 @@ fn full_example_parses_with_paths_relative_to_the_file() {
     assert_eq!(o.connect_timeout, Duration::from_secs(2));
     assert_eq!(o.idle_timeout, Duration::from_secs(300));
     assert_eq!(o.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
-    let echo = fedgate_federation::SpiffeId::parse("spiffe://cluster-b.test/ns/demo/sa/echo").unwrap();
+    let echo =
+        fedgate_federation::SpiffeId::parse("spiffe://cluster-b.test/ns/demo/sa/echo").unwrap();
     assert!(o.allow.allows(&echo));
 
     let i = &c.inbound[0];
@@ -86,10 +93,14 @@ fn full_example_parses_with_paths_relative_to_the_file() {
     assert_eq!(i.max_proxy_header, DEFAULT_MAX_PROXY_HEADER);
     assert_eq!(i.proxy_header_timeout, DEFAULT_PROXY_HEADER_TIMEOUT);
     let relay =
-        fedgate_federation::SpiffeId::parse("spiffe://cluster-b.test/ns/gateway/sa/ingress").unwrap();
+        fedgate_federation::SpiffeId::parse("spiffe://cluster-b.test/ns/gateway/sa/ingress")
+            .unwrap();
     assert!(i.trusted_relays.allows(&relay));
     assert!(!i.allow.allows(&relay));
-    assert_eq!(c.listener_names().collect::<Vec<_>>(), ["to-echo-b", "echo"]);
+    assert_eq!(
+        c.listener_names().collect::<Vec<_>>(),
+        ["to-echo-b", "echo"]
+    );
 }
 
 #[test]
@@ -133,7 +144,10 @@ fn missing_required_keys_are_refused() {
         minimal("[[outbound]]\nname = \"o\"\nlisten = \"127.0.0.1:0\"\nconnect = []\n"),
         minimal("[[inbound]]\nname = \"i\"\nlisten = \"127.0.0.1:0\"\n"),
     ] {
-        assert!(matches!(parse(&text), Err(ConfigError::Syntax { .. })), "{text}");
+        assert!(
+            matches!(parse(&text), Err(ConfigError::Syntax { .. })),
+            "{text}"
+        );
     }
 }
 
@@ -141,9 +155,18 @@ fn missing_required_keys_are_refused() {
 fn invalid_values_name_their_key() {
     let cases: &[(String, &str)] = &[
         (minimal(OUT).replace("a.test", "A.test"), "trust_domain"),
-        (minimal(OUT).replace("127.0.0.1:0", "localhost:0"), "outbound[0].listen"),
-        (minimal(OUT).replace("x.b.test", "bad name!"), "outbound[0].server_name"),
-        (minimal(OUT).replace("[\"127.0.0.1:1\"]", "[]"), "outbound[0].connect"),
+        (
+            minimal(OUT).replace("127.0.0.1:0", "localhost:0"),
+            "outbound[0].listen",
+        ),
+        (
+            minimal(OUT).replace("x.b.test", "bad name!"),
+            "outbound[0].server_name",
+        ),
+        (
+            minimal(OUT).replace("[\"127.0.0.1:1\"]", "[]"),
+            "outbound[0].connect",
+        ),
         (
             minimal(OUT).replace("[\"127.0.0.1:1\"]", "[\"127.0.0.1:1\", \"nohost\"]"),
             "outbound[0].connect[1]",
@@ -156,7 +179,10 @@ fn invalid_values_name_their_key() {
             minimal(&format!("{OUT}connect_timeout = \"0s\"\n")),
             "outbound[0].connect_timeout",
         ),
-        (minimal(IN).replace("127.0.0.1:2", "127.0.0.1:notaport"), "inbound[0].forward"),
+        (
+            minimal(IN).replace("127.0.0.1:2", "127.0.0.1:notaport"),
+            "inbound[0].forward",
+        ),
         (
             minimal(&format!("{IN}trusted_relays = [\"not-an-id\"]\n")),
             "inbound[0].trusted_relays",
@@ -165,9 +191,21 @@ fn invalid_values_name_their_key() {
             minimal(&format!("{IN}max_proxy_header = 8\n")),
             "inbound[0].max_proxy_header",
         ),
-        (minimal(&format!("{OUT}{}", OUT.replace("127.0.0.1:1", "127.0.0.1:3"))), "outbound[1].name"),
-        (minimal(&format!("{OUT}{}", IN.replace("\"i\"", "\"o\""))), "inbound[0].name"),
-        (minimal(&OUT.replace("\"o\"", "\"bad name\"")), "outbound[0].name"),
+        (
+            minimal(&format!(
+                "{OUT}{}",
+                OUT.replace("127.0.0.1:1", "127.0.0.1:3")
+            )),
+            "outbound[1].name",
+        ),
+        (
+            minimal(&format!("{OUT}{}", IN.replace("\"i\"", "\"o\""))),
+            "inbound[0].name",
+        ),
+        (
+            minimal(&OUT.replace("\"o\"", "\"bad name\"")),
+            "outbound[0].name",
+        ),
         (minimal(""), "outbound/inbound"),
         (
             minimal(OUT).replace("[identity]", "reload_interval = \"0s\"\n[identity]"),
@@ -197,10 +235,23 @@ fn host_port_forms() {
     let v = Validator {
         origin: Path::new("x"),
     };
-    for ok in ["127.0.0.1:80", "[::1]:8080", "gateway.fedgate.svc:15443", "h:1"] {
+    for ok in [
+        "127.0.0.1:80",
+        "[::1]:8080",
+        "gateway.fedgate.svc:15443",
+        "h:1",
+    ] {
         assert!(v.host_port("k", ok).is_ok(), "{ok}");
     }
-    for bad in ["", "host", ":80", "host:0", "host:99999", "::1:80", "host:port"] {
+    for bad in [
+        "",
+        "host",
+        ":80",
+        "host:0",
+        "host:99999",
+        "::1:80",
+        "host:port",
+    ] {
         assert!(v.host_port("k", bad).is_err(), "{bad}");
     }
 }
@@ -209,7 +260,9 @@ fn host_port_forms() {
 fn load_reports_unreadable_file() {
     let err = Config::load(Path::new("/nonexistent/fedgate/sidecar.toml")).unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }));
-    assert!(err.to_string().contains("/nonexistent/fedgate/sidecar.toml"));
+    assert!(err
+        .to_string()
+        .contains("/nonexistent/fedgate/sidecar.toml"));
 }
 
 proptest::proptest! {
