@@ -1,5 +1,7 @@
 //! Sidecar ↔ sidecar mTLS on 127.0.0.1 (no gateway): same and federated trust domains,
 //! allow lists in both directions, trust-domain confusion, PROXY v2 to the app, trusted relays.
+// Helpers outside #[test] fns unwrap too: in a test, a panic is the failure report we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/sidecar_certs.rs"]
 mod certs;

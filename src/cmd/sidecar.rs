@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::sidecar::config::LogFormat;
-use crate::sidecar::{BuildError, Config, Sidecar};
+use crate::sidecar::{error_chain, BuildError, Config, Sidecar};
 
 /// Exit status for a bad config (`EX_USAGE`).
 const EXIT_CONFIG: u8 = 64;
@@ -29,7 +29,7 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("fedgate sidecar: {}", chain(&e));
+            eprintln!("fedgate sidecar: {}", error_chain(&e));
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
@@ -42,8 +42,8 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     let sidecar = match Sidecar::build(config).await {
         Ok(s) => s,
         Err(e @ BuildError::Identity(_)) => {
-            tracing::error!(error = %chain(&e), "cannot load the workload identity");
-            eprintln!("fedgate sidecar: {}", chain(&e));
+            tracing::error!(error = %error_chain(&e), "cannot load the workload identity");
+            eprintln!("fedgate sidecar: {}", error_chain(&e));
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
         Err(e) => return Err(e).context("cannot start the sidecar"),
@@ -89,15 +89,4 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        cur = e.source();
-    }
-    s
 }

@@ -29,8 +29,9 @@ pub enum IdentityError {
     Svid {
         chain: PathBuf,
         key: PathBuf,
+        // Boxed: core's error is large and this travels through every `Result` here.
         #[source]
-        source: fedgate_federation::SvidError,
+        source: Box<fedgate_federation::SvidError>,
     },
     #[error(
         "the SVID in {path} is {id}, which is not in the configured trust domain {expected}; \
@@ -52,13 +53,13 @@ pub enum IdentityError {
         path: PathBuf,
         trust_domain: TrustDomain,
         #[source]
-        source: BundleError,
+        source: Box<BundleError>,
     },
     #[error("federated bundle map {path} is not a valid SPIFFE bundle map")]
     BundleMap {
         path: PathBuf,
         #[source]
-        source: BundleMapError,
+        source: Box<BundleMapError>,
     },
 }
 
@@ -71,7 +72,7 @@ impl Identity {
             X509Svid::load(&paths.svid, &paths.key).map_err(|source| IdentityError::Svid {
                 chain: paths.svid.clone(),
                 key: paths.key.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let local = load_bundle(trust_domain, &paths.bundle)?;
         let federated = match &paths.federated_bundles {
@@ -116,7 +117,7 @@ fn load_bundle(td: &TrustDomain, path: &Path) -> Result<Bundle, IdentityError> {
     let (bundle, warnings) = Bundle::load(td, path).map_err(|source| IdentityError::Bundle {
         path: path.to_owned(),
         trust_domain: td.clone(),
-        source,
+        source: Box::new(source),
     })?;
     for w in warnings {
         tracing::warn!(path = %path.display(), trust_domain = %td, "bundle entry ignored: {}", w.0);
@@ -132,7 +133,7 @@ fn load_bundle_map(path: &Path) -> Result<Vec<Bundle>, IdentityError> {
     let set = fedgate_federation::distribute::parse_bundle_map(&bytes).map_err(|source| {
         IdentityError::BundleMap {
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         }
     })?;
     Ok(set.iter().map(|b| Bundle::clone(b)).collect())

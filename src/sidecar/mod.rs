@@ -39,7 +39,7 @@ pub use self::config::{Config, ConfigError};
 use self::inbound::{Inbound, InboundPeer};
 use self::metrics::{Direction, SidecarMetrics};
 use self::outbound::Outbound;
-use self::reload::{Fingerprint, LoadError, Reloader};
+use self::reload::{Fingerprint, LoadError, ReloadStatus, Reloader};
 use self::tls::TlsSnapshot;
 use fedgate_federation::SpiffeId;
 
@@ -51,6 +51,8 @@ pub struct Sidecar {
     admin: Option<TcpListener>,
     /// Publishes TLS snapshots; the reloader owns it once running.
     tls_tx: watch::Sender<Arc<TlsSnapshot>>,
+    /// Reload attempt counts; the reloader owns the sender once running.
+    reload_status: watch::Sender<ReloadStatus>,
     /// Fingerprint of the identity files taken before the first load.
     fingerprint: Fingerprint,
     metrics: Arc<SidecarMetrics>,
@@ -147,6 +149,7 @@ impl Sidecar {
             inbound,
             admin,
             tls_tx,
+            reload_status: watch::Sender::new(ReloadStatus::default()),
             fingerprint,
             metrics,
             registry: Arc::new(registry),
@@ -206,6 +209,11 @@ impl Sidecar {
         self.tls_tx.subscribe()
     }
 
+    /// Follows the reload attempts (including refused ones).
+    pub fn reload_status(&self) -> watch::Receiver<ReloadStatus> {
+        self.reload_status.subscribe()
+    }
+
     /// One [`ConnectionEvent`] per finished connection, from now on.
     pub fn connection_events(&self) -> broadcast::Receiver<ConnectionEvent> {
         self.events.subscribe()
@@ -233,6 +241,7 @@ impl Sidecar {
         let reloader = Reloader::new(
             self.config.clone(),
             self.tls_tx,
+            self.reload_status,
             self.fingerprint,
             self.metrics.clone(),
         );
@@ -442,7 +451,8 @@ fn log_failure(label: &'static str, err: &dyn std::error::Error) {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// `err` and its `source()` chain on one line, `: `-separated.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();
     let mut cur = err.source();
     while let Some(e) = cur {

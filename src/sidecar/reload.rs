@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::config::Config;
+use super::error_chain;
 use super::identity::{Identity, IdentityError};
 use super::metrics::SidecarMetrics;
 use super::tls::TlsSnapshot;
@@ -40,11 +41,24 @@ pub enum LoadError {
     Tls(#[from] rustls::Error),
 }
 
+/// Counts of reload attempts, for operators and tests (a failed reload changes no snapshot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// Changes of the file set that were loaded and swapped in.
+    pub succeeded: u64,
+    /// Changes that were refused (the configs in force stayed).
+    pub failed: u64,
+    /// Why the last refused change was refused.
+    pub last_error: Option<String>,
+}
+
 /// The background task that keeps [`TlsSnapshot`]s current.
 pub struct Reloader {
     config: Arc<Config>,
     /// Sends each new snapshot; connection handlers `borrow()` the latest when they start.
     tx: watch::Sender<Arc<TlsSnapshot>>,
+    /// Updated after every attempt, successful or not.
+    status: watch::Sender<ReloadStatus>,
     /// The file set last attempted (successfully or not).
     last: Fingerprint,
     metrics: Arc<SidecarMetrics>,
@@ -85,12 +99,14 @@ impl Reloader {
     pub fn new(
         config: Arc<Config>,
         tx: watch::Sender<Arc<TlsSnapshot>>,
+        status: watch::Sender<ReloadStatus>,
         last: Fingerprint,
         metrics: Arc<SidecarMetrics>,
     ) -> Self {
         Self {
             config,
             tx,
+            status,
             last,
             metrics,
         }
@@ -127,18 +143,22 @@ impl Reloader {
                 );
                 self.tx.send_replace(Arc::new(snapshot));
                 self.metrics.reload(true, Some(generation));
+                self.status.send_modify(|s| s.succeeded += 1);
             }
-            Ok(Err(e)) => {
-                tracing::warn!(
-                    error = %e,
-                    "identity files changed but cannot be used; keeping the TLS configs in force"
-                );
-                self.metrics.reload(false, None);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "identity reload task failed; keeping the TLS configs in force");
-                self.metrics.reload(false, None);
-            }
+            Ok(Err(e)) => self.refuse(error_chain(&e)),
+            Err(e) => self.refuse(format!("identity reload task failed: {e}")),
         }
+    }
+
+    fn refuse(&self, error: String) {
+        tracing::warn!(
+            %error,
+            "identity files changed but cannot be used; keeping the TLS configs in force"
+        );
+        self.metrics.reload(false, None);
+        self.status.send_modify(|s| {
+            s.failed += 1;
+            s.last_error = Some(error);
+        });
     }
 }

@@ -27,6 +27,7 @@ pub struct RunningSidecar {
     pub addrs: Vec<fedgate::sidecar::BoundAddr>,
     pub events: broadcast::Receiver<ConnectionEvent>,
     pub tls: watch::Receiver<Arc<TlsSnapshot>>,
+    pub reloads: watch::Receiver<fedgate::sidecar::reload::ReloadStatus>,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
 }
@@ -41,12 +42,14 @@ impl RunningSidecar {
         let addrs = sidecar.bound_addrs();
         let events = sidecar.connection_events();
         let tls = sidecar.tls_updates();
+        let reloads = sidecar.reload_status();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(sidecar.run(shutdown.clone()));
         Self {
             addrs,
             events,
             tls,
+            reloads,
             shutdown,
             task,
         }
@@ -73,6 +76,14 @@ impl RunningSidecar {
         tokio::time::timeout(WAIT, self.tls.wait_for(|s| s.generation >= gen))
             .await
             .expect("reload did not happen in time")
+            .unwrap();
+    }
+
+    /// Waits until `n` reloads have been refused (bounded wait).
+    pub async fn wait_failed_reloads(&mut self, n: u64) {
+        tokio::time::timeout(WAIT, self.reloads.wait_for(|s| s.failed >= n))
+            .await
+            .expect("refused reload did not happen in time")
             .unwrap();
     }
 
