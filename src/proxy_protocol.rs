@@ -22,6 +22,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 pub const TLV_AUTHORITY: u8 = 0x02;
 /// fedgate's custom TLV (0xE0..=0xEF is reserved for custom use): the caller's verified SPIFFE ID.
 pub const TLV_SPIFFE_ID: u8 = 0xE0;
+/// fedgate's custom TLV: the *origin* SPIFFE ID relayed across a bridge (the workload that
+/// called the egress gateway), as opposed to the immediate verified peer in `TLV_SPIFFE_ID`.
+pub const TLV_ORIGIN_ID: u8 = 0xE1;
 
 /// The 12-byte v2 signature.
 pub const SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
