@@ -2,11 +2,13 @@
 //! X509-SVIDs and, through `LeafSpec`, deliberately malformed ones.
 //!
 //! Shared by the integration tests of this crate; each test binary uses only part of it.
-#![allow(dead_code)] // each test binary uses a different subset of the factory
+#![allow(dead_code)]
+// each test binary uses a different subset of the factory
 // Test-only factory: a failure to build a fixture should panic the test with a backtrace,
 // exactly as `allow-unwrap-in-tests` allows inside the tests themselves.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fedgate_federation::{Bundle, BundleSet, TrustDomain, X509Svid};
@@ -17,12 +19,22 @@ use rcgen::{
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use time::OffsetDateTime;
 
-/// A fixed "now" for tests: 2030-01-01T00:00:00Z.
-pub const NOW_SECS: u64 = 1_893_456_000;
 const DAY: i64 = 86_400;
 
+/// "Now" for a test process, in whole unix seconds, read once so fixtures and checks agree.
+/// It is the real time because rustls handshakes validate at the real clock.
+pub fn now_secs() -> u64 {
+    static NOW: OnceLock<u64> = OnceLock::new();
+    *NOW.get_or_init(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    })
+}
+
 pub fn now() -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(NOW_SECS))
+    UnixTime::since_unix_epoch(Duration::from_secs(now_secs()))
 }
 
 pub fn td(name: &str) -> TrustDomain {
@@ -47,7 +59,7 @@ pub struct LeafSpec {
     pub is_ca: bool,
     pub key_usages: Vec<KeyUsagePurpose>,
     pub ekus: Vec<ExtendedKeyUsagePurpose>,
-    /// Validity relative to [`NOW_SECS`], in days.
+    /// Validity relative to [`now_secs`], in days.
     pub not_before_days: i64,
     pub not_after_days: i64,
 }
@@ -216,10 +228,10 @@ fn ca_params(td: &TrustDomain) -> CertificateParams {
 }
 
 fn at_days(days: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(NOW_SECS as i64 + days * DAY).unwrap()
+    OffsetDateTime::from_unix_timestamp(now_secs() as i64 + days * DAY).unwrap()
 }
 
-/// `NOW_SECS` plus `days`, as a `SystemTime`.
+/// [`now_secs`] plus `days`, as a `SystemTime`.
 pub fn system_time_days(days: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs((NOW_SECS as i64 + days * DAY) as u64)
+    UNIX_EPOCH + Duration::from_secs((now_secs() as i64 + days * DAY) as u64)
 }
