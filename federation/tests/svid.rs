@@ -1,4 +1,6 @@
 //! X509-SVID loading and validation (X509-SVID.md) against real rcgen certificates.
+// Helpers outside #[test] fns unwrap too: a panic there is a test failure with a backtrace.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
