@@ -1,6 +1,6 @@
 //! X509-SVID loading and validation (X509-SVID.md) against real rcgen certificates.
 // Helpers outside #[test] fns unwrap too: a panic there is a test failure with a backtrace.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

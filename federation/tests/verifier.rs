@@ -1,7 +1,7 @@
 //! SPIFFE rustls verifiers, driven by in-memory rustls handshakes (no sockets): one test per
 //! accept/reject path, in both directions (server verifies client, client verifies server).
 // Helpers outside #[test] fns unwrap too: a panic there is a test failure with a backtrace.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
