@@ -147,7 +147,11 @@ impl TestCa {
 
     /// Issues a leaf from `spec`; the chain is the leaf, then this CA's intermediates.
     pub fn issue(&self, spec: &LeafSpec) -> Issued {
-        let key = KeyPair::generate().unwrap();
+        self.issue_with_key(spec, KeyPair::generate().unwrap())
+    }
+
+    /// Issues a leaf from `spec` for the given subject key.
+    pub fn issue_with_key(&self, spec: &LeafSpec, key: KeyPair) -> Issued {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params
             .distinguished_name
@@ -229,6 +233,14 @@ fn ca_params(td: &TrustDomain) -> CertificateParams {
 
 fn at_days(days: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(now_secs() as i64 + days * DAY).unwrap()
+}
+
+/// The contents of `federation/testdata/<name>`.
+pub fn testdata(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// [`now_secs`] plus `days`, as a `SystemTime`.
