@@ -2,11 +2,10 @@
 //! X509-SVIDs and, through `LeafSpec`, deliberately malformed ones.
 //!
 //! Shared by the integration tests of this crate; each test binary uses only part of it.
-#![allow(dead_code)]
-// each test binary uses a different subset of the factory
-// Test-only factory: a failure to build a fixture should panic the test with a backtrace,
-// exactly as `allow-unwrap-in-tests` allows inside the tests themselves.
-#![allow(clippy::unwrap_used)]
+// Each test binary uses a different subset of the factory (dead_code), and a failure to build
+// a fixture should panic the test with a backtrace, as `allow-unwrap-in-tests` allows inside
+// the tests themselves (unwrap_used).
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
