@@ -104,7 +104,15 @@ pub(crate) fn parse(td: &TrustDomain, json: &[u8]) -> Result<Parsed, BundleError
             reason,
         };
         match parse_entry(entry).map_err(bad)? {
-            Entry::X509(der) => {
+            Entry::X509(der, extra) => {
+                if extra > 0 {
+                    let warning = format!(
+                        "bundle for {td}: keys[{index}]: {extra} `x5c` value(s) after the first \
+                         ignored (X509-SVID.md §6.2)"
+                    );
+                    tracing::warn!(trust_domain = %td, index, "{warning}");
+                    out.warnings.push(BundleWarning(warning));
+                }
                 if !out.x509.contains(&der) {
                     out.x509.push(der);
                 }
@@ -218,7 +226,8 @@ pub fn jwk_params(cert_der: &[u8]) -> Result<Map<String, Value>, EntryError> {
 // === private ===
 
 enum Entry {
-    X509(CertificateDer<'static>),
+    /// An authority, and how many further `x5c` values were ignored.
+    X509(CertificateDer<'static>, usize),
     Jwt(JwtAuthority),
     Ignored(String),
 }
@@ -254,11 +263,11 @@ fn parse_entry(entry: &Value) -> Result<Entry, EntryError> {
 fn parse_x509_entry(jwk: &Map<String, Value>, kty: &str) -> Result<Entry, EntryError> {
     // X509-SVID.md §6.2: a missing or empty `x5c` means the entry is ignored, and values
     // after the first are ignored.
-    let first = match jwk.get("x5c") {
+    let (first, extra) = match jwk.get("x5c") {
         None => return Ok(Entry::Ignored("x509-svid entry without `x5c`".into())),
         Some(Value::Array(items)) => match items.first() {
             None => return Ok(Entry::Ignored("x509-svid entry with an empty `x5c`".into())),
-            Some(Value::String(s)) => s,
+            Some(Value::String(s)) => (s, items.len() - 1),
             Some(_) => return Err(EntryError::X5cNotArray),
         },
         Some(_) => return Err(EntryError::X5cNotArray),
@@ -293,7 +302,7 @@ fn parse_x509_entry(jwk: &Map<String, Value>, kty: &str) -> Result<Entry, EntryE
     if let Err(e) = webpki::anchor_from_trusted_cert(&der) {
         return Err(EntryError::NotATrustAnchor(e.to_string()));
     }
-    Ok(Entry::X509(der))
+    Ok(Entry::X509(der, extra))
 }
 
 fn parse_jwt_entry(jwk: &Map<String, Value>, kty: &str) -> Result<Entry, EntryError> {

@@ -118,8 +118,10 @@ fn ignored_entries_produce_warnings() {
 fn only_the_first_x5c_value_is_used() {
     let a = ca();
     let doc = json!({"keys": [{"use": "x509-svid", "kty": "EC", "x5c": [b64(&a), "junk"]}]});
-    let (bundle, _) = parse(doc).unwrap();
+    let (bundle, warnings) = parse(doc).unwrap();
     assert_eq!(bundle.x509_authorities(), &[a]);
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].0.contains("after the first"), "{}", warnings[0]);
 }
 
 #[test]
