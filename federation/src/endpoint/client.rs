@@ -22,6 +22,7 @@ use rustls::ClientConfig;
 
 use super::{Profile, Relationship, WebRoots};
 use crate::bundle::{Bundle, BundleError, BundleSet};
+use crate::distribute::{parse_bundle_map, BundleMapError};
 use crate::spiffe_id::{SpiffeId, TrustDomain};
 use crate::tls::{self, Authorizer, SpiffeServerVerifier};
 
@@ -152,6 +153,15 @@ pub enum FetchError {
         found: String,
     },
     #[error(
+        "bundle endpoint {url} for {trust_domain}: served a bundle map naming {duplicate} \
+         twice; refusing it"
+    )]
+    DuplicateTrustDomain {
+        trust_domain: TrustDomain,
+        url: String,
+        duplicate: TrustDomain,
+    },
+    #[error(
         "bundle endpoint {url} for {trust_domain}: spiffe_sequence {fetched} is lower than \
          the current {current}; keeping the current bundle"
     )]
@@ -204,6 +214,7 @@ impl FetchError {
             FetchError::NotJson { .. } => "not_json",
             FetchError::NotBundle { .. } => "not_bundle",
             FetchError::WrongTrustDomain { .. } => "wrong_trust_domain",
+            FetchError::DuplicateTrustDomain { .. } => "duplicate_trust_domain",
             FetchError::Rollback { .. } => "rollback",
             FetchError::Transport { .. } => "transport",
         }
@@ -339,6 +350,13 @@ pub fn check_body(
     // for several trust domains. Name what it claims so the operator can fix the URL.
     if let Some(map) = value.get("trust_domains").and_then(|v| v.as_object()) {
         if value.get("keys").is_none() {
+            if let Err(BundleMapError::DuplicateTrustDomain(dup)) = parse_bundle_map(body) {
+                return Err(FetchError::DuplicateTrustDomain {
+                    trust_domain: td.clone(),
+                    url: url_s(),
+                    duplicate: dup,
+                });
+            }
             let found = map.keys().cloned().collect::<Vec<_>>().join(", ");
             return Err(FetchError::WrongTrustDomain {
                 trust_domain: td.clone(),
