@@ -119,6 +119,8 @@ struct Shared {
     distribute: Notify,
     /// One event per finished poll; lagging receivers lose old events, never block polls.
     events: broadcast::Sender<PollEvent>,
+    /// The snapshot last written by the distributor (after the write completed).
+    distributed: watch::Sender<Option<BundleSet>>,
 }
 
 #[derive(Debug, Default)]
@@ -258,6 +260,7 @@ impl Refresher {
             wake,
             distribute: Notify::new(),
             events: broadcast::channel(256).0,
+            distributed: watch::channel(None).0,
         });
         let handle = RefresherHandle {
             shared: shared.clone(),
@@ -307,9 +310,12 @@ async fn distribute_loop(shared: Arc<Shared>, sink: Distributor, shutdown: Cance
     loop {
         // Write the newest snapshot; changes that arrive meanwhile trigger one more write.
         let set = shared.tx.borrow().clone();
-        let s = sink.clone();
-        match tokio::task::spawn_blocking(move || s.write(&set)).await {
-            Ok(Ok(dir)) => tracing::debug!(dir = %dir.display(), "bundles distributed"),
+        let (s, written) = (sink.clone(), set.clone());
+        match tokio::task::spawn_blocking(move || s.write(&written)).await {
+            Ok(Ok(dir)) => {
+                tracing::debug!(dir = %dir.display(), "bundles distributed");
+                shared.distributed.send_replace(Some(set));
+            }
             Ok(Err(e)) => {
                 tracing::error!(error = %endpoint::error_chain(&e), "cannot distribute bundles")
             }
@@ -504,6 +510,11 @@ impl RefresherHandle {
     /// One event per finished poll of any peer.
     pub fn events(&self) -> broadcast::Receiver<PollEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// The snapshot last written to the distribution directory (`None` before the first).
+    pub fn distributed(&self) -> watch::Receiver<Option<BundleSet>> {
+        self.shared.distributed.subscribe()
     }
 
     /// The current snapshot.
