@@ -282,3 +282,26 @@ async fn http_500_keeps_last_known_good_then_recovers() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn redirect_to_endpoint_with_a_different_spiffe_id_is_refused() {
+    let w = world();
+    let pinned = w.peer.id("/bundle-server");
+    let other = Hostile::start(w.peer.svid("/not-the-bundle-server").svid_tls(), {
+        let body = with_seq(w.peer.bundle(), 11).to_json();
+        move |_, _| Reply::json(&body)
+    })
+    .await;
+    let target = other.url("/");
+    let srv = Hostile::start(w.peer.svid("/bundle-server").svid_tls(), move |_, _| {
+        Reply::redirect(&target)
+    })
+    .await;
+    let rel = spiffe_rel(&td(), &srv.url("/"), &pinned, w.peer.bundle());
+    assert_refused(&w, rel, "tls").await;
+    assert_eq!(
+        other.requests.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no request reached the impostor"
+    );
+}

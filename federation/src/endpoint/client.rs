@@ -432,7 +432,11 @@ pub fn client_tls_config(
             bootstrap,
         } => {
             let bundle = endpoint_bundle(&rel.trust_domain, endpoint_id, bootstrap, current);
-            spiffe_client_config(bundle, endpoint_id)?
+            let verifier: Arc<dyn ServerCertVerifier> = Arc::new(SpiffeServerVerifier::new(
+                BundleSet::new().with(bundle),
+                Authorizer::exact(endpoint_id.clone()),
+            ));
+            tls::client_config(None, verifier)?
         }
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -453,13 +457,6 @@ pub fn endpoint_bundle(
         Some(cur) if endpoint_id.trust_domain() == td && cur.trust_domain() == td => cur.clone(),
         _ => bootstrap.clone(),
     }
-}
-
-// TRANSITIONAL: replaced by the core tls verifier once branch `core` lands it.
-fn spiffe_client_config(_bundle: Bundle, _id: &SpiffeId) -> Result<ClientConfig, rustls::Error> {
-    Err(rustls::Error::General(
-        "https_spiffe client not wired yet".into(),
-    ))
 }
 
 /// `https` with a host and without userinfo (§5.2.1.1, §5.2.2.1).

@@ -141,7 +141,34 @@ impl TestCa {
     }
 }
 
+/// An https_spiffe relationship for `td` pinning `endpoint_id`, bootstrapped with `bootstrap`.
+pub fn spiffe_rel(
+    td: &TrustDomain,
+    url: &str,
+    endpoint_id: &SpiffeId,
+    bootstrap: Bundle,
+) -> Relationship {
+    Relationship {
+        trust_domain: td.clone(),
+        url: url.parse().unwrap(),
+        profile: Profile::HttpsSpiffe {
+            endpoint_id: endpoint_id.clone(),
+            bootstrap,
+        },
+    }
+}
+
 impl Leaf {
+    pub fn svid_tls(&self) -> ServerTls {
+        ServerTls::Spiffe(
+            fedgate_federation::X509Svid::from_pem(
+                self.chain_pem.as_bytes(),
+                self.key_pem.as_bytes(),
+            )
+            .unwrap(),
+        )
+    }
+
     pub fn web_tls(&self) -> ServerTls {
         ServerTls::Web {
             chain: self.chain.clone(),

@@ -2,7 +2,8 @@
 //! X509-SVIDs and, through `LeafSpec`, deliberately malformed ones.
 //!
 //! Shared by the integration tests of this crate; each test binary uses only part of it.
-#![allow(dead_code)] // each test binary uses a different subset of the factory
+#![allow(dead_code)]
+// each test binary uses a different subset of the factory
 // Test-only factory: a failure to build a fixture should panic the test with a backtrace,
 // exactly as `allow-unwrap-in-tests` allows inside the tests themselves.
 #![allow(clippy::unwrap_used)]
