@@ -18,7 +18,11 @@ pub enum RouteError {
 
 impl<T> Default for RouteTable<T> {
     fn default() -> Self {
-        Self { exact: HashMap::new(), suffix: HashMap::new(), default: None }
+        Self {
+            exact: HashMap::new(),
+            suffix: HashMap::new(),
+            default: None,
+        }
     }
 }
 
