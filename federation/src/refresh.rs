@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rand::{Rng, SeedableRng};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::bundle::{Bundle, BundleSet};
@@ -79,6 +79,18 @@ pub struct PeerStatus {
     pub authorities: usize,
 }
 
+/// One finished poll, as sent to [`RefresherHandle::events`] subscribers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PollEvent {
+    pub trust_domain: TrustDomain,
+    /// `ok`, `not_modified` or the refusal's reason label.
+    pub result: &'static str,
+    /// Whether the bundle in force changed.
+    pub changed: bool,
+    /// Sequence of the bundle in force after the poll.
+    pub sequence: Option<u64>,
+}
+
 /// Polls all peers; consume it with [`run`](Self::run).
 #[derive(Debug)]
 pub struct Refresher {
@@ -105,6 +117,10 @@ struct Shared {
     wake: BTreeMap<TrustDomain, Arc<Notify>>,
     /// Wakes the distribution task after each publish.
     distribute: Notify,
+    /// One event per finished poll; lagging receivers lose old events, never block polls.
+    events: broadcast::Sender<PollEvent>,
+    /// The snapshot last written by the distributor (after the write completed).
+    distributed: watch::Sender<Option<BundleSet>>,
 }
 
 #[derive(Debug, Default)]
@@ -243,6 +259,8 @@ impl Refresher {
             tx,
             wake,
             distribute: Notify::new(),
+            events: broadcast::channel(256).0,
+            distributed: watch::channel(None).0,
         });
         let handle = RefresherHandle {
             shared: shared.clone(),
@@ -292,9 +310,12 @@ async fn distribute_loop(shared: Arc<Shared>, sink: Distributor, shutdown: Cance
     loop {
         // Write the newest snapshot; changes that arrive meanwhile trigger one more write.
         let set = shared.tx.borrow().clone();
-        let s = sink.clone();
-        match tokio::task::spawn_blocking(move || s.write(&set)).await {
-            Ok(Ok(dir)) => tracing::debug!(dir = %dir.display(), "bundles distributed"),
+        let (s, written) = (sink.clone(), set.clone());
+        match tokio::task::spawn_blocking(move || s.write(&written)).await {
+            Ok(Ok(dir)) => {
+                tracing::debug!(dir = %dir.display(), "bundles distributed");
+                shared.distributed.send_replace(Some(set));
+            }
             Ok(Err(e)) => {
                 tracing::error!(error = %endpoint::error_chain(&e), "cannot distribute bundles")
             }
@@ -337,7 +358,28 @@ impl PeerTask {
                 () = shutdown.cancelled() => return,
                 r = endpoint::fetch(&self.peer.relationship, current.as_deref(), &opts) => r,
             };
+            let label = match &result {
+                Ok(FetchOutcome::Updated { .. }) => "ok",
+                Ok(FetchOutcome::NotModified) => "not_modified",
+                Err(e) => e.reason_label(),
+            };
             let outcome = self.apply(&td, current.as_deref(), result);
+            let (changed, sequence) = {
+                let st = self.shared.lock();
+                let now = st.peers.get(&td).and_then(|p| p.current.clone());
+                let changed = match (&current, &now) {
+                    (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+                    (None, None) => false,
+                    _ => true,
+                };
+                (changed, now.and_then(|b| b.sequence()))
+            };
+            let _ = self.shared.events.send(PollEvent {
+                trust_domain: td.clone(),
+                result: label,
+                changed,
+                sequence,
+            });
             failures = match outcome {
                 Outcome::Success => 0,
                 Outcome::Failure => failures.saturating_add(1),
@@ -463,6 +505,16 @@ impl RefresherHandle {
     /// Snapshots of all bundles in force; a new one is sent on every change.
     pub fn subscribe(&self) -> watch::Receiver<BundleSet> {
         self.shared.tx.subscribe()
+    }
+
+    /// One event per finished poll of any peer.
+    pub fn events(&self) -> broadcast::Receiver<PollEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// The snapshot last written to the distribution directory (`None` before the first).
+    pub fn distributed(&self) -> watch::Receiver<Option<BundleSet>> {
+        self.shared.distributed.subscribe()
     }
 
     /// The current snapshot.

@@ -22,6 +22,7 @@ use rustls::ClientConfig;
 
 use super::{Profile, Relationship, WebRoots};
 use crate::bundle::{Bundle, BundleError, BundleSet};
+use crate::distribute::{parse_bundle_map, BundleMapError};
 use crate::spiffe_id::{SpiffeId, TrustDomain};
 use crate::tls::{self, Authorizer, SpiffeServerVerifier};
 
@@ -152,6 +153,15 @@ pub enum FetchError {
         found: String,
     },
     #[error(
+        "bundle endpoint {url} for {trust_domain}: served a bundle map naming {duplicate} \
+         twice; refusing it"
+    )]
+    DuplicateTrustDomain {
+        trust_domain: TrustDomain,
+        url: String,
+        duplicate: TrustDomain,
+    },
+    #[error(
         "bundle endpoint {url} for {trust_domain}: spiffe_sequence {fetched} is lower than \
          the current {current}; keeping the current bundle"
     )]
@@ -204,6 +214,7 @@ impl FetchError {
             FetchError::NotJson { .. } => "not_json",
             FetchError::NotBundle { .. } => "not_bundle",
             FetchError::WrongTrustDomain { .. } => "wrong_trust_domain",
+            FetchError::DuplicateTrustDomain { .. } => "duplicate_trust_domain",
             FetchError::Rollback { .. } => "rollback",
             FetchError::Transport { .. } => "transport",
         }
@@ -339,6 +350,13 @@ pub fn check_body(
     // for several trust domains. Name what it claims so the operator can fix the URL.
     if let Some(map) = value.get("trust_domains").and_then(|v| v.as_object()) {
         if value.get("keys").is_none() {
+            if let Err(BundleMapError::DuplicateTrustDomain(dup)) = parse_bundle_map(body) {
+                return Err(FetchError::DuplicateTrustDomain {
+                    trust_domain: td.clone(),
+                    url: url_s(),
+                    duplicate: dup,
+                });
+            }
             let found = map.keys().cloned().collect::<Vec<_>>().join(", ");
             return Err(FetchError::WrongTrustDomain {
                 trust_domain: td.clone(),
@@ -414,7 +432,11 @@ pub fn client_tls_config(
             bootstrap,
         } => {
             let bundle = endpoint_bundle(&rel.trust_domain, endpoint_id, bootstrap, current);
-            spiffe_client_config(bundle, endpoint_id)?
+            let verifier: Arc<dyn ServerCertVerifier> = Arc::new(SpiffeServerVerifier::new(
+                BundleSet::new().with(bundle),
+                Authorizer::exact(endpoint_id.clone()),
+            ));
+            tls::client_config(None, verifier)?
         }
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -435,13 +457,6 @@ pub fn endpoint_bundle(
         Some(cur) if endpoint_id.trust_domain() == td && cur.trust_domain() == td => cur.clone(),
         _ => bootstrap.clone(),
     }
-}
-
-// TRANSITIONAL: replaced by the core tls verifier once branch `core` lands it.
-fn spiffe_client_config(_bundle: Bundle, _id: &SpiffeId) -> Result<ClientConfig, rustls::Error> {
-    Err(rustls::Error::General(
-        "https_spiffe client not wired yet".into(),
-    ))
 }
 
 /// `https` with a host and without userinfo (§5.2.1.1, §5.2.2.1).
@@ -520,35 +535,29 @@ fn classify(td: &TrustDomain, url: &Url, e: reqwest::Error) -> FetchError {
 }
 
 fn has_source<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<T>() {
-            return true;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.is::<T>()) {
-                return true;
-            }
-        }
-        cur = err.source();
-    }
-    false
+    causes(e).any(|err| err.is::<T>())
 }
 
 fn has_timeout_source(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        if err.to_string().contains("timed out") {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+    causes(e).any(|err| {
+        err.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || err.to_string().contains("timed out")
+    })
+}
+
+/// Walks an error's causes, looking inside `io::Error` wrappers (whose `source()` skips the
+/// wrapped error itself).
+fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |err| match err.downcast_ref::<std::io::Error>() {
+        Some(io) => match io.get_ref() {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => None,
+        },
+        None => err.source(),
+    })
 }
 
 #[cfg(test)]

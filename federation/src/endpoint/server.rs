@@ -359,13 +359,7 @@ impl ServerTls {
                 .with_single_cert(chain.clone(), key.clone_key())
                 .map_err(EndpointError::TlsConfig)?,
             ServerTls::Spiffe(svid) => {
-                {
-                    // TRANSITIONAL: tls::server_config_no_client_auth(svid) once core lands.
-                    let _ = svid;
-                    return Err(EndpointError::TlsConfig(rustls::Error::General(
-                        "https_spiffe server not wired yet".into(),
-                    )));
-                }
+                tls::server_config_no_client_auth(svid).map_err(EndpointError::TlsConfig)?
             }
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
