@@ -48,35 +48,41 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e).context("cannot start the sidecar"),
     };
+    // Handlers go in before the addresses are printed: whoever reads them may signal at once.
+    let shutdown = CancellationToken::new();
+    let signals = Signals::install().context("cannot install SIGTERM/SIGINT handlers")?;
+    tokio::spawn(signals.cancel_on_first(shutdown.clone()));
     for b in sidecar.bound_addrs() {
         tracing::info!(kind = b.kind, name = %b.name, addr = %b.addr, "listening");
         println!("{} {} listening on {}", b.kind, b.name, b.addr);
     }
-
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
     sidecar.run(shutdown).await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Cancels `shutdown` on the first SIGTERM or SIGINT.
-async fn signal_shutdown(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot install signal handlers; stop the sidecar with SIGKILL");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+/// SIGTERM and SIGINT streams, registered with the runtime.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    shutdown.cancel();
+
+    /// Cancels `shutdown` on the first SIGTERM or SIGINT.
+    async fn cancel_on_first(mut self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = self.int.recv() => tracing::info!("SIGINT: draining"),
+        }
+        shutdown.cancel();
+    }
 }
 
 fn init_tracing(format: LogFormat) {

@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::config::InboundConfig;
 use super::tls::{is_not_allowed, rustls_error, TlsSnapshot};
-use crate::gateway::pump::{pump, PumpStats};
+use crate::gateway::pump::{pump, PumpError, PumpStats};
 use crate::proxy_protocol::{
     read_proxy_header, ProxyError, ProxyHeader, Tlv, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
 };
@@ -230,6 +230,14 @@ fn app_header(
 // === impl InboundError ===
 
 impl InboundError {
+    /// Bytes relayed before a relay failure (none for refusals: nothing was relayed).
+    pub fn relayed(&self) -> Option<PumpStats> {
+        match self {
+            Self::Relay(e) => PumpError::from_io(e).map(|p| p.stats),
+            _ => None,
+        }
+    }
+
     /// The metric label (`outcome`) of this error.
     pub fn label(&self) -> &'static str {
         match self {

@@ -364,23 +364,22 @@ async fn accept_outbound(
                     r = outbound.handle(&mut app, &mut peer) => Some(r),
                     () = ctx.abort.cancelled() => None,
                 };
-                let outcome = match result {
+                let (outcome, stats) = match result {
                     Some(Ok(stats)) => {
-                        ctx.metrics.bytes(
-                            Direction::Outbound,
-                            &name,
-                            stats.client_to_upstream,
-                            stats.upstream_to_client,
-                        );
                         tracing::debug!(?stats, "connection closed");
-                        "ok"
+                        ("ok", Some(stats))
                     }
                     Some(Err(e)) => {
                         log_failure(e.label(), &e);
-                        e.label()
+                        (e.label(), e.relayed())
                     }
-                    None => "drain_timeout",
+                    None => ("drain_timeout", None),
                 };
+                if let Some(s) = stats {
+                    let (to_peer, from_peer) = (s.client_to_upstream, s.upstream_to_client);
+                    ctx.metrics
+                        .bytes(Direction::Outbound, &name, to_peer, from_peer);
+                }
                 ctx.finish(Direction::Outbound, &name, outcome, peer, None);
                 drop(app);
             }
@@ -410,24 +409,23 @@ async fn accept_inbound(
                     r = inbound.handle(&mut tcp, &mut peer) => Some(r),
                     () = ctx.abort.cancelled() => None,
                 };
-                let outcome = match result {
+                let (outcome, stats) = match result {
                     Some(Ok(stats)) => {
-                        // `pump(tls, app)`: the peer is the "client" side here.
-                        ctx.metrics.bytes(
-                            Direction::Inbound,
-                            &name,
-                            stats.upstream_to_client,
-                            stats.client_to_upstream,
-                        );
                         tracing::debug!(?stats, "connection closed");
-                        "ok"
+                        ("ok", Some(stats))
                     }
                     Some(Err(e)) => {
                         log_failure(e.label(), &e);
-                        e.label()
+                        (e.label(), e.relayed())
                     }
-                    None => "drain_timeout",
+                    None => ("drain_timeout", None),
                 };
+                if let Some(s) = stats {
+                    // `pump(tls, app)`: the peer is the pump's "client" side here.
+                    let (to_peer, from_peer) = (s.upstream_to_client, s.client_to_upstream);
+                    ctx.metrics
+                        .bytes(Direction::Inbound, &name, to_peer, from_peer);
+                }
                 let (client, origin) = match peer {
                     Some(p) => (Some(p.client), p.origin),
                     None => (None, None),

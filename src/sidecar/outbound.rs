@@ -22,7 +22,7 @@ use tokio_rustls::TlsConnector;
 
 use super::config::OutboundConfig;
 use super::tls::{is_not_allowed, rustls_error, TlsSnapshot};
-use crate::gateway::pump::{pump, PumpStats};
+use crate::gateway::pump::{pump, PumpError, PumpStats};
 
 /// One outbound listener's shared state.
 #[derive(Debug)]
@@ -140,6 +140,14 @@ impl Outbound {
 // === impl OutboundError ===
 
 impl OutboundError {
+    /// Bytes relayed before a relay failure (none for refusals: nothing was relayed).
+    pub fn relayed(&self) -> Option<PumpStats> {
+        match self {
+            Self::Relay(e) => PumpError::from_io(e).map(|p| p.stats),
+            _ => None,
+        }
+    }
+
     /// The metric label (`outcome`) of this error.
     pub fn label(&self) -> &'static str {
         match self {
