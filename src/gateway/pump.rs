@@ -14,7 +14,11 @@ pub struct PumpStats {
 }
 
 /// Pumps TCP↔TCP, zero-copy with splice(2) on Linux, userspace copy elsewhere.
-pub async fn pump_tcp(_client: TcpStream, _upstream: TcpStream, _idle: Duration) -> io::Result<PumpStats> {
+pub async fn pump_tcp(
+    _client: TcpStream,
+    _upstream: TcpStream,
+    _idle: Duration,
+) -> io::Result<PumpStats> {
     todo!()
 }
 
