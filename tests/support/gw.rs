@@ -1,6 +1,8 @@
 //! Test support for gateway tests: a test PKI (rcgen), TLS echo upstreams, a TLS client that
 //! does TLS end to end through the gateway, an in-process `App`, and an admin HTTP client.
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
+// Test setup that fails should panic with a backtrace, as in #[test] functions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,8 +19,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Names every test upstream certificate covers.
-pub const CERT_NAMES: &[&str] =
-    &["*.cluster-b.test", "*.cluster-c.test", "api.cluster-b.test", "fallback.test", "127.0.0.1"];
+pub const CERT_NAMES: &[&str] = &[
+    "*.cluster-b.test",
+    "*.cluster-c.test",
+    "api.cluster-b.test",
+    "fallback.test",
+    "127.0.0.1",
+];
 
 /// A CA and one server certificate for [`CERT_NAMES`], signed by it.
 pub struct Pki {
@@ -32,10 +39,15 @@ impl Pki {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "fedgate test ca");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "fedgate test ca");
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(CERT_NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let params = rcgen::CertificateParams::new(
+            CERT_NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
         let leaf = params.signed_by(&key, &ca, &ca_key).unwrap();
         Pki {
             ca: ca.der().clone(),
@@ -49,7 +61,10 @@ impl Pki {
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), PrivateKeyDer::Pkcs8(self.key.clone_key()))
+            .with_single_cert(
+                self.chain.clone(),
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )
             .unwrap();
         Arc::new(cfg)
     }
@@ -86,11 +101,15 @@ pub async fn tls_echo(pki: &Pki, tag: &str) -> (SocketAddr, JoinHandle<()>) {
     let tag = tag.to_string();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             let tag = tag.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let (mut r, mut w) = tokio::io::split(tls);
                 if w.write_all(format!("{tag}\n").as_bytes()).await.is_err() {
                     return;
@@ -109,7 +128,9 @@ pub async fn tcp_sink() -> (SocketAddr, JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { return };
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = tcp.read(&mut buf).await {
@@ -129,7 +150,9 @@ pub async fn tcp_resetter() -> (SocketAddr, JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { return };
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
             let mut buf = [0u8; 16];
             let _ = tcp.read(&mut buf).await;
             let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
@@ -149,7 +172,11 @@ pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// TLS through the gateway at `gw` with SNI `name` (an IP sends none); returns the stream and
 /// the upstream's tag line.
-pub async fn connect_tls(pki: &Pki, gw: SocketAddr, name: &str) -> std::io::Result<(BufReader<Tls>, String)> {
+pub async fn connect_tls(
+    pki: &Pki,
+    gw: SocketAddr,
+    name: &str,
+) -> std::io::Result<(BufReader<Tls>, String)> {
     let tcp = TcpStream::connect(gw).await?;
     let connector = tokio_rustls::TlsConnector::from(pki.client_config());
     let server_name = ServerName::try_from(name.to_string()).unwrap();
@@ -167,9 +194,16 @@ pub async fn connect_tls(pki: &Pki, gw: SocketAddr, name: &str) -> std::io::Resu
 
 /// Sends `msg` and expects it echoed back.
 pub async fn echo(stream: &mut BufReader<Tls>, msg: &str) {
-    stream.get_mut().write_all(format!("{msg}\n").as_bytes()).await.unwrap();
+    stream
+        .get_mut()
+        .write_all(format!("{msg}\n").as_bytes())
+        .await
+        .unwrap();
     let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_line(&mut line)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(line.trim(), msg);
 }
 
@@ -221,8 +255,17 @@ impl TestApp {
         let listeners = app.listener_addrs();
         let reloader = app.reloader();
         let task = tokio::spawn(app.run(shutdown.clone()));
-        let app = TestApp { dir, config_path, admin, listeners, reloader, shutdown, task };
-        app.wait_until(|| async { get(app.admin, "/healthz").await.0 == 200 }).await;
+        let app = TestApp {
+            dir,
+            config_path,
+            admin,
+            listeners,
+            reloader,
+            shutdown,
+            task,
+        };
+        app.wait_until(|| async { get(app.admin, "/healthz").await.0 == 200 })
+            .await;
         app
     }
 
@@ -270,20 +313,36 @@ impl TestApp {
     /// Cancels and waits for `run` to return.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
 
 /// `GET path` on the admin server: (status, body).
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut tcp) = TcpStream::connect(addr).await else { return (0, String::new()) };
+    let Ok(mut tcp) = TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
     let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -292,7 +351,10 @@ pub fn listener(name: &str, extra: &str, routes: &[(&str, &[SocketAddr])]) -> St
     let mut s = format!("[[listeners]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nkind = \"passthrough\"\n{extra}\n");
     for (sni, ups) in routes {
         let ups: Vec<String> = ups.iter().map(|u| format!("\"{u}\"")).collect();
-        s.push_str(&format!("[[listeners.routes]]\nsni = \"{sni}\"\nupstreams = [{}]\n", ups.join(", ")));
+        s.push_str(&format!(
+            "[[listeners.routes]]\nsni = \"{sni}\"\nupstreams = [{}]\n",
+            ups.join(", ")
+        ));
     }
     s
 }
