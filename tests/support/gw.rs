@@ -1,6 +1,7 @@
 //! Test support for gateway tests: a test PKI (rcgen), TLS echo upstreams, a TLS client that
 //! does TLS end to end through the gateway, an in-process `App`, and an admin HTTP client.
-#![allow(dead_code)] // each test binary uses a different subset of these helpers
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
 // Test setup that fails should panic with a backtrace, as in #[test] functions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
