@@ -60,7 +60,7 @@ async fn admin_endpoints_report_the_running_gateway() {
     assert_eq!(l["routes"][0]["upstreams"][0], up.to_string());
     assert_eq!(status["peers"], serde_json::json!([]));
 
-    drop(live);
+    close(live).await;
     app.wait_metric("fedgate_connections_total{listener=\"egress\",route=\"*.cluster-b.test\",outcome=\"closed\"}", 1.0).await;
     let (code, metrics) = get(app.admin, "/metrics").await;
     assert_eq!(code, 200);

@@ -38,7 +38,7 @@ async fn connection_limit_refuses_excess_and_recovers() {
     .await;
 
     echo(&mut one, "unaffected").await;
-    drop(two);
+    close(two).await;
     app.wait_metric("fedgate_active_connections{listener=\"egress\"}", 1.0)
         .await;
     let (mut again, _) = connect_tls(&pki, gw, "c.cluster-b.test").await.unwrap();
@@ -110,8 +110,7 @@ async fn shutdown_drains_live_connections_and_refuses_new_ones() {
         !app.task.is_finished(),
         "run must wait for the live connection"
     );
-    live.get_mut().shutdown().await.unwrap();
-    drop(live);
+    close(live).await;
     tokio::time::timeout(Duration::from_secs(10), app.task)
         .await
         .unwrap()
@@ -176,7 +175,7 @@ async fn reload_applies_new_routes_and_keeps_live_connections() {
     echo(&mut live, "old connection untouched").await;
     let (_, status) = get(app.admin, "/status").await;
     assert!(status.contains("*.cluster-c.test"), "{status}");
-    drop(live);
+    close(live).await;
     app.stop().await;
 }
 

@@ -51,7 +51,7 @@ async fn routes_exact_and_wildcard_names() {
     let (mut stream, tag) = connect_tls(&pki, gw, "db.cluster-b.test").await.unwrap();
     assert_eq!(tag, "wild");
     echo(&mut stream, "hello through the gateway").await;
-    drop(stream);
+    close(stream).await;
     app.wait_metric("fedgate_connections_total{listener=\"egress\",route=\"*.cluster-b.test\",outcome=\"closed\"}", 2.0).await;
     assert!(
         app.metric(
@@ -325,7 +325,7 @@ async fn upstream_refusal_and_reset_close_only_that_connection() {
 
     assert!(tag_via(&pki, gw, "reset.cluster-b.test").await.is_err());
     app.wait_until(|| async {
-        app.metric("fedgate_connections_total{listener=\"egress\",route=\"reset.cluster-b.test\",outcome=\"error\"}").await
+        app.metric("fedgate_connections_total{listener=\"egress\",route=\"reset.cluster-b.test\",outcome=\"upstream_error\"}").await
             + app.metric("fedgate_connections_total{listener=\"egress\",route=\"reset.cluster-b.test\",outcome=\"closed\"}").await
             == 1.0
     })
@@ -336,6 +336,6 @@ async fn upstream_refusal_and_reset_close_only_that_connection() {
         tag_via(&pki, gw, "again.cluster-b.test").await.unwrap(),
         "good"
     );
-    drop(live);
+    close(live).await;
     app.stop().await;
 }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::config::{ListenerLimits, Upstream};
 use crate::gateway::listener::{ConnContext, ListenerState, RouteTarget};
-use crate::gateway::pump::pump_tcp;
+use crate::gateway::pump::{pump_tcp, PumpError, PumpFailure, PumpStats};
 use crate::gateway::sni::{parse_client_hello, ClientHelloInfo, SniError};
 use crate::telemetry::metrics::{BytesLabels, ConnectionLabels, UpstreamLabels};
 
@@ -51,8 +51,12 @@ enum Finish {
     Closed,
     /// No bytes either way for `idle_timeout`.
     IdleTimeout,
-    /// A reset or other I/O error on either side.
-    Error,
+    /// A reset or other I/O error on the client side.
+    ClientError,
+    /// A reset or other I/O error on the upstream side.
+    UpstreamError,
+    /// A local resource failed (e.g. no pipe for splice).
+    LocalError,
     /// Still open when the drain deadline passed.
     Drained,
 }
@@ -82,7 +86,9 @@ impl Finish {
         match self {
             Finish::Closed => "closed",
             Finish::IdleTimeout => "idle_timeout",
-            Finish::Error => "error",
+            Finish::ClientError => "client_error",
+            Finish::UpstreamError => "upstream_error",
+            Finish::LocalError => "local_error",
             Finish::Drained => "drained",
         }
     }
@@ -127,14 +133,30 @@ pub(crate) async fn serve(
         _ = cx.hard_stop.cancelled() => Err(std::io::Error::other("drain deadline passed")),
     };
     let (finish, stats, error) = match result {
-        Ok(stats) => (Finish::Closed, Some(stats), None),
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => (Finish::IdleTimeout, None, None),
-        Err(_) if cx.hard_stop.is_cancelled() => (Finish::Drained, None, None),
-        Err(e) => (Finish::Error, None, Some(e)),
+        Ok(stats) => (Finish::Closed, stats, None),
+        Err(_) if cx.hard_stop.is_cancelled() => (Finish::Drained, PumpStats::default(), None),
+        Err(e) => match PumpError::from_io(&e) {
+            Some(p) => {
+                let finish = match &p.failure {
+                    PumpFailure::Idle(_) => Finish::IdleTimeout,
+                    PumpFailure::Client(_) => Finish::ClientError,
+                    PumpFailure::Upstream(_) => Finish::UpstreamError,
+                    _ => Finish::LocalError,
+                };
+                let cause = std::error::Error::source(&p.failure).map(|c| c.to_string());
+                (finish, p.stats, cause)
+            }
+            None => (
+                Finish::LocalError,
+                PumpStats::default(),
+                Some(e.to_string()),
+            ),
+        },
     };
-    let (bytes_in, bytes_out) = stats.map_or((replayed, 0), |s| {
-        (replayed + s.client_to_upstream, s.upstream_to_client)
-    });
+    let (bytes_in, bytes_out) = (
+        replayed + stats.client_to_upstream,
+        stats.upstream_to_client,
+    );
     let route_name = route.name.clone();
     cx.metrics
         .connections
@@ -163,7 +185,7 @@ pub(crate) async fn serve(
         outcome = finish.label(),
         bytes_in,
         bytes_out,
-        error = error.as_ref().map(tracing::field::display),
+        error = error.as_deref(),
         "connection closed"
     );
 }

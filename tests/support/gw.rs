@@ -208,9 +208,19 @@ pub async fn echo(stream: &mut BufReader<Tls>, msg: &str) {
     assert_eq!(line.trim(), msg);
 }
 
-/// TLS through the gateway, returning only the upstream tag.
+/// TLS through the gateway, returning only the upstream tag; closes cleanly.
 pub async fn tag_via(pki: &Pki, gw: SocketAddr, name: &str) -> std::io::Result<String> {
-    connect_tls(pki, gw, name).await.map(|(_, tag)| tag)
+    let (stream, tag) = connect_tls(pki, gw, name).await?;
+    close(stream).await;
+    Ok(tag)
+}
+
+/// Closes cleanly: close_notify + FIN, then reads to EOF so no unread bytes turn the close
+/// into a reset.
+pub async fn close(mut stream: BufReader<Tls>) {
+    let _ = stream.get_mut().shutdown().await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
 }
 
 /// Reads until EOF or error; panics if the peer keeps the connection open past 10 s.
