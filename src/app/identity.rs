@@ -36,7 +36,7 @@ pub enum IdentityError {
         chain: PathBuf,
         key: PathBuf,
         #[source]
-        source: SvidError,
+        source: Box<SvidError>,
     },
     #[error("the gateway SVID {id} is not in the configured trust domain {expected}; fix [identity] svid or trust_domain")]
     WrongTrustDomain { id: String, expected: TrustDomain },
@@ -51,7 +51,7 @@ pub enum IdentityError {
         path: PathBuf,
         td: TrustDomain,
         #[source]
-        source: BundleError,
+        source: Box<BundleError>,
     },
 }
 
@@ -76,7 +76,7 @@ impl Identity {
             X509Svid::load(&config.svid, &config.key).map_err(|source| IdentityError::Svid {
                 chain: config.svid.clone(),
                 key: config.key.clone(),
-                source,
+                source: Box::new(source),
             })?;
         if svid.id().trust_domain() != td {
             return Err(IdentityError::WrongTrustDomain {
@@ -92,7 +92,7 @@ impl Identity {
             Bundle::parse(td, &json).map_err(|source| IdentityError::Bundle {
                 path: config.bundle.clone(),
                 td: td.clone(),
-                source,
+                source: Box::new(source),
             })?;
         for w in warnings {
             tracing::warn!(path = %config.bundle.display(), warning = %w.0, "local bundle entry ignored");
