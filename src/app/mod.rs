@@ -224,6 +224,12 @@ impl App {
         self.reloader.clone()
     }
 
+    /// Snapshots of every trust domain's bundle (local and peers', never merged), when
+    /// `[federation]` is configured. Consumers (the bridge's verifiers) rebuild on change.
+    pub fn bundles(&self) -> Option<watch::Receiver<fedgate_federation::BundleSet>> {
+        self.federation.as_ref().map(|f| f.bundles())
+    }
+
     /// The gateway identity as it is reloaded, when `[identity]` is configured.
     pub fn identity(&self) -> Option<watch::Receiver<Arc<Identity>>> {
         self.identity.as_ref().map(|(_, rx)| rx.clone())

@@ -85,12 +85,14 @@ pub struct ServeConfig {
     /// HTTP path of the bundle, starts with `/`.
     pub path: String,
     pub profile: ServeProfile,
+    /// The bundle file to serve: `bundle` if given, else `[identity] bundle`.
+    pub bundle: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServeProfile {
-    /// Present the gateway's X509-SVID from `[identity]`.
-    HttpsSpiffe,
+    /// Present the gateway's X509-SVID (the `[identity]` svid and key).
+    HttpsSpiffe { svid: PathBuf, key: PathBuf },
     /// Present a Web PKI certificate.
     HttpsWeb { cert: PathBuf, key: PathBuf },
 }
@@ -419,7 +421,7 @@ impl Cx<'_> {
         };
         let federation = match raw.federation {
             None => None,
-            Some(f) => Some(self.federation(f, &trust_domain, identity.is_some())?),
+            Some(f) => Some(self.federation(f, &trust_domain, identity.as_ref())?),
         };
         let mut listeners = Vec::with_capacity(raw.listeners.len());
         let mut names = HashSet::new();
@@ -469,7 +471,7 @@ impl Cx<'_> {
         &self,
         f: file::FileFederation,
         local: &TrustDomain,
-        has_identity: bool,
+        identity: Option<&IdentityConfig>,
     ) -> Result<FederationConfig, ConfigError> {
         let d = fedgate_refresh_defaults();
         let min_refresh = self.duration("federation.min_refresh", f.min_refresh.as_ref(), d.0)?;
@@ -527,14 +529,17 @@ impl Cx<'_> {
                                 "`cert`/`key` belong to profile \"https_web\"; profile \"https_spiffe\" presents the [identity] SVID",
                             ));
                         }
-                        if !has_identity {
+                        let Some(identity) = identity else {
                             return Err(self.err(
                                 "federation.serve.profile",
                                 s.profile.span(),
                                 "profile \"https_spiffe\" presents the gateway's SVID: add an [identity] table with svid, key and bundle",
                             ));
+                        };
+                        ServeProfile::HttpsSpiffe {
+                            svid: identity.svid.clone(),
+                            key: identity.key.clone(),
                         }
-                        ServeProfile::HttpsSpiffe
                     }
                     FileProfile::HttpsWeb => match (&s.cert, &s.key) {
                         (Some(c), Some(k)) => ServeProfile::HttpsWeb {
@@ -550,10 +555,22 @@ impl Cx<'_> {
                         }
                     },
                 };
+                let bundle = match (&s.bundle, identity) {
+                    (Some(b), _) => self.nonempty_path("federation.serve.bundle", b)?,
+                    (None, Some(i)) => i.bundle.clone(),
+                    (None, None) => {
+                        return Err(self.err(
+                            "federation.serve",
+                            s.listen.span(),
+                            "needs the local bundle to serve: set `bundle` here or add an [identity] table",
+                        ))
+                    }
+                };
                 Some(ServeConfig {
                     listen,
                     path,
                     profile,
+                    bundle,
                 })
             }
         };

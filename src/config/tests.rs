@@ -81,7 +81,19 @@ profile = "https_web"
     assert_eq!(id.key, PathBuf::from("/abs/gw.key"));
     let f = c.federation.unwrap();
     assert_eq!(f.state_dir, Some(PathBuf::from("/etc/fedgate/state")));
-    assert_eq!(f.serve.unwrap().path, "/");
+    let serve = f.serve.unwrap();
+    assert_eq!(serve.path, "/");
+    assert_eq!(
+        serve.bundle,
+        PathBuf::from("/etc/fedgate/certs/bundle.json")
+    );
+    assert_eq!(
+        serve.profile,
+        ServeProfile::HttpsSpiffe {
+            svid: PathBuf::from("/etc/fedgate/certs/gw.pem"),
+            key: PathBuf::from("/abs/gw.key")
+        }
+    );
     assert!(
         matches!(&f.peers[0].profile, PeerProfile::HttpsSpiffe { bootstrap_bundle, .. }
         if bootstrap_bundle == Path::new("/etc/fedgate/b.json"))
@@ -185,6 +197,18 @@ fn federation_rules() {
     let web =
         format!("{base}[federation.serve]\nlisten = \"127.0.0.1:0\"\nprofile = \"https_web\"\n");
     assert!(error(&web).contains("needs both `cert` and `key`"));
+    let web_with_bundle = format!(
+        "{base}[federation.serve]\nlisten = \"127.0.0.1:0\"\nprofile = \"https_web\"\ncert = \"c.pem\"\nkey = \"k.pem\"\nbundle = \"b.json\"\n"
+    );
+    let serve = parse(&web_with_bundle)
+        .unwrap()
+        .federation
+        .unwrap()
+        .serve
+        .unwrap();
+    assert_eq!(serve.bundle, PathBuf::from("/etc/fedgate/b.json"));
+    let web_without_bundle = web_with_bundle.replace("bundle = \"b.json\"\n", "");
+    assert!(error(&web_without_bundle).contains("needs the local bundle to serve"));
     let bounds = format!("{base}min_refresh = \"1m\"\nmax_refresh = \"30s\"\n");
     assert!(error(&bounds).contains("federation.min_refresh"));
 }
