@@ -65,10 +65,12 @@ async fn peer_bundle_fetched_reported_stored_and_distributed() {
             .count()
             >= 1
     );
-    b.wait_until(|| async { files.path().join("out/current/bundles.json").exists() })
-        .await;
-    let map = std::fs::read_to_string(files.path().join("out/current/bundles.json")).unwrap();
-    assert!(map.contains("cluster-a.test"), "{map}");
+    // The distributor may first write the map it had before the fetch; wait for the peer.
+    let map = files.path().join("out/current/bundles.json");
+    b.wait_until(|| async {
+        std::fs::read_to_string(&map).is_ok_and(|m| m.contains("cluster-a.test"))
+    })
+    .await;
 
     b.stop().await;
     a.stop().await;
