@@ -9,7 +9,6 @@
 //!   labels and lookup keys.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +18,7 @@ use rustls_pki_types::ServerName;
 use serde::Deserialize;
 
 use crate::authz::AllowList;
+pub use crate::config::LogFormat;
 
 /// Default poll interval for the identity files.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
@@ -41,6 +41,7 @@ pub struct Config {
     pub identity: IdentityPaths,
     /// Admin HTTP listener (`/healthz`, `/metrics`), if any.
     pub admin: Option<SocketAddr>,
+    /// The CLI flag `--log-format` overrides it.
     pub log_format: Option<LogFormat>,
     pub reload_interval: Duration,
     pub drain_timeout: Duration,
@@ -59,14 +60,6 @@ pub struct IdentityPaths {
     pub bundle: PathBuf,
     /// A SPIFFE bundle map (`{"spiffe://td": JWKS, ...}`) with peer trust domains' bundles.
     pub federated_bundles: Option<PathBuf>,
-}
-
-/// `log_format` in the file; the CLI flag `--log-format` overrides it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Human,
-    Json,
 }
 
 /// App → plain TCP → sidecar → mTLS → (gateway) → peer.
@@ -134,7 +127,7 @@ struct FileConfig {
     trust_domain: String,
     identity: FileIdentity,
     admin: Option<FileAdmin>,
-    log_format: Option<LogFormat>,
+    log_format: Option<FileLogFormat>,
     #[serde(default, with = "humantime_serde")]
     reload_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -143,6 +136,14 @@ struct FileConfig {
     outbound: Vec<FileOutbound>,
     #[serde(default)]
     inbound: Vec<FileInbound>,
+}
+
+/// `log_format` in the file; converted to the gateway's [`LogFormat`].
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FileLogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,15 +233,6 @@ impl Config {
     }
 }
 
-impl fmt::Display for LogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Human => "human",
-            Self::Json => "json",
-        })
-    }
-}
-
 // === impl Validator ===
 
 /// Converts the file model into a `Config`, naming the offending key in every error.
@@ -322,7 +314,10 @@ impl Validator<'_> {
             trust_domain,
             identity,
             admin,
-            log_format: file.log_format,
+            log_format: file.log_format.map(|f| match f {
+                FileLogFormat::Human => LogFormat::Human,
+                FileLogFormat::Json => LogFormat::Json,
+            }),
             reload_interval,
             drain_timeout: file.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             outbound,

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -41,6 +41,7 @@ use self::metrics::{Direction, SidecarMetrics};
 use self::outbound::Outbound;
 use self::reload::{Fingerprint, LoadError, ReloadStatus, Reloader};
 use self::tls::TlsSnapshot;
+use crate::telemetry::display_chain;
 use fedgate_federation::SpiffeId;
 
 /// A sidecar with its identity loaded and every listener bound, ready to [`run`](Self::run).
@@ -57,6 +58,8 @@ pub struct Sidecar {
     fingerprint: Fingerprint,
     metrics: Arc<SidecarMetrics>,
     registry: Arc<Registry>,
+    /// Reload requests (SIGHUP): each one makes the reloader poll the files at once.
+    reload_requests: Option<mpsc::Receiver<()>>,
     /// One event per finished connection (for tests and debugging); sends never block.
     events: broadcast::Sender<ConnectionEvent>,
 }
@@ -153,6 +156,7 @@ impl Sidecar {
             fingerprint,
             metrics,
             registry: Arc::new(registry),
+            reload_requests: None,
             events,
         })
     }
@@ -209,6 +213,12 @@ impl Sidecar {
         self.tls_tx.subscribe()
     }
 
+    /// Makes every message of `requests` (e.g. SIGHUP) trigger an immediate identity poll.
+    pub fn with_reload_requests(mut self, requests: mpsc::Receiver<()>) -> Self {
+        self.reload_requests = Some(requests);
+        self
+    }
+
     /// Follows the reload attempts (including refused ones).
     pub fn reload_status(&self) -> watch::Receiver<ReloadStatus> {
         self.reload_status.subscribe()
@@ -245,7 +255,7 @@ impl Sidecar {
             self.fingerprint,
             self.metrics.clone(),
         );
-        loops.spawn(reloader.run(shutdown.clone()));
+        loops.spawn(reloader.run(self.reload_requests, shutdown.clone()));
         for (outbound, listener) in self.outbound {
             loops.spawn(accept_outbound(
                 listener,
@@ -275,15 +285,11 @@ impl Sidecar {
             }
         }
 
-        tracker.close();
         let live = tracker.len();
         if live > 0 {
             tracing::info!(live, drain_timeout = ?self.config.drain_timeout, "draining connections");
         }
-        if tokio::time::timeout(self.config.drain_timeout, tracker.wait())
-            .await
-            .is_err()
-        {
+        if !crate::shutdown::drain(&tracker, self.config.drain_timeout).await {
             tracing::warn!(
                 live = tracker.len(),
                 "drain timeout reached; closing the remaining connections"
@@ -441,24 +447,12 @@ async fn accept_inbound(
 
 /// Refusals are what the sidecar is for (warn); ordinary ends of a relay are debug.
 fn log_failure(label: &'static str, err: &dyn std::error::Error) {
-    let chain = error_chain(err);
+    let chain = display_chain(err);
     if matches!(label, "idle_timeout" | "relay_error") {
         tracing::debug!(outcome = label, error = %chain, "connection ended");
     } else {
         tracing::warn!(outcome = label, error = %chain, "connection refused");
     }
-}
-
-/// `err` and its `source()` chain on one line, `: `-separated.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        cur = e.source();
-    }
-    s
 }
 
 // === impl ConnCtx ===

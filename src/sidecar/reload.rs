@@ -15,14 +15,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::config::Config;
-use super::error_chain;
 use super::identity::{Identity, IdentityError};
 use super::metrics::SidecarMetrics;
 use super::tls::TlsSnapshot;
+use crate::telemetry::display_chain;
 
 /// What identifies one version of a file without reading it: (device, inode, length, mtime).
 /// The inode catches atomic renames and symlink swaps that keep length and mtime.
@@ -112,14 +112,30 @@ impl Reloader {
         }
     }
 
-    /// Polls every `reload_interval` until `shutdown`.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Polls every `reload_interval`, and at once on each message of `requests` (SIGHUP),
+    /// until `shutdown`.
+    pub async fn run(
+        mut self,
+        mut requests: Option<mpsc::Receiver<()>>,
+        shutdown: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(self.config.reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let request = async {
+                match requests.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => self.poll().await,
+                r = request => match r {
+                    Some(()) => self.poll().await,
+                    // The signal task is gone: keep polling on the timer only.
+                    None => requests = None,
+                },
             }
         }
     }
@@ -145,7 +161,7 @@ impl Reloader {
                 self.metrics.reload(true, Some(generation));
                 self.status.send_modify(|s| s.succeeded += 1);
             }
-            Ok(Err(e)) => self.refuse(error_chain(&e)),
+            Ok(Err(e)) => self.refuse(display_chain(&e)),
             Err(e) => self.refuse(format!("identity reload task failed: {e}")),
         }
     }
