@@ -391,7 +391,7 @@ async fn a_federated_map_that_appears_after_start_is_picked_up() {
         ),
     )
     .await;
-    assert_eq!(b.tls.borrow().trust_domains, [ca_b.td.clone()]);
+    assert_eq!(b.tls.borrow().trust_domains, std::slice::from_ref(&ca_b.td));
 
     std::fs::create_dir_all(map_b.parent().unwrap()).unwrap();
     write_atomic(&map_b, &bundle_map_json(&[&ca_a, &ca_b]));
