@@ -1,5 +1,7 @@
 //! The bundle endpoint server over real TLS on 127.0.0.1:0, and the `https_web` client
 //! against it (private CA, hostname check).
+// Test code: a failed unwrap is a test failure with a backtrace, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "fed_support/mod.rs"]
 mod fed_support;

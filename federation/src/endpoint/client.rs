@@ -45,6 +45,8 @@ pub struct FetchOptions {
 
 /// What a successful fetch produced.
 #[derive(Clone, Debug)]
+// Outcomes are short-lived and `Updated` is the common case: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[non_exhaustive]
 pub enum FetchOutcome {
     /// A bundle for the relationship's trust domain, already checked against rollback.

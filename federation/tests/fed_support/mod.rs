@@ -1,6 +1,7 @@
 //! Test support for federation I/O tests: an rcgen CA, a real bundle endpoint, and hostile
 //! raw-HTTP servers over tokio-rustls, all on 127.0.0.1:0.
-#![allow(dead_code)] // each test binary uses a different subset
+// Each test binary uses a different subset; a failed unwrap here is a test failure.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
