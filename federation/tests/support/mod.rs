@@ -2,12 +2,12 @@
 //! X509-SVIDs and, through `LeafSpec`, deliberately malformed ones.
 //!
 //! Shared by the integration tests of this crate; each test binary uses only part of it.
-#![allow(dead_code)]
-// each test binary uses a different subset of the factory
-// Test-only factory: a failure to build a fixture should panic the test with a backtrace,
-// exactly as `allow-unwrap-in-tests` allows inside the tests themselves.
-#![allow(clippy::unwrap_used)]
+// Each test binary uses a different subset of the factory (dead_code), and a failure to build
+// a fixture should panic the test with a backtrace, as `allow-unwrap-in-tests` allows inside
+// the tests themselves (unwrap_used).
+#![allow(dead_code, clippy::unwrap_used)]
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fedgate_federation::{Bundle, BundleSet, TrustDomain, X509Svid};
@@ -18,12 +18,22 @@ use rcgen::{
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use time::OffsetDateTime;
 
-/// A fixed "now" for tests: 2030-01-01T00:00:00Z.
-pub const NOW_SECS: u64 = 1_893_456_000;
 const DAY: i64 = 86_400;
 
+/// "Now" for a test process, in whole unix seconds, read once so fixtures and checks agree.
+/// It is the real time because rustls handshakes validate at the real clock.
+pub fn now_secs() -> u64 {
+    static NOW: OnceLock<u64> = OnceLock::new();
+    *NOW.get_or_init(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    })
+}
+
 pub fn now() -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(NOW_SECS))
+    UnixTime::since_unix_epoch(Duration::from_secs(now_secs()))
 }
 
 pub fn td(name: &str) -> TrustDomain {
@@ -48,7 +58,7 @@ pub struct LeafSpec {
     pub is_ca: bool,
     pub key_usages: Vec<KeyUsagePurpose>,
     pub ekus: Vec<ExtendedKeyUsagePurpose>,
-    /// Validity relative to [`NOW_SECS`], in days.
+    /// Validity relative to [`now_secs`], in days.
     pub not_before_days: i64,
     pub not_after_days: i64,
 }
@@ -136,7 +146,11 @@ impl TestCa {
 
     /// Issues a leaf from `spec`; the chain is the leaf, then this CA's intermediates.
     pub fn issue(&self, spec: &LeafSpec) -> Issued {
-        let key = KeyPair::generate().unwrap();
+        self.issue_with_key(spec, KeyPair::generate().unwrap())
+    }
+
+    /// Issues a leaf from `spec` for the given subject key.
+    pub fn issue_with_key(&self, spec: &LeafSpec, key: KeyPair) -> Issued {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params
             .distinguished_name
@@ -217,10 +231,18 @@ fn ca_params(td: &TrustDomain) -> CertificateParams {
 }
 
 fn at_days(days: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(NOW_SECS as i64 + days * DAY).unwrap()
+    OffsetDateTime::from_unix_timestamp(now_secs() as i64 + days * DAY).unwrap()
 }
 
-/// `NOW_SECS` plus `days`, as a `SystemTime`.
+/// The contents of `federation/testdata/<name>`.
+pub fn testdata(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// [`now_secs`] plus `days`, as a `SystemTime`.
 pub fn system_time_days(days: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs((NOW_SECS as i64 + days * DAY) as u64)
+    UNIX_EPOCH + Duration::from_secs((now_secs() as i64 + days * DAY) as u64)
 }
