@@ -61,6 +61,22 @@ async fn failures_back_off_up_to_the_interval_and_refresh_now_wakes() {
     assert_eq!(at, vec![0, 1, 3, 7, 11]);
     let status = handle.status();
     assert_eq!(status[0].next_poll, Some(4.0));
+    let json = serde_json::to_value(&status[0]).unwrap();
+    for key in [
+        "trust_domain",
+        "url",
+        "profile",
+        "last_success",
+        "last_error",
+        "sequence",
+        "bundle_age",
+        "next_poll",
+        "time_until_trust_loss",
+        "authorities",
+    ] {
+        assert!(json.get(key).is_some(), "status JSON lacks {key}: {json}");
+    }
+    assert_eq!(json["profile"], "https_web");
     assert!(status[0]
         .last_error
         .as_deref()

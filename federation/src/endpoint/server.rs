@@ -209,7 +209,11 @@ impl BundleEndpoint {
                 };
                 let service = hyper_util::service::TowerToHyperService::new(router);
                 let mut builder = hyper::server::conn::http1::Builder::new();
-                builder.timer(TokioTimer::new()).header_read_timeout(timeout);
+                // Bounded per-connection memory: a bundle request needs a few hundred bytes of headers.
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(timeout)
+                    .max_buf_size(16 * 1024);
                 let conn = builder.serve_connection(TokioIo::new(tls), service);
                 tokio::pin!(conn);
                 let result = tokio::select! {
