@@ -190,3 +190,31 @@ async fn server_survives_junk_and_slow_clients() {
         FetchOutcome::Updated { .. }
     ));
 }
+
+#[tokio::test]
+async fn silent_clients_are_disconnected_after_the_handshake_timeout() {
+    use tokio::io::AsyncReadExt;
+    let ca = TestCa::new("a.test");
+    let web = TestCa::web("Web CA");
+    let ep = Endpoint::start_with_timeout(
+        web.server(&[], true).web_tls(),
+        ca.bundle(),
+        "/",
+        Duration::from_millis(200),
+    )
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(ep.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    // The server closes the connection (EOF) instead of holding it forever.
+    let n = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("server kept a silent client open")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // And keeps serving others.
+    let rel = web_rel(&a(), &ep.url("/"), &web);
+    assert!(matches!(
+        fetch(&rel, None, &fast_opts()).await.unwrap(),
+        FetchOutcome::Updated { .. }
+    ));
+}
