@@ -308,10 +308,11 @@ impl App {
         }
         background.cancel();
         while tasks.join_next().await.is_some() {}
-        let admin_result = admin.await;
+        // Graceful shutdown closes idle keep-alive connections; bound it anyway.
+        let admin_result = tokio::time::timeout(Duration::from_secs(5), admin).await;
         tracing::info!("stopped");
         match admin_result {
-            Ok(Err(e)) => Err(AppError::Admin(e)),
+            Ok(Ok(Err(e))) => Err(AppError::Admin(e)),
             _ => Ok(()),
         }
     }

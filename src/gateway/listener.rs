@@ -187,10 +187,19 @@ impl Listener {
             let cx = cx.clone();
             self.tracker.spawn(async move {
                 cx.active.inc();
-                match state.kind() {
-                    ListenerKind::Passthrough => {
-                        passthrough::serve(stream, peer, &state, &cx).await
+                let serve = async {
+                    match state.kind() {
+                        ListenerKind::Passthrough => {
+                            passthrough::serve(stream, peer, &state, &cx).await
+                        }
                     }
+                };
+                // Past the drain deadline every phase ends; `serve` is polled first so a
+                // spliced connection still records its `drained` outcome.
+                tokio::select! {
+                    biased;
+                    () = serve => {}
+                    () = cx.hard_stop.cancelled() => {}
                 }
                 cx.active.dec();
                 drop(permit);
