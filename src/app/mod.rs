@@ -258,6 +258,9 @@ impl App {
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
 
+        if let Ok(addr) = self.admin.local_addr() {
+            tracing::info!(%addr, "admin server listening");
+        }
         let source: Arc<dyn AdminSource> = self.shared.clone();
         let admin_stop = background.clone();
         let admin = tokio::spawn(crate::admin::run(self.admin, source, admin_stop));

@@ -205,7 +205,7 @@ impl Listener {
                 drop(permit);
             });
         }
-        tracing::info!(listener = %self.name, addr = ?listener.local_addr().ok(), "listener stopped accepting");
+        tracing::info!(listener = %self.name, "listener stopped accepting");
     }
 }
 
