@@ -64,7 +64,10 @@ impl Bundle {
         }
     }
     /// Parses the JWKS document of `td`. Ignored entries come back as warnings.
-    pub fn parse(_td: &TrustDomain, _json: &[u8]) -> Result<(Self, Vec<BundleWarning>), BundleError> {
+    pub fn parse(
+        _td: &TrustDomain,
+        _json: &[u8],
+    ) -> Result<(Self, Vec<BundleWarning>), BundleError> {
         todo!()
     }
     /// Serializes to the JWKS document (pretty JSON).
@@ -121,7 +124,9 @@ impl BundleSet {
     pub fn with(&self, bundle: Bundle) -> Self {
         let mut map = (*self.bundles).clone();
         map.insert(bundle.trust_domain.clone(), Arc::new(bundle));
-        Self { bundles: Arc::new(map) }
+        Self {
+            bundles: Arc::new(map),
+        }
     }
     pub fn get(&self, td: &TrustDomain) -> Option<&Arc<Bundle>> {
         self.bundles.get(td)

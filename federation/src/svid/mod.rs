@@ -44,6 +44,10 @@ impl X509Svid {
 
 impl Clone for X509Svid {
     fn clone(&self) -> Self {
-        Self { id: self.id.clone(), chain: self.chain.clone(), key: self.key.clone_key() }
+        Self {
+            id: self.id.clone(),
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
     }
 }
