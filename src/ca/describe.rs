@@ -133,9 +133,10 @@ pub fn describe(der: &[u8]) -> Result<CertSummary, String> {
 /// Parses one DER certificate, refusing trailing bytes.
 pub fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     match X509Certificate::from_der(der) {
-        Ok((rest, _)) if !rest.is_empty() => {
-            Err(format!("{} trailing bytes after the certificate", rest.len()))
-        }
+        Ok((rest, _)) if !rest.is_empty() => Err(format!(
+            "{} trailing bytes after the certificate",
+            rest.len()
+        )),
         Ok((_, cert)) => Ok(cert),
         Err(e) => Err(format!("malformed certificate: {e}")),
     }
@@ -202,7 +203,11 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn hex_colon(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]
@@ -213,7 +218,8 @@ mod tests {
     fn sample_cert() -> CertificateDer<'static> {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(vec!["a.example".to_string()]).unwrap();
-        p.subject_alt_names.push(rcgen::SanType::URI("spiffe://a.test/x".try_into().unwrap()));
+        p.subject_alt_names
+            .push(rcgen::SanType::URI("spiffe://a.test/x".try_into().unwrap()));
         p.self_signed(&key).unwrap().der().clone()
     }
 
@@ -228,16 +234,25 @@ mod tests {
     #[test]
     fn pem_errors_say_what_is_wrong() {
         assert_eq!(parse_pem_certs(b"").unwrap_err(), PemError::Empty);
-        assert_eq!(parse_pem_certs(b"garbage\nmore garbage\n").unwrap_err(), PemError::Empty);
+        assert_eq!(
+            parse_pem_certs(b"garbage\nmore garbage\n").unwrap_err(),
+            PemError::Empty
+        );
         let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
         assert_eq!(
             parse_pem_certs(key.as_bytes()).unwrap_err(),
             PemError::WrongLabel("PRIVATE KEY".into())
         );
         let bad = b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
-        assert!(matches!(parse_pem_certs(bad).unwrap_err(), PemError::Malformed(_)));
+        assert!(matches!(
+            parse_pem_certs(bad).unwrap_err(),
+            PemError::Malformed(_)
+        ));
         let open = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
-        assert!(matches!(parse_pem_certs(open).unwrap_err(), PemError::Malformed(_)));
+        assert!(matches!(
+            parse_pem_certs(open).unwrap_err(),
+            PemError::Malformed(_)
+        ));
     }
 
     #[test]

@@ -61,23 +61,37 @@ pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| FileError::CreateDir { path: dir.to_path_buf(), source })
+        .map_err(|source| FileError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// Reads at most [`MAX_FILE_BYTES`] from `path`; a larger file is an error, not a truncation.
 pub fn read_limited(path: &Path) -> Result<Vec<u8>, FileError> {
-    let read_err = |source| FileError::Read { path: path.to_path_buf(), source };
+    let read_err = |source| FileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = File::open(path).map_err(read_err)?;
     let mut buf = Vec::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf).map_err(read_err)?;
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(read_err)?;
     if buf.len() as u64 > MAX_FILE_BYTES {
-        return Err(FileError::TooLarge { path: path.to_path_buf(), limit: MAX_FILE_BYTES });
+        return Err(FileError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_FILE_BYTES,
+        });
     }
     Ok(buf)
 }
 
 fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
-    let write_err = |source| FileError::Write { path: path.to_path_buf(), source };
+    let write_err = |source| FileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -116,7 +130,10 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         // No temporary files are left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("k.key")]);
     }
 

@@ -98,12 +98,17 @@ pub enum CaError {
         #[source]
         source: BundleError,
     },
-    #[error("{path}: the CA certificate is not listed in the bundle; the CA directory is inconsistent")]
+    #[error(
+        "{path}: the CA certificate is not listed in the bundle; the CA directory is inconsistent"
+    )]
     RootNotInBundle { path: PathBuf },
     #[error(
         "{id} is outside the CA's trust domain {trust_domain}; a CA issues only for its own trust domain"
     )]
-    WrongTrustDomain { id: SpiffeId, trust_domain: TrustDomain },
+    WrongTrustDomain {
+        id: SpiffeId,
+        trust_domain: TrustDomain,
+    },
     #[error("{id} has no path; leaf SVIDs need a non-root path (X509-SVID.md §2)")]
     RootPathId { id: SpiffeId },
     #[error("invalid DNS name {name:?} for a SAN: {reason}")]
@@ -114,7 +119,10 @@ pub enum CaError {
         "requested notAfter {requested} is later than the signing CA's notAfter {ca_not_after}; \
          use a shorter --ttl or rotate the CA"
     )]
-    TtlBeyondCa { requested: String, ca_not_after: String },
+    TtlBeyondCa {
+        requested: String,
+        ca_not_after: String,
+    },
     #[error("ttl {0:?} is too large")]
     TtlTooLarge(Duration),
     #[error("CSR is malformed or its signature does not verify: {reason}")]
@@ -158,7 +166,12 @@ impl Ca {
         bundle.add_x509_authority(root.der.clone());
         bundle.set_refresh_hint(opts.refresh_hint);
         bundle.set_sequence(Some(1));
-        Ok(Ca { trust_domain: trust_domain.clone(), root, intermediate, bundle })
+        Ok(Ca {
+            trust_domain: trust_domain.clone(),
+            root,
+            intermediate,
+            bundle,
+        })
     }
 
     /// Loads a CA directory written by [`Ca::save`], checking that keys match certificates
@@ -178,13 +191,23 @@ impl Ca {
         let trust_domain = trust_domain_of(&root.der, root_path)?;
         let bundle_path = dir.join(BUNDLE_JSON);
         let json = read_limited(&bundle_path)?;
-        let (bundle, _warnings) = Bundle::parse(&trust_domain, &json).map_err(|source| {
-            CaError::BadBundle { path: bundle_path.clone(), trust_domain: trust_domain.clone(), source }
-        })?;
+        let (bundle, _warnings) =
+            Bundle::parse(&trust_domain, &json).map_err(|source| CaError::BadBundle {
+                path: bundle_path.clone(),
+                trust_domain: trust_domain.clone(),
+                source,
+            })?;
         if !bundle.x509_authorities().contains(&root.der) {
-            return Err(CaError::RootNotInBundle { path: root_path.clone() });
+            return Err(CaError::RootNotInBundle {
+                path: root_path.clone(),
+            });
         }
-        Ok(Ca { trust_domain, root, intermediate, bundle })
+        Ok(Ca {
+            trust_domain,
+            root,
+            intermediate,
+            bundle,
+        })
     }
 
     /// Writes the CA directory (creating it 0700 if missing). Keys go through
@@ -196,18 +219,34 @@ impl Ca {
         // `load` detects a key/certificate mismatch.
         match &self.intermediate {
             Some(inter) => {
-                write_private(&dir.join(ROOT_KEY), self.root.key.serialize_pem().as_bytes())?;
+                write_private(
+                    &dir.join(ROOT_KEY),
+                    self.root.key.serialize_pem().as_bytes(),
+                )?;
                 write_private(&dir.join(CA_KEY), inter.key.serialize_pem().as_bytes())?;
-                write_atomic(&dir.join(ROOT_PEM), describe::encode_pem_certs(&[self.root.der.clone()]).as_bytes())?;
-                write_atomic(&dir.join(CA_PEM), describe::encode_pem_certs(&[inter.der.clone()]).as_bytes())?;
+                write_atomic(
+                    &dir.join(ROOT_PEM),
+                    describe::encode_pem_certs(&[self.root.der.clone()]).as_bytes(),
+                )?;
+                write_atomic(
+                    &dir.join(CA_PEM),
+                    describe::encode_pem_certs(&[inter.der.clone()]).as_bytes(),
+                )?;
             }
             None => {
                 write_private(&dir.join(CA_KEY), self.root.key.serialize_pem().as_bytes())?;
-                write_atomic(&dir.join(CA_PEM), describe::encode_pem_certs(&[self.root.der.clone()]).as_bytes())?;
+                write_atomic(
+                    &dir.join(CA_PEM),
+                    describe::encode_pem_certs(&[self.root.der.clone()]).as_bytes(),
+                )?;
             }
         }
-        let old_roots: Vec<_> =
-            self.bundle.x509_authorities().iter().filter(|a| **a != self.root.der).collect();
+        let old_roots: Vec<_> = self
+            .bundle
+            .x509_authorities()
+            .iter()
+            .filter(|a| **a != self.root.der)
+            .collect();
         if !old_roots.is_empty() {
             let retired = dir.join(RETIRED_DIR);
             create_private_dir(&retired)?;
@@ -254,17 +293,33 @@ impl Ca {
 
     /// Issues an X509-SVID for `id` with a fresh ECDSA P-256 key, valid from one minute ago
     /// for `ttl`, with `dns` as extra DNS SANs. The chain is the leaf, then intermediates.
-    pub fn issue(&self, id: &SpiffeId, ttl: Duration, dns: &[String]) -> Result<IssuedSvid, CaError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .map_err(|source| CaError::Sign { what: "generate a key".into(), source })?;
+    pub fn issue(
+        &self,
+        id: &SpiffeId,
+        ttl: Duration,
+        dns: &[String],
+    ) -> Result<IssuedSvid, CaError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| {
+            CaError::Sign {
+                what: "generate a key".into(),
+                source,
+            }
+        })?;
         let params = self.leaf_params(id, ttl, dns, OffsetDateTime::now_utc())?;
         let signer = self.signer();
         let leaf = params
             .signed_by(&key, &signer.issuer, &signer.key)
-            .map_err(|source| CaError::Sign { what: format!("sign the SVID for {id}"), source })?;
+            .map_err(|source| CaError::Sign {
+                what: format!("sign the SVID for {id}"),
+                source,
+            })?;
         let mut chain = vec![leaf.der().clone()];
         chain.extend(self.intermediates());
-        Ok(IssuedSvid { id: id.clone(), chain, key_pem: key.serialize_pem() })
+        Ok(IssuedSvid {
+            id: id.clone(),
+            chain,
+            key_pem: key.serialize_pem(),
+        })
     }
 
     /// Signs the public key of a PKCS#10 CSR as a leaf SVID for `id` (the bridge CA's issuing
@@ -276,10 +331,14 @@ impl Ca {
         id: &SpiffeId,
         ttl: Duration,
     ) -> Result<Vec<CertificateDer<'static>>, CaError> {
-        let (rest, csr) = X509CertificationRequest::from_der(csr_der)
-            .map_err(|e| CaError::BadCsr { reason: e.to_string() })?;
+        let (rest, csr) =
+            X509CertificationRequest::from_der(csr_der).map_err(|e| CaError::BadCsr {
+                reason: e.to_string(),
+            })?;
         if !rest.is_empty() {
-            return Err(CaError::BadCsr { reason: format!("{} trailing bytes", rest.len()) });
+            return Err(CaError::BadCsr {
+                reason: format!("{} trailing bytes", rest.len()),
+            });
         }
         if let Some(exts) = csr.requested_extensions() {
             for ext in exts {
@@ -291,13 +350,19 @@ impl Ca {
             }
         }
         // rcgen verifies the CSR's self-signature (proof of possession of the key).
-        let parsed = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
-            .map_err(|e| CaError::BadCsr { reason: e.to_string() })?;
+        let parsed =
+            CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+                .map_err(|e| CaError::BadCsr {
+                    reason: e.to_string(),
+                })?;
         let params = self.leaf_params(id, ttl, &[], OffsetDateTime::now_utc())?;
         let signer = self.signer();
         let leaf = params
             .signed_by(&parsed.public_key, &signer.issuer, &signer.key)
-            .map_err(|source| CaError::Sign { what: format!("sign the CSR for {id}"), source })?;
+            .map_err(|source| CaError::Sign {
+                what: format!("sign the CSR for {id}"),
+                source,
+            })?;
         let mut chain = vec![leaf.der().clone()];
         chain.extend(self.intermediates());
         Ok(chain)
@@ -326,8 +391,13 @@ impl Ca {
     /// Removes every root but the current one from the bundle. Returns how many were
     /// removed; the sequence is incremented only if the bundle changed.
     pub fn retire_old(&mut self) -> Result<usize, CaError> {
-        let old: Vec<_> =
-            self.bundle.x509_authorities().iter().filter(|a| **a != self.root.der).cloned().collect();
+        let old: Vec<_> = self
+            .bundle
+            .x509_authorities()
+            .iter()
+            .filter(|a| **a != self.root.der)
+            .cloned()
+            .collect();
         if old.is_empty() {
             return Ok(0);
         }
@@ -374,10 +444,16 @@ impl Ca {
         dn.push(DnType::OrganizationName, "SPIFFE");
         p.distinguished_name = dn;
         p.subject_alt_names = vec![SanType::URI(ia5(&id.to_string()).map_err(|reason| {
-            CaError::BadCertificate { path: PathBuf::from("(issued SVID)"), reason }
+            CaError::BadCertificate {
+                path: PathBuf::from("(issued SVID)"),
+                reason,
+            }
         })?)];
         for name in dns {
-            let v = ia5(name).map_err(|reason| CaError::BadDnsName { name: name.clone(), reason })?;
+            let v = ia5(name).map_err(|reason| CaError::BadDnsName {
+                name: name.clone(),
+                reason,
+            })?;
             if name.is_empty() || name.len() > 253 || name.contains(['/', ':', ' ']) {
                 return Err(CaError::BadDnsName {
                     name: name.clone(),
@@ -388,8 +464,10 @@ impl Ca {
         }
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages =
-            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         p.not_before = now - BACKDATE;
         p.not_after = not_after;
         p.serial_number = Some(random_serial());
@@ -404,7 +482,13 @@ impl fmt::Debug for Ca {
         f.debug_struct("Ca")
             .field("trust_domain", &self.trust_domain)
             .field("root", &describe::sha256_hex(&self.root.der))
-            .field("intermediate", &self.intermediate.as_ref().map(|i| describe::sha256_hex(&i.der)))
+            .field(
+                "intermediate",
+                &self
+                    .intermediate
+                    .as_ref()
+                    .map(|i| describe::sha256_hex(&i.der)),
+            )
             .field("sequence", &self.bundle.sequence())
             .finish()
     }
@@ -470,19 +554,30 @@ pub const SVID_KEY: &str = "svid.key";
 // === helpers ===
 
 fn new_root(td: &TrustDomain, now: OffsetDateTime, ttl: Duration) -> Result<Signer, CaError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|source| CaError::Sign { what: "generate a root key".into(), source })?;
+    let key =
+        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| CaError::Sign {
+            what: "generate a root key".into(),
+            source,
+        })?;
     let mut p = ca_params(td, &key, "root", now, ttl)?;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let cert = p
-        .self_signed(&key)
-        .map_err(|source| CaError::Sign { what: format!("self-sign the root of {td}"), source })?;
+    let cert = p.self_signed(&key).map_err(|source| CaError::Sign {
+        what: format!("self-sign the root of {td}"),
+        source,
+    })?;
     signer_from(cert.der().clone(), key, Path::new("(new root)"))
 }
 
-fn new_intermediate(td: &TrustDomain, root: &Signer, now: OffsetDateTime) -> Result<Signer, CaError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|source| CaError::Sign { what: "generate an intermediate key".into(), source })?;
+fn new_intermediate(
+    td: &TrustDomain,
+    root: &Signer,
+    now: OffsetDateTime,
+) -> Result<Signer, CaError> {
+    let key =
+        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| CaError::Sign {
+            what: "generate an intermediate key".into(),
+            source,
+        })?;
     let lifetime = (root.not_after - now).unsigned_abs();
     let mut p = ca_params(td, &key, "intermediate", now, lifetime)?;
     // The intermediate only signs leaves.
@@ -490,10 +585,12 @@ fn new_intermediate(td: &TrustDomain, root: &Signer, now: OffsetDateTime) -> Res
     p.not_before = root.not_before.max(now - BACKDATE);
     p.not_after = root.not_after;
     p.use_authority_key_identifier_extension = true;
-    let cert = p.signed_by(&key, &root.issuer, &root.key).map_err(|source| CaError::Sign {
-        what: format!("sign the intermediate of {td}"),
-        source,
-    })?;
+    let cert = p
+        .signed_by(&key, &root.issuer, &root.key)
+        .map_err(|source| CaError::Sign {
+            what: format!("sign the intermediate of {td}"),
+            source,
+        })?;
     signer_from(cert.der().clone(), key, Path::new("(new intermediate)"))
 }
 
@@ -514,7 +611,10 @@ fn ca_params(
     dn.push(DnType::CommonName, format!("{td} {role} {}", &kid[..12]));
     p.distinguished_name = dn;
     p.subject_alt_names = vec![SanType::URI(ia5(&td.id_string()).map_err(|reason| {
-        CaError::BadCertificate { path: PathBuf::from("(new CA)"), reason }
+        CaError::BadCertificate {
+            path: PathBuf::from("(new CA)"),
+            reason,
+        }
     })?)];
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     p.not_before = now - BACKDATE;
@@ -538,13 +638,20 @@ fn load_signer(cert_path: &Path, key_path: &Path) -> Result<Signer, CaError> {
         path: key_path.to_path_buf(),
         source: rcgen::Error::CouldNotParseKeyPair,
     })?;
-    let key = KeyPair::from_pem(key_text)
-        .map_err(|source| CaError::BadKey { path: key_path.to_path_buf(), source })?;
+    let key = KeyPair::from_pem(key_text).map_err(|source| CaError::BadKey {
+        path: key_path.to_path_buf(),
+        source,
+    })?;
     let signer = signer_from(der, key, cert_path)?;
-    let cert = describe::parse_cert(&signer.der)
-        .map_err(|reason| CaError::BadCertificate { path: cert_path.to_path_buf(), reason })?;
+    let cert = describe::parse_cert(&signer.der).map_err(|reason| CaError::BadCertificate {
+        path: cert_path.to_path_buf(),
+        reason,
+    })?;
     if cert.tbs_certificate.subject_pki.raw != signer.key.public_key_der().as_slice() {
-        return Err(CaError::KeyMismatch { key: key_path.to_path_buf(), cert: cert_path.to_path_buf() });
+        return Err(CaError::KeyMismatch {
+            key: key_path.to_path_buf(),
+            cert: cert_path.to_path_buf(),
+        });
     }
     if !matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca) {
         return Err(CaError::BadCertificate {
@@ -556,26 +663,46 @@ fn load_signer(cert_path: &Path, key_path: &Path) -> Result<Signer, CaError> {
 }
 
 fn signer_from(der: CertificateDer<'static>, key: KeyPair, path: &Path) -> Result<Signer, CaError> {
-    let bad = |reason: String| CaError::BadCertificate { path: path.to_path_buf(), reason };
+    let bad = |reason: String| CaError::BadCertificate {
+        path: path.to_path_buf(),
+        reason,
+    };
     let params = CertificateParams::from_ca_cert_der(&der).map_err(|e| bad(e.to_string()))?;
     let (not_before, not_after) = (params.not_before, params.not_after);
     // rcgen signs with an issuer `Certificate`; re-signing the parsed parameters yields one
     // whose subject name and key identifier are those of `der` (the throwaway signature is
     // never used).
-    let issuer = params.self_signed(&key).map_err(|e| bad(format!("key cannot sign: {e}")))?;
-    Ok(Signer { der, key, issuer, not_before, not_after })
+    let issuer = params
+        .self_signed(&key)
+        .map_err(|e| bad(format!("key cannot sign: {e}")))?;
+    Ok(Signer {
+        der,
+        key,
+        issuer,
+        not_before,
+        not_after,
+    })
 }
 
 /// The trust domain named by a CA certificate's URI SAN `spiffe://<td>`.
 fn trust_domain_of(der: &[u8], path: &Path) -> Result<TrustDomain, CaError> {
-    let bad = |reason: String| CaError::BadCertificate { path: path.to_path_buf(), reason };
+    let bad = |reason: String| CaError::BadCertificate {
+        path: path.to_path_buf(),
+        reason,
+    };
     let cert = describe::parse_cert(der).map_err(bad)?;
     let uris: Vec<&str> = match cert.subject_alternative_name() {
         Ok(Some(san)) => san
             .value
             .general_names
             .iter()
-            .filter_map(|n| if let GeneralName::URI(u) = n { Some(*u) } else { None })
+            .filter_map(|n| {
+                if let GeneralName::URI(u) = n {
+                    Some(*u)
+                } else {
+                    None
+                }
+            })
             .collect(),
         _ => Vec::new(),
     };
