@@ -83,7 +83,7 @@ pub enum CaError {
     AlreadyExists { path: PathBuf },
     #[error("{path}: {reason}")]
     BadCertificate { path: PathBuf, reason: String },
-    #[error("{path}: not a usable private key (expected a PKCS#8 PEM key): {source}")]
+    #[error("{path}: not a usable private key (expected a PKCS#8 PEM key)")]
     BadKey {
         path: PathBuf,
         #[source]
@@ -91,7 +91,7 @@ pub enum CaError {
     },
     #[error("{key} does not belong to the certificate in {cert}")]
     KeyMismatch { key: PathBuf, cert: PathBuf },
-    #[error("{path}: not a valid bundle for trust domain {trust_domain}: {source}")]
+    #[error("{path}: not a valid bundle for trust domain {trust_domain}")]
     BadBundle {
         path: PathBuf,
         trust_domain: TrustDomain,
@@ -131,7 +131,7 @@ pub enum CaError {
     CsrRequestsCa,
     #[error("spiffe_sequence would overflow; the bundle cannot change any more")]
     SequenceOverflow,
-    #[error("cannot {what}: {source}")]
+    #[error("cannot {what}")]
     Sign {
         what: String,
         #[source]

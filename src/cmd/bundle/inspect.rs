@@ -40,7 +40,7 @@ pub struct Summary {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bytes = match read_limited(&args.file) {
         Ok(b) => b,
-        Err(e) => return Ok(fail(2, &e.to_string())),
+        Err(e) => return Ok(fail(2, &describe::error_chain(&e))),
     };
     let (bundle, warnings) = match Bundle::parse(&args.trust_domain, &bytes) {
         Ok(parsed) => parsed,
@@ -48,9 +48,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(fail(
                 1,
                 &format!(
-                    "{}: bundle rejected for trust domain {}: {e}",
+                    "{}: rejected: {}",
                     args.file.display(),
-                    args.trust_domain
+                    describe::error_chain(&e)
                 ),
             ))
         }
