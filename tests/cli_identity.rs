@@ -2,6 +2,9 @@
 //! binary, run in temporary directories. Covers `id check`, `bundle inspect`, `svid verify`,
 //! `svid inspect` and the `ca` commands end to end.
 
+// Test code: a panic is a test failure with a message, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/cli.rs"]
 mod cli_support;
 

@@ -226,18 +226,18 @@ impl Ca {
                 write_private(&dir.join(CA_KEY), inter.key.serialize_pem().as_bytes())?;
                 write_atomic(
                     &dir.join(ROOT_PEM),
-                    describe::encode_pem_certs(&[self.root.der.clone()]).as_bytes(),
+                    describe::encode_pem_certs(std::slice::from_ref(&self.root.der)).as_bytes(),
                 )?;
                 write_atomic(
                     &dir.join(CA_PEM),
-                    describe::encode_pem_certs(&[inter.der.clone()]).as_bytes(),
+                    describe::encode_pem_certs(std::slice::from_ref(&inter.der)).as_bytes(),
                 )?;
             }
             None => {
                 write_private(&dir.join(CA_KEY), self.root.key.serialize_pem().as_bytes())?;
                 write_atomic(
                     &dir.join(CA_PEM),
-                    describe::encode_pem_certs(&[self.root.der.clone()]).as_bytes(),
+                    describe::encode_pem_certs(std::slice::from_ref(&self.root.der)).as_bytes(),
                 )?;
             }
         }
@@ -253,7 +253,10 @@ impl Ca {
             for old in old_roots {
                 let path = retired.join(format!("{}.pem", describe::sha256_hex(old)));
                 if !path.exists() {
-                    write_atomic(&path, describe::encode_pem_certs(&[old.clone()]).as_bytes())?;
+                    write_atomic(
+                        &path,
+                        describe::encode_pem_certs(std::slice::from_ref(old)).as_bytes(),
+                    )?;
                 }
             }
         }

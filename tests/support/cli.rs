@@ -2,6 +2,7 @@
 //! craft certificates the CA itself refuses to make (for negative cases).
 
 #![allow(dead_code)] // each test file uses a different subset
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic fails the test
 
 use std::path::Path;
 use std::process::Command;
