@@ -187,6 +187,25 @@ impl Ca {
         } else {
             (load_signer(&ca_pem, &dir.join(CA_KEY))?, None)
         };
+        if let Some(inter) = &intermediate {
+            // Cheap consistency check for a half-written directory: the intermediate must
+            // name the root as its issuer (the signature is checked when SVIDs are verified).
+            let issued_by_root = match (
+                describe::parse_cert(&inter.der),
+                describe::parse_cert(&root.der),
+            ) {
+                (Ok(i), Ok(r)) => {
+                    i.tbs_certificate.issuer.as_raw() == r.tbs_certificate.subject.as_raw()
+                }
+                _ => false,
+            };
+            if !issued_by_root {
+                return Err(CaError::BadCertificate {
+                    path: ca_pem.clone(),
+                    reason: format!("not issued by the root in {}", root_pem.display()),
+                });
+            }
+        }
         let root_path = if has_intermediate { &root_pem } else { &ca_pem };
         let trust_domain = trust_domain_of(&root.der, root_path)?;
         let bundle_path = dir.join(BUNDLE_JSON);
@@ -453,17 +472,15 @@ impl Ca {
             }
         })?)];
         for name in dns {
-            let v = ia5(name).map_err(|reason| CaError::BadDnsName {
+            let bad = |reason: String| CaError::BadDnsName {
                 name: name.clone(),
                 reason,
-            })?;
-            if name.is_empty() || name.len() > 253 || name.contains(['/', ':', ' ']) {
-                return Err(CaError::BadDnsName {
-                    name: name.clone(),
-                    reason: "not a host name".into(),
-                });
-            }
-            p.subject_alt_names.push(SanType::DnsName(v));
+            };
+            // The same syntax rustls accepts as a server name (RFC 1035 labels).
+            rustls_pki_types::DnsName::try_from(name.as_str())
+                .map_err(|_| bad("not a valid DNS name (RFC 1035 labels)".into()))?;
+            p.subject_alt_names
+                .push(SanType::DnsName(ia5(name).map_err(bad)?));
         }
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];

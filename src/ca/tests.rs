@@ -346,3 +346,26 @@ fn csr_asking_for_a_ca_or_tampered_is_refused() {
         .unwrap_err();
     assert!(matches!(e, CaError::BadCsr { .. }), "{e}");
 }
+
+#[test]
+fn load_rejects_an_intermediate_not_issued_by_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    Ca::init(&td("a.test"), &opts(true))
+        .unwrap()
+        .save(&a)
+        .unwrap();
+    Ca::init(&td("a.test"), &opts(true))
+        .unwrap()
+        .save(&b)
+        .unwrap();
+    for f in [ROOT_PEM, ROOT_KEY] {
+        std::fs::copy(b.join(f), a.join(f)).unwrap();
+    }
+    let e = Ca::load(&a).unwrap_err();
+    assert!(matches!(e, CaError::BadCertificate { .. }), "{e}");
+    assert!(
+        e.to_string().contains("ca.pem") && e.to_string().contains("root.pem"),
+        "{e}"
+    );
+}
