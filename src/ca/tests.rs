@@ -369,3 +369,60 @@ fn load_rejects_an_intermediate_not_issued_by_the_root() {
         "{e}"
     );
 }
+
+/// The federation crate's verifier (the one the gateway uses) accepts what the CA issues,
+/// checked against a set holding only the CA's own bundle.
+fn federation_verify(
+    chain: &[CertificateDer<'static>],
+    bundle: &Bundle,
+) -> Result<SpiffeId, fedgate_federation::VerifyError> {
+    let set = fedgate_federation::BundleSet::new().with(bundle.clone());
+    fedgate_federation::svid::verify::verify(chain, &set, rustls_pki_types::UnixTime::now())
+        .map(|v| v.id().clone())
+}
+
+#[test]
+fn issued_svids_pass_the_federation_verifier() {
+    for intermediate in [false, true] {
+        let ca = Ca::init(&td("a.test"), &opts(intermediate)).unwrap();
+        let svid = ca.issue(&id("spiffe://a.test/ns/web"), day(), &[]).unwrap();
+        assert_eq!(
+            federation_verify(svid.chain(), ca.bundle()).unwrap(),
+            id("spiffe://a.test/ns/web")
+        );
+        let key = KeyPair::generate().unwrap();
+        let csr = CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
+        let chain = ca
+            .issue_from_csr(csr.der(), &id("spiffe://a.test/gw"), day())
+            .unwrap();
+        assert_eq!(
+            federation_verify(&chain, ca.bundle()).unwrap(),
+            id("spiffe://a.test/gw")
+        );
+    }
+}
+
+#[test]
+fn federation_verifier_follows_rotation_phases() {
+    let mut ca = Ca::init(&td("a.test"), &opts(true)).unwrap();
+    let old = ca.issue(&id("spiffe://a.test/old"), day(), &[]).unwrap();
+    ca.rotate().unwrap();
+    let new = ca.issue(&id("spiffe://a.test/new"), day(), &[]).unwrap();
+    federation_verify(old.chain(), ca.bundle()).unwrap();
+    federation_verify(new.chain(), ca.bundle()).unwrap();
+    ca.retire_old().unwrap();
+    assert!(federation_verify(old.chain(), ca.bundle()).is_err());
+    federation_verify(new.chain(), ca.bundle()).unwrap();
+}
+
+#[test]
+fn another_domains_ca_cannot_vouch_for_this_domain() {
+    let a = Ca::init(&td("a.test"), &opts(false)).unwrap();
+    let b = Ca::init(&td("b.test"), &opts(false)).unwrap();
+    let from_b = b.issue(&id("spiffe://b.test/x"), day(), &[]).unwrap();
+    // b's SVID checked against a set that has a.test's bundle only: no bundle for b.test.
+    assert!(federation_verify(from_b.chain(), a.bundle()).is_err());
+}
