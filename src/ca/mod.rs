@@ -79,6 +79,8 @@ pub struct IssuedSvid {
 pub enum CaError {
     #[error(transparent)]
     File(#[from] FileError),
+    #[error("no CA in {dir}: {} is missing; create one with `fedgate ca init`", dir.join(CA_PEM).display())]
+    NoCa { dir: PathBuf },
     #[error("{path} already exists; refusing to overwrite an existing CA (choose another --out)")]
     AlreadyExists { path: PathBuf },
     #[error("{path}: {reason}")]
@@ -179,6 +181,11 @@ impl Ca {
     pub fn load(dir: &Path) -> Result<Ca, CaError> {
         let ca_pem = dir.join(CA_PEM);
         let root_pem = dir.join(ROOT_PEM);
+        if !ca_pem.exists() {
+            return Err(CaError::NoCa {
+                dir: dir.to_path_buf(),
+            });
+        }
         let has_intermediate = root_pem.exists();
         let (root, intermediate) = if has_intermediate {
             let root = load_signer(&root_pem, &dir.join(ROOT_KEY))?;

@@ -229,6 +229,7 @@ fn load_rejects_a_key_from_another_ca_naming_both_files() {
     let e = Ca::load(&b).unwrap_err();
     assert!(matches!(e, CaError::BadCertificate { .. }), "{e}");
     let missing = Ca::load(&dir.path().join("nope")).unwrap_err();
+    assert!(matches!(missing, CaError::NoCa { .. }), "{missing}");
     assert!(missing.to_string().contains("nope"), "{missing}");
 }
 
