@@ -427,3 +427,37 @@ fn another_domains_ca_cannot_vouch_for_this_domain() {
     // b's SVID checked against a set that has a.test's bundle only: no bundle for b.test.
     assert!(federation_verify(from_b.chain(), a.bundle()).is_err());
 }
+
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn shared_ca() -> &'static Ca {
+        static CA: std::sync::OnceLock<Ca> = std::sync::OnceLock::new();
+        CA.get_or_init(|| Ca::init(&td("p.test"), &opts(false)).unwrap())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn hostile_csr_bytes_are_refused_without_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..600)
+        ) {
+            let r = shared_ca().issue_from_csr(&bytes, &id("spiffe://p.test/x"), day());
+            prop_assert!(r.is_err());
+        }
+
+        #[test]
+        fn dns_names_are_issued_or_refused_without_panic(name in "\\PC{0,40}") {
+            match shared_ca().issue(&id("spiffe://p.test/x"), day(), &[name.clone()]) {
+                Ok(svid) => {
+                    let s = describe::describe(&svid.chain()[0]).unwrap();
+                    prop_assert_eq!(s.dns_sans, vec![name]);
+                }
+                Err(e) => prop_assert!(matches!(e, CaError::BadDnsName { .. }), "{}", e),
+            }
+        }
+    }
+}

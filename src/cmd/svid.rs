@@ -240,6 +240,21 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn argument_parsers_never_panic(s in "\\PC{0,64}") {
+            let _ = parse_bundle_arg(&s);
+            let _ = parse_at(&s);
+        }
+
+        #[test]
+        fn at_round_trips_whole_seconds(secs in 0i64..253_402_300_799) {
+            let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap();
+            let text = crate::ca::describe::rfc3339(t);
+            proptest::prop_assert_eq!(parse_at(&text).unwrap().as_secs(), secs as u64);
+        }
+    }
+
     #[test]
     fn at_parses_rfc3339_with_offsets() {
         let t = parse_at("1970-01-01T01:00:00+01:00").unwrap();
