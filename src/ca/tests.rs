@@ -461,3 +461,19 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn issued_files_load_as_an_x509_svid() {
+    for intermediate in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::init(&td("a.test"), &opts(intermediate)).unwrap();
+        let svid = ca.issue(&id("spiffe://a.test/gw"), day(), &[]).unwrap();
+        let [pem, key, json] = svid.write(dir.path(), ca.bundle()).unwrap();
+        assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
+        let loaded = fedgate_federation::X509Svid::load(&pem, &key).unwrap();
+        assert_eq!(loaded.id(), &id("spiffe://a.test/gw"));
+        assert_eq!(loaded.chain(), svid.chain());
+        let (bundle, _) = Bundle::parse(&td("a.test"), &std::fs::read(json).unwrap()).unwrap();
+        assert!(bundle.same_authorities(ca.bundle()));
+    }
+}
