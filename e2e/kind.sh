@@ -126,7 +126,8 @@ node_ip() {
   docker inspect -f '{{ (index .NetworkSettings.Networks "kind").IPAddress }}' "$1-control-plane"
 }
 
-# peer_view CONTEXT TD FIELD : a trust domain's entry in the bundle map a client pod's sidecar sees.
+# peer_view CONTEXT TD FIELD : a trust domain's entry in the bundle map a client pod's sidecar sees
+# (SPIFFE bundle map: {"trust_domains": {"<td>": <bundle>}}).
 #   FIELD=sequence -> spiffe_sequence; FIELD=roots -> number of x509-svid keys.
 peer_view() {
   local filter
@@ -135,7 +136,7 @@ peer_view() {
     roots) filter='[.keys[]? | select(.use == "x509-svid")] | length' ;;
   esac
   kubectl --context "$1" -n demo exec deploy/client -c app -- cat /var/run/fedgate/federated/bundles.json \
-    | jq -r --arg td "$2" "(.[\"spiffe://\" + \$td] // .[\$td]) | $filter"
+    | jq -r --arg td "$2" "(.trust_domains[\$td] // {}) | $filter"
 }
 
 peer_view_is()  { [ "$(peer_view "$1" "$2" "$3")" = "$4" ]; }

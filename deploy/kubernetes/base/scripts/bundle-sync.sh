@@ -16,9 +16,12 @@ interval=${INTERVAL_SECONDS:-5}
 last=""
 
 # Prints the number of trust domains whose sequence in $1 (new map) is lower than in $2 (old map).
+# Maps are SPIFFE bundle maps: {"trust_domains": {"<td>": <bundle with spiffe_sequence>}}.
 regressions() {
   jq -n --argjson new "$1" --argjson old "$2" \
-    '[$new | to_entries[] | select((($old[.key].spiffe_sequence) // 0) > ((.value.spiffe_sequence) // 0))] | length'
+    '($old.trust_domains // {}) as $o
+     | [($new.trust_domains // {}) | to_entries[]
+        | select((($o[.key].spiffe_sequence) // 0) > ((.value.spiffe_sequence) // 0))] | length'
 }
 
 trap 'log "bundle-sync: stopping"; exit 0' TERM INT
