@@ -308,13 +308,15 @@ wait_for "A's client sidecar sees $TD_B's bundle" peer_view_gt "$CTX_A" "$TD_B" 
 
 log "scenario: federated (passthrough) call A -> B"
 out=$(call "$CTX_A" client 7001)
-grep -qF "$CLIENT_A" <<<"$out" || die "federated call: echo in B did not report $CLIENT_A; got: ${out:-<nothing>}"
+# `fedgate demo echo` greets with `peer=<TLV 0xE0> origin=<TLV 0xE1 or ->`.
+grep -qF "peer=$CLIENT_A origin=-" <<<"$out" \
+  || die "federated call: echo in B did not report peer $CLIENT_A; got: ${out:-<nothing>}"
 log "ok: B's echo saw $CLIENT_A end to end"
 
 log "scenario: bridged call A -> B"
 out=$(call "$CTX_A" client 7002)
-grep -qF "$CLIENT_A" <<<"$out" || die "bridged call: echo in B did not report origin $CLIENT_A; got: ${out:-<nothing>}"
-grep -qF "$GATEWAY_B" <<<"$out" || die "bridged call: echo in B did not report its ingress gateway $GATEWAY_B; got: $out"
+grep -qF "peer=$GATEWAY_B origin=$CLIENT_A" <<<"$out" \
+  || die "bridged call: echo in B did not report peer $GATEWAY_B and origin $CLIENT_A; got: ${out:-<nothing>}"
 log "ok: B's echo saw origin $CLIENT_A relayed by $GATEWAY_B"
 
 log "scenario: unauthorized workload denied (valid SVID, not on any allow list)"
@@ -344,7 +346,7 @@ log "scenario: CA rotation in B while A keeps calling (federated mode)"
   # Bounded caller: one call per second, at most 900, until the stop file appears.
   for _ in $(seq 1 900); do
     [ -e "$WORK/stop-calls" ] && break
-    if call "$CTX_A" client 7001 | grep -qF "$CLIENT_A"; then echo ok; else echo fail; fi >>"$WORK/calls"
+    if call "$CTX_A" client 7001 | grep -qF "peer=$CLIENT_A"; then echo ok; else echo fail; fi >>"$WORK/calls"
     sleep 1
   done
 ) &
@@ -362,7 +364,7 @@ run_job "$CTX_B" ca-retire fedgate-ca-retire
 wait_for "A's client sidecar sees B's bundle with only the new root (sequence > $seq1)" \
   bundle_rotated "$CTX_A" "$TD_B" "$seq1" 1
 out=$(call "$CTX_A" client 7001)
-grep -qF "$CLIENT_A" <<<"$out" || die "federated call after rotation failed; got: ${out:-<nothing>}"
+grep -qF "peer=$CLIENT_A" <<<"$out" || die "federated call after rotation failed; got: ${out:-<nothing>}"
 touch "$WORK/stop-calls"
 wait "$CALLER_PID" || true
 CALLER_PID=""
@@ -380,7 +382,7 @@ wait_for "A's /status reports a failed fetch for $TD_B and still holds its bundl
 admin_get "$CTX_A" status | jq --arg td "$TD_B" '.. | objects | select(.trust_domain? == $td)' >&2 || true
 admin_get "$CTX_A" readyz >/dev/null || die "A's gateway became unready although it holds a last-known-good bundle"
 out=$(call "$CTX_A" client 7001)
-grep -qF "$CLIENT_A" <<<"$out" || die "federated call with B's endpoint down failed; got: ${out:-<nothing>}"
+grep -qF "peer=$CLIENT_A" <<<"$out" || die "federated call with B's endpoint down failed; got: ${out:-<nothing>}"
 log "ok: last-known-good in force; calls still succeed"
 kubectl --context "$CTX_B" -n fedgate patch service fedgate-federation --type merge \
   -p '{"spec":{"selector":{"app.kubernetes.io/name":"fedgate-gateway"}}}' >/dev/null
