@@ -241,6 +241,12 @@ for name, (path, cfg, objs) in clusters.items():
             cluster_ips[str(ip)] = o["metadata"]["name"]
             if ip not in svc_net:
                 err(where, f"Service {o['metadata']['name']} clusterIP {ip} is outside serviceSubnet {svc_net}")
+            # Kubernetes reserves the lower band of the range for static allocation (KEP-3070):
+            # min(max(16, size/16), 256) addresses; dynamic allocation prefers the rest.
+            band = min(max(16, svc_net.num_addresses // 16), 256)
+            if ip in svc_net and int(ip) - int(svc_net.network_address) >= band:
+                err(where, f"Service {o['metadata']['name']} clusterIP {ip} is outside the static band "
+                           f"(first {band} addresses of {svc_net}); a dynamically allocated Service may take it")
 
     peers = [n for n in names if n != name]
     for eps in find(objs, "EndpointSlice", "fedgate-peer", "fedgate"):
