@@ -181,7 +181,10 @@ write_overlay() {
   local dir="$WORK/$1"
   mkdir -p "$dir"
   local rel
-  rel=$(realpath --relative-to="$dir" "$ROOT/deploy/kubernetes/overlays/$2")
+  # kustomize accepts only relative paths to other kustomizations.
+  rel=$(realpath --relative-to="$dir" "$ROOT/deploy/kubernetes/overlays/$2" 2>/dev/null \
+        || python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' \
+             "$ROOT/deploy/kubernetes/overlays/$2" "$dir")
   cat >"$dir/kustomization.yaml" <<EOF
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
