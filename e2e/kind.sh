@@ -389,5 +389,7 @@ grep -qF "peer=$CLIENT_A" <<<"$out" || die "federated call with B's endpoint dow
 log "ok: last-known-good in force; calls still succeed"
 kubectl --context "$CTX_B" -n fedgate patch service fedgate-federation --type merge \
   -p '{"spec":{"selector":{"app.kubernetes.io/name":"fedgate-gateway"}}}' >/dev/null
+wait_for "A's /status shows $TD_B recovered (a new successful fetch clears last_error)" \
+  status_peer "$CTX_A" "$TD_B" '.last_error == null and .last_success != null'
 
 log "all scenarios passed"
