@@ -256,8 +256,8 @@ log "node addresses: $CLUSTER_A=$IP_A $CLUSTER_B=$IP_B"
 
 # --- 2. bridge CA (offline, on this host) ----------------------------------------------------
 # The bridge trust domain's CA is operated outside both clusters; each gateway gets a bridge SVID
-# and the bridge bundle. (`fedgate ca serve`, issuing bridge SVIDs against a CSR, does not exist
-# yet, so the keys are generated here and shipped as Secrets.)
+# and the bridge bundle. (The manifests do not run `fedgate ca serve`, the issuing endpoint, yet,
+# so the keys are generated here and shipped as Secrets.)
 mkdir -p "$WORK/bridge"
 fedgate_host ca init --trust-domain bridge.test --out /bridge/ca >/dev/null
 fedgate_host ca issue --ca /bridge/ca --id spiffe://bridge.test/gateway/cluster-a --out /bridge/gw-a --ttl 168h >/dev/null
