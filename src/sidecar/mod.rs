@@ -386,6 +386,7 @@ async fn accept_outbound(
                         .bytes(Direction::Outbound, &name, to_peer, from_peer);
                 }
                 ctx.finish(Direction::Outbound, &name, outcome, peer, None);
+                // Closed only now: the metric and event above precede the app's EOF.
                 drop(app);
             }
             .instrument(span),
@@ -436,6 +437,7 @@ async fn accept_inbound(
                     None => (None, None),
                 };
                 ctx.finish(Direction::Inbound, &name, outcome, client, origin);
+                // Closed only now: the metric and event above precede the peer's EOF.
                 drop(tcp);
             }
             .instrument(span),
