@@ -55,12 +55,20 @@ pub struct BridgePeers {
     peers: HashMap<SpiffeId, BridgePeer>,
 }
 
-/// Upstream addresses tried round-robin, moving to the next one on a connect failure.
+/// Upstream `host:port` addresses tried round-robin, moving to the next one on a connect
+/// failure. Hosts are resolved at connect time, so DNS names follow service changes.
 #[derive(Debug)]
 pub struct Upstreams {
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<UpstreamAddr>,
     /// Rotates the starting point per connection; relaxed ordering is enough (fairness only).
     next: AtomicUsize,
+}
+
+/// One upstream address: an IP address or DNS name, and a port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamAddr {
+    pub host: String,
+    pub port: u16,
 }
 
 /// An authorization refusal; the variant name is the metric's `rule` label.
@@ -217,26 +225,52 @@ impl BridgePeers {
 // === impl Upstreams ===
 
 impl Upstreams {
-    pub fn new(addrs: Vec<SocketAddr>) -> Self {
+    pub fn new(addrs: Vec<UpstreamAddr>) -> Self {
         Self {
             addrs,
             next: AtomicUsize::new(0),
         }
     }
 
-    pub fn addrs(&self) -> &[SocketAddr] {
+    /// Upstreams given as socket addresses (no name resolution needed).
+    pub fn from_socket_addrs(addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        Self::new(addrs.into_iter().map(UpstreamAddr::from).collect())
+    }
+
+    pub fn addrs(&self) -> &[UpstreamAddr] {
         &self.addrs
     }
 
     /// Every address once, starting one further along than the previous call.
-    pub fn rotation(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+    pub fn rotation(&self) -> impl Iterator<Item = &UpstreamAddr> + '_ {
         let n = self.addrs.len();
         let start = if n == 0 {
             0
         } else {
             self.next.fetch_add(1, Ordering::Relaxed) % n
         };
-        (0..n).map(move |i| self.addrs[(start + i) % n])
+        (0..n).map(move |i| &self.addrs[(start + i) % n])
+    }
+}
+
+// === impl UpstreamAddr ===
+
+impl From<SocketAddr> for UpstreamAddr {
+    fn from(addr: SocketAddr) -> Self {
+        Self {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -258,7 +292,7 @@ mod tests {
             "echo.cluster-b.test",
             EgressRoute {
                 name: "echo".into(),
-                upstreams: Upstreams::new(vec!["127.0.0.1:1".parse().unwrap()]),
+                upstreams: Upstreams::from_socket_addrs(["127.0.0.1:1".parse().unwrap()]),
                 peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
                 allow: AllowList::parse(&["spiffe://cluster-a.test/ns/demo/sa/client"]).unwrap(),
             },
@@ -268,7 +302,7 @@ mod tests {
             "closed.cluster-b.test",
             EgressRoute {
                 name: "closed".into(),
-                upstreams: Upstreams::new(vec!["127.0.0.1:1".parse().unwrap()]),
+                upstreams: Upstreams::from_socket_addrs(["127.0.0.1:1".parse().unwrap()]),
                 peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
                 allow: AllowList::default(),
             },
@@ -283,7 +317,7 @@ mod tests {
             "echo.cluster-b.test",
             IngressRoute {
                 name: "echo".into(),
-                upstreams: Upstreams::new(vec!["127.0.0.1:1".parse().unwrap()]),
+                upstreams: Upstreams::from_socket_addrs(["127.0.0.1:1".parse().unwrap()]),
                 server_id: AllowList::parse(&["spiffe://cluster-b.test/ns/demo/sa/echo"]).unwrap(),
                 allow: AllowList::parse(&["spiffe://cluster-a.test/ns/demo/*"]).unwrap(),
                 send_proxy_header: true,
@@ -439,15 +473,15 @@ mod tests {
 
     #[test]
     fn upstreams_rotate_and_cover_every_address() {
-        let u = Upstreams::new(vec![
+        let u = Upstreams::from_socket_addrs([
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
-            "127.0.0.1:3".parse().unwrap(),
+            "[::1]:3".parse().unwrap(),
         ]);
-        let first: Vec<_> = u.rotation().map(|a| a.port()).collect();
-        let second: Vec<_> = u.rotation().map(|a| a.port()).collect();
+        let first: Vec<_> = u.rotation().map(|a| a.port).collect();
+        let second: Vec<_> = u.rotation().map(|a| a.to_string()).collect();
         assert_eq!(first, vec![1, 2, 3]);
-        assert_eq!(second, vec![2, 3, 1]);
+        assert_eq!(second, vec!["127.0.0.1:2", "[::1]:3", "127.0.0.1:1"]);
         assert_eq!(Upstreams::new(vec![]).rotation().count(), 0);
     }
 }

@@ -31,7 +31,7 @@ pub async fn connect(
     let mut last = String::from("the route has no upstream addresses");
     for addr in upstreams.rotation() {
         let attempt = async {
-            let tcp = TcpStream::connect(addr)
+            let tcp = TcpStream::connect((addr.host.as_str(), addr.port))
                 .await
                 .map_err(|e| (false, format!("connecting to {addr}: {e}")))?;
             // Bridged traffic is request/response: don't let Nagle delay small records.
