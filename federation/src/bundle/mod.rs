@@ -6,12 +6,15 @@
 pub mod document;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, TrustAnchor};
 
 use crate::spiffe_id::TrustDomain;
+
+pub use document::{EntryError, MAX_BUNDLE_LEN};
 
 /// The trust bundle of one trust domain.
 #[derive(Clone, Debug)]
@@ -21,6 +24,9 @@ pub struct Bundle {
     jwt_authorities: Vec<JwtAuthority>,
     refresh_hint: Option<Duration>,
     sequence: Option<u64>,
+    /// webpki trust anchors of `x509_authorities`, kept in step with it so that
+    /// verification never re-parses the certificates per handshake.
+    anchors: Vec<TrustAnchor<'static>>,
 }
 
 /// A JWT-SVID signing key (`use = "jwt-svid"`), kept as its JWK so it round-trips.
@@ -37,8 +43,52 @@ pub struct BundleWarning(pub String);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BundleError {
-    #[error("TODO")]
-    Todo,
+    #[error("bundle for {td} is not valid JSON")]
+    Json {
+        td: TrustDomain,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("bundle for {td} is {len} bytes, over the {MAX_BUNDLE_LEN}-byte limit")]
+    TooLarge { td: TrustDomain, len: usize },
+    #[error("bundle for {td} is not a JSON object (expected a JWKS document)")]
+    NotAnObject { td: TrustDomain },
+    #[error(
+        "bundle for {td} has no `keys` member (SPIFFE_Trust_Domain_and_Bundle.md §4.1.3: \
+         it must be present; use [] for a bundle that trusts nothing)"
+    )]
+    MissingKeys { td: TrustDomain },
+    #[error("bundle for {td}: `keys` must be an array of JWKs")]
+    KeysNotArray { td: TrustDomain },
+    #[error("bundle for {td}: keys[{index}] is malformed: {reason}")]
+    BadEntry {
+        td: TrustDomain,
+        index: usize,
+        reason: EntryError,
+    },
+    #[error(
+        "bundle for {td}: `{field}` must be an unsigned 64-bit integer, got {value} \
+         (SPIFFE_Trust_Domain_and_Bundle.md §4.1)"
+    )]
+    BadInteger {
+        td: TrustDomain,
+        field: &'static str,
+        value: String,
+    },
+    #[error("cannot read bundle file {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid bundle file {path}")]
+    InFile {
+        path: PathBuf,
+        #[source]
+        source: Box<BundleError>,
+    },
+    #[error("trust domain {0} appears twice; each trust domain has exactly one bundle")]
+    DuplicateTrustDomain(TrustDomain),
 }
 
 /// Immutable snapshot: trust domain → bundle.
@@ -61,19 +111,40 @@ impl Bundle {
             jwt_authorities: Vec::new(),
             refresh_hint: None,
             sequence: None,
+            anchors: Vec::new(),
         }
     }
+
     /// Parses the JWKS document of `td`. Ignored entries come back as warnings.
-    pub fn parse(
-        _td: &TrustDomain,
-        _json: &[u8],
-    ) -> Result<(Self, Vec<BundleWarning>), BundleError> {
-        todo!()
+    pub fn parse(td: &TrustDomain, json: &[u8]) -> Result<(Self, Vec<BundleWarning>), BundleError> {
+        let parsed = document::parse(td, json)?;
+        let mut bundle = Self::new(td.clone());
+        for der in parsed.x509 {
+            bundle.add_x509_authority(der);
+        }
+        bundle.jwt_authorities = parsed.jwt;
+        bundle.refresh_hint = parsed.refresh_hint;
+        bundle.sequence = parsed.sequence;
+        Ok((bundle, parsed.warnings))
     }
+
+    /// Reads and parses the bundle file at `path` for `td`; errors name the file.
+    pub fn load(td: &TrustDomain, path: &Path) -> Result<(Self, Vec<BundleWarning>), BundleError> {
+        let json = std::fs::read(path).map_err(|source| BundleError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(td, &json).map_err(|e| BundleError::InFile {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
+    }
+
     /// Serializes to the JWKS document (pretty JSON).
     pub fn to_json(&self) -> Vec<u8> {
-        todo!()
+        document::to_json(self)
     }
+
     pub fn trust_domain(&self) -> &TrustDomain {
         &self.trust_domain
     }
@@ -95,19 +166,48 @@ impl Bundle {
     pub fn set_sequence(&mut self, sequence: Option<u64>) {
         self.sequence = sequence;
     }
-    /// Adds an X.509 authority (DER); duplicates are ignored.
+    /// Adds an X.509 authority (DER); duplicates are ignored. A certificate webpki cannot
+    /// use as a trust anchor is kept (it round-trips) but anchors nothing.
     pub fn add_x509_authority(&mut self, der: CertificateDer<'static>) {
-        if !self.x509_authorities.contains(&der) {
-            self.x509_authorities.push(der);
+        if self.x509_authorities.contains(&der) {
+            return;
         }
+        match webpki::anchor_from_trusted_cert(&der) {
+            Ok(anchor) => self.anchors.push(anchor.to_owned()),
+            Err(e) => tracing::warn!(
+                trust_domain = %self.trust_domain,
+                error = %e,
+                "x509 authority is not a usable trust anchor; it will trust nothing"
+            ),
+        }
+        self.x509_authorities.push(der);
     }
+
     pub fn remove_x509_authority(&mut self, der: &CertificateDer<'_>) {
         self.x509_authorities.retain(|a| a.as_ref() != der.as_ref());
+        self.anchors = self
+            .x509_authorities
+            .iter()
+            .filter_map(|a| {
+                webpki::anchor_from_trusted_cert(a)
+                    .ok()
+                    .map(|t| t.to_owned())
+            })
+            .collect();
     }
+
+    /// The webpki trust anchors of the X.509 authorities, parsed once.
+    pub fn trust_anchors(&self) -> &[TrustAnchor<'static>] {
+        &self.anchors
+    }
+
     /// The moment after which no X.509 authority of this bundle is valid any more
     /// (the latest `notAfter`), or `None` for an empty bundle.
     pub fn trust_expires_at(&self) -> Option<SystemTime> {
-        todo!()
+        self.x509_authorities
+            .iter()
+            .filter_map(|der| not_after(der))
+            .max()
     }
     /// Same authorities (ignores sequence and refresh hint).
     pub fn same_authorities(&self, other: &Bundle) -> bool {
@@ -119,6 +219,20 @@ impl Bundle {
 impl BundleSet {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Builds a set from `bundles`; two bundles for the same trust domain are refused.
+    pub fn from_bundles(bundles: impl IntoIterator<Item = Bundle>) -> Result<Self, BundleError> {
+        let mut map = BTreeMap::new();
+        for bundle in bundles {
+            let td = bundle.trust_domain.clone();
+            if map.insert(td.clone(), Arc::new(bundle)).is_some() {
+                return Err(BundleError::DuplicateTrustDomain(td));
+            }
+        }
+        Ok(Self {
+            bundles: Arc::new(map),
+        })
     }
     /// A new snapshot with `bundle` in force for its trust domain (replacing that domain only).
     pub fn with(&self, bundle: Bundle) -> Self {
@@ -147,3 +261,27 @@ impl BundleSource for BundleSet {
         self.bundles.get(td).cloned()
     }
 }
+
+impl BundleSource for Bundle {
+    /// A single bundle answers only for its own trust domain.
+    fn bundle_for(&self, td: &TrustDomain) -> Option<Arc<Bundle>> {
+        (td == &self.trust_domain).then(|| Arc::new(self.clone()))
+    }
+}
+
+impl std::fmt::Display for BundleWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `notAfter` of a DER certificate, or `None` if it does not parse.
+fn not_after(der: &CertificateDer<'_>) -> Option<SystemTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let secs = cert.validity().not_after.timestamp();
+    let secs = u64::try_from(secs).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,9 @@ use super::*;
 
 use SpiffeIdError as E;
 
+/// Expected outcome of a parse: `(trust domain, path)` or the rule broken.
+type Want<'a> = Result<(&'a str, &'a str), E>;
+
 #[test]
 fn parse_table() {
     let long_td = "a".repeat(MAX_TRUST_DOMAIN_LEN + 1);
@@ -13,7 +16,7 @@ fn parse_table() {
     let max_id = format!("spiffe://{max_td}{max_path}");
     assert_eq!(max_id.len(), MAX_ID_LEN);
     let too_long = format!("{max_id}x");
-    let cases: Vec<(String, Result<(&str, &str), E>)> = vec![
+    let cases: Vec<(String, Want)> = vec![
         ("spiffe://example.org".into(), Ok(("example.org", ""))),
         (
             "spiffe://example.org/workload".into(),
