@@ -43,6 +43,8 @@ pub struct App {
     hard_stop: CancellationToken,
     reloader: Reloader,
     identity: Option<(IdentityWatcher, watch::Receiver<Arc<Identity>>)>,
+    /// Keeps the bridge listeners' TLS state current (`None` without bridge listeners).
+    bridge: Option<crate::bridge::runtime::BridgeRuntime>,
     federation: Option<Federation>,
     /// SIGHUP (or any other) reload requests.
     reload_requests: Option<mpsc::Receiver<()>>,
@@ -64,6 +66,8 @@ pub enum AppError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Federation(#[from] FederationSetupError),
+    #[error(transparent)]
+    Bridge(#[from] crate::bridge::runtime::BridgeSetupError),
     #[error("listener `{listener}`: routes do not build")]
     Routes {
         listener: String,
@@ -132,6 +136,20 @@ impl App {
             Some(i) => Some(IdentityWatcher::start(i, &config.trust_domain)?),
             None => None,
         };
+        let listener_states = states.iter().map(|(n, tx)| (n.clone(), tx.subscribe())).collect();
+        let bridge = crate::bridge::runtime::BridgeRuntime::build(
+            &config,
+            identity.as_ref().map(|(_, rx)| rx.clone()),
+            &listener_states,
+            &mut registry,
+        )?;
+        if let Some(b) = &bridge {
+            for (name, _, listener) in &mut listeners {
+                if let Some(h) = b.handler(name) {
+                    listener.set_bridge(h);
+                }
+            }
+        }
         let federation = match &config.federation {
             Some(f) => Some(
                 Federation::build(f, &config.trust_domain, identity.as_ref().map(|(_, rx)| rx.clone()), &mut registry).await?,
@@ -155,6 +173,7 @@ impl App {
             hard_stop,
             reloader,
             identity,
+            bridge,
             federation,
             reload_requests: None,
             config_poll: reload::CONFIG_POLL,
@@ -229,6 +248,9 @@ impl App {
         tasks.spawn(self.reloader.clone().watch_file(self.config_poll, background.clone()));
         if let Some((watcher, _)) = self.identity {
             tasks.spawn(watcher.run(self.identity_poll, background.clone()));
+        }
+        if let Some(b) = self.bridge {
+            tasks.spawn(b.run(self.identity_poll, background.clone()));
         }
         if let Some(f) = self.federation {
             tasks.spawn(f.run(background.clone()));

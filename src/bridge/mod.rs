@@ -26,6 +26,7 @@ pub mod ingress;
 pub mod listener;
 pub mod metrics;
 pub mod policy;
+pub mod runtime;
 pub mod tls;
 pub mod upstream;
 

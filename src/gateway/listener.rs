@@ -47,6 +47,8 @@ pub struct Listener {
     tracker: TaskTracker,
     /// Cancelled when the drain deadline passes: live connections stop splicing and close.
     hard_stop: CancellationToken,
+    /// The connection handler of a bridge listener (`None` for passthrough).
+    bridge: Option<crate::bridge::runtime::BridgeHandler>,
 }
 
 /// What a connection task carries besides its socket.
@@ -115,7 +117,12 @@ impl Listener {
         tracker: TaskTracker,
         hard_stop: CancellationToken,
     ) -> Listener {
-        Listener { name: Arc::from(name), state, metrics, tracker, hard_stop }
+        Listener { name: Arc::from(name), state, metrics, tracker, hard_stop, bridge: None }
+    }
+
+    /// Serves this listener's connections with `handler` (bridge listener kinds).
+    pub fn set_bridge(&mut self, handler: crate::bridge::runtime::BridgeHandler) {
+        self.bridge = Some(handler);
     }
 
     /// Accepts until `shutdown` is cancelled, then drops the socket (new connections are
@@ -158,10 +165,22 @@ impl Listener {
                 continue;
             };
             let cx = cx.clone();
+            let bridge = self.bridge.clone();
             self.tracker.spawn(async move {
                 cx.active.inc();
-                match state.kind() {
-                    ListenerKind::Passthrough => passthrough::serve(stream, peer, &state, &cx).await,
+                match (state.kind(), bridge) {
+                    (ListenerKind::Passthrough, _) => passthrough::serve(stream, peer, &state, &cx).await,
+                    (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, Some(bridge)) => {
+                        tokio::select! {
+                            () = bridge.serve(stream) => {}
+                            () = cx.hard_stop.cancelled() => {}
+                        }
+                    }
+                    // `App::build` attaches a handler to every bridge listener; refuse if not.
+                    (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, None) => {
+                        tracing::error!(listener = %cx.listener, %peer, "bridge listener has no handler; closing");
+                        drop(stream);
+                    }
                 }
                 cx.active.dec();
                 drop(permit);
