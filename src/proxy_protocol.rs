@@ -5,8 +5,8 @@
 //!   limit before buffering them;
 //! * [`read_proxy_header`] consumes exactly the header from the stream (never payload bytes) and
 //!   gives up at a deadline, so a client dribbling bytes cannot hold a connection open;
-//! * the TLVs fedgate interprets ([`TLV_SPIFFE_ID`], [`TLV_AUTHORITY`]) appear at most once and
-//!   are valid UTF-8 in every decoded header; other TLVs are kept opaque.
+//! * the TLVs fedgate interprets ([`TLV_SPIFFE_ID`], [`TLV_ORIGIN_ID`], [`TLV_AUTHORITY`])
+//!   appear at most once and are valid UTF-8 in every decoded header; other TLVs are kept opaque.
 //!
 //! Wire format: 12-byte signature, version/command byte (`0x2_`), family/transport byte,
 //! big-endian u16 length of the rest, then the address block for the family, then TLVs
@@ -121,9 +121,16 @@ impl ProxyHeader {
             .map(|t| t.value.as_slice())
     }
 
-    /// The caller's SPIFFE ID as asserted by the sender ([`TLV_SPIFFE_ID`]); not yet parsed or
-    /// authorized. `None` if absent or (only possible for a header built in memory) not UTF-8.
+    /// The origin workload's SPIFFE ID relayed across a bridge ([`TLV_ORIGIN_ID`]), as asserted
+    /// by the sender: not yet parsed or authorized. `None` if absent or (only possible for a
+    /// header built in memory) not UTF-8.
     pub fn origin_id(&self) -> Option<&str> {
+        self.tlv(TLV_ORIGIN_ID)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The SPIFFE ID of the sender's verified peer ([`TLV_SPIFFE_ID`]), as asserted by the sender.
+    pub fn peer_id(&self) -> Option<&str> {
         self.tlv(TLV_SPIFFE_ID)
             .and_then(|v| std::str::from_utf8(v).ok())
     }
@@ -357,7 +364,7 @@ fn parse_tlvs(mut rest: &[u8]) -> Result<Vec<Tlv>, ProxyError> {
         let Some(value) = rest.get(3..3 + len) else {
             return Err(ProxyError::MalformedTlv("TLV longer than the header"));
         };
-        if kind == TLV_SPIFFE_ID || kind == TLV_AUTHORITY {
+        if matches!(kind, TLV_SPIFFE_ID | TLV_ORIGIN_ID | TLV_AUTHORITY) {
             if tlvs.iter().any(|t| t.kind == kind) {
                 return Err(ProxyError::DuplicateTlv { kind });
             }

@@ -57,11 +57,18 @@ async fn round_robin_with_failover_to_next_upstream() {
 }
 
 async fn refused(app: &TestApp, listener: &str, bytes: &[u8], reason: &str) {
+    refused_then(app, listener, bytes, false, reason).await
+}
+
+async fn refused_then(app: &TestApp, listener: &str, bytes: &[u8], half_close: bool, reason: &str) {
     let metric = format!("fedgate_rejected_connections_total{{listener=\"{listener}\",reason=\"{reason}\"}}");
     let before = app.metric(&metric).await;
     let mut tcp = TcpStream::connect(app.addr(listener)).await.unwrap();
     // The gateway may close while we still write; that is the expected refusal.
     let _ = tcp.write_all(bytes).await;
+    if half_close {
+        tcp.shutdown().await.unwrap();
+    }
     expect_closed(&mut tcp).await;
     app.wait_metric(&metric, before + 1.0).await;
 }
@@ -102,7 +109,7 @@ async fn refuses_non_tls_and_bad_client_hellos() {
     refused(&app, "egress", &pki.client_hello("127.0.0.1"), "no_sni").await;
 
     // Client gone before a full hello.
-    refused(&app, "egress", b"\x16\x03\x01", "client_closed").await;
+    refused_then(&app, "egress", b"\x16\x03\x01", true, "client_closed").await;
 
     // Still serving after all that.
     assert_eq!(tag_via(&pki, app.addr("egress"), "svc.cluster-b.test").await.unwrap(), "up");

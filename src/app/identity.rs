@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::IdentityConfig;
+use crate::telemetry::display_chain;
 
 /// How often identity files are checked for changes.
 pub const IDENTITY_POLL: Duration = Duration::from_secs(2);
@@ -141,16 +142,4 @@ fn fingerprint(config: &IdentityConfig) -> Fingerprint {
 fn stat(path: &Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
-}
-
-/// `error: cause: cause` on one line.
-pub(crate) fn display_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -265,8 +265,10 @@ impl App {
             }
         }
 
-        self.shared.phase.store(DRAINING, Ordering::SeqCst);
+        // Flip readiness only once every listening socket is closed, so "not ready" also
+        // means "new connections are refused".
         while accepting.join_next().await.is_some() {}
+        self.shared.phase.store(DRAINING, Ordering::SeqCst);
         let drain_timeout = self.reloader.current().drain_timeout;
         let live = self.tracker.len();
         tracing::info!(live_connections = live, timeout = %humantime::format_duration(drain_timeout), "draining");

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::identity::display_chain;
+use crate::telemetry::display_chain;
 use crate::config::{Config, ConfigError};
 use crate::gateway::route::RouteError;
 use crate::gateway::ListenerState;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::app::identity::display_chain;
+use crate::telemetry::display_chain;
 use crate::app::App;
 use crate::cmd::config::EXIT_CONFIG;
 use crate::config::{Config, LogFormat};

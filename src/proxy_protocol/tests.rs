@@ -15,7 +15,8 @@ fn v4() -> ProxyHeader {
         "10.1.2.3:40000".parse().unwrap(),
         "10.9.8.7:443".parse().unwrap(),
     )
-    .with_tlv(TLV_SPIFFE_ID, "spiffe://cluster-a.test/ns/app/sa/caller")
+    .with_tlv(TLV_ORIGIN_ID, "spiffe://cluster-a.test/ns/app/sa/caller")
+    .with_tlv(TLV_SPIFFE_ID, "spiffe://bridge.test/gateway/cluster-a")
     .with_tlv(TLV_AUTHORITY, "svc.cluster-b.test:443")
 }
 
@@ -74,11 +75,15 @@ fn accessors() {
         Some("spiffe://cluster-a.test/ns/app/sa/caller")
     );
     assert_eq!(h.authority(), Some("svc.cluster-b.test:443"));
+    assert_eq!(h.peer_id(), Some("spiffe://bridge.test/gateway/cluster-a"));
     assert_eq!(h.tlv(0x99), None);
     assert_eq!(v6().tlv(0x30), Some(&[0, 255, 1][..]));
     assert_eq!(v6().authority(), None);
-    let not_utf8 = ProxyHeader::local().with_tlv(TLV_SPIFFE_ID, vec![0xff]);
+    let not_utf8 = ProxyHeader::local()
+        .with_tlv(TLV_SPIFFE_ID, vec![0xff])
+        .with_tlv(TLV_ORIGIN_ID, vec![0xff]);
     assert_eq!(not_utf8.origin_id(), None);
+    assert_eq!(not_utf8.peer_id(), None);
 }
 
 #[test]
@@ -156,6 +161,8 @@ fn each_rejection() {
         ),
         (raw(0x20, 0x00, &[0xe0, 0, 2, 0xc3, 0x28]), "invalid_utf8"),
         (raw(0x20, 0x00, &[0x02, 0, 1, 0xff]), "invalid_utf8"),
+        (raw(0x20, 0x00, &[0xe1, 0, 1, 0xff]), "invalid_utf8"),
+        (raw(0x20, 0x00, &[0xe1, 0, 0, 0xe1, 0, 0]), "duplicate_tlv"),
         (
             raw(0x20, 0x00, &[0xe0, 0, 1, b'a', 0xe0, 0, 1, b'b']),
             "duplicate_tlv",
@@ -335,7 +342,7 @@ fn socket_addr() -> impl Strategy<Value = SocketAddr> {
 fn header() -> impl Strategy<Value = ProxyHeader> {
     let tlv = (0u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
         .prop_filter("interpreted kinds are added below", |(k, _)| {
-            *k != TLV_SPIFFE_ID && *k != TLV_AUTHORITY
+            !matches!(*k, TLV_SPIFFE_ID | TLV_ORIGIN_ID | TLV_AUTHORITY)
         })
         .prop_map(|(kind, value)| Tlv { kind, value });
     let addresses = proptest::option::of(
@@ -353,7 +360,7 @@ fn header() -> impl Strategy<Value = ProxyHeader> {
         .prop_map(|(addresses, tlvs, id, authority)| {
             let mut h = ProxyHeader { addresses, tlvs };
             if let Some(id) = id {
-                h = h.with_tlv(TLV_SPIFFE_ID, id);
+                h = h.with_tlv(TLV_ORIGIN_ID, id);
             }
             if let Some(a) = authority {
                 h = h.with_tlv(TLV_AUTHORITY, a);

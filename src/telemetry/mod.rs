@@ -27,3 +27,15 @@ pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
     };
     Ok(())
 }
+
+/// An error and its causes on one line, `error: cause: cause`, for logs and stderr.
+pub fn display_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -132,7 +132,7 @@ pub async fn tcp_resetter() -> (SocketAddr, JoinHandle<()>) {
             let Ok((mut tcp, _)) = listener.accept().await else { return };
             let mut buf = [0u8; 16];
             let _ = tcp.read(&mut buf).await;
-            let _ = tcp.set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
             drop(tcp);
         }
     });

@@ -1,34 +1,278 @@
-//! X509-SVID validation against the bundle of the leaf's own trust domain only.
+//! X509-SVID validation (X509-SVID.md §5) against the bundle of the leaf's own trust domain only.
+//!
+//! Invariants: the trust anchors used for a chain are exactly those of the bundle of the trust
+//! domain named in the leaf's SPIFFE ID (DESIGN.md security invariant 1; never a merged set);
+//! a `VerifiedSvid` exists only as the result of a successful [`verify`]/[`verify_for`]; time is
+//! an input, never read from the clock here.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::{CertificateDer, UnixTime};
+use webpki::{EndEntityCert, KeyUsage};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
 
 use crate::bundle::BundleSource;
-use crate::spiffe_id::SpiffeId;
+use crate::spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 
-/// Proof that a chain was validated; only [`verify`] builds one.
+/// Proof that a chain was validated; only [`verify`] and [`verify_for`] build one.
 #[derive(Clone, Debug)]
 pub struct VerifiedSvid {
     id: SpiffeId,
+    not_after: SystemTime,
+}
+
+/// The TLS role the SVID is validated for (extended key usage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Usage {
+    /// `id-kp-serverAuth`: the peer is a TLS server.
+    Server,
+    /// `id-kp-clientAuth`: the peer is a TLS client.
+    Client,
+    /// Either role is acceptable.
+    Any,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    #[error("TODO")]
-    Todo,
+    #[error("empty certificate chain: an X509-SVID needs at least the leaf certificate")]
+    EmptyChain,
+    #[error("certificate is not valid DER X.509: {0}")]
+    BadCertificate(String),
+    #[error("leaf has no URI SAN; an X509-SVID has exactly one (X509-SVID.md §2)")]
+    MissingUriSan,
+    #[error("leaf has {0} URI SANs; an X509-SVID has exactly one (X509-SVID.md §2)")]
+    MultipleUriSans(usize),
+    #[error("leaf URI SAN {uri:?} is not a valid SPIFFE ID")]
+    InvalidSpiffeId {
+        uri: String,
+        #[source]
+        source: SpiffeIdError,
+    },
+    #[error("leaf SPIFFE ID {0} has no path; leaf SVIDs need a non-root path (X509-SVID.md §3.1)")]
+    LeafIdWithoutPath(SpiffeId),
+    #[error("leaf certificate is a CA (basicConstraints cA=true); leaves must not be (X509-SVID.md §5.2)")]
+    LeafIsCa,
+    #[error("leaf certificate has keyCertSign key usage; leaves must not (X509-SVID.md §4.3)")]
+    LeafHasKeyCertSign,
+    #[error("leaf certificate has cRLSign key usage; leaves must not (X509-SVID.md §4.3)")]
+    LeafHasCrlSign,
+    #[error(
+        "leaf certificate lacks digitalSignature key usage; leaves must set it (X509-SVID.md §4.3)"
+    )]
+    LeafMissingDigitalSignature,
+    #[error("no bundle for trust domain {0}; add or federate that trust domain's bundle")]
+    NoBundleForTrustDomain(TrustDomain),
+    #[error("the bundle for trust domain {0} is empty, so it trusts no SVID")]
+    EmptyBundle(TrustDomain),
+    #[error(
+        "chain does not lead to an authority in the bundle of trust domain {0} (unknown issuer)"
+    )]
+    UnknownIssuer(TrustDomain),
+    #[error("certificate expired at {not_after} (unix seconds), validation time {now}")]
+    Expired { not_after: u64, now: u64 },
+    #[error("certificate not valid before {not_before} (unix seconds), validation time {now}")]
+    NotYetValid { not_before: u64, now: u64 },
+    #[error("certificate signature does not verify with its issuer's key")]
+    BadSignature,
+    #[error("leaf is not valid for {0} authentication (extended key usage)")]
+    WrongUsage(&'static str),
+    #[error("certificate chain is invalid for trust domain {td}")]
+    Chain {
+        td: TrustDomain,
+        #[source]
+        source: webpki::Error,
+    },
 }
+
+// === impl VerifiedSvid ===
 
 impl VerifiedSvid {
     pub fn id(&self) -> &SpiffeId {
         &self.id
     }
+
+    /// The leaf's `notAfter`.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
 }
 
-/// Validates `chain` (leaf first) at `now` with the bundle of the leaf's trust domain.
+/// Validates `chain` (leaf first) at `now` with the bundle of the leaf's trust domain, for
+/// either TLS role.
 pub fn verify(
-    _chain: &[CertificateDer<'_>],
-    _bundles: &dyn BundleSource,
-    _now: UnixTime,
+    chain: &[CertificateDer<'_>],
+    bundles: &dyn BundleSource,
+    now: UnixTime,
 ) -> Result<VerifiedSvid, VerifyError> {
-    todo!()
+    verify_for(chain, bundles, now, Usage::Any)
+}
+
+/// Validates `chain` (leaf first) at `now` with the bundle of the leaf's trust domain, for the
+/// TLS role `usage`.
+pub fn verify_for(
+    chain: &[CertificateDer<'_>],
+    bundles: &dyn BundleSource,
+    now: UnixTime,
+    usage: Usage,
+) -> Result<VerifiedSvid, VerifyError> {
+    let (leaf_der, intermediates) = chain.split_first().ok_or(VerifyError::EmptyChain)?;
+    let (id, not_after) = {
+        let leaf = parse_cert(leaf_der)?;
+        let id = id_of(&leaf)?;
+        if id.path().is_empty() {
+            return Err(VerifyError::LeafIdWithoutPath(id));
+        }
+        check_leaf_constraints(&leaf)?;
+        (id, unix_to_system(leaf.validity().not_after.timestamp()))
+    };
+    let td = id.trust_domain();
+    // Security invariant 1: only the bundle of the leaf's own trust domain.
+    let bundle = bundles
+        .bundle_for(td)
+        .ok_or_else(|| VerifyError::NoBundleForTrustDomain(td.clone()))?;
+    let anchors = bundle.trust_anchors();
+    if anchors.is_empty() {
+        return Err(VerifyError::EmptyBundle(td.clone()));
+    }
+    let ee = EndEntityCert::try_from(leaf_der).map_err(|e| map_webpki(td, e))?;
+    let check = |ku: KeyUsage| {
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            anchors,
+            intermediates,
+            now,
+            ku,
+            None,
+            None,
+        )
+        .map(|_| ())
+    };
+    let result = match usage {
+        Usage::Server => check(KeyUsage::server_auth()),
+        Usage::Client => check(KeyUsage::client_auth()),
+        Usage::Any => match check(KeyUsage::server_auth()) {
+            Err(e) if is_eku_error(&e) => check(KeyUsage::client_auth()),
+            other => other,
+        },
+    };
+    result.map_err(|e| match e {
+        e if is_eku_error(&e) => VerifyError::WrongUsage(match usage {
+            Usage::Server => "server",
+            Usage::Client => "client",
+            Usage::Any => "server or client",
+        }),
+        e => map_webpki(td, e),
+    })?;
+    Ok(VerifiedSvid { id, not_after })
+}
+
+/// The SPIFFE ID of a certificate (exactly one URI SAN holding a valid SPIFFE ID), without
+/// validating anything else; for peers whose chain a verifier already validated.
+pub fn spiffe_id_of(cert: &CertificateDer<'_>) -> Result<SpiffeId, VerifyError> {
+    id_of(&parse_cert(cert)?)
+}
+
+// === private ===
+
+fn parse_cert<'a>(der: &'a CertificateDer<'_>) -> Result<X509Certificate<'a>, VerifyError> {
+    let (rest, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| VerifyError::BadCertificate(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(VerifyError::BadCertificate(format!(
+            "{} trailing bytes after the certificate",
+            rest.len()
+        )));
+    }
+    Ok(cert)
+}
+
+/// X509-SVID.md §2: exactly one URI SAN, and it is a SPIFFE ID.
+pub(crate) fn id_of(cert: &X509Certificate<'_>) -> Result<SpiffeId, VerifyError> {
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| VerifyError::BadCertificate(format!("subjectAltName: {e}")))?;
+    let uris: Vec<&str> = san
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::URI(u) => Some(*u),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match uris.as_slice() {
+        [] => Err(VerifyError::MissingUriSan),
+        [uri] => SpiffeId::parse(uri).map_err(|source| VerifyError::InvalidSpiffeId {
+            uri: (*uri).to_owned(),
+            source,
+        }),
+        many => Err(VerifyError::MultipleUriSans(many.len())),
+    }
+}
+
+/// X509-SVID.md §4.1, §4.3, §5.2: a leaf is not a CA, signs nothing but data.
+fn check_leaf_constraints(cert: &X509Certificate<'_>) -> Result<(), VerifyError> {
+    let bc = cert
+        .basic_constraints()
+        .map_err(|e| VerifyError::BadCertificate(format!("basicConstraints: {e}")))?;
+    if bc.is_some_and(|bc| bc.value.ca) {
+        return Err(VerifyError::LeafIsCa);
+    }
+    let ku = cert
+        .key_usage()
+        .map_err(|e| VerifyError::BadCertificate(format!("keyUsage: {e}")))?;
+    let Some(ku) = ku else {
+        return Err(VerifyError::LeafMissingDigitalSignature);
+    };
+    if ku.value.key_cert_sign() {
+        return Err(VerifyError::LeafHasKeyCertSign);
+    }
+    if ku.value.crl_sign() {
+        return Err(VerifyError::LeafHasCrlSign);
+    }
+    if !ku.value.digital_signature() {
+        return Err(VerifyError::LeafMissingDigitalSignature);
+    }
+    Ok(())
+}
+
+#[allow(deprecated)] // `RequiredEkuNotFound` is deprecated but may still be returned.
+fn is_eku_error(e: &webpki::Error) -> bool {
+    matches!(
+        e,
+        webpki::Error::RequiredEkuNotFound | webpki::Error::RequiredEkuNotFoundContext(_)
+    )
+}
+
+fn map_webpki(td: &TrustDomain, e: webpki::Error) -> VerifyError {
+    match e {
+        webpki::Error::UnknownIssuer => VerifyError::UnknownIssuer(td.clone()),
+        webpki::Error::CertExpired { time, not_after } => VerifyError::Expired {
+            not_after: not_after.as_secs(),
+            now: time.as_secs(),
+        },
+        webpki::Error::CertNotValidYet { time, not_before } => VerifyError::NotYetValid {
+            not_before: not_before.as_secs(),
+            now: time.as_secs(),
+        },
+        webpki::Error::InvalidSignatureForPublicKey => VerifyError::BadSignature,
+        webpki::Error::CaUsedAsEndEntity => VerifyError::LeafIsCa,
+        source => VerifyError::Chain {
+            td: td.clone(),
+            source,
+        },
+    }
+}
+
+fn unix_to_system(secs: i64) -> SystemTime {
+    u64::try_from(secs)
+        .ok()
+        .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+        .unwrap_or(UNIX_EPOCH)
 }

@@ -1,16 +1,70 @@
 //! rustls configuration from SVIDs, bundle snapshots and authorizers.
+//!
+//! Invariants: every config is built with the one ring [`provider`] passed explicitly (never a
+//! process-default provider), with rustls's safe default protocol versions; peer identities
+//! come only from verifiers in [`verifier`].
 
 pub mod authorize;
 pub mod verifier;
 
-pub use authorize::Authorizer;
-pub use verifier::{SpiffeClientVerifier, SpiffeServerVerifier};
+pub use authorize::{AuthorizeError, Authorizer};
+pub use verifier::{verify_error_of, SpiffeClientVerifier, SpiffeServerVerifier};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::{ClientConfig, CommonState, ServerConfig};
+
+use crate::spiffe_id::SpiffeId;
+use crate::svid::verify::spiffe_id_of;
+use crate::svid::X509Svid;
 
 /// The one crypto provider fedgate uses (ring).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// A server config presenting `svid` and authenticating clients with `client_verifier`.
+pub fn server_config(
+    svid: &X509Svid,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<ServerConfig, rustls::Error> {
+    ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(svid.chain().to_vec(), svid.key())
+}
+
+/// A server config presenting `svid` without asking clients for certificates.
+pub fn server_config_no_client_auth(svid: &X509Svid) -> Result<ServerConfig, rustls::Error> {
+    ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(svid.chain().to_vec(), svid.key())
+}
+
+/// A client config verifying servers with `verifier`, presenting `svid` when given.
+pub fn client_config(
+    svid: Option<&X509Svid>,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<ClientConfig, rustls::Error> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    match svid {
+        Some(svid) => builder.with_client_auth_cert(svid.chain().to_vec(), svid.key()),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// The SPIFFE ID of the peer's leaf certificate, once the handshake has verified it.
+pub fn peer_id(conn: &CommonState) -> Option<SpiffeId> {
+    let leaf = conn.peer_certificates()?.first()?;
+    spiffe_id_of(leaf).ok()
 }
