@@ -22,7 +22,8 @@ use super::ingress::{self, HeaderLimits, IngressRoutes, IngressState};
 use super::policy::{BridgePeer, BridgePeers, EgressRoute, IngressRoute, UpstreamAddr, Upstreams};
 use super::tls::{BridgeTlsError, Identities};
 use super::{BridgeMetrics, StateCell, Timeouts};
-use crate::app::identity::{display_chain, Identity, IdentityError, IdentityWatcher};
+use crate::app::identity::{Identity, IdentityError, IdentityWatcher};
+use crate::telemetry::display_chain;
 use crate::config::{
     BridgeListenerConfig, BridgeRouteConfig, Config, IdentityConfig, ListenerConfig, ListenerKind,
 };
