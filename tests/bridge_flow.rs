@@ -72,7 +72,7 @@ struct Gateway<S> {
     metrics: BridgeMetrics,
     /// One message per finished connection (after its outcome was counted).
     done: mpsc::UnboundedReceiver<()>,
-    _shutdown: tokio::sync::DropGuard,
+    _shutdown: tokio_util::sync::DropGuard,
 }
 
 fn timeouts() -> Timeouts {
