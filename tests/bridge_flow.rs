@@ -39,6 +39,7 @@ use tokio_util::task::TaskTracker;
 const CLIENT: &str = "/ns/demo/sa/client";
 const ECHO: &str = "/ns/demo/sa/echo";
 const DEST: &str = "echo.cluster-b.test";
+const OPEN: &str = "open.cluster-b.test";
 
 /// The three CAs and every SVID of the topology.
 struct Pki {
@@ -185,17 +186,22 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
 }
 
 fn ingress_routes(dest: SocketAddr) -> Arc<IngressRoutes> {
+    let route = |name: &str, allow: &[&str]| IngressRoute {
+        name: name.into(),
+        upstreams: Upstreams::from_socket_addrs([dest]),
+        server_id: AllowList::parse(&["spiffe://cluster-b.test/ns/demo/sa/echo"]).unwrap(),
+        allow: AllowList::parse(allow).unwrap(),
+        send_proxy_header: true,
+    };
     Arc::new(
-        IngressRoutes::new([(
-            DEST.to_owned(),
-            IngressRoute {
-                name: "echo".into(),
-                upstreams: Upstreams::from_socket_addrs([dest]),
-                server_id: AllowList::parse(&["spiffe://cluster-b.test/ns/demo/sa/echo"]).unwrap(),
-                allow: AllowList::parse(&["spiffe://cluster-a.test/ns/demo/sa/client"]).unwrap(),
-                send_proxy_header: true,
-            },
-        )])
+        IngressRoutes::new([
+            (
+                DEST.to_owned(),
+                route("echo", &["spiffe://cluster-a.test/ns/demo/sa/client"]),
+            ),
+            // Open to any origin: only the peer's `may_speak_for` limits who arrives here.
+            (OPEN.to_owned(), route("open", &["*"])),
+        ])
         .unwrap(),
     )
 }
@@ -532,19 +538,31 @@ async fn destinations_without_an_authorization_rule_are_refused() {
 #[tokio::test]
 async fn peer_asserting_an_origin_it_may_not_speak_for_is_refused() {
     let mut w = world().await;
-    // Gateway A holds a valid bridge SVID but claims a cluster-c (and a cluster-b) origin.
+    let claim = |origin: &str| {
+        ProxyHeader::proxy("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap())
+            .with_tlv(TLV_ORIGIN_ID, origin)
+            .with_tlv(TLV_AUTHORITY, OPEN)
+            .encode()
+            .unwrap()
+    };
+    // Control: gateway A relaying a cluster-a origin to the open route gets through.
+    let mut conn = bridge_dial(&w.pki, &w.pki.gw_a, w.ingress.addr).await;
+    conn.write_all(&claim("spiffe://cluster-a.test/ns/other/sa/x"))
+        .await
+        .unwrap();
+    assert_eq!(round_trip(&mut conn, b"ok").await, b"ok");
+    w.dest.seen.recv().await.unwrap();
+    drop(conn);
+    w.ingress.finished().await;
+
+    // Gateway A holds a valid bridge SVID but claims a cluster-c (then a cluster-b) origin: the
+    // route would allow anyone, so only invariant 4 stands in the way.
     for origin in [
         "spiffe://cluster-c.test/ns/demo/sa/client",
         "spiffe://cluster-b.test/ns/demo/sa/client",
     ] {
         let mut conn = bridge_dial(&w.pki, &w.pki.gw_a, w.ingress.addr).await;
-        let header = ProxyHeader::proxy(
-            "127.0.0.1:1".parse().unwrap(),
-            "127.0.0.1:2".parse().unwrap(),
-        )
-        .with_tlv(TLV_ORIGIN_ID, origin)
-        .with_tlv(TLV_AUTHORITY, DEST);
-        conn.write_all(&header.encode().unwrap()).await.unwrap();
+        conn.write_all(&claim(origin)).await.unwrap();
         conn.write_all(b"payload").await.unwrap();
         conn.flush().await.unwrap();
         assert!(drain(&mut conn).await.is_empty());
