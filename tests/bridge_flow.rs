@@ -142,8 +142,8 @@ async fn spawn_destination(pki: &Pki) -> Destination {
         BundleSet::new().with(pki.b.bundle()),
         Authorizer::member_of(pki.b.td.clone()),
     );
-    let config = fedgate_federation::tls::server_config(&pki.echo.svid(), Arc::new(verifier))
-        .unwrap();
+    let config =
+        fedgate_federation::tls::server_config(&pki.echo.svid(), Arc::new(verifier)).unwrap();
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let (listener, addr) = bind().await;
     let (tx, seen) = mpsc::unbounded_channel();
@@ -277,7 +277,10 @@ fn egress_routes(ingress: SocketAddr) -> Arc<EgressRoutes> {
         EgressRoutes::new([
             (DEST.to_owned(), route("echo", &[client])),
             // Allowed at the egress, but the ingress has no route for it.
-            ("unrouted.cluster-b.test".to_owned(), route("unrouted", &[client])),
+            (
+                "unrouted.cluster-b.test".to_owned(),
+                route("unrouted", &[client]),
+            ),
             // A route without any allow rule: default deny.
             ("closed.cluster-b.test".to_owned(), route("closed", &[])),
         ])
@@ -287,9 +290,14 @@ fn egress_routes(ingress: SocketAddr) -> Arc<EgressRoutes> {
 
 async fn spawn_egress(ids: &Identities, ingress: SocketAddr) -> Gateway<EgressState> {
     let metrics = BridgeMetrics::new();
-    let state =
-        EgressState::new("bridge-out", egress_routes(ingress), ids, timeouts(), metrics.clone())
-            .unwrap();
+    let state = EgressState::new(
+        "bridge-out",
+        egress_routes(ingress),
+        ids,
+        timeouts(),
+        metrics.clone(),
+    )
+    .unwrap();
     let cell = Arc::new(StateCell::new(Arc::new(state)));
     let (listener, addr) = bind().await;
     let (tx, done) = mpsc::unbounded_channel();
@@ -442,8 +450,13 @@ async fn world() -> World {
 #[tokio::test]
 async fn workload_a_reaches_workload_b_across_the_bridge_and_b_learns_a() {
     let mut w = world().await;
-    let mut conn = call(&w.pki, &w.pki.client, w.egress.addr, DEST).await.unwrap();
-    assert_eq!(round_trip(&mut conn, b"hello bridge").await, b"hello bridge");
+    let mut conn = call(&w.pki, &w.pki.client, w.egress.addr, DEST)
+        .await
+        .unwrap();
+    assert_eq!(
+        round_trip(&mut conn, b"hello bridge").await,
+        b"hello bridge"
+    );
     // 1 MiB both ways, byte-exact.
     let big: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
     assert_eq!(round_trip(&mut conn, &big).await, big);
@@ -515,17 +528,27 @@ async fn destinations_without_an_authorization_rule_are_refused() {
     assert_eq!(w.egress.denials("bridge-out", "no_route"), 1);
 
     // A route with an empty allow list.
-    let mut conn = call(&w.pki, &w.pki.client, w.egress.addr, "closed.cluster-b.test")
-        .await
-        .unwrap();
+    let mut conn = call(
+        &w.pki,
+        &w.pki.client,
+        w.egress.addr,
+        "closed.cluster-b.test",
+    )
+    .await
+    .unwrap();
     assert!(drain(&mut conn).await.is_empty());
     w.egress.finished().await;
     assert_eq!(w.egress.denials("bridge-out", "caller_denied"), 1);
 
     // Allowed by the egress, but the ingress has no route: refused there.
-    let mut conn = call(&w.pki, &w.pki.client, w.egress.addr, "unrouted.cluster-b.test")
-        .await
-        .unwrap();
+    let mut conn = call(
+        &w.pki,
+        &w.pki.client,
+        w.egress.addr,
+        "unrouted.cluster-b.test",
+    )
+    .await
+    .unwrap();
     let _ = conn.write_all(b"hi").await;
     let _ = conn.flush().await;
     assert!(drain(&mut conn).await.is_empty());
@@ -539,11 +562,14 @@ async fn destinations_without_an_authorization_rule_are_refused() {
 async fn peer_asserting_an_origin_it_may_not_speak_for_is_refused() {
     let mut w = world().await;
     let claim = |origin: &str| {
-        ProxyHeader::proxy("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap())
-            .with_tlv(TLV_ORIGIN_ID, origin)
-            .with_tlv(TLV_AUTHORITY, OPEN)
-            .encode()
-            .unwrap()
+        ProxyHeader::proxy(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        )
+        .with_tlv(TLV_ORIGIN_ID, origin)
+        .with_tlv(TLV_AUTHORITY, OPEN)
+        .encode()
+        .unwrap()
     };
     // Control: gateway A relaying a cluster-a origin to the open route gets through.
     let mut conn = bridge_dial(&w.pki, &w.pki.gw_a, w.ingress.addr).await;
@@ -569,7 +595,8 @@ async fn peer_asserting_an_origin_it_may_not_speak_for_is_refused() {
         w.ingress.finished().await;
     }
     assert_eq!(
-        w.ingress.denials("bridge-in", "origin_not_allowed_for_peer"),
+        w.ingress
+            .denials("bridge-in", "origin_not_allowed_for_peer"),
         2
     );
     assert_eq!(
@@ -632,19 +659,30 @@ async fn header_refused(w: &mut World, bytes: &[u8], reason: &'static str) {
 async fn missing_junk_and_oversized_proxy_headers_are_refused() {
     let mut w = world().await;
     header_refused(&mut w, b"", "eof").await;
-    header_refused(&mut w, b"GET / HTTP/1.1\r\nHost: echo\r\n\r\n", "not_proxy_v2").await;
-    let huge = ProxyHeader::proxy("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap())
-        .with_tlv(TLV_ORIGIN_ID, "spiffe://cluster-a.test/ns/demo/sa/client")
-        .with_tlv(TLV_AUTHORITY, DEST)
-        .with_tlv(0xE5, vec![b'x'; 8000])
-        .encode()
-        .unwrap();
+    header_refused(
+        &mut w,
+        b"GET / HTTP/1.1\r\nHost: echo\r\n\r\n",
+        "not_proxy_v2",
+    )
+    .await;
+    let huge = ProxyHeader::proxy(
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    )
+    .with_tlv(TLV_ORIGIN_ID, "spiffe://cluster-a.test/ns/demo/sa/client")
+    .with_tlv(TLV_AUTHORITY, DEST)
+    .with_tlv(0xE5, vec![b'x'; 8000])
+    .encode()
+    .unwrap();
     header_refused(&mut w, &huge, "too_long").await;
     // A header without the origin TLV: refused as an invalid origin.
-    let no_origin = ProxyHeader::proxy("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap())
-        .with_tlv(TLV_AUTHORITY, DEST)
-        .encode()
-        .unwrap();
+    let no_origin = ProxyHeader::proxy(
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    )
+    .with_tlv(TLV_AUTHORITY, DEST)
+    .encode()
+    .unwrap();
     let mut conn = bridge_dial(&w.pki, &w.pki.gw_a, w.ingress.addr).await;
     conn.write_all(&no_origin).await.unwrap();
     conn.flush().await.unwrap();
@@ -657,11 +695,14 @@ async fn missing_junk_and_oversized_proxy_headers_are_refused() {
 #[tokio::test]
 async fn proxy_header_dribbled_past_the_deadline_is_refused() {
     let mut w = world().await;
-    let header = ProxyHeader::proxy("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap())
-        .with_tlv(TLV_ORIGIN_ID, "spiffe://cluster-a.test/ns/demo/sa/client")
-        .with_tlv(TLV_AUTHORITY, DEST)
-        .encode()
-        .unwrap();
+    let header = ProxyHeader::proxy(
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    )
+    .with_tlv(TLV_ORIGIN_ID, "spiffe://cluster-a.test/ns/demo/sa/client")
+    .with_tlv(TLV_AUTHORITY, DEST)
+    .encode()
+    .unwrap();
     let mut conn = bridge_dial(&w.pki, &w.pki.gw_a, w.ingress.addr).await;
     // One byte every 50 ms: the whole header would take seconds; the deadline is 300 ms. The
     // pacing is the behaviour under test, not synchronisation: completion is the `finished`
@@ -704,7 +745,9 @@ async fn expired_bridge_svid_on_the_egress_side_is_refused_by_the_ingress() {
     )
     .unwrap();
     w.egress.cell.store(Arc::new(state));
-    let mut conn = call(&w.pki, &w.pki.client, w.egress.addr, DEST).await.unwrap();
+    let mut conn = call(&w.pki, &w.pki.client, w.egress.addr, DEST)
+        .await
+        .unwrap();
     let _ = conn.write_all(b"hi").await;
     let _ = conn.flush().await;
     assert!(drain(&mut conn).await.is_empty());
@@ -729,7 +772,9 @@ async fn expired_bridge_svid_on_the_ingress_side_is_refused_by_the_egress() {
     )
     .unwrap();
     w.ingress.cell.store(Arc::new(state));
-    let mut conn = call(&w.pki, &w.pki.client, w.egress.addr, DEST).await.unwrap();
+    let mut conn = call(&w.pki, &w.pki.client, w.egress.addr, DEST)
+        .await
+        .unwrap();
     assert!(drain(&mut conn).await.is_empty());
     w.egress.finished().await;
     assert_eq!(w.egress.handshakes("bridge-out", "upstream", "error"), 1);
@@ -740,7 +785,9 @@ async fn expired_bridge_svid_on_the_ingress_side_is_refused_by_the_egress() {
 #[tokio::test]
 async fn renewed_bridge_svid_keeps_live_connections_and_is_used_by_new_ones() {
     let mut w = world().await;
-    let mut long_lived = call(&w.pki, &w.pki.client, w.egress.addr, DEST).await.unwrap();
+    let mut long_lived = call(&w.pki, &w.pki.client, w.egress.addr, DEST)
+        .await
+        .unwrap();
     assert_eq!(round_trip(&mut long_lived, b"before").await, b"before");
     w.dest.seen.recv().await.unwrap();
 
@@ -772,7 +819,9 @@ async fn renewed_bridge_svid_keeps_live_connections_and_is_used_by_new_ones() {
     assert_eq!(round_trip(&mut long_lived, b"after").await, b"after");
 
     // A new connection through the bridge works with the renewed SVIDs.
-    let mut fresh = call(&w.pki, &w.pki.client, w.egress.addr, DEST).await.unwrap();
+    let mut fresh = call(&w.pki, &w.pki.client, w.egress.addr, DEST)
+        .await
+        .unwrap();
     assert_eq!(round_trip(&mut fresh, b"fresh").await, b"fresh");
     w.dest.seen.recv().await.unwrap();
 
@@ -789,8 +838,7 @@ async fn renewed_bridge_svid_keeps_live_connections_and_is_used_by_new_ones() {
         BundleSet::new().with(w.pki.bridge.bundle()),
         Authorizer::member_of(w.pki.bridge.td.clone()),
     );
-    let config =
-        fedgate_federation::tls::server_config(&gw_b2.svid(), Arc::new(verifier)).unwrap();
+    let config = fedgate_federation::tls::server_config(&gw_b2.svid(), Arc::new(verifier)).unwrap();
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let record = tokio::spawn(async move {
         let (tcp, _) = recorder.accept().await.unwrap();
@@ -806,7 +854,9 @@ async fn renewed_bridge_svid_keeps_live_connections_and_is_used_by_new_ones() {
     )
     .unwrap();
     w.egress.cell.store(Arc::new(egress_state));
-    let _conn = call(&w.pki, &w.pki.client, w.egress.addr, DEST).await.unwrap();
+    let _conn = call(&w.pki, &w.pki.client, w.egress.addr, DEST)
+        .await
+        .unwrap();
     let presented = tokio::time::timeout(Duration::from_secs(10), record)
         .await
         .unwrap()

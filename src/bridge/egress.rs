@@ -49,7 +49,9 @@ pub struct EgressState {
 
 impl EgressRoutes {
     /// Builds the table from `(sni pattern, route)` pairs; a bad or duplicate pattern is refused.
-    pub fn new(routes: impl IntoIterator<Item = (String, EgressRoute)>) -> Result<Self, RouteError> {
+    pub fn new(
+        routes: impl IntoIterator<Item = (String, EgressRoute)>,
+    ) -> Result<Self, RouteError> {
         let mut table = RouteTable::new();
         let mut peer_ids = BTreeSet::new();
         for (pattern, route) in routes {

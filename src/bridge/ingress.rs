@@ -18,7 +18,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::policy::{authorize_ingress, authorize_origin, authorize_peer, BridgePeers, IngressRoute};
+use super::policy::{
+    authorize_ingress, authorize_origin, authorize_peer, BridgePeers, IngressRoute,
+};
 use super::tls::{BridgeTlsError, Identities};
 use super::{upstream, BridgeMetrics, BridgeReject, Timeouts};
 use crate::authz::AllowList;
@@ -166,11 +168,10 @@ pub async fn handle_connection(
             route: route.name.clone(),
             last: "no destination TLS configuration".into(),
         })?;
-    let server_name = ServerName::try_from(destination.clone()).map_err(|_| {
-        BridgeReject::OriginInvalid {
+    let server_name =
+        ServerName::try_from(destination.clone()).map_err(|_| BridgeReject::OriginInvalid {
             reason: format!("destination {destination:?} is not a DNS name"),
-        }
-    })?;
+        })?;
     let mut upstream = upstream::connect(
         &state.listener,
         &route.name,

@@ -270,7 +270,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("fedgate_bridge_svid_expiry_seconds{spiffe_id=\"spiffe://bridge.test/gw\"}"),
+            text.contains(
+                "fedgate_bridge_svid_expiry_seconds{spiffe_id=\"spiffe://bridge.test/gw\"}"
+            ),
             "{text}"
         );
     }

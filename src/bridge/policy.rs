@@ -122,8 +122,13 @@ pub fn authorize_egress<'a>(
 }
 
 /// Ingress decision about who is talking: `peer` must be a configured bridge peer.
-pub fn authorize_peer<'a>(peers: &'a BridgePeers, peer: &SpiffeId) -> Result<&'a BridgePeer, Denial> {
-    peers.get(peer).ok_or_else(|| Denial::UnknownPeer { peer: peer.clone() })
+pub fn authorize_peer<'a>(
+    peers: &'a BridgePeers,
+    peer: &SpiffeId,
+) -> Result<&'a BridgePeer, Denial> {
+    peers
+        .get(peer)
+        .ok_or_else(|| Denial::UnknownPeer { peer: peer.clone() })
 }
 
 /// Ingress decision about what the peer claims (DESIGN.md invariant 4): `origin` is accepted
@@ -393,9 +398,18 @@ mod tests {
     fn origin_accepted_only_in_domains_the_peer_speaks_for() {
         let peers = peers();
         let peer = id("spiffe://bridge.test/gateway/cluster-a");
-        authorize_origin(&peers, &peer, &id("spiffe://cluster-a.test/ns/demo/sa/client")).unwrap();
-        let err = authorize_origin(&peers, &peer, &id("spiffe://cluster-c.test/ns/demo/sa/client"))
-            .unwrap_err();
+        authorize_origin(
+            &peers,
+            &peer,
+            &id("spiffe://cluster-a.test/ns/demo/sa/client"),
+        )
+        .unwrap();
+        let err = authorize_origin(
+            &peers,
+            &peer,
+            &id("spiffe://cluster-c.test/ns/demo/sa/client"),
+        )
+        .unwrap_err();
         assert_eq!(err.label(), "origin_not_allowed_for_peer");
         assert!(err.refuses_origin());
         // The bridge domain itself is not spoken for either.
@@ -423,10 +437,7 @@ mod tests {
             id: id("spiffe://bridge.test/gateway/cluster-a"),
             may_speak_for: vec![],
         };
-        assert_eq!(
-            BridgePeers::new([p.clone(), p.clone()]).unwrap_err(),
-            p.id
-        );
+        assert_eq!(BridgePeers::new([p.clone(), p.clone()]).unwrap_err(), p.id);
     }
 
     #[test]

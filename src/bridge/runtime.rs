@@ -23,12 +23,12 @@ use super::policy::{BridgePeer, BridgePeers, EgressRoute, IngressRoute, Upstream
 use super::tls::{BridgeTlsError, Identities};
 use super::{BridgeMetrics, StateCell, Timeouts};
 use crate::app::identity::{Identity, IdentityError, IdentityWatcher};
-use crate::telemetry::display_chain;
 use crate::config::{
     BridgeListenerConfig, BridgeRouteConfig, Config, IdentityConfig, ListenerConfig, ListenerKind,
 };
 use crate::gateway::route::RouteError;
 use crate::gateway::ListenerState;
+use crate::telemetry::display_chain;
 
 /// Serves connections of one bridge listener with its current state; cheap to clone.
 #[derive(Clone, Debug)]
@@ -51,7 +51,7 @@ pub enum BridgeSetupError {
     #[error("bridge listeners need [identity] (the local SVID) and [bridge] (the bridge SVID)")]
     MissingIdentity,
     #[error("cannot load the bridge identity; check [bridge] svid, key and bundle")]
-    Identity(#[source] IdentityError),
+    Identity(#[source] Box<IdentityError>),
     #[error("bridge listener `{listener}`: {source}")]
     Build {
         listener: String,
@@ -127,7 +127,7 @@ impl BridgeRuntime {
             bundle: bridge.bundle.clone(),
         };
         let (watcher, bridge_rx) = IdentityWatcher::start(&files, &bridge.trust_domain)
-            .map_err(BridgeSetupError::Identity)?;
+            .map_err(|e| BridgeSetupError::Identity(Box::new(e)))?;
 
         let metrics = BridgeMetrics::new();
         metrics.register(registry);
@@ -143,16 +143,22 @@ impl BridgeRuntime {
             bridge: bridge_rx,
             listeners: bridge_listeners
                 .iter()
-                .filter_map(|l| listeners.get(&l.name).map(|rx| (l.name.clone(), rx.clone())))
+                .filter_map(|l| {
+                    listeners
+                        .get(&l.name)
+                        .map(|rx| (l.name.clone(), rx.clone()))
+                })
                 .collect(),
             metrics,
             rebuild_failures,
         };
         let mut handlers = HashMap::new();
-        let ids = inputs.identities().map_err(|source| BridgeSetupError::Build {
-            listener: bridge_listeners[0].name.clone(),
-            source: source.into(),
-        })?;
+        let ids = inputs
+            .identities()
+            .map_err(|source| BridgeSetupError::Build {
+                listener: bridge_listeners[0].name.clone(),
+                source: source.into(),
+            })?;
         inputs.record_expiry(&ids);
         for l in &bridge_listeners {
             let handler = build_handler(l, &ids, &inputs.metrics).map_err(|source| {
@@ -224,7 +230,10 @@ impl Inputs {
                 // `select_all` needs at least one future.
                 return std::future::pending().await;
             }
-            let changes = self.listeners.iter_mut().map(|(_, rx)| Box::pin(rx.changed()));
+            let changes = self
+                .listeners
+                .iter_mut()
+                .map(|(_, rx)| Box::pin(rx.changed()));
             futures_util::future::select_all(changes).await.0
         };
         tokio::select! {

@@ -140,9 +140,9 @@ impl Identities {
         );
         let config = fedgate_federation::tls::server_config(&self.local_svid, Arc::new(verifier))
             .map_err(|source| BridgeTlsError::Rustls {
-                what: "egress server",
-                source,
-            })?;
+            what: "egress server",
+            source,
+        })?;
         Ok(Arc::new(self.server_resumption(config)))
     }
 

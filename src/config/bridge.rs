@@ -135,12 +135,15 @@ impl Cx<'_> {
     ) -> Result<Option<BridgeListenerConfig>, ConfigError> {
         let kind_name = kind.as_str();
         let ingress_only = [
-            ("proxy_header_timeout", l.proxy_header_timeout.as_ref().map(|t| t.span())),
-            ("max_proxy_header", l.max_proxy_header.as_ref().map(|t| t.span())),
             (
-                "bridge_peers",
-                l.bridge_peers.first().map(|p| p.id.span()),
+                "proxy_header_timeout",
+                l.proxy_header_timeout.as_ref().map(|t| t.span()),
             ),
+            (
+                "max_proxy_header",
+                l.max_proxy_header.as_ref().map(|t| t.span()),
+            ),
+            ("bridge_peers", l.bridge_peers.first().map(|p| p.id.span())),
         ];
         if kind != ListenerKind::BridgeIngress {
             if let Some((k, Some(span))) = ingress_only.iter().find(|(_, s)| s.is_some()) {
@@ -278,18 +281,19 @@ impl Cx<'_> {
             ),
         ];
         let bridge_only = [("allow", r.allow.as_ref().map(|t| t.span()))];
-        let refuse = |keys: &[(&str, Option<std::ops::Range<usize>>)]| {
-            match keys.iter().find(|(_, s)| s.is_some()) {
-                Some((k, Some(span))) => Err(self.err(
-                    format!("{rkey}.{k}"),
-                    span.clone(),
-                    format!(
-                        "is not a key of routes of kind = \"{}\" (see docs/configuration.md)",
-                        kind.as_str()
-                    ),
-                )),
-                _ => Ok(()),
-            }
+        let refuse = |keys: &[(&str, Option<std::ops::Range<usize>>)]| match keys
+            .iter()
+            .find(|(_, s)| s.is_some())
+        {
+            Some((k, Some(span))) => Err(self.err(
+                format!("{rkey}.{k}"),
+                span.clone(),
+                format!(
+                    "is not a key of routes of kind = \"{}\" (see docs/configuration.md)",
+                    kind.as_str()
+                ),
+            )),
+            _ => Ok(()),
         };
         match kind {
             ListenerKind::Passthrough => {
@@ -328,7 +332,8 @@ impl Cx<'_> {
             }
             ListenerKind::BridgeIngress => {
                 refuse(&egress_only)?;
-                let server_id = self.allow_list(&format!("{rkey}.server_id"), r.server_id.as_ref())?;
+                let server_id =
+                    self.allow_list(&format!("{rkey}.server_id"), r.server_id.as_ref())?;
                 if server_id.is_empty() {
                     let span = r.server_id.as_ref().map_or(r.sni.span(), |s| s.span());
                     return Err(self.err(

@@ -64,13 +64,21 @@ impl TestCa {
     /// An SVID for `spiffe://<td><path>` valid from a minute ago for a day.
     pub fn issue(&self, path: &str) -> IssuedSvid {
         let now = OffsetDateTime::now_utc();
-        self.issue_valid(path, now - time::Duration::minutes(1), now + time::Duration::days(1))
+        self.issue_valid(
+            path,
+            now - time::Duration::minutes(1),
+            now + time::Duration::days(1),
+        )
     }
 
     /// An SVID that expired an hour ago.
     pub fn issue_expired(&self, path: &str) -> IssuedSvid {
         let now = OffsetDateTime::now_utc();
-        self.issue_valid(path, now - time::Duration::days(2), now - time::Duration::hours(1))
+        self.issue_valid(
+            path,
+            now - time::Duration::days(2),
+            now - time::Duration::hours(1),
+        )
     }
 
     /// An SVID valid for `lifetime` from now.
