@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bridge_certs::workloads::{self, drain, round_trip, Destination};
 use bridge_certs::{IssuedSvid, TestCa};
 use fedgate::authz::AllowList;
 use fedgate::bridge::egress::{self, EgressRoutes, EgressState};
@@ -23,13 +24,11 @@ use fedgate::bridge::{
     listener, BridgeMetrics, BridgePeer, BridgePeers, EgressRoute, Identities, IngressRoute,
     StateCell, Timeouts,
 };
-use fedgate::proxy_protocol::{
-    read_proxy_header, ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
-};
+use fedgate::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
 use fedgate_federation::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
 use fedgate_federation::{BundleSet, SpiffeId, TrustDomain};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -52,18 +51,6 @@ struct Pki {
     ingress_local: IssuedSvid,
     gw_a: IssuedSvid,
     gw_b: IssuedSvid,
-}
-
-/// What the destination saw on one connection.
-#[derive(Debug)]
-struct Observed {
-    tls_peer: SpiffeId,
-    header: ProxyHeader,
-}
-
-struct Destination {
-    addr: SocketAddr,
-    seen: mpsc::UnboundedReceiver<Observed>,
 }
 
 /// A running bridge gateway listener.
@@ -135,54 +122,8 @@ async fn bind() -> (TcpListener, SocketAddr) {
     (l, addr)
 }
 
-/// Cluster B's workload side: mTLS server with the echo SVID that trusts only cluster-b, reads
-/// the PROXY v2 header the ingress sends, reports it, then echoes.
 async fn spawn_destination(pki: &Pki) -> Destination {
-    let verifier = SpiffeClientVerifier::new(
-        BundleSet::new().with(pki.b.bundle()),
-        Authorizer::member_of(pki.b.td.clone()),
-    );
-    let config =
-        fedgate_federation::tls::server_config(&pki.echo.svid(), Arc::new(verifier)).unwrap();
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let (listener, addr) = bind().await;
-    let (tx, seen) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let tls_peer = fedgate_federation::tls::peer_id(tls.get_ref().1).unwrap();
-                let header = read_proxy_header(&mut tls, 4096, Duration::from_secs(5))
-                    .await
-                    .unwrap();
-                let _ = tx.send(Observed { tls_peer, header });
-                echo(tls).await;
-            });
-        }
-    });
-    Destination { addr, seen }
-}
-
-async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if s.write_all(&buf[..n]).await.is_err() || s.flush().await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = s.shutdown().await;
+    workloads::spawn_destination(&pki.b, &pki.echo).await
 }
 
 fn ingress_routes(dest: SocketAddr) -> Arc<IngressRoutes> {
@@ -375,16 +316,7 @@ async fn call(
     egress: SocketAddr,
     sni: &str,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let verifier = SpiffeServerVerifier::new(
-        BundleSet::new().with(pki.a.bundle()),
-        Authorizer::exact(pki.egress_local.id.clone()),
-    );
-    let config =
-        fedgate_federation::tls::client_config(Some(&svid.svid()), Arc::new(verifier)).unwrap();
-    let tcp = TcpStream::connect(egress).await?;
-    TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp)
-        .await
+    workloads::call(&pki.a, svid, &pki.egress_local.id, egress, sni).await
 }
 
 /// A gateway's side of the bridge: mTLS client with the bridge SVID `svid`, server pinned to
@@ -405,26 +337,6 @@ async fn bridge_dial(
         .connect(ServerName::try_from(DEST).unwrap(), tcp)
         .await
         .unwrap()
-}
-
-async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, msg: &[u8]) -> Vec<u8> {
-    s.write_all(msg).await.unwrap();
-    s.flush().await.unwrap();
-    let mut got = vec![0u8; msg.len()];
-    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut got))
-        .await
-        .expect("echo timed out")
-        .unwrap();
-    got
-}
-
-/// Reads until the peer closes; returns what arrived (a refused connection yields nothing).
-async fn drain<S: AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
-    let mut got = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
-        .await
-        .expect("connection was not closed");
-    got
 }
 
 struct World {
