@@ -303,6 +303,15 @@ impl Direction {
     }
 }
 
+/// `last + idle`, saturating: a huge `idle` (e.g. `Duration::MAX` for "never") must not panic
+/// on `Instant` overflow. tokio clamps far deadlines itself.
+fn idle_deadline(last: Instant, idle: Duration) -> Instant {
+    // 30 years: longer than any connection, and representable wherever `Instant` is.
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    last.checked_add(idle.min(FAR))
+        .unwrap_or_else(|| last + Duration::from_secs(24 * 3600))
+}
+
 /// An idle deadline that is cheap to push back: progress only records the time; the timer is
 /// re-armed lazily when it fires early.
 struct IdleTimer {
@@ -319,7 +328,7 @@ impl IdleTimer {
         Self {
             idle,
             last,
-            sleep: Box::pin(tokio::time::sleep_until(last + idle)),
+            sleep: Box::pin(tokio::time::sleep_until(idle_deadline(last, idle))),
         }
     }
 
@@ -331,12 +340,59 @@ impl IdleTimer {
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         // Bounded: after a reset the deadline is in the future, so the next poll is Pending.
         while self.sleep.as_mut().poll(cx).is_ready() {
-            let deadline = self.last + self.idle;
+            let deadline = idle_deadline(self.last, self.idle);
             if deadline <= Instant::now() {
                 return Poll::Ready(());
             }
             self.sleep.as_mut().reset(deadline);
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn unbounded_idle_does_not_overflow() {
+        let (mut client, gw_client) = tokio::io::duplex(64);
+        let (gw_upstream, mut upstream) = tokio::io::duplex(64);
+        let pumped = tokio::spawn(pump(gw_client, gw_upstream, Duration::MAX));
+        client.write_all(b"ping").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        upstream.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ping");
+        drop(upstream);
+        let stats = pumped.await.unwrap().unwrap();
+        assert_eq!(stats.client_to_upstream, 4);
+    }
+
+    #[test]
+    fn idle_deadline_saturates() {
+        let now = Instant::now();
+        assert_eq!(
+            idle_deadline(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert!(idle_deadline(now, Duration::MAX) > now + Duration::from_secs(365 * 24 * 3600));
+    }
+
+    #[test]
+    fn pump_error_round_trips_through_io_error() {
+        let stats = PumpStats {
+            client_to_upstream: 3,
+            upstream_to_client: 4,
+        };
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        let err = pump_error(PumpFailure::Upstream(reset), stats);
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        let detail = PumpError::from_io(&err).unwrap();
+        assert_eq!(detail.stats, stats);
+        assert_eq!(detail.failure.label(), "upstream");
+        assert!(PumpError::from_io(&io::Error::other("x")).is_none());
     }
 }

@@ -26,7 +26,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{pump_error, side_failure, PumpFailure, PumpStats, Side};
+use super::{idle_deadline, pump_error, side_failure, PumpFailure, PumpStats, Side};
 
 /// Requested pipe capacity. Larger pipes mean fewer splice calls per byte in bulk transfers;
 /// the kernel refuses (EPERM) beyond `/proc/sys/fs/pipe-max-size` or the per-user budget, in
@@ -100,7 +100,7 @@ impl Shared {
     async fn idle_expired(&self, idle: Duration) {
         loop {
             let last = Duration::from_nanos(self.last_activity.load(Ordering::Relaxed));
-            let deadline = self.start + last + idle;
+            let deadline = idle_deadline(self.start + last, idle);
             if deadline <= Instant::now() {
                 return;
             }
