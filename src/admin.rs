@@ -37,8 +37,14 @@ pub fn router(source: Arc<dyn AdminSource>) -> Router {
 }
 
 /// Serves the admin routes on `listener` until `shutdown` is cancelled.
-pub async fn run(listener: TcpListener, source: Arc<dyn AdminSource>, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(source)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+pub async fn run(
+    listener: TcpListener,
+    source: Arc<dyn AdminSource>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(source))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
 type Source = State<Arc<dyn AdminSource>>;
@@ -54,17 +60,30 @@ async fn healthz(State(s): Source) -> Response {
 async fn readyz(State(s): Source) -> Response {
     match s.readiness() {
         Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "ready": true }))).into_response(),
-        Err(reason) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "ready": false, "reason": reason }))).into_response()
-        }
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ready": false, "reason": reason })),
+        )
+            .into_response(),
     }
 }
 
 async fn metrics(State(s): Source) -> Response {
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, s.registry()) {
-        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n")).into_response(),
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}\n"),
+        )
+            .into_response(),
     }
 }
 

@@ -9,21 +9,41 @@ use gw_support::*;
 async fn admin_endpoints_report_the_running_gateway() {
     let pki = Pki::new();
     let (up, _u) = tls_echo(&pki, "up").await;
-    let cfg = format!("{HEADER}{}", listener("egress", "max_connections = 7", &[("*.cluster-b.test", &[up])]));
+    let cfg = format!(
+        "{HEADER}{}",
+        listener(
+            "egress",
+            "max_connections = 7",
+            &[("*.cluster-b.test", &[up])]
+        )
+    );
     let app = TestApp::start(&cfg).await;
 
     assert_eq!(get(app.admin, "/healthz").await, (200, "ok\n".to_string()));
     let (code, body) = get(app.admin, "/readyz").await;
     assert_eq!(code, 200);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["ready"], true);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["ready"],
+        true
+    );
     assert_eq!(get(app.admin, "/nope").await.0, 404);
 
-    let (mut live, _) = connect_tls(&pki, app.addr("egress"), "a.cluster-b.test").await.unwrap();
+    let (mut live, _) = connect_tls(&pki, app.addr("egress"), "a.cluster-b.test")
+        .await
+        .unwrap();
     echo(&mut live, "traffic").await;
-    let mut bad = tokio::net::TcpStream::connect(app.addr("egress")).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut bad, b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut bad = tokio::net::TcpStream::connect(app.addr("egress"))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut bad, b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
     expect_closed(&mut bad).await;
-    app.wait_metric("fedgate_rejected_connections_total{listener=\"egress\",reason=\"not_tls\"}", 1.0).await;
+    app.wait_metric(
+        "fedgate_rejected_connections_total{listener=\"egress\",reason=\"not_tls\"}",
+        1.0,
+    )
+    .await;
 
     let (code, status) = get(app.admin, "/status").await;
     assert_eq!(code, 200);
@@ -40,7 +60,7 @@ async fn admin_endpoints_report_the_running_gateway() {
     assert_eq!(l["routes"][0]["upstreams"][0], up.to_string());
     assert_eq!(status["peers"], serde_json::json!([]));
 
-    drop(live);
+    close(live).await;
     app.wait_metric("fedgate_connections_total{listener=\"egress\",route=\"*.cluster-b.test\",outcome=\"closed\"}", 1.0).await;
     let (code, metrics) = get(app.admin, "/metrics").await;
     assert_eq!(code, 200);

@@ -1,10 +1,16 @@
 //! `fedgate config check` as a process: exit codes and messages; the documented examples pass.
+// Helpers outside #[test] fns unwrap too: a failed step is a test failure.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Command;
 
 fn check(file: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fedgate")).args(["config", "check"]).arg(file).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fedgate"))
+        .args(["config", "check"])
+        .arg(file)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -21,7 +27,10 @@ fn documented_examples_are_valid() {
         if path.extension().is_some_and(|e| e == "toml") {
             let (code, stdout, stderr) = check(&path);
             assert_eq!(code, 0, "{}: {stderr}", path.display());
-            assert!(stdout.starts_with("ok: ") && stdout.lines().count() == 1, "{stdout}");
+            assert!(
+                stdout.starts_with("ok: ") && stdout.lines().count() == 1,
+                "{stdout}"
+            );
             n += 1;
         }
     }
@@ -50,5 +59,8 @@ fn errors_name_file_line_key_and_exit_64() {
     }
     let (code, _, stderr) = check(&dir.path().join("missing.toml"));
     assert_eq!(code, 64);
-    assert!(stderr.contains("cannot read config file") && stderr.contains("missing.toml"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read config file") && stderr.contains("missing.toml"),
+        "{stderr}"
+    );
 }

@@ -14,20 +14,33 @@ use tokio::net::TcpStream;
 async fn connection_limit_refuses_excess_and_recovers() {
     let pki = Pki::new();
     let (up, _u) = tls_echo(&pki, "up").await;
-    let cfg = format!("{HEADER}{}", listener("egress", "max_connections = 2", &[("*.cluster-b.test", &[up])]));
+    let cfg = format!(
+        "{HEADER}{}",
+        listener(
+            "egress",
+            "max_connections = 2",
+            &[("*.cluster-b.test", &[up])]
+        )
+    );
     let app = TestApp::start(&cfg).await;
     let gw = app.addr("egress");
     let (mut one, _) = connect_tls(&pki, gw, "a.cluster-b.test").await.unwrap();
     let (two, _) = connect_tls(&pki, gw, "b.cluster-b.test").await.unwrap();
-    app.wait_metric("fedgate_active_connections{listener=\"egress\"}", 2.0).await;
+    app.wait_metric("fedgate_active_connections{listener=\"egress\"}", 2.0)
+        .await;
 
     let mut third = TcpStream::connect(gw).await.unwrap();
     expect_closed(&mut third).await;
-    app.wait_metric("fedgate_rejected_connections_total{listener=\"egress\",reason=\"over_limit\"}", 1.0).await;
+    app.wait_metric(
+        "fedgate_rejected_connections_total{listener=\"egress\",reason=\"over_limit\"}",
+        1.0,
+    )
+    .await;
 
     echo(&mut one, "unaffected").await;
-    drop(two);
-    app.wait_metric("fedgate_active_connections{listener=\"egress\"}", 1.0).await;
+    close(two).await;
+    app.wait_metric("fedgate_active_connections{listener=\"egress\"}", 1.0)
+        .await;
     let (mut again, _) = connect_tls(&pki, gw, "c.cluster-b.test").await.unwrap();
     echo(&mut again, "room again").await;
     app.stop().await;
@@ -40,7 +53,11 @@ async fn a_thousand_idle_connections_close_at_idle_timeout() {
     let (sink, _s) = tcp_sink().await;
     let cfg = format!(
         "{HEADER}{}",
-        listener("egress", "max_connections = 5000\nidle_timeout = \"1500ms\"", &[("*.cluster-b.test", &[sink])])
+        listener(
+            "egress",
+            "max_connections = 5000\nidle_timeout = \"1500ms\"",
+            &[("*.cluster-b.test", &[sink])]
+        )
     );
     let app = TestApp::start(&cfg).await;
     let gw = app.addr("egress");
@@ -52,13 +69,15 @@ async fn a_thousand_idle_connections_close_at_idle_timeout() {
         c.write_all(&hello).await.unwrap();
         clients.push(c);
     }
-    app.wait_metric("fedgate_active_connections{listener=\"egress\"}", N as f64).await;
+    app.wait_metric("fedgate_active_connections{listener=\"egress\"}", N as f64)
+        .await;
     app.wait_metric(
         "fedgate_connections_total{listener=\"egress\",route=\"*.cluster-b.test\",outcome=\"idle_timeout\"}",
         N as f64,
     )
     .await;
-    app.wait_metric("fedgate_active_connections{listener=\"egress\"}", 0.0).await;
+    app.wait_metric("fedgate_active_connections{listener=\"egress\"}", 0.0)
+        .await;
     for c in clients.iter_mut().take(10) {
         expect_closed(c).await;
     }
@@ -69,33 +88,55 @@ async fn a_thousand_idle_connections_close_at_idle_timeout() {
 async fn shutdown_drains_live_connections_and_refuses_new_ones() {
     let pki = Pki::new();
     let (up, _u) = tls_echo(&pki, "up").await;
-    let cfg = format!("{HEADER}{}", listener("egress", "", &[("*.cluster-b.test", &[up])]));
+    let cfg = format!(
+        "{HEADER}{}",
+        listener("egress", "", &[("*.cluster-b.test", &[up])])
+    );
     let app = TestApp::start(&cfg).await;
     let gw = app.addr("egress");
     let (mut live, _) = connect_tls(&pki, gw, "a.cluster-b.test").await.unwrap();
 
     app.shutdown.cancel();
     // Not ready once draining; by then the listening socket is closed.
-    app.wait_until(|| async { get(app.admin, "/readyz").await.0 == 503 }).await;
-    assert!(tag_via(&pki, gw, "b.cluster-b.test").await.is_err(), "new connections must be refused while draining");
+    app.wait_until(|| async { get(app.admin, "/readyz").await.0 == 503 })
+        .await;
+    assert!(
+        tag_via(&pki, gw, "b.cluster-b.test").await.is_err(),
+        "new connections must be refused while draining"
+    );
 
     echo(&mut live, "finishing my work").await;
-    assert!(!app.task.is_finished(), "run must wait for the live connection");
-    live.get_mut().shutdown().await.unwrap();
-    drop(live);
-    tokio::time::timeout(Duration::from_secs(10), app.task).await.unwrap().unwrap().unwrap();
+    assert!(
+        !app.task.is_finished(),
+        "run must wait for the live connection"
+    );
+    close(live).await;
+    tokio::time::timeout(Duration::from_secs(10), app.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_deadline_closes_stragglers() {
     let pki = Pki::new();
     let (up, _u) = tls_echo(&pki, "up").await;
-    let cfg = format!("{HEADER}{}", listener("egress", "", &[("*.cluster-b.test", &[up])]))
-        .replace("drain_timeout = \"5s\"", "drain_timeout = \"200ms\"");
+    let cfg = format!(
+        "{HEADER}{}",
+        listener("egress", "", &[("*.cluster-b.test", &[up])])
+    )
+    .replace("drain_timeout = \"5s\"", "drain_timeout = \"200ms\"");
     let app = TestApp::start(&cfg).await;
-    let (mut live, _) = connect_tls(&pki, app.addr("egress"), "a.cluster-b.test").await.unwrap();
+    let (mut live, _) = connect_tls(&pki, app.addr("egress"), "a.cluster-b.test")
+        .await
+        .unwrap();
     app.shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), app.task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), app.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     expect_closed(live.get_mut().get_mut().0).await;
 }
 
@@ -104,7 +145,10 @@ async fn reload_applies_new_routes_and_keeps_live_connections() {
     let pki = Pki::new();
     let (old, _o) = tls_echo(&pki, "old").await;
     let (new, _n) = tls_echo(&pki, "new").await;
-    let cfg = format!("{HEADER}{}", listener("egress", "", &[("*.cluster-b.test", &[old])]));
+    let cfg = format!(
+        "{HEADER}{}",
+        listener("egress", "", &[("*.cluster-b.test", &[old])])
+    );
     let app = TestApp::start(&cfg).await;
     let gw = app.addr("egress");
     let (mut live, tag) = connect_tls(&pki, gw, "a.cluster-b.test").await.unwrap();
@@ -112,18 +156,26 @@ async fn reload_applies_new_routes_and_keeps_live_connections() {
 
     let cfg2 = format!(
         "{HEADER}{}",
-        listener("egress", "", &[("*.cluster-b.test", &[new]), ("*.cluster-c.test", &[old])])
+        listener(
+            "egress",
+            "",
+            &[("*.cluster-b.test", &[new]), ("*.cluster-c.test", &[old])]
+        )
     );
     std::fs::write(&app.config_path, cfg2).unwrap();
     app.reloader.reload().unwrap();
-    assert_eq!(app.metric("fedgate_config_reloads_total{result=\"ok\"}").await, 1.0);
+    assert_eq!(
+        app.metric("fedgate_config_reloads_total{result=\"ok\"}")
+            .await,
+        1.0
+    );
 
     assert_eq!(tag_via(&pki, gw, "b.cluster-b.test").await.unwrap(), "new");
     assert_eq!(tag_via(&pki, gw, "c.cluster-c.test").await.unwrap(), "old");
     echo(&mut live, "old connection untouched").await;
     let (_, status) = get(app.admin, "/status").await;
     assert!(status.contains("*.cluster-c.test"), "{status}");
-    drop(live);
+    close(live).await;
     app.stop().await;
 }
 
@@ -131,20 +183,30 @@ async fn reload_applies_new_routes_and_keeps_live_connections() {
 async fn bad_reloads_are_refused_and_old_config_kept() {
     let pki = Pki::new();
     let (up, _u) = tls_echo(&pki, "up").await;
-    let cfg = format!("{HEADER}{}", listener("egress", "", &[("*.cluster-b.test", &[up])]));
+    let cfg = format!(
+        "{HEADER}{}",
+        listener("egress", "", &[("*.cluster-b.test", &[up])])
+    );
     let app = TestApp::start(&cfg).await;
     let gw = app.addr("egress");
 
     std::fs::write(&app.config_path, cfg.replace("*.cluster-b.test", "*.*.bad")).unwrap();
     let e = app.reloader.reload().unwrap_err();
-    assert!(fedgate::telemetry::display_chain(&e).contains("listeners[0].routes[0].sni"), "{e}");
+    assert!(
+        fedgate::telemetry::display_chain(&e).contains("listeners[0].routes[0].sni"),
+        "{e}"
+    );
 
     let renamed = cfg.replace("name = \"egress\"", "name = \"other\"");
     std::fs::write(&app.config_path, renamed).unwrap();
     let e = app.reloader.reload().unwrap_err();
     assert!(e.to_string().contains("needs a restart"), "{e}");
 
-    assert_eq!(app.metric("fedgate_config_reloads_total{result=\"failed\"}").await, 2.0);
+    assert_eq!(
+        app.metric("fedgate_config_reloads_total{result=\"failed\"}")
+            .await,
+        2.0
+    );
     assert_eq!(tag_via(&pki, gw, "a.cluster-b.test").await.unwrap(), "up");
     app.stop().await;
 }
@@ -154,12 +216,27 @@ async fn config_file_change_is_picked_up_by_polling() {
     let pki = Pki::new();
     let (old, _o) = tls_echo(&pki, "old").await;
     let (new, _n) = tls_echo(&pki, "new").await;
-    let cfg = format!("{HEADER}{}", listener("egress", "", &[("*.cluster-b.test", &[old])]));
+    let cfg = format!(
+        "{HEADER}{}",
+        listener("egress", "", &[("*.cluster-b.test", &[old])])
+    );
     let app = TestApp::start_with(&cfg, |a| a.with_config_poll(Duration::from_millis(50))).await;
     let mut events = app.reloader.subscribe();
-    std::fs::write(&app.config_path, cfg.replace(&old.to_string(), &new.to_string())).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), events.changed()).await.unwrap().unwrap();
+    std::fs::write(
+        &app.config_path,
+        cfg.replace(&old.to_string(), &new.to_string()),
+    )
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), events.changed())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(events.borrow().ok);
-    assert_eq!(tag_via(&pki, app.addr("egress"), "a.cluster-b.test").await.unwrap(), "new");
+    assert_eq!(
+        tag_via(&pki, app.addr("egress"), "a.cluster-b.test")
+            .await
+            .unwrap(),
+        "new"
+    );
     app.stop().await;
 }

@@ -36,7 +36,7 @@ pub enum IdentityError {
         chain: PathBuf,
         key: PathBuf,
         #[source]
-        source: SvidError,
+        source: Box<SvidError>,
     },
     #[error("the gateway SVID {id} is not in the configured trust domain {expected}; fix [identity] svid or trust_domain")]
     WrongTrustDomain { id: String, expected: TrustDomain },
@@ -51,7 +51,7 @@ pub enum IdentityError {
         path: PathBuf,
         td: TrustDomain,
         #[source]
-        source: BundleError,
+        source: Box<BundleError>,
     },
 }
 
@@ -72,21 +72,28 @@ type Fingerprint = Vec<Option<(SystemTime, u64)>>;
 impl Identity {
     /// Loads and checks the identity files.
     pub fn load(config: &IdentityConfig, td: &TrustDomain) -> Result<Identity, IdentityError> {
-        let svid = X509Svid::load(&config.svid, &config.key).map_err(|source| IdentityError::Svid {
-            chain: config.svid.clone(),
-            key: config.key.clone(),
-            source,
-        })?;
+        let svid =
+            X509Svid::load(&config.svid, &config.key).map_err(|source| IdentityError::Svid {
+                chain: config.svid.clone(),
+                key: config.key.clone(),
+                source: Box::new(source),
+            })?;
         if svid.id().trust_domain() != td {
-            return Err(IdentityError::WrongTrustDomain { id: svid.id().to_string(), expected: td.clone() });
+            return Err(IdentityError::WrongTrustDomain {
+                id: svid.id().to_string(),
+                expected: td.clone(),
+            });
         }
-        let json = std::fs::read(&config.bundle)
-            .map_err(|source| IdentityError::ReadBundle { path: config.bundle.clone(), source })?;
-        let (bundle, warnings) = Bundle::parse(td, &json).map_err(|source| IdentityError::Bundle {
+        let json = std::fs::read(&config.bundle).map_err(|source| IdentityError::ReadBundle {
             path: config.bundle.clone(),
-            td: td.clone(),
             source,
         })?;
+        let (bundle, warnings) =
+            Bundle::parse(td, &json).map_err(|source| IdentityError::Bundle {
+                path: config.bundle.clone(),
+                td: td.clone(),
+                source: Box::new(source),
+            })?;
         for w in warnings {
             tracing::warn!(path = %config.bundle.display(), warning = %w.0, "local bundle entry ignored");
         }
@@ -99,11 +106,22 @@ impl Identity {
 impl IdentityWatcher {
     /// Loads the identity now (an error here is a startup error) and returns the watcher with
     /// a receiver of the published identity.
-    pub fn start(config: &IdentityConfig, td: &TrustDomain) -> Result<(IdentityWatcher, watch::Receiver<Arc<Identity>>), IdentityError> {
+    pub fn start(
+        config: &IdentityConfig,
+        td: &TrustDomain,
+    ) -> Result<(IdentityWatcher, watch::Receiver<Arc<Identity>>), IdentityError> {
         let seen = fingerprint(config);
         let identity = Identity::load(config, td)?;
         let (tx, rx) = watch::channel(Arc::new(identity));
-        Ok((IdentityWatcher { config: config.clone(), trust_domain: td.clone(), tx, seen }, rx))
+        Ok((
+            IdentityWatcher {
+                config: config.clone(),
+                trust_domain: td.clone(),
+                tx,
+                seen,
+            },
+            rx,
+        ))
     }
 
     /// Polls every `interval` until `shutdown`.
@@ -130,13 +148,18 @@ impl IdentityWatcher {
                 self.tx.send_replace(Arc::new(identity));
             }
             // Keep `seen` unchanged so a rotation finished by the next poll is retried.
-            Err(e) => tracing::warn!(error = %display_chain(&e), "identity files changed but do not load; keeping the previous identity"),
+            Err(e) => {
+                tracing::warn!(error = %display_chain(&e), "identity files changed but do not load; keeping the previous identity")
+            }
         }
     }
 }
 
 fn fingerprint(config: &IdentityConfig) -> Fingerprint {
-    [&config.svid, &config.key, &config.bundle].iter().map(|p| stat(p)).collect()
+    [&config.svid, &config.key, &config.bundle]
+        .iter()
+        .map(|p| stat(p))
+        .collect()
 }
 
 fn stat(path: &Path) -> Option<(SystemTime, u64)> {

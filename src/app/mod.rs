@@ -118,12 +118,33 @@ impl App {
                 addr: l.listen,
                 source,
             })?;
-            let addr = tcp.local_addr().map_err(|source| AppError::Bind { what: l.name.clone(), addr: l.listen, source })?;
-            let state = ListenerState::new(l.clone(), None)
-                .map_err(|source| AppError::Routes { listener: l.name.clone(), source })?;
+            let addr = tcp.local_addr().map_err(|source| AppError::Bind {
+                what: l.name.clone(),
+                addr: l.listen,
+                source,
+            })?;
+            let state = ListenerState::new(l.clone(), None).map_err(|source| AppError::Routes {
+                listener: l.name.clone(),
+                source,
+            })?;
             let (tx, rx) = watch::channel(Arc::new(state));
-            views.push(ListenerView { name: l.name.clone(), addr, state: rx.clone(), active: metrics.active(&l.name) });
-            listeners.push((l.name.clone(), tcp, Listener::new(&l.name, rx, metrics.clone(), tracker.clone(), hard_stop.clone())));
+            views.push(ListenerView {
+                name: l.name.clone(),
+                addr,
+                state: rx.clone(),
+                active: metrics.active(&l.name),
+            });
+            listeners.push((
+                l.name.clone(),
+                tcp,
+                Listener::new(
+                    &l.name,
+                    rx,
+                    metrics.clone(),
+                    tracker.clone(),
+                    hard_stop.clone(),
+                ),
+            ));
             states.insert(l.name.clone(), tx);
         }
         let admin = bind(config.admin.listen).map_err(|source| AppError::Bind {
@@ -152,7 +173,13 @@ impl App {
         }
         let federation = match &config.federation {
             Some(f) => Some(
-                Federation::build(f, &config.trust_domain, identity.as_ref().map(|(_, rx)| rx.clone()), &mut registry).await?,
+                Federation::build(
+                    f,
+                    &config.trust_domain,
+                    identity.as_ref().map(|(_, rx)| rx.clone()),
+                    &mut registry,
+                )
+                .await?,
             ),
             None => None,
         };
@@ -183,17 +210,27 @@ impl App {
 
     /// The bound address of listener `name`.
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.shared.listeners.iter().find(|l| l.name == name).map(|l| l.addr)
+        self.shared
+            .listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.addr)
     }
 
     /// Every listener's name and bound address, in config order.
     pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.shared.listeners.iter().map(|l| (l.name.clone(), l.addr)).collect()
+        self.shared
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.addr))
+            .collect()
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
         // The socket was bound in `build`; `local_addr` fails only on a closed socket.
-        self.admin.local_addr().unwrap_or_else(|_| self.reloader.current().admin.listen)
+        self.admin
+            .local_addr()
+            .unwrap_or_else(|_| self.reloader.current().admin.listen)
     }
 
     /// The bundle endpoint's bound address, when `[federation.serve]` is configured.
@@ -204,6 +241,12 @@ impl App {
     /// The handle that applies new configurations (also used by SIGHUP and the file poller).
     pub fn reloader(&self) -> Reloader {
         self.reloader.clone()
+    }
+
+    /// Snapshots of every trust domain's bundle (local and peers', never merged), when
+    /// `[federation]` is configured. Consumers (the bridge's verifiers) rebuild on change.
+    pub fn bundles(&self) -> Option<watch::Receiver<fedgate_federation::BundleSet>> {
+        self.federation.as_ref().map(|f| f.bundles())
     }
 
     /// The gateway identity as it is reloaded, when `[identity]` is configured.
@@ -245,7 +288,11 @@ impl App {
             }
             accepting.spawn(listener.run(tcp, shutdown.clone()));
         }
-        tasks.spawn(self.reloader.clone().watch_file(self.config_poll, background.clone()));
+        tasks.spawn(
+            self.reloader
+                .clone()
+                .watch_file(self.config_poll, background.clone()),
+        );
         if let Some((watcher, _)) = self.identity {
             tasks.spawn(watcher.run(self.identity_poll, background.clone()));
         }
@@ -273,7 +320,10 @@ impl App {
         let live = self.tracker.len();
         tracing::info!(live_connections = live, timeout = %humantime::format_duration(drain_timeout), "draining");
         if !crate::shutdown::drain(&self.tracker, drain_timeout).await {
-            tracing::warn!(live_connections = self.tracker.len(), "drain deadline passed; closing the remaining connections");
+            tracing::warn!(
+                live_connections = self.tracker.len(),
+                "drain deadline passed; closing the remaining connections"
+            );
             self.hard_stop.cancel();
             // Each connection task returns promptly once `hard_stop` fires.
             let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;

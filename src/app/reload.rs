@@ -15,10 +15,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::telemetry::display_chain;
 use crate::config::{Config, ConfigError};
 use crate::gateway::route::RouteError;
 use crate::gateway::ListenerState;
+use crate::telemetry::display_chain;
 use crate::telemetry::Metrics;
 
 /// How often the config file is checked for changes (mtime, length and content hash).
@@ -75,15 +75,32 @@ struct FileStamp {
 // === impl Reloader ===
 
 impl Reloader {
-    pub(crate) fn new(config: Arc<Config>, states: HashMap<String, watch::Sender<Arc<ListenerState>>>, metrics: Metrics) -> Reloader {
-        let (events, _) = watch::channel(ReloadEvent { attempt: 0, ok: true });
-        let inner = Inner { source: config.source.clone(), current: Mutex::new(config), states, metrics, events };
-        Reloader { inner: Arc::new(inner) }
+    pub(crate) fn new(
+        config: Arc<Config>,
+        states: HashMap<String, watch::Sender<Arc<ListenerState>>>,
+        metrics: Metrics,
+    ) -> Reloader {
+        let (events, _) = watch::channel(ReloadEvent {
+            attempt: 0,
+            ok: true,
+        });
+        let inner = Inner {
+            source: config.source.clone(),
+            current: Mutex::new(config),
+            states,
+            metrics,
+            events,
+        };
+        Reloader {
+            inner: Arc::new(inner),
+        }
     }
 
     /// Re-reads the config file and applies it (see the module doc for what is hot).
     pub fn reload(&self) -> Result<(), ReloadError> {
-        let result = Config::load(&self.inner.source).map_err(ReloadError::from).and_then(|c| self.apply_inner(c));
+        let result = Config::load(&self.inner.source)
+            .map_err(ReloadError::from)
+            .and_then(|c| self.apply_inner(c));
         self.finish(&result);
         result
     }
@@ -135,7 +152,9 @@ impl Reloader {
         self.inner.metrics.reload(ok);
         match result {
             Ok(()) => tracing::info!(path = %self.inner.source.display(), "configuration reloaded"),
-            Err(e) => tracing::error!(path = %self.inner.source.display(), error = %display_chain(e), "configuration reload refused; keeping the running configuration"),
+            Err(e) => {
+                tracing::error!(path = %self.inner.source.display(), error = %display_chain(e), "configuration reload refused; keeping the running configuration")
+            }
         }
         self.inner.events.send_modify(|ev| {
             ev.attempt += 1;
@@ -156,14 +175,25 @@ impl Reloader {
         // Build every new state before swapping any, so a failure leaves all untouched.
         let mut next = Vec::with_capacity(new.listeners.len());
         for l in &new.listeners {
-            let Some(o) = old.listener(&l.name) else { continue };
+            let Some(o) = old.listener(&l.name) else {
+                continue;
+            };
             if o.listen != l.listen || o.kind != l.kind {
-                return Err(ReloadError::NeedsRestart(format!("listener `{}` changed its address or kind", l.name)));
+                return Err(ReloadError::NeedsRestart(format!(
+                    "listener `{}` changed its address or kind",
+                    l.name
+                )));
             }
-            let Some(tx) = self.inner.states.get(&l.name) else { continue };
+            let Some(tx) = self.inner.states.get(&l.name) else {
+                continue;
+            };
             let previous = tx.borrow().clone();
-            let state = ListenerState::new(l.clone(), Some(&previous))
-                .map_err(|source| ReloadError::Routes { listener: l.name.clone(), source })?;
+            let state = ListenerState::new(l.clone(), Some(&previous)).map_err(|source| {
+                ReloadError::Routes {
+                    listener: l.name.clone(),
+                    source,
+                }
+            })?;
             next.push((tx, Arc::new(state)));
         }
         let cold = [
@@ -176,7 +206,10 @@ impl Reloader {
         ];
         for (what, changed) in cold {
             if changed {
-                tracing::warn!(setting = what, "changed in the config file but applies only after a restart");
+                tracing::warn!(
+                    setting = what,
+                    "changed in the config file but applies only after a restart"
+                );
             }
         }
         for (tx, state) in next {
@@ -197,6 +230,8 @@ fn stamp(path: &std::path::Path) -> Option<FileStamp> {
     Some(FileStamp {
         modified: meta.modified().ok(),
         len: meta.len(),
-        digest: ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().to_vec(),
+        digest: ring::digest::digest(&ring::digest::SHA256, &bytes)
+            .as_ref()
+            .to_vec(),
     })
 }

@@ -28,7 +28,10 @@ pub async fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
-                eprintln!("fedgate: config error: {}", crate::telemetry::display_chain(&e));
+                eprintln!(
+                    "fedgate: config error: {}",
+                    crate::telemetry::display_chain(&e)
+                );
                 Ok(ExitCode::from(EXIT_CONFIG))
             }
         },

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::telemetry::display_chain;
 use crate::app::App;
 use crate::cmd::config::EXIT_CONFIG;
 use crate::config::{Config, LogFormat};
+use crate::telemetry::display_chain;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -35,13 +35,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    if let Err(e) = crate::telemetry::init(args.log_format.unwrap_or(config.log_format), args.log_level.as_deref()) {
+    if let Err(e) = crate::telemetry::init(
+        args.log_format.unwrap_or(config.log_format),
+        args.log_level.as_deref(),
+    ) {
         eprintln!("fedgate: {e}");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
     tracing::info!(config = %args.config.display(), summary = %config.summary(), "starting");
-    let (shutdown, reloads) = crate::shutdown::install().context("cannot install signal handlers")?;
-    let app = App::build(config).await.map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
+    let (shutdown, reloads) =
+        crate::shutdown::install().context("cannot install signal handlers")?;
+    let app = App::build(config)
+        .await
+        .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
     for (name, addr) in app.listener_addrs() {
         println!("listener {name} listening on {addr}");
     }
@@ -49,6 +55,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = app.bundle_endpoint_addr() {
         println!("bundle endpoint listening on {addr}");
     }
-    app.with_reload_requests(reloads).run(shutdown).await.map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
+    app.with_reload_requests(reloads)
+        .run(shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
     Ok(ExitCode::SUCCESS)
 }

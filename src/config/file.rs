@@ -74,6 +74,7 @@ pub(super) struct FileServe {
     pub profile: Spanned<FileProfile>,
     pub cert: Option<Text>,
     pub key: Option<Text>,
+    pub bundle: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -59,7 +59,10 @@ pub fn key_path_at(src: &str, offset: usize) -> String {
 }
 
 fn normalize(name: &str) -> String {
-    name.split('.').map(|s| s.trim().trim_matches('"')).collect::<Vec<_>>().join(".")
+    name.split('.')
+        .map(|s| s.trim().trim_matches('"'))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// `listeners.routes` with indices {listeners: 1, listeners.routes: 0} → `listeners[1].routes[0]`.
@@ -115,10 +118,19 @@ mod tests {
         assert_eq!(key_path_at(SRC, offset_of("\"a.test\"")), "trust_domain");
         assert_eq!(key_path_at(SRC, offset_of("\"x\"")), "admin.listen");
         assert_eq!(key_path_at(SRC, offset_of("\"one\"")), "listeners[0].name");
-        assert_eq!(key_path_at(SRC, offset_of("\"a\"")), "listeners[0].routes[0].sni");
+        assert_eq!(
+            key_path_at(SRC, offset_of("\"a\"")),
+            "listeners[0].routes[0].sni"
+        );
         assert_eq!(key_path_at(SRC, offset_of("\"two\"")), "listeners[1].name");
-        assert_eq!(key_path_at(SRC, offset_of("\"b\"")), "listeners[1].routes[0].sni");
-        assert_eq!(key_path_at(SRC, offset_of("\"c\"")), "listeners[1].routes[1].sni");
+        assert_eq!(
+            key_path_at(SRC, offset_of("\"b\"")),
+            "listeners[1].routes[0].sni"
+        );
+        assert_eq!(
+            key_path_at(SRC, offset_of("\"c\"")),
+            "listeners[1].routes[1].sni"
+        );
     }
 
     proptest::proptest! {

@@ -89,12 +89,14 @@ pub struct ServeConfig {
     /// HTTP path of the bundle, starts with `/`.
     pub path: String,
     pub profile: ServeProfile,
+    /// The bundle file to serve: `bundle` if given, else `[identity] bundle`.
+    pub bundle: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServeProfile {
-    /// Present the gateway's X509-SVID from `[identity]`.
-    HttpsSpiffe,
+    /// Present the gateway's X509-SVID (the `[identity]` svid and key).
+    HttpsSpiffe { svid: PathBuf, key: PathBuf },
     /// Present a Web PKI certificate.
     HttpsWeb { cert: PathBuf, key: PathBuf },
 }
@@ -109,7 +111,10 @@ pub struct PeerConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerProfile {
-    HttpsSpiffe { endpoint_id: SpiffeId, bootstrap_bundle: PathBuf },
+    HttpsSpiffe {
+        endpoint_id: SpiffeId,
+        bootstrap_bundle: PathBuf,
+    },
     /// `ca`: private Web PKI roots; `None` uses the system roots.
     HttpsWeb { ca: Option<PathBuf> },
 }
@@ -182,7 +187,11 @@ pub enum ConfigError {
     },
     /// `location` is `file:line:column` (or just `file` when TOML gives no position).
     #[error("{location}: `{key}`: {message}")]
-    Invalid { location: String, key: String, message: String },
+    Invalid {
+        location: String,
+        key: String,
+        message: String,
+    },
 }
 
 impl ListenerLimits {
@@ -200,8 +209,10 @@ impl ListenerLimits {
 impl Config {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let src = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::parse(&src, path)
     }
 
@@ -216,7 +227,11 @@ impl Config {
     pub fn summary(&self) -> String {
         let routes: usize = self.listeners.iter().map(|l| l.routes.len()).sum();
         let peers = self.federation.as_ref().map_or(0, |f| f.peers.len());
-        let serve = self.federation.as_ref().and_then(|f| f.serve.as_ref()).is_some();
+        let serve = self
+            .federation
+            .as_ref()
+            .and_then(|f| f.serve.as_ref())
+            .is_some();
         format!(
             "trust domain {}, {} listener(s), {} route(s), {} federation peer(s), bundle endpoint {}",
             self.trust_domain,
@@ -248,7 +263,10 @@ impl Upstream {
     /// Parses `host:port` or `[v6]:port`.
     pub fn parse(s: &str) -> Option<Upstream> {
         if let Ok(addr) = s.parse::<SocketAddr>() {
-            return Some(Upstream { host: addr.ip().to_string(), port: addr.port() });
+            return Some(Upstream {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
         }
         let (host, port) = s.rsplit_once(':')?;
         let port: u16 = port.parse().ok()?;
@@ -261,7 +279,10 @@ impl Upstream {
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             });
-        (valid_host && port != 0).then(|| Upstream { host: host.to_ascii_lowercase(), port })
+        (valid_host && port != 0).then(|| Upstream {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
     }
 }
 
@@ -296,8 +317,17 @@ impl Cx<'_> {
         }
     }
 
-    fn err(&self, key: impl Into<String>, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { location: self.location(Some(span)), key: key.into(), message: message.into() }
+    fn err(
+        &self,
+        key: impl Into<String>,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            location: self.location(Some(span)),
+            key: key.into(),
+            message: message.into(),
+        }
     }
 
     fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
@@ -306,8 +336,16 @@ impl Cx<'_> {
             Some(s) => location::key_path_at(self.src, s.start),
             None => String::new(),
         };
-        let key = if key.is_empty() { "(top level)".to_string() } else { key };
-        ConfigError::Invalid { location: self.location(span), key, message: e.message().trim().to_string() }
+        let key = if key.is_empty() {
+            "(top level)".to_string()
+        } else {
+            key
+        };
+        ConfigError::Invalid {
+            location: self.location(span),
+            key,
+            message: e.message().trim().to_string(),
+        }
     }
 
     fn path(&self, t: &Text) -> PathBuf {
@@ -326,10 +364,22 @@ impl Cx<'_> {
         Ok(self.path(t))
     }
 
-    fn duration(&self, key: &str, t: Option<&Text>, default: Duration) -> Result<Duration, ConfigError> {
+    fn duration(
+        &self,
+        key: &str,
+        t: Option<&Text>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         let Some(t) = t else { return Ok(default) };
         let d = humantime::parse_duration(t.get_ref()).map_err(|e| {
-            self.err(key, t.span(), format!("`{}` is not a duration ({e}); write e.g. \"5s\", \"250ms\" or \"5m\"", t.get_ref()))
+            self.err(
+                key,
+                t.span(),
+                format!(
+                    "`{}` is not a duration ({e}); write e.g. \"5s\", \"250ms\" or \"5m\"",
+                    t.get_ref()
+                ),
+            )
         })?;
         if d.is_zero() {
             return Err(self.err(key, t.span(), "must be greater than zero"));
@@ -345,7 +395,14 @@ impl Cx<'_> {
 
     fn trust_domain(&self, key: &str, t: &Text) -> Result<TrustDomain, ConfigError> {
         TrustDomain::new(t.get_ref()).map_err(|e| {
-            self.err(key, t.span(), format!("`{}` is not a valid trust domain ({e}); write e.g. \"cluster-a.test\"", t.get_ref()))
+            self.err(
+                key,
+                t.span(),
+                format!(
+                    "`{}` is not a valid trust domain ({e}); write e.g. \"cluster-a.test\"",
+                    t.get_ref()
+                ),
+            )
         })
     }
 
@@ -355,7 +412,11 @@ impl Cx<'_> {
             Some(file::FileLogFormat::Json) => LogFormat::Json,
             Some(file::FileLogFormat::Human) | None => LogFormat::Human,
         };
-        let drain_timeout = self.duration("drain_timeout", raw.drain_timeout.as_ref(), DEFAULT_DRAIN_TIMEOUT)?;
+        let drain_timeout = self.duration(
+            "drain_timeout",
+            raw.drain_timeout.as_ref(),
+            DEFAULT_DRAIN_TIMEOUT,
+        )?;
         let identity = match &raw.identity {
             None => None,
             Some(i) => Some(IdentityConfig {
@@ -365,12 +426,16 @@ impl Cx<'_> {
             }),
         };
         let admin = match &raw.admin {
-            None => AdminConfig { listen: default_admin_listen() },
-            Some(a) => AdminConfig { listen: self.socket_addr("admin.listen", &a.listen)? },
+            None => AdminConfig {
+                listen: default_admin_listen(),
+            },
+            Some(a) => AdminConfig {
+                listen: self.socket_addr("admin.listen", &a.listen)?,
+            },
         };
         let federation = match raw.federation {
             None => None,
-            Some(f) => Some(self.federation(f, &trust_domain, identity.is_some())?),
+            Some(f) => Some(self.federation(f, &trust_domain, identity.as_ref())?),
         };
         let bridge = match &raw.bridge {
             Some(b) => Some(self.bridge(b, &trust_domain)?),
@@ -388,7 +453,10 @@ impl Cx<'_> {
                 return Err(self.err(
                     format!("{key}.name"),
                     l.name.span(),
-                    format!("listener name `{}` is used twice; listener names must be unique", l.name.get_ref()),
+                    format!(
+                        "listener name `{}` is used twice; listener names must be unique",
+                        l.name.get_ref()
+                    ),
                 ));
             }
             let span = l.listen.span();
@@ -418,14 +486,31 @@ impl Cx<'_> {
         })
     }
 
-    fn federation(&self, f: file::FileFederation, local: &TrustDomain, has_identity: bool) -> Result<FederationConfig, ConfigError> {
+    fn federation(
+        &self,
+        f: file::FileFederation,
+        local: &TrustDomain,
+        identity: Option<&IdentityConfig>,
+    ) -> Result<FederationConfig, ConfigError> {
         let d = fedgate_refresh_defaults();
         let min_refresh = self.duration("federation.min_refresh", f.min_refresh.as_ref(), d.0)?;
         let max_refresh = self.duration("federation.max_refresh", f.max_refresh.as_ref(), d.1)?;
-        let default_refresh = self.duration("federation.default_refresh", f.default_refresh.as_ref(), d.2)?;
+        let default_refresh = self.duration(
+            "federation.default_refresh",
+            f.default_refresh.as_ref(),
+            d.2,
+        )?;
         if min_refresh > max_refresh {
-            let span = f.min_refresh.as_ref().or(f.max_refresh.as_ref()).map_or(0..0, |t| t.span());
-            return Err(self.err("federation.min_refresh", span, "must not be greater than federation.max_refresh"));
+            let span = f
+                .min_refresh
+                .as_ref()
+                .or(f.max_refresh.as_ref())
+                .map_or(0..0, |t| t.span());
+            return Err(self.err(
+                "federation.min_refresh",
+                span,
+                "must not be greater than federation.max_refresh",
+            ));
         }
         if default_refresh < min_refresh || default_refresh > max_refresh {
             let span = f.default_refresh.as_ref().map_or(0..0, |t| t.span());
@@ -446,7 +531,13 @@ impl Cx<'_> {
                 let path = match &s.path {
                     None => "/".to_string(),
                     Some(p) if p.get_ref().starts_with('/') => p.get_ref().clone(),
-                    Some(p) => return Err(self.err("federation.serve.path", p.span(), "must start with `/`, e.g. \"/\" or \"/bundle\"")),
+                    Some(p) => {
+                        return Err(self.err(
+                            "federation.serve.path",
+                            p.span(),
+                            "must start with `/`, e.g. \"/\" or \"/bundle\"",
+                        ))
+                    }
                 };
                 let profile = match *s.profile.get_ref() {
                     FileProfile::HttpsSpiffe => {
@@ -457,14 +548,17 @@ impl Cx<'_> {
                                 "`cert`/`key` belong to profile \"https_web\"; profile \"https_spiffe\" presents the [identity] SVID",
                             ));
                         }
-                        if !has_identity {
+                        let Some(identity) = identity else {
                             return Err(self.err(
                                 "federation.serve.profile",
                                 s.profile.span(),
                                 "profile \"https_spiffe\" presents the gateway's SVID: add an [identity] table with svid, key and bundle",
                             ));
+                        };
+                        ServeProfile::HttpsSpiffe {
+                            svid: identity.svid.clone(),
+                            key: identity.key.clone(),
                         }
-                        ServeProfile::HttpsSpiffe
                     }
                     FileProfile::HttpsWeb => match (&s.cert, &s.key) {
                         (Some(c), Some(k)) => ServeProfile::HttpsWeb {
@@ -480,14 +574,31 @@ impl Cx<'_> {
                         }
                     },
                 };
-                Some(ServeConfig { listen, path, profile })
+                let bundle = match (&s.bundle, identity) {
+                    (Some(b), _) => self.nonempty_path("federation.serve.bundle", b)?,
+                    (None, Some(i)) => i.bundle.clone(),
+                    (None, None) => {
+                        return Err(self.err(
+                            "federation.serve",
+                            s.listen.span(),
+                            "needs the local bundle to serve: set `bundle` here or add an [identity] table",
+                        ))
+                    }
+                };
+                Some(ServeConfig {
+                    listen,
+                    path,
+                    profile,
+                    bundle,
+                })
             }
         };
         let mut peers = Vec::with_capacity(f.peers.len());
         let mut seen = HashSet::new();
         for (i, p) in f.peers.into_iter().enumerate() {
             let key = format!("federation.peers[{i}]");
-            let trust_domain = self.trust_domain(&format!("{key}.trust_domain"), &p.trust_domain)?;
+            let trust_domain =
+                self.trust_domain(&format!("{key}.trust_domain"), &p.trust_domain)?;
             if &trust_domain == local {
                 return Err(self.err(
                     format!("{key}.trust_domain"),
@@ -509,13 +620,20 @@ impl Cx<'_> {
                     self.err(
                         format!("{key}.url"),
                         p.url.span(),
-                        format!("`{}` is not an https:// URL; federation endpoints are HTTPS only", p.url.get_ref()),
+                        format!(
+                            "`{}` is not an https:// URL; federation endpoints are HTTPS only",
+                            p.url.get_ref()
+                        ),
                     )
                 })?;
             let profile = match *p.profile.get_ref() {
                 FileProfile::HttpsSpiffe => {
                     if let Some(ca) = &p.ca {
-                        return Err(self.err(format!("{key}.ca"), ca.span(), "`ca` belongs to profile \"https_web\""));
+                        return Err(self.err(
+                            format!("{key}.ca"),
+                            ca.span(),
+                            "`ca` belongs to profile \"https_web\"",
+                        ));
                     }
                     let (Some(id), Some(boot)) = (&p.endpoint_id, &p.bootstrap_bundle) else {
                         return Err(self.err(
@@ -525,11 +643,16 @@ impl Cx<'_> {
                         ));
                     };
                     let endpoint_id = SpiffeId::parse(id.get_ref()).map_err(|e| {
-                        self.err(format!("{key}.endpoint_id"), id.span(), format!("`{}` is not a valid SPIFFE ID ({e})", id.get_ref()))
+                        self.err(
+                            format!("{key}.endpoint_id"),
+                            id.span(),
+                            format!("`{}` is not a valid SPIFFE ID ({e})", id.get_ref()),
+                        )
                     })?;
                     PeerProfile::HttpsSpiffe {
                         endpoint_id,
-                        bootstrap_bundle: self.nonempty_path(&format!("{key}.bootstrap_bundle"), boot)?,
+                        bootstrap_bundle: self
+                            .nonempty_path(&format!("{key}.bootstrap_bundle"), boot)?,
                     }
                 }
                 FileProfile::HttpsWeb => {
@@ -547,7 +670,11 @@ impl Cx<'_> {
                     PeerProfile::HttpsWeb { ca }
                 }
             };
-            peers.push(PeerConfig { trust_domain, url, profile });
+            peers.push(PeerConfig {
+                trust_domain,
+                url,
+                profile,
+            });
         }
         Ok(FederationConfig {
             state_dir: f.state_dir.as_ref().map(|t| self.path(t)),
@@ -570,12 +697,16 @@ impl Cx<'_> {
         let name = l.name.get_ref().clone();
         let valid_name = !name.is_empty()
             && name.len() <= 64
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid_name {
             return Err(self.err(
                 format!("{key}.name"),
                 l.name.span(),
-                format!("`{name}` is not a valid listener name; use 1-64 letters, digits, `-` or `_`"),
+                format!(
+                    "`{name}` is not a valid listener name; use 1-64 letters, digits, `-` or `_`"
+                ),
             ));
         }
         let listen = self.socket_addr(&format!("{key}.listen"), &l.listen)?;
@@ -588,9 +719,16 @@ impl Cx<'_> {
         let d = ListenerLimits::DEFAULT;
         let max_connections = match &l.max_connections {
             None => d.max_connections,
-            Some(m) => usize::try_from(*m.get_ref()).ok().filter(|&m| m >= 1).ok_or_else(|| {
-                self.err(format!("{key}.max_connections"), m.span(), "must be a positive integer, e.g. 10000")
-            })?,
+            Some(m) => usize::try_from(*m.get_ref())
+                .ok()
+                .filter(|&m| m >= 1)
+                .ok_or_else(|| {
+                    self.err(
+                        format!("{key}.max_connections"),
+                        m.span(),
+                        "must be a positive integer, e.g. 10000",
+                    )
+                })?,
         };
         let max_client_hello = match &l.max_client_hello {
             None => d.max_client_hello,
@@ -607,10 +745,22 @@ impl Cx<'_> {
         };
         let limits = ListenerLimits {
             max_connections,
-            peek_timeout: self.duration(&format!("{key}.peek_timeout"), l.peek_timeout.as_ref(), d.peek_timeout)?,
+            peek_timeout: self.duration(
+                &format!("{key}.peek_timeout"),
+                l.peek_timeout.as_ref(),
+                d.peek_timeout,
+            )?,
             max_client_hello,
-            connect_timeout: self.duration(&format!("{key}.connect_timeout"), l.connect_timeout.as_ref(), d.connect_timeout)?,
-            idle_timeout: self.duration(&format!("{key}.idle_timeout"), l.idle_timeout.as_ref(), d.idle_timeout)?,
+            connect_timeout: self.duration(
+                &format!("{key}.connect_timeout"),
+                l.connect_timeout.as_ref(),
+                d.connect_timeout,
+            )?,
+            idle_timeout: self.duration(
+                &format!("{key}.idle_timeout"),
+                l.idle_timeout.as_ref(),
+                d.idle_timeout,
+            )?,
         };
 
         let mut routes = Vec::with_capacity(l.routes.len());
@@ -623,14 +773,22 @@ impl Cx<'_> {
             })?;
             let name = match &r.name {
                 Some(n) if n.get_ref().trim().is_empty() => {
-                    return Err(self.err(format!("{rkey}.name"), n.span(), "must not be empty (omit it to use the sni pattern)"))
+                    return Err(self.err(
+                        format!("{rkey}.name"),
+                        n.span(),
+                        "must not be empty (omit it to use the sni pattern)",
+                    ))
                 }
                 Some(n) => n.get_ref().clone(),
                 None => r.sni.get_ref().to_ascii_lowercase(),
             };
             if !route_names.insert(name.clone()) {
                 let span = r.name.as_ref().map_or(r.sni.span(), |n| n.span());
-                return Err(self.err(format!("{rkey}.name"), span, format!("route name `{name}` is used twice in this listener")));
+                return Err(self.err(
+                    format!("{rkey}.name"),
+                    span,
+                    format!("route name `{name}` is used twice in this listener"),
+                ));
             }
             if r.upstreams.get_ref().is_empty() {
                 return Err(self.err(
@@ -651,7 +809,12 @@ impl Cx<'_> {
                 upstreams.push(up);
             }
             let bridge_route = self.bridge_route(&rkey, kind, &r, bridge)?;
-            routes.push(RouteConfig { name, sni: r.sni.get_ref().to_ascii_lowercase(), upstreams, bridge: bridge_route });
+            routes.push(RouteConfig {
+                name,
+                sni: r.sni.get_ref().to_ascii_lowercase(),
+                upstreams,
+                bridge: bridge_route,
+            });
         }
         if let Some(d) = &l.default_route {
             if !routes.iter().any(|r| &r.name == d.get_ref()) {
@@ -659,7 +822,15 @@ impl Cx<'_> {
                 return Err(self.err(
                     format!("{key}.default_route"),
                     d.span(),
-                    format!("no route named `{}` in this listener (routes: {})", d.get_ref(), if known.is_empty() { "none".into() } else { known.join(", ") }),
+                    format!(
+                        "no route named `{}` in this listener (routes: {})",
+                        d.get_ref(),
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
                 ));
             }
         }
@@ -681,7 +852,11 @@ fn default_admin_listen() -> SocketAddr {
 
 /// (min, max, default) refresh intervals when the file gives none.
 fn fedgate_refresh_defaults() -> (Duration, Duration, Duration) {
-    (Duration::from_secs(30), Duration::from_secs(3600), Duration::from_secs(300))
+    (
+        Duration::from_secs(30),
+        Duration::from_secs(3600),
+        Duration::from_secs(300),
+    )
 }
 
 #[cfg(test)]

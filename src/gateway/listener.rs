@@ -65,20 +65,33 @@ pub(crate) struct ConnContext {
 impl ListenerState {
     /// Builds the state for `config`, keeping `previous`'s connection semaphore when the
     /// limit did not change (so live connections keep counting).
-    pub fn new(config: ListenerConfig, previous: Option<&ListenerState>) -> Result<ListenerState, RouteError> {
+    pub fn new(
+        config: ListenerConfig,
+        previous: Option<&ListenerState>,
+    ) -> Result<ListenerState, RouteError> {
         let mut routes = RouteTable::new();
         for r in &config.routes {
-            let target = Arc::new(RouteTarget { name: r.name.clone(), upstreams: r.upstreams.clone(), next: AtomicUsize::new(0) });
+            let target = Arc::new(RouteTarget {
+                name: r.name.clone(),
+                upstreams: r.upstreams.clone(),
+                next: AtomicUsize::new(0),
+            });
             if config.default_route.as_deref() == Some(r.name.as_str()) {
                 routes.set_default(target.clone());
             }
             routes.insert(&r.sni, target)?;
         }
         let limit = match previous {
-            Some(p) if p.config.limits.max_connections == config.limits.max_connections => p.limit.clone(),
+            Some(p) if p.config.limits.max_connections == config.limits.max_connections => {
+                p.limit.clone()
+            }
             _ => Arc::new(Semaphore::new(config.limits.max_connections)),
         };
-        Ok(ListenerState { config, routes, limit })
+        Ok(ListenerState {
+            config,
+            routes,
+            limit,
+        })
     }
 
     pub fn kind(&self) -> ListenerKind {
@@ -92,7 +105,10 @@ impl ListenerState {
 
     /// Connections currently holding a permit of this state's limit.
     pub fn connections_in_use(&self) -> usize {
-        self.config.limits.max_connections.saturating_sub(self.limit.available_permits())
+        self.config
+            .limits
+            .max_connections
+            .saturating_sub(self.limit.available_permits())
     }
 }
 
@@ -102,7 +118,11 @@ impl RouteTarget {
     /// Upstreams in the order to try them: round-robin start, then the rest in order.
     pub fn attempt_order(&self) -> impl Iterator<Item = &Upstream> {
         let n = self.upstreams.len();
-        let start = if n == 0 { 0 } else { self.next.fetch_add(1, Ordering::Relaxed) % n };
+        let start = if n == 0 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
         (0..n).map(move |i| &self.upstreams[(start + i) % n])
     }
 }
@@ -117,7 +137,14 @@ impl Listener {
         tracker: TaskTracker,
         hard_stop: CancellationToken,
     ) -> Listener {
-        Listener { name: Arc::from(name), state, metrics, tracker, hard_stop, bridge: None }
+        Listener {
+            name: Arc::from(name),
+            state,
+            metrics,
+            tracker,
+            hard_stop,
+            bridge: None,
+        }
     }
 
     /// Serves this listener's connections with `handler` (bridge listener kinds).
@@ -160,7 +187,8 @@ impl Listener {
             let state = self.state.borrow().clone();
             let Ok(permit) = state.limit.clone().try_acquire_owned() else {
                 tracing::info!(listener = %self.name, %peer, reason = "over_limit", "connection refused");
-                cx.metrics.reject(&self.name, passthrough::Reject::OverLimit.label());
+                cx.metrics
+                    .reject(&self.name, passthrough::Reject::OverLimit.label());
                 drop(stream);
                 continue;
             };
@@ -169,7 +197,9 @@ impl Listener {
             self.tracker.spawn(async move {
                 cx.active.inc();
                 match (state.kind(), bridge) {
-                    (ListenerKind::Passthrough, _) => passthrough::serve(stream, peer, &state, &cx).await,
+                    (ListenerKind::Passthrough, _) => {
+                        passthrough::serve(stream, peer, &state, &cx).await
+                    }
                     (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, Some(bridge)) => {
                         tokio::select! {
                             () = bridge.serve(stream) => {}
@@ -178,7 +208,10 @@ impl Listener {
                     }
                     // `App::build` attaches a handler to every bridge listener; refuse if not.
                     (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, None) => {
-                        tracing::error!(listener = %cx.listener, %peer, "bridge listener has no handler; closing");
+                        tracing::error!(
+                            listener = %cx.listener, %peer,
+                            "bridge listener has no handler; closing"
+                        );
                         drop(stream);
                     }
                 }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::config::{ListenerLimits, Upstream};
 use crate::gateway::listener::{ConnContext, ListenerState, RouteTarget};
-use crate::gateway::pump::pump_tcp;
+use crate::gateway::pump::{pump_tcp, PumpError, PumpFailure, PumpStats};
 use crate::gateway::sni::{parse_client_hello, ClientHelloInfo, SniError};
 use crate::telemetry::metrics::{BytesLabels, ConnectionLabels, UpstreamLabels};
 
@@ -51,8 +51,12 @@ enum Finish {
     Closed,
     /// No bytes either way for `idle_timeout`.
     IdleTimeout,
-    /// A reset or other I/O error on either side.
-    Error,
+    /// A reset or other I/O error on the client side.
+    ClientError,
+    /// A reset or other I/O error on the upstream side.
+    UpstreamError,
+    /// A local resource failed (e.g. no pipe for splice).
+    LocalError,
     /// Still open when the drain deadline passed.
     Drained,
 }
@@ -82,14 +86,21 @@ impl Finish {
         match self {
             Finish::Closed => "closed",
             Finish::IdleTimeout => "idle_timeout",
-            Finish::Error => "error",
+            Finish::ClientError => "client_error",
+            Finish::UpstreamError => "upstream_error",
+            Finish::LocalError => "local_error",
             Finish::Drained => "drained",
         }
     }
 }
 
 /// Serves one accepted connection to the end; logs and counts its outcome.
-pub(crate) async fn serve(mut client: TcpStream, peer: SocketAddr, state: &ListenerState, cx: &ConnContext) {
+pub(crate) async fn serve(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    state: &ListenerState,
+    cx: &ConnContext,
+) {
     let limits = state.config.limits;
     let listener = &*cx.listener;
     let (peeked, hello) = match peek_client_hello(&mut client, &limits).await {
@@ -98,7 +109,11 @@ pub(crate) async fn serve(mut client: TcpStream, peer: SocketAddr, state: &Liste
     };
     let sni = hello.server_name.as_deref();
     let Some(route) = state.route(sni) else {
-        let reject = if sni.is_none() { Reject::NoSni } else { Reject::UnknownSni };
+        let reject = if sni.is_none() {
+            Reject::NoSni
+        } else {
+            Reject::UnknownSni
+        };
         return refuse(cx, peer, sni, &reject);
     };
     let (mut upstream, upstream_addr) = match connect(route, limits.connect_timeout, cx).await {
@@ -118,19 +133,48 @@ pub(crate) async fn serve(mut client: TcpStream, peer: SocketAddr, state: &Liste
         _ = cx.hard_stop.cancelled() => Err(std::io::Error::other("drain deadline passed")),
     };
     let (finish, stats, error) = match result {
-        Ok(stats) => (Finish::Closed, Some(stats), None),
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => (Finish::IdleTimeout, None, None),
-        Err(_) if cx.hard_stop.is_cancelled() => (Finish::Drained, None, None),
-        Err(e) => (Finish::Error, None, Some(e)),
+        Ok(stats) => (Finish::Closed, stats, None),
+        Err(_) if cx.hard_stop.is_cancelled() => (Finish::Drained, PumpStats::default(), None),
+        Err(e) => match PumpError::from_io(&e) {
+            Some(p) => {
+                let finish = match &p.failure {
+                    PumpFailure::Idle(_) => Finish::IdleTimeout,
+                    PumpFailure::Client(_) => Finish::ClientError,
+                    PumpFailure::Upstream(_) => Finish::UpstreamError,
+                    _ => Finish::LocalError,
+                };
+                let cause = std::error::Error::source(&p.failure).map(|c| c.to_string());
+                (finish, p.stats, cause)
+            }
+            None => (
+                Finish::LocalError,
+                PumpStats::default(),
+                Some(e.to_string()),
+            ),
+        },
     };
-    let (bytes_in, bytes_out) = stats.map_or((replayed, 0), |s| (replayed + s.client_to_upstream, s.upstream_to_client));
+    let (bytes_in, bytes_out) = (
+        replayed + stats.client_to_upstream,
+        stats.upstream_to_client,
+    );
     let route_name = route.name.clone();
     cx.metrics
         .connections
-        .get_or_create(&ConnectionLabels { listener: listener.to_string(), route: route_name.clone(), outcome: finish.label() })
+        .get_or_create(&ConnectionLabels {
+            listener: listener.to_string(),
+            route: route_name.clone(),
+            outcome: finish.label(),
+        })
         .inc();
     for (direction, n) in [("in", bytes_in), ("out", bytes_out)] {
-        cx.metrics.bytes.get_or_create(&BytesLabels { listener: listener.to_string(), route: route_name.clone(), direction }).inc_by(n);
+        cx.metrics
+            .bytes
+            .get_or_create(&BytesLabels {
+                listener: listener.to_string(),
+                route: route_name.clone(),
+                direction,
+            })
+            .inc_by(n);
     }
     tracing::info!(
         listener,
@@ -141,7 +185,7 @@ pub(crate) async fn serve(mut client: TcpStream, peer: SocketAddr, state: &Liste
         outcome = finish.label(),
         bytes_in,
         bytes_out,
-        error = error.as_ref().map(tracing::field::display),
+        error = error.as_deref(),
         "connection closed"
     );
 }
@@ -161,7 +205,10 @@ fn refuse(cx: &ConnContext, peer: SocketAddr, sni: Option<&str>, reject: &Reject
 
 /// Reads until the buffer holds a complete ClientHello, within the listener's size and time
 /// bounds. Returns the bytes read (to replay upstream) and what the hello says.
-async fn peek_client_hello(client: &mut TcpStream, limits: &ListenerLimits) -> Result<(Vec<u8>, ClientHelloInfo), Reject> {
+async fn peek_client_hello(
+    client: &mut TcpStream,
+    limits: &ListenerLimits,
+) -> Result<(Vec<u8>, ClientHelloInfo), Reject> {
     let deadline = Instant::now() + limits.peek_timeout;
     // Start small: typical ClientHellos are 300 B to 2 KiB; grow only as bytes arrive.
     let mut buf = Vec::with_capacity(2048.min(limits.max_client_hello));
@@ -191,17 +238,32 @@ async fn peek_client_hello(client: &mut TcpStream, limits: &ListenerLimits) -> R
 
 /// Dials the route's upstreams in round-robin order, each within `timeout`; counts every
 /// failure. `None` when all failed.
-async fn connect<'r>(route: &'r RouteTarget, timeout: Duration, cx: &ConnContext) -> Option<(TcpStream, &'r Upstream)> {
+async fn connect<'r>(
+    route: &'r RouteTarget,
+    timeout: Duration,
+    cx: &ConnContext,
+) -> Option<(TcpStream, &'r Upstream)> {
     for upstream in route.attempt_order() {
-        let dial = tokio::time::timeout(timeout, TcpStream::connect((upstream.host.as_str(), upstream.port))).await;
+        let dial = tokio::time::timeout(
+            timeout,
+            TcpStream::connect((upstream.host.as_str(), upstream.port)),
+        )
+        .await;
         let error = match dial {
             Ok(Ok(stream)) => return Some((stream, upstream)),
             Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no connection within {}", humantime::format_duration(timeout)),
+            Err(_) => format!(
+                "no connection within {}",
+                humantime::format_duration(timeout)
+            ),
         };
         cx.metrics
             .upstream_connect_failures
-            .get_or_create(&UpstreamLabels { listener: cx.listener.to_string(), route: route.name.clone(), upstream: upstream.to_string() })
+            .get_or_create(&UpstreamLabels {
+                listener: cx.listener.to_string(),
+                route: route.name.clone(),
+                upstream: upstream.to_string(),
+            })
             .inc();
         tracing::debug!(listener = &*cx.listener, route = %route.name, %upstream, %error, "upstream connect failed; trying the next");
     }

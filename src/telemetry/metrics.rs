@@ -71,25 +71,62 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics::default();
         let r = registry.sub_registry_with_prefix("fedgate");
-        r.register("connections", "Routed connections by listener, route and outcome", m.connections.clone());
-        r.register("rejected_connections", "Connections refused before splicing, by reason", m.rejected.clone());
-        r.register("upstream_connect_failures", "Failed upstream connection attempts", m.upstream_connect_failures.clone());
-        r.register("bytes", "Bytes spliced by direction (in: client to upstream, out: upstream to client)", m.bytes.clone());
-        r.register("active_connections", "Connections currently open", m.active_connections.clone());
-        r.register("config_reloads", "Configuration reloads by result", m.config_reloads.clone());
+        r.register(
+            "connections",
+            "Routed connections by listener, route and outcome",
+            m.connections.clone(),
+        );
+        r.register(
+            "rejected_connections",
+            "Connections refused before splicing, by reason",
+            m.rejected.clone(),
+        );
+        r.register(
+            "upstream_connect_failures",
+            "Failed upstream connection attempts",
+            m.upstream_connect_failures.clone(),
+        );
+        r.register(
+            "bytes",
+            "Bytes spliced by direction (in: client to upstream, out: upstream to client)",
+            m.bytes.clone(),
+        );
+        r.register(
+            "active_connections",
+            "Connections currently open",
+            m.active_connections.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            m.config_reloads.clone(),
+        );
         m
     }
 
     pub fn reject(&self, listener: &str, reason: &'static str) {
-        self.rejected.get_or_create(&RejectLabels { listener: listener.to_string(), reason }).inc();
+        self.rejected
+            .get_or_create(&RejectLabels {
+                listener: listener.to_string(),
+                reason,
+            })
+            .inc();
     }
 
     pub fn reload(&self, ok: bool) {
-        self.config_reloads.get_or_create(&ResultLabels { result: if ok { "ok" } else { "failed" } }).inc();
+        self.config_reloads
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
     }
 
     pub fn active(&self, listener: &str) -> Gauge {
-        self.active_connections.get_or_create(&ListenerLabels { listener: listener.to_string() }).clone()
+        self.active_connections
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+            .clone()
     }
 }
 
@@ -106,8 +143,19 @@ mod tests {
         m.active("egress").inc();
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(text.contains("fedgate_rejected_connections_total{listener=\"egress\",reason=\"no_sni\"} 1"), "{text}");
-        assert!(text.contains("fedgate_config_reloads_total{result=\"failed\"} 1"), "{text}");
-        assert!(text.contains("fedgate_active_connections{listener=\"egress\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "fedgate_rejected_connections_total{listener=\"egress\",reason=\"no_sni\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("fedgate_config_reloads_total{result=\"failed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fedgate_active_connections{listener=\"egress\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -19,7 +19,9 @@ pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--log-level `{l}` is not a valid filter ({e}); use e.g. info, debug or fedgate=debug"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // `try_init` fails only when a subscriber is already installed, which is fine.
     let _ = match format {
         LogFormat::Human => builder.try_init(),

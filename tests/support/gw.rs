@@ -1,6 +1,9 @@
 //! Test support for gateway tests: a test PKI (rcgen), TLS echo upstreams, a TLS client that
 //! does TLS end to end through the gateway, an in-process `App`, and an admin HTTP client.
-#![allow(dead_code)] // each test binary uses a different subset of these helpers
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+// Test setup that fails should panic with a backtrace, as in #[test] functions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,8 +20,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Names every test upstream certificate covers.
-pub const CERT_NAMES: &[&str] =
-    &["*.cluster-b.test", "*.cluster-c.test", "api.cluster-b.test", "fallback.test", "127.0.0.1"];
+pub const CERT_NAMES: &[&str] = &[
+    "*.cluster-b.test",
+    "*.cluster-c.test",
+    "api.cluster-b.test",
+    "fallback.test",
+    "127.0.0.1",
+];
 
 /// A CA and one server certificate for [`CERT_NAMES`], signed by it.
 pub struct Pki {
@@ -32,10 +40,15 @@ impl Pki {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "fedgate test ca");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "fedgate test ca");
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(CERT_NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let params = rcgen::CertificateParams::new(
+            CERT_NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
         let leaf = params.signed_by(&key, &ca, &ca_key).unwrap();
         Pki {
             ca: ca.der().clone(),
@@ -49,7 +62,10 @@ impl Pki {
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), PrivateKeyDer::Pkcs8(self.key.clone_key()))
+            .with_single_cert(
+                self.chain.clone(),
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )
             .unwrap();
         Arc::new(cfg)
     }
@@ -86,11 +102,15 @@ pub async fn tls_echo(pki: &Pki, tag: &str) -> (SocketAddr, JoinHandle<()>) {
     let tag = tag.to_string();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             let tag = tag.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let (mut r, mut w) = tokio::io::split(tls);
                 if w.write_all(format!("{tag}\n").as_bytes()).await.is_err() {
                     return;
@@ -109,7 +129,9 @@ pub async fn tcp_sink() -> (SocketAddr, JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { return };
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = tcp.read(&mut buf).await {
@@ -129,7 +151,9 @@ pub async fn tcp_resetter() -> (SocketAddr, JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { return };
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
             let mut buf = [0u8; 16];
             let _ = tcp.read(&mut buf).await;
             let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
@@ -149,7 +173,11 @@ pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// TLS through the gateway at `gw` with SNI `name` (an IP sends none); returns the stream and
 /// the upstream's tag line.
-pub async fn connect_tls(pki: &Pki, gw: SocketAddr, name: &str) -> std::io::Result<(BufReader<Tls>, String)> {
+pub async fn connect_tls(
+    pki: &Pki,
+    gw: SocketAddr,
+    name: &str,
+) -> std::io::Result<(BufReader<Tls>, String)> {
     let tcp = TcpStream::connect(gw).await?;
     let connector = tokio_rustls::TlsConnector::from(pki.client_config());
     let server_name = ServerName::try_from(name.to_string()).unwrap();
@@ -167,15 +195,32 @@ pub async fn connect_tls(pki: &Pki, gw: SocketAddr, name: &str) -> std::io::Resu
 
 /// Sends `msg` and expects it echoed back.
 pub async fn echo(stream: &mut BufReader<Tls>, msg: &str) {
-    stream.get_mut().write_all(format!("{msg}\n").as_bytes()).await.unwrap();
+    stream
+        .get_mut()
+        .write_all(format!("{msg}\n").as_bytes())
+        .await
+        .unwrap();
     let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_line(&mut line)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(line.trim(), msg);
 }
 
-/// TLS through the gateway, returning only the upstream tag.
+/// TLS through the gateway, returning only the upstream tag; closes cleanly.
 pub async fn tag_via(pki: &Pki, gw: SocketAddr, name: &str) -> std::io::Result<String> {
-    connect_tls(pki, gw, name).await.map(|(_, tag)| tag)
+    let (stream, tag) = connect_tls(pki, gw, name).await?;
+    close(stream).await;
+    Ok(tag)
+}
+
+/// Closes cleanly: close_notify + FIN, then reads to EOF so no unread bytes turn the close
+/// into a reset.
+pub async fn close(mut stream: BufReader<Tls>) {
+    let _ = stream.get_mut().shutdown().await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
 }
 
 /// Reads until EOF or error; panics if the peer keeps the connection open past 10 s.
@@ -200,6 +245,7 @@ pub struct TestApp {
     pub admin: SocketAddr,
     pub listeners: Vec<(String, SocketAddr)>,
     pub reloader: Reloader,
+    pub bundle_endpoint: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<Result<(), fedgate::app::AppError>>,
 }
@@ -220,9 +266,20 @@ impl TestApp {
         let admin = app.admin_addr();
         let listeners = app.listener_addrs();
         let reloader = app.reloader();
+        let bundle_endpoint = app.bundle_endpoint_addr();
         let task = tokio::spawn(app.run(shutdown.clone()));
-        let app = TestApp { dir, config_path, admin, listeners, reloader, shutdown, task };
-        app.wait_until(|| async { get(app.admin, "/healthz").await.0 == 200 }).await;
+        let app = TestApp {
+            dir,
+            config_path,
+            admin,
+            listeners,
+            reloader,
+            bundle_endpoint,
+            shutdown,
+            task,
+        };
+        app.wait_until(|| async { get(app.admin, "/healthz").await.0 == 200 })
+            .await;
         app
     }
 
@@ -270,20 +327,36 @@ impl TestApp {
     /// Cancels and waits for `run` to return.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
 
 /// `GET path` on the admin server: (status, body).
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut tcp) = TcpStream::connect(addr).await else { return (0, String::new()) };
+    let Ok(mut tcp) = TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
     let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -292,10 +365,65 @@ pub fn listener(name: &str, extra: &str, routes: &[(&str, &[SocketAddr])]) -> St
     let mut s = format!("[[listeners]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nkind = \"passthrough\"\n{extra}\n");
     for (sni, ups) in routes {
         let ups: Vec<String> = ups.iter().map(|u| format!("\"{u}\"")).collect();
-        s.push_str(&format!("[[listeners.routes]]\nsni = \"{sni}\"\nupstreams = [{}]\n", ups.join(", ")));
+        s.push_str(&format!(
+            "[[listeners.routes]]\nsni = \"{sni}\"\nupstreams = [{}]\n",
+            ups.join(", ")
+        ));
     }
     s
 }
 
 /// The config header every test uses (admin on port 0).
 pub const HEADER: &str = "trust_domain = \"cluster-a.test\"\ndrain_timeout = \"5s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+
+/// A SPIFFE trust domain's CA for tests: writes its bundle and issues X509-SVIDs as files.
+pub struct SpiffeCa {
+    pub td: String,
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl SpiffeCa {
+    pub fn new(td: &str) -> SpiffeCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{td} test ca"));
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            rcgen::Ia5String::try_from(format!("spiffe://{td}")).unwrap(),
+        )];
+        let cert = params.self_signed(&key).unwrap();
+        SpiffeCa {
+            td: td.to_string(),
+            cert,
+            key,
+        }
+    }
+
+    /// Writes the trust domain's bundle (SPIFFE JWKS) to `path`.
+    pub fn write_bundle(&self, path: &std::path::Path) {
+        let td = fedgate_federation::TrustDomain::new(&self.td).unwrap();
+        let mut bundle = fedgate_federation::Bundle::new(td);
+        bundle.add_x509_authority(self.cert.der().clone());
+        std::fs::write(path, bundle.to_json()).unwrap();
+    }
+
+    /// Issues an X509-SVID for `spiffe://<td><path>` and writes chain and key PEM files.
+    pub fn write_svid(&self, path: &str, chain: &std::path::Path, key_path: &std::path::Path) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            rcgen::Ia5String::try_from(format!("spiffe://{}{path}", self.td)).unwrap(),
+        )];
+        let leaf = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        std::fs::write(chain, leaf.pem()).unwrap();
+        std::fs::write(key_path, key.serialize_pem()).unwrap();
+    }
+}
