@@ -157,20 +157,6 @@ impl App {
             Some(i) => Some(IdentityWatcher::start(i, &config.trust_domain)?),
             None => None,
         };
-        let listener_states = states.iter().map(|(n, tx)| (n.clone(), tx.subscribe())).collect();
-        let bridge = crate::bridge::runtime::BridgeRuntime::build(
-            &config,
-            identity.as_ref().map(|(_, rx)| rx.clone()),
-            &listener_states,
-            &mut registry,
-        )?;
-        if let Some(b) = &bridge {
-            for (name, _, listener) in &mut listeners {
-                if let Some(h) = b.handler(name) {
-                    listener.set_bridge(h);
-                }
-            }
-        }
         let federation = match &config.federation {
             Some(f) => Some(
                 Federation::build(
@@ -184,6 +170,26 @@ impl App {
             None => None,
         };
 
+        // After federation: a `[[federation.peers]]` entry for the bridge trust domain keeps
+        // the bridge bundle fresh.
+        let listener_states = states
+            .iter()
+            .map(|(n, tx)| (n.clone(), tx.subscribe()))
+            .collect();
+        let bridge = crate::bridge::runtime::BridgeRuntime::build(
+            &config,
+            identity.as_ref().map(|(_, rx)| rx.clone()),
+            federation.as_ref().map(|f| f.bundles()),
+            &listener_states,
+            &mut registry,
+        )?;
+        if let Some(b) = &bridge {
+            for (name, _, listener) in &mut listeners {
+                if let Some(h) = b.handler(name) {
+                    listener.set_bridge(h);
+                }
+            }
+        }
         let reloader = Reloader::new(config.clone(), states, metrics);
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(STARTING),
