@@ -283,6 +283,9 @@ impl App {
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
 
+        if let Ok(addr) = self.admin.local_addr() {
+            tracing::info!(%addr, "admin server listening");
+        }
         let source: Arc<dyn AdminSource> = self.shared.clone();
         let admin_stop = background.clone();
         let admin = tokio::spawn(crate::admin::run(self.admin, source, admin_stop));
@@ -336,10 +339,11 @@ impl App {
         }
         background.cancel();
         while tasks.join_next().await.is_some() {}
-        let admin_result = admin.await;
+        // Graceful shutdown closes idle keep-alive connections; bound it anyway.
+        let admin_result = tokio::time::timeout(Duration::from_secs(5), admin).await;
         tracing::info!("stopped");
         match admin_result {
-            Ok(Err(e)) => Err(AppError::Admin(e)),
+            Ok(Ok(Err(e))) => Err(AppError::Admin(e)),
             _ => Ok(()),
         }
     }

@@ -13,15 +13,15 @@ pub enum BundleCommand {
     /// Parse a bundle file and summarize it (CLI-CONTRACT.md).
     Inspect(inspect::Args),
     /// Serve a bundle as a SPIFFE federation endpoint.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Fetch a peer's bundle from its federation endpoint.
-    Fetch(fetch::Args),
+    Fetch(Box<fetch::Args>),
 }
 
 pub async fn run(cmd: BundleCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BundleCommand::Inspect(a) => inspect::run(a).await,
-        BundleCommand::Serve(a) => serve::run(a).await,
-        BundleCommand::Fetch(a) => fetch::run(a).await,
+        BundleCommand::Serve(a) => serve::run(*a).await,
+        BundleCommand::Fetch(a) => fetch::run(*a).await,
     }
 }
