@@ -265,8 +265,10 @@ mod tests {
                     name: sni.to_string(),
                     sni: sni.to_string(),
                     upstreams: ups.iter().map(|u| Upstream::parse(u).unwrap()).collect(),
+                    bridge: None,
                 })
                 .collect(),
+            bridge: None,
         }
     }
 
