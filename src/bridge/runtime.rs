@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fedgate_federation::{Bundle, BundleSet};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -77,6 +79,12 @@ pub enum BuildError {
     NotBridge,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RebuildLabels {
+    listener: String,
+    result: &'static str,
+}
+
 /// Everything a rebuild reads.
 struct Inputs {
     session_resumption: bool,
@@ -86,7 +94,8 @@ struct Inputs {
     federated: Option<watch::Receiver<BundleSet>>,
     listeners: Vec<(String, watch::Receiver<Arc<ListenerState>>)>,
     metrics: BridgeMetrics,
-    rebuild_failures: Counter,
+    /// State rebuilds after a change, by listener and result (`ok` / `failed`).
+    rebuilds: Family<RebuildLabels, Counter>,
 }
 
 // === impl BridgeHandler ===
@@ -136,11 +145,12 @@ impl BridgeRuntime {
 
         let metrics = BridgeMetrics::new();
         metrics.register(registry);
-        let rebuild_failures = Counter::default();
+        let rebuilds = Family::<RebuildLabels, Counter>::default();
         registry.register(
-            "fedgate_bridge_rebuild_failures",
-            "Bridge listener states that failed to rebuild after a change (old state kept)",
-            rebuild_failures.clone(),
+            "fedgate_bridge_rebuilds",
+            "Bridge listener state rebuilds after an identity, bundle or config change, by \
+             result (a failed rebuild keeps the previous state)",
+            rebuilds.clone(),
         );
         let inputs = Inputs {
             session_resumption: bridge.session_resumption,
@@ -156,7 +166,7 @@ impl BridgeRuntime {
                 })
                 .collect(),
             metrics,
-            rebuild_failures,
+            rebuilds,
         };
         let mut handlers = HashMap::new();
         let ids = inputs
@@ -262,7 +272,9 @@ impl Inputs {
         let ids = match self.identities() {
             Ok(ids) => ids,
             Err(e) => {
-                self.rebuild_failures.inc();
+                for (name, _) in &self.listeners {
+                    self.rebuilt(name, false);
+                }
                 tracing::error!(
                     error = %display_chain(&e),
                     "bridge identities do not fit together; keeping the previous bridge state"
@@ -276,28 +288,40 @@ impl Inputs {
                 continue;
             };
             let config = rx.borrow().config.clone();
-            match (build_handler(&config, &ids, &self.metrics), handler) {
+            let ok = match (build_handler(&config, &ids, &self.metrics), handler) {
                 (Ok(BridgeHandler::Egress(new)), BridgeHandler::Egress(cell)) => {
-                    cell.store(new.load())
+                    cell.store(new.load());
+                    true
                 }
                 (Ok(BridgeHandler::Ingress(new)), BridgeHandler::Ingress(cell)) => {
-                    cell.store(new.load())
+                    cell.store(new.load());
+                    true
                 }
                 (Ok(_), _) => {
                     // The kind of a listener never changes on reload (the reloader refuses it).
-                    self.rebuild_failures.inc();
                     tracing::error!(listener = %name, "bridge listener changed kind; keeping its state");
+                    false
                 }
                 (Err(e), _) => {
-                    self.rebuild_failures.inc();
                     tracing::error!(
                         listener = %name, error = %display_chain(&e),
                         "bridge listener state does not build; keeping the previous one"
                     );
+                    false
                 }
-            }
+            };
+            self.rebuilt(name, ok);
         }
         tracing::info!(bridge_id = %ids.bridge_svid().id(), "bridge TLS configurations rebuilt");
+    }
+
+    fn rebuilt(&self, listener: &str, ok: bool) {
+        self.rebuilds
+            .get_or_create(&RebuildLabels {
+                listener: listener.to_owned(),
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
     }
 }
 
