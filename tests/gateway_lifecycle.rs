@@ -252,3 +252,39 @@ async fn config_file_change_is_picked_up_by_polling() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_new_limits_to_new_connections() {
+    let pki = Pki::new();
+    let (up, _u) = tls_echo(&pki, "up").await;
+    let cfg = format!(
+        "{HEADER}{}",
+        listener(
+            "egress",
+            "max_connections = 1",
+            &[("*.cluster-b.test", &[up])]
+        )
+    );
+    let app = TestApp::start(&cfg).await;
+    let gw = app.addr("egress");
+    let (mut first, _) = connect_tls(&pki, gw, "a.cluster-b.test").await.unwrap();
+    assert!(
+        tag_via(&pki, gw, "b.cluster-b.test").await.is_err(),
+        "limit 1 refuses a second"
+    );
+
+    std::fs::write(
+        &app.config_path,
+        cfg.replace("max_connections = 1", "max_connections = 3"),
+    )
+    .unwrap();
+    app.reloader.reload().unwrap();
+    let (mut second, _) = connect_tls(&pki, gw, "b.cluster-b.test").await.unwrap();
+    echo(&mut second, "room after reload").await;
+    echo(&mut first, "first untouched").await;
+    let (_, status) = get(app.admin, "/status").await;
+    assert!(status.contains("\"max_connections\":3"), "{status}");
+    close(second).await;
+    close(first).await;
+    app.stop().await;
+}
