@@ -6,6 +6,8 @@
 
 #[path = "support/sidecar_certs.rs"]
 mod certs;
+#[path = "support/sidecar_harness.rs"]
+mod harness;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -145,4 +147,76 @@ fn documented_examples_parse() {
         let config = Config::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(config.listener_names().count() > 0);
     }
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_identity_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("cluster-a.test");
+    let files = ca.write_identity(dir.path(), "spiffe://cluster-a.test/ns/demo/sa/echo");
+    let path = dir.path().join("sidecar.toml");
+    // Polling every hour: only SIGHUP can make the new SVID visible within the test.
+    let toml = format!(
+        "reload_interval = \"1h\"\n{}{LISTENERS}",
+        head("cluster-a.test")
+    );
+    std::fs::write(&path, toml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fedgate"))
+        .args([
+            "sidecar",
+            "--config",
+            path.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _outbound = stdout.next().unwrap().unwrap();
+    let inbound = stdout.next().unwrap().unwrap();
+    let addr: std::net::SocketAddr = inbound.rsplit(' ').next().unwrap().parse().unwrap();
+
+    let new = ca.issue("spiffe://cluster-a.test/ns/demo/sa/echo");
+    new.install(&files);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    // The reload logs one line. Lines are read on a thread so the wait is bounded.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        let done = line.contains("new TLS configs in force");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        seen.last()
+            .is_some_and(|l| l.contains("new TLS configs in force")),
+        "{seen:#?}"
+    );
+
+    // A cluster-a client (allowed by `spiffe://cluster-a.test/*`) now sees the new certificate.
+    let client = ca.issue("spiffe://cluster-a.test/ns/demo/sa/client").x509();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = harness::tls_connector(&client, certs::bundle_set(&[&ca]))
+        .connect(harness::server_name("echo.cluster-a.test"), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.peer_certificates().unwrap()[0], new.leaf);
+    drop(tls);
+
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -146,6 +146,7 @@ async fn same_trust_domain_round_trip_and_app_sees_client_id() {
         "{metrics}"
     );
     assert_eq!(http_get(p.b.addr("admin"), "/healthz").await, "ok\n");
+    assert_eq!(http_get(p.b.addr("admin"), "/readyz").await, "ok\n");
     p.a.stop().await;
     p.b.stop().await;
 }
@@ -425,5 +426,81 @@ async fn relay_without_a_valid_proxy_header_is_refused() {
         b""
     );
     assert_eq!(b.next_event().await.outcome, "relay_invalid_origin");
+    assert!(app.try_recv().is_err());
+}
+
+/// An address nobody listens on (bound, then closed).
+async fn dead_addr() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn outbound_fails_over_to_the_next_endpoint_and_reports_none_reachable() {
+    let ca = TestCa::new("cluster-a.test");
+    let dir = tempfile::tempdir().unwrap();
+    let files_a = ca.write_identity(&dir.path().join("a"), CLIENT_A);
+    let files_b = ca.write_identity(&dir.path().join("b"), ECHO_A);
+    let (app_addr, _app) = echo_app(true).await;
+    let b = RunningSidecar::start(
+        &dir.path().join("b"),
+        &format!(
+            "{}{}",
+            identity_toml("cluster-a.test", &files_b, None),
+            inbound_toml(app_addr, &[CLIENT_A], &[])
+        ),
+    )
+    .await;
+    let (dead1, dead2) = (dead_addr().await, dead_addr().await);
+    let listeners = format!(
+        "[[outbound]]\nname = \"failover\"\nlisten = \"127.0.0.1:0\"\n\
+         server_name = \"echo.cluster-a.test\"\nconnect = [\"{dead1}\", \"{}\"]\n\
+         allow = [\"{ECHO_A}\"]\n\
+         [[outbound]]\nname = \"nowhere\"\nlisten = \"127.0.0.1:0\"\n\
+         server_name = \"echo.cluster-a.test\"\nconnect = [\"{dead1}\", \"{dead2}\"]\n\
+         allow = [\"{ECHO_A}\"]\n",
+        b.addr("echo")
+    );
+    let mut a = RunningSidecar::start(
+        &dir.path().join("a"),
+        &format!(
+            "{}{listeners}",
+            identity_toml("cluster-a.test", &files_a, None)
+        ),
+    )
+    .await;
+    // Round-robin starts at a different endpoint each time; every call must succeed.
+    for _ in 0..3 {
+        assert_eq!(round_trip(a.addr("failover"), b"ping").await, b"ping");
+        assert_eq!(a.next_event().await.outcome, "ok");
+    }
+    assert_eq!(round_trip(a.addr("nowhere"), b"ping").await, b"");
+    let ev = a.next_event().await;
+    assert_eq!(
+        (ev.listener.as_str(), ev.outcome),
+        ("nowhere", "upstream_unavailable")
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_completes_the_handshake_is_closed_at_the_timeout() {
+    let ca = TestCa::new("cluster-a.test");
+    let dir = tempfile::tempdir().unwrap();
+    let files_b = ca.write_identity(&dir.path().join("b"), ECHO_A);
+    let (app_addr, mut app) = echo_app(true).await;
+    let inbound = inbound_toml(app_addr, &["*"], &[]).replace("\"5s\"", "\"200ms\"");
+    let mut b = RunningSidecar::start(
+        &dir.path().join("b"),
+        &format!(
+            "{}{inbound}",
+            identity_toml("cluster-a.test", &files_b, None)
+        ),
+    )
+    .await;
+    let mut silent = TcpStream::connect(b.addr("echo")).await.unwrap();
+    assert_eq!(b.next_event().await.outcome, "handshake_timeout");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(harness::WAIT, silent.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "not closed");
     assert!(app.try_recv().is_err());
 }

@@ -369,3 +369,50 @@ async fn drain_timeout_closes_the_remaining_connections() {
     assert!(n.map_or(true, |n| n == 0));
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_federated_map_that_appears_after_start_is_picked_up() {
+    let (ca_a, ca_b) = (TestCa::new("cluster-a.test"), TestCa::new("cluster-b.test"));
+    let dir = tempfile::tempdir().unwrap();
+    let files_b = ca_b.write_identity(
+        &dir.path().join("b"),
+        "spiffe://cluster-b.test/ns/demo/sa/echo",
+    );
+    let map_b = dir.path().join("b/not-yet/bundles.json");
+    let (app_addr, _app) = echo_app(false).await;
+    let mut b = RunningSidecar::start(
+        &dir.path().join("b"),
+        &toml(
+            "cluster-b.test",
+            &files_b,
+            Some(&map_b),
+            "5s",
+            &inbound(app_addr, CLIENT_A),
+        ),
+    )
+    .await;
+    assert_eq!(b.tls.borrow().trust_domains, std::slice::from_ref(&ca_b.td));
+
+    std::fs::create_dir_all(map_b.parent().unwrap()).unwrap();
+    write_atomic(&map_b, &bundle_map_json(&[&ca_a, &ca_b]));
+    b.wait_generation(1).await;
+    let mut tds = b.tls.borrow().trust_domains.clone();
+    tds.sort();
+    assert_eq!(tds, [ca_a.td.clone(), ca_b.td.clone()]);
+
+    let client = ca_a.issue(CLIENT_A).x509();
+    let trust = bundle_set(&[&ca_a, &ca_b]);
+    let tcp = TcpStream::connect(b.addr("echo")).await.unwrap();
+    let mut tls = tls_connector(&client, trust)
+        .connect(server_name("echo.cluster-b.test"), tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"hi").await.unwrap();
+    tls.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, tls.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out, b"hi");
+}

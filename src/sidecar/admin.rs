@@ -1,4 +1,5 @@
-//! The sidecar's admin HTTP server: `/healthz` (200 while running) and `/metrics` (Prometheus
+//! The sidecar's admin HTTP server: `/healthz` and `/readyz` (200 while running: the identity
+//! is loaded and every listener bound before the server starts) and `/metrics` (Prometheus
 //! text exposition).
 //!
 //! Invariant: it serves only process-local, non-secret state (no key material, no peer input).
@@ -28,6 +29,7 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: Can
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ok\n" }))
         .route(
             "/metrics",
             get(move || {

@@ -58,7 +58,7 @@ pub struct IdentityPaths {
     pub key: PathBuf,
     /// The local trust domain's bundle (SPIFFE bundle JWKS).
     pub bundle: PathBuf,
-    /// A SPIFFE bundle map (`{"spiffe://td": JWKS, ...}`) with peer trust domains' bundles.
+    /// A SPIFFE bundle map (`{"trust_domains": {"td": JWKS, ...}}`, SPIFFE_Trust_Domain_and_Bundle.md §5) with peer trust domains' bundles.
     pub federated_bundles: Option<PathBuf>,
 }
 

@@ -5,7 +5,10 @@
 //! * the SVID belongs to the configured trust domain;
 //! * the resulting `BundleSet` holds exactly one bundle per trust domain and never merges two;
 //! * for the local trust domain the local bundle file is authoritative: an entry for it in the
-//!   federated map is ignored (the gateway's distribution usually includes it).
+//!   federated map is ignored (the gateway's distribution usually includes it);
+//! * the SVID and the local bundle are required; a federated map that does not exist yet means
+//!   "no peer domains yet" (a warning), so a workload can start before its gateway has
+//!   distributed anything.
 
 use std::path::{Path, PathBuf};
 
@@ -125,11 +128,26 @@ fn load_bundle(td: &TrustDomain, path: &Path) -> Result<Bundle, IdentityError> {
     Ok(bundle)
 }
 
+/// A map that does not exist (yet) is empty: the gateway may not have distributed one when the
+/// workload starts, and the reloader picks it up once it appears. Any other failure is an error.
 fn load_bundle_map(path: &Path) -> Result<Vec<Bundle>, IdentityError> {
-    let bytes = std::fs::read(path).map_err(|source| IdentityError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(
+                path = %path.display(),
+                "federated bundle map does not exist (yet): only the local trust domain is \
+                 trusted until it appears"
+            );
+            return Ok(Vec::new());
+        }
+        Err(source) => {
+            return Err(IdentityError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
     let set = fedgate_federation::distribute::parse_bundle_map(&bytes).map_err(|source| {
         IdentityError::BundleMap {
             path: path.to_owned(),

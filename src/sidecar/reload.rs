@@ -69,7 +69,12 @@ pub struct Reloader {
 impl Fingerprint {
     /// Stamps every identity file of `config` (follows symlinks; a missing file is `None`).
     pub fn of(config: &Config) -> Self {
-        Self(files(config).iter().map(stamp).collect())
+        Self::of_files(&files(config))
+    }
+
+    /// Stamps `files`, in order.
+    pub fn of_files(files: &[PathBuf]) -> Self {
+        Self(files.iter().map(stamp).collect())
     }
 }
 
@@ -152,12 +157,14 @@ impl Reloader {
         let loaded = tokio::task::spawn_blocking(move || load(&config, generation)).await;
         match loaded {
             Ok(Ok(snapshot)) => {
+                let id = snapshot.id.clone();
+                // Swap first, then say so: whoever reads the log may connect at once.
+                self.tx.send_replace(Arc::new(snapshot));
                 tracing::info!(
                     generation,
-                    id = %snapshot.id,
+                    %id,
                     "identity files changed: new TLS configs in force for new connections"
                 );
-                self.tx.send_replace(Arc::new(snapshot));
                 self.metrics.reload(true, Some(generation));
                 self.status.send_modify(|s| s.succeeded += 1);
             }
@@ -176,5 +183,36 @@ impl Reloader {
             s.failed += 1;
             s.last_error = Some(error);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_sees_writes_renames_and_appearing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.pem"), dir.path().join("b.json"));
+        std::fs::write(&a, "chain").unwrap();
+        let files = [a.clone(), b.clone()];
+        let first = Fingerprint::of_files(&files);
+        assert_eq!(first, Fingerprint::of_files(&files), "nothing changed");
+
+        // b appears.
+        std::fs::write(&b, "{}").unwrap();
+        let second = Fingerprint::of_files(&files);
+        assert_ne!(first, second);
+
+        // a replaced by a rename with the same length: a new inode even if mtime ties.
+        let tmp = dir.path().join("a.tmp");
+        std::fs::write(&tmp, "CHAIN").unwrap();
+        std::fs::rename(&tmp, &a).unwrap();
+        let third = Fingerprint::of_files(&files);
+        assert_ne!(second, third);
+
+        // b disappears.
+        std::fs::remove_file(&b).unwrap();
+        assert_ne!(third, Fingerprint::of_files(&files));
     }
 }

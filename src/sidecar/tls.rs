@@ -19,7 +19,7 @@ use fedgate_federation::svid::verify::spiffe_id_of;
 use fedgate_federation::tls::{
     self as fedtls, Authorizer, SpiffeClientVerifier, SpiffeServerVerifier,
 };
-use fedgate_federation::SpiffeId;
+use fedgate_federation::{SpiffeId, TrustDomain};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -42,6 +42,8 @@ pub struct TlsSnapshot {
     pub generation: u64,
     /// The workload's own SPIFFE ID.
     pub id: SpiffeId,
+    /// The trust domains whose bundles these configs trust (in the bundle set's order).
+    pub trust_domains: Vec<TrustDomain>,
     pub outbound: Vec<Arc<ClientConfig>>,
     pub inbound: Vec<Arc<ServerConfig>>,
 }
@@ -111,6 +113,11 @@ impl TlsSnapshot {
         Ok(Self {
             generation,
             id: identity.svid.id().clone(),
+            trust_domains: identity
+                .bundles
+                .iter()
+                .map(|b| b.trust_domain().clone())
+                .collect(),
             outbound,
             inbound,
         })

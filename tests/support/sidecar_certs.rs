@@ -130,7 +130,7 @@ impl TestSvid {
     }
 }
 
-/// A SPIFFE bundle map (`{"spiffe://td": JWKS}`) of the given CAs' bundles.
+/// A SPIFFE bundle map (`{"trust_domains": {"td": JWKS}}`) of the given CAs' bundles.
 pub fn bundle_map_json(cas: &[&TestCa]) -> Vec<u8> {
     let set = BundleSet::from_bundles(cas.iter().map(|ca| ca.bundle())).unwrap();
     fedgate_federation::distribute::bundle_map_json(&set)
