@@ -1,1 +1,0 @@
-//! A small CA for trust domains and the bridge (rcgen).
