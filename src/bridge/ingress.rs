@@ -24,7 +24,6 @@ use super::policy::{
 use super::tls::{BridgeTlsError, Identities};
 use super::{upstream, BridgeMetrics, BridgeReject, Timeouts};
 use crate::authz::AllowList;
-use crate::gateway::pump::pump;
 use crate::gateway::route::{RouteError, RouteTable};
 use crate::proxy_protocol::{
     read_proxy_header, ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
@@ -198,10 +197,14 @@ pub async fn handle_connection(
         listener = %state.listener, route = %route.name, %peer, %origin, %destination,
         "bridged connection forwarded"
     );
-    pump(downstream, upstream, state.timeouts.idle)
-        .await
-        .map_err(BridgeReject::Pump)?;
-    Ok(())
+    super::pump_counted(
+        &state.listener,
+        downstream,
+        upstream,
+        state.timeouts.idle,
+        &state.metrics,
+    )
+    .await
 }
 
 /// The claims of a peer's PROXY header: the origin ID (`TLV_ORIGIN_ID`, must parse as a SPIFFE

@@ -163,6 +163,38 @@ async fn accept_tls(
     }
 }
 
+/// Pumps bytes between the two TLS sessions until both directions end, counting the bytes moved
+/// (also those moved before a failure).
+async fn pump_counted<A, B>(
+    listener: &str,
+    downstream: A,
+    upstream: B,
+    idle: Duration,
+    metrics: &BridgeMetrics,
+) -> Result<(), BridgeReject>
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use crate::gateway::pump::{pump, PumpError};
+    match pump(downstream, upstream, idle).await {
+        Ok(stats) => {
+            metrics.bytes(listener, stats);
+            Ok(())
+        }
+        Err(e) => {
+            let partial = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<PumpError>())
+                .map(|p| p.stats);
+            if let Some(stats) = partial {
+                metrics.bytes(listener, stats);
+            }
+            Err(BridgeReject::Pump(e))
+        }
+    }
+}
+
 /// The one log line of a refused or failed bridged connection.
 fn log_reject(
     listener: &str,
