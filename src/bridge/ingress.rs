@@ -167,10 +167,11 @@ pub async fn handle_connection(
             route: route.name.clone(),
             last: "no destination TLS configuration".into(),
         })?;
-    let server_name =
-        ServerName::try_from(destination.clone()).map_err(|_| BridgeReject::OriginInvalid {
-            reason: format!("destination {destination:?} is not a DNS name"),
-        })?;
+    let server_name = ServerName::try_from(destination.clone()).map_err(|_| {
+        BridgeReject::InvalidDestination {
+            destination: destination.clone(),
+        }
+    })?;
     let mut upstream = upstream::connect(
         &state.listener,
         &route.name,

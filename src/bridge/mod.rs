@@ -82,6 +82,8 @@ pub enum BridgeReject {
     ProxyHeader(#[source] ProxyError),
     #[error("PROXY v2 header carries no destination (TLV_AUTHORITY)")]
     MissingAuthority,
+    #[error("destination {destination:?} is not a DNS name usable as SNI")]
+    InvalidDestination { destination: String },
     #[error("origin ID refused: {reason}")]
     OriginInvalid { reason: String },
     #[error("no upstream of route {route:?} accepted a connection (last error: {last})")]
@@ -124,6 +126,7 @@ impl BridgeReject {
             BridgeReject::Denied(d) => d.label(),
             BridgeReject::ProxyHeader(_) => "proxy_header",
             BridgeReject::MissingAuthority => "missing_authority",
+            BridgeReject::InvalidDestination { .. } => "invalid_destination",
             BridgeReject::OriginInvalid { .. } => "origin_invalid",
             BridgeReject::UpstreamUnavailable { .. } => "upstream_unavailable",
             BridgeReject::ProxyEncode(_) => "proxy_encode_failed",
