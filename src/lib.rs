@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod app;
 pub mod authz;
+pub mod bridge;
 pub mod ca;
 pub mod cli;
 pub mod cmd;
