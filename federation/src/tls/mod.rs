@@ -7,7 +7,7 @@
 pub mod authorize;
 pub mod verifier;
 
-pub use authorize::{AuthorizeError, Authorizer};
+pub use authorize::{AuthorizeError, Authorizer, PatternError};
 pub use verifier::{verify_error_of, SpiffeClientVerifier, SpiffeServerVerifier};
 
 use std::sync::{Arc, OnceLock};
