@@ -7,7 +7,6 @@
 
 pub mod admin;
 pub mod app;
-pub mod authz;
 pub mod bridge;
 pub mod ca;
 pub mod cli;

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use bridge_certs::workloads::{self, drain, round_trip, Destination};
 use bridge_certs::{IssuedSvid, TestCa};
-use fedgate::authz::AllowList;
 use fedgate::bridge::egress::{self, EgressRoutes, EgressState};
 use fedgate::bridge::ingress::{self, HeaderLimits, IngressRoutes, IngressState};
 use fedgate::bridge::metrics::{
@@ -135,8 +134,8 @@ fn ingress_routes(dest: SocketAddr) -> Arc<IngressRoutes> {
     let route = |name: &str, allow: &[&str]| IngressRoute {
         name: name.into(),
         upstreams: Upstreams::from_socket_addrs([dest]),
-        server_id: AllowList::parse(&["spiffe://cluster-b.test/ns/demo/sa/echo"]).unwrap(),
-        allow: AllowList::parse(allow).unwrap(),
+        server_id: Authorizer::from_patterns(&["spiffe://cluster-b.test/ns/demo/sa/echo"]).unwrap(),
+        allow: Authorizer::from_patterns(allow).unwrap(),
         send_proxy_header: true,
     };
     Arc::new(
@@ -216,7 +215,7 @@ fn egress_routes(ingress: SocketAddr) -> Arc<EgressRoutes> {
         name: name.into(),
         upstreams: Upstreams::from_socket_addrs([ingress]),
         peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
-        allow: AllowList::parse(allow).unwrap(),
+        allow: Authorizer::from_patterns(allow).unwrap(),
     };
     let client = "spiffe://cluster-a.test/ns/demo/sa/client";
     Arc::new(

@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use fedgate_federation::tls::Authorizer;
 use fedgate_federation::SpiffeId;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
@@ -23,7 +24,6 @@ use super::policy::{
 };
 use super::tls::{BridgeTlsError, Identities};
 use super::{upstream, BridgeMetrics, BridgeReject, Timeouts};
-use crate::authz::AllowList;
 use crate::gateway::route::{RouteError, RouteTable};
 use crate::proxy_protocol::{
     read_proxy_header, ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
@@ -34,7 +34,7 @@ use crate::proxy_protocol::{
 pub struct IngressRoutes {
     table: RouteTable<IngressEntry>,
     /// `server_id` of each route, by slot: one destination client config is built per slot.
-    server_ids: Vec<AllowList>,
+    server_ids: Vec<Authorizer>,
 }
 
 /// A route and the slot of its destination TLS config in `IngressState::to_destinations`.

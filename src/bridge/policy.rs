@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use fedgate_federation::tls::Authorizer;
 use fedgate_federation::{SpiffeId, TrustDomain};
 
-use crate::authz::AllowList;
 use crate::gateway::route::RouteTable;
 
 /// An egress route: callers in `allow` may reach the destination (the SNI they sent) through the
@@ -25,7 +25,7 @@ pub struct EgressRoute {
     /// The ingress gateway's bridge SPIFFE ID, pinned at handshake time.
     pub peer_id: SpiffeId,
     /// Caller IDs allowed; empty denies everyone.
-    pub allow: AllowList,
+    pub allow: Authorizer,
 }
 
 /// An ingress route: origins in `allow` may reach the destination `upstreams`, whose local SVID
@@ -35,9 +35,9 @@ pub struct IngressRoute {
     pub name: String,
     pub upstreams: Upstreams,
     /// Destination IDs accepted when re-originating mTLS; empty accepts none.
-    pub server_id: AllowList,
+    pub server_id: Authorizer,
     /// Origin IDs allowed; empty denies everyone.
-    pub allow: AllowList,
+    pub allow: Authorizer,
     /// Send PROXY v2 (origin ID + bridge peer ID) inside TLS to the destination.
     pub send_proxy_header: bool,
 }
@@ -299,7 +299,8 @@ mod tests {
                 name: "echo".into(),
                 upstreams: Upstreams::from_socket_addrs(["127.0.0.1:1".parse().unwrap()]),
                 peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
-                allow: AllowList::parse(&["spiffe://cluster-a.test/ns/demo/sa/client"]).unwrap(),
+                allow: Authorizer::from_patterns(&["spiffe://cluster-a.test/ns/demo/sa/client"])
+                    .unwrap(),
             },
         )
         .unwrap();
@@ -309,7 +310,7 @@ mod tests {
                 name: "closed".into(),
                 upstreams: Upstreams::from_socket_addrs(["127.0.0.1:1".parse().unwrap()]),
                 peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
-                allow: AllowList::default(),
+                allow: Authorizer::any_of([]),
             },
         )
         .unwrap();
@@ -323,8 +324,9 @@ mod tests {
             IngressRoute {
                 name: "echo".into(),
                 upstreams: Upstreams::from_socket_addrs(["127.0.0.1:1".parse().unwrap()]),
-                server_id: AllowList::parse(&["spiffe://cluster-b.test/ns/demo/sa/echo"]).unwrap(),
-                allow: AllowList::parse(&["spiffe://cluster-a.test/ns/demo/*"]).unwrap(),
+                server_id: Authorizer::from_patterns(&["spiffe://cluster-b.test/ns/demo/sa/echo"])
+                    .unwrap(),
+                allow: Authorizer::from_patterns(&["spiffe://cluster-a.test/ns/demo/*"]).unwrap(),
                 send_proxy_header: true,
             },
         )

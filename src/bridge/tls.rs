@@ -13,13 +13,10 @@ use std::time::{Duration, SystemTime};
 
 use fedgate_federation::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
 use fedgate_federation::{Bundle, BundleSet, SpiffeId, TrustDomain, X509Svid};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::CertificateDer;
 use rustls::server::NoServerSessionStorage;
-use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
-
-use crate::authz::AllowList;
+use rustls::{ClientConfig, ServerConfig};
 
 /// The key material both bridge sides use: the local SVID and bundle (towards workloads) and
 /// the bridge SVID and bundle (between gateways).
@@ -61,16 +58,6 @@ pub enum BridgeTlsError {
         #[source]
         source: rustls::Error,
     },
-}
-
-/// Accepts a server only if it verifies against `inner` and its SPIFFE ID is on `allow`.
-///
-/// The check runs inside the handshake, so a destination outside the allow list never gets a
-/// byte of application data.
-#[derive(Debug)]
-struct AllowListServerVerifier {
-    inner: Arc<SpiffeServerVerifier>,
-    allow: AllowList,
 }
 
 // === impl Identities ===
@@ -182,19 +169,18 @@ impl Identities {
     }
 
     /// Ingress, towards a destination: the local SVID; the server must verify with the local
-    /// bundle and its ID must be on `server_id`.
+    /// bundle and its ID must be allowed by `server_id`, checked inside the handshake so a
+    /// destination that is not allowed never gets a byte of application data.
     pub fn destination_client_config(
         &self,
-        server_id: &AllowList,
+        server_id: &Authorizer,
     ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
-        let inner = SpiffeServerVerifier::new(
+        // Membership of the local domain needs no rule of its own: the bundle set holds only the
+        // local bundle, so a server of any other domain fails verification (no bundle for it).
+        let verifier = SpiffeServerVerifier::new(
             BundleSet::new().with(self.local_bundle.clone()),
-            Authorizer::member_of(self.local_domain().clone()),
+            server_id.clone(),
         );
-        let verifier = AllowListServerVerifier {
-            inner: Arc::new(inner),
-            allow: server_id.clone(),
-        };
         let config =
             fedgate_federation::tls::client_config(Some(&self.local_svid), Arc::new(verifier))
                 .map_err(|source| BridgeTlsError::Rustls {
@@ -253,70 +239,6 @@ impl<T> StateCell<T> {
     }
 }
 
-// === impl AllowListServerVerifier ===
-
-impl ServerCertVerifier for AllowListServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        match leaf_spiffe_id(end_entity) {
-            Some(id) if self.allow.allows(&id) => Ok(verified),
-            _ => Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            )),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// The SPIFFE ID in the single URI SAN of an (already verified) leaf, if any.
-pub fn leaf_spiffe_id(der: &CertificateDer<'_>) -> Option<SpiffeId> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let san = cert.subject_alternative_name().ok()??;
-    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
-        x509_parser::extensions::GeneralName::URI(u) => Some(*u),
-        _ => None,
-    });
-    let uri = uris.next()?;
-    if uris.next().is_some() {
-        return None;
-    }
-    SpiffeId::parse(uri).ok()
-}
-
 /// The notAfter of a certificate.
 pub fn leaf_not_after(der: &CertificateDer<'_>) -> Option<SystemTime> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
@@ -331,6 +253,7 @@ mod tests {
         BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair,
         KeyUsagePurpose, SanType,
     };
+    use rustls::pki_types::ServerName;
     use rustls::{ClientConnection, HandshakeKind, ServerConnection};
 
     use super::*;
@@ -499,7 +422,7 @@ mod tests {
     #[test]
     fn leaf_helpers_refuse_garbage() {
         let junk = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
-        assert!(leaf_spiffe_id(&junk).is_none());
+        assert!(fedgate_federation::svid::verify::spiffe_id_of(&junk).is_err());
         assert!(leaf_not_after(&junk).is_none());
     }
 }

@@ -12,13 +12,13 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use fedgate_federation::tls::Authorizer;
 use fedgate_federation::{SpiffeId, TrustDomain};
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::file::{FileListener, FileRoute, Text};
 use super::{ConfigError, Cx, ListenerKind};
-use crate::authz::AllowList;
 
 /// Default `proxy_header_timeout` of a bridge ingress.
 pub const DEFAULT_PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,13 +84,13 @@ pub enum BridgeRouteConfig {
         /// The peer ingress gateway's bridge ID, pinned at handshake time.
         peer_id: SpiffeId,
         /// Caller IDs allowed; empty denies everyone.
-        allow: AllowList,
+        allow: Authorizer,
     },
     Ingress {
         /// Destination IDs accepted when re-originating.
-        server_id: AllowList,
+        server_id: Authorizer,
         /// Origin IDs allowed; empty denies everyone.
-        allow: AllowList,
+        allow: Authorizer,
         send_proxy_header: bool,
     },
 }
@@ -334,7 +334,7 @@ impl Cx<'_> {
                 refuse(&egress_only)?;
                 let server_id =
                     self.allow_list(&format!("{rkey}.server_id"), r.server_id.as_ref())?;
-                if server_id.is_empty() {
+                if server_id.allows_nothing() {
                     let span = r.server_id.as_ref().map_or(r.sni.span(), |s| s.span());
                     return Err(self.err(
                         format!("{rkey}.server_id"),
@@ -366,13 +366,13 @@ impl Cx<'_> {
         &self,
         key: &str,
         list: Option<&Spanned<Vec<Text>>>,
-    ) -> Result<AllowList, ConfigError> {
+    ) -> Result<Authorizer, ConfigError> {
         let Some(list) = list else {
-            return Ok(AllowList::default());
+            return Ok(Authorizer::any_of([]));
         };
         let mut patterns = Vec::with_capacity(list.get_ref().len());
         for (i, t) in list.get_ref().iter().enumerate() {
-            let p = crate::authz::IdPattern::parse(t.get_ref()).map_err(|e| {
+            let p = Authorizer::from_pattern(t.get_ref()).map_err(|e| {
                 self.err(
                     format!("{key}[{i}]"),
                     t.span(),
@@ -384,7 +384,7 @@ impl Cx<'_> {
             })?;
             patterns.push(p);
         }
-        Ok(AllowList::new(patterns))
+        Ok(Authorizer::any_of(patterns))
     }
 }
 
@@ -463,7 +463,11 @@ max_proxy_header = 2048
                     peer_id.to_string(),
                     "spiffe://bridge.test/gateway/cluster-b"
                 );
-                assert_eq!(allow.patterns().len(), 1);
+                assert_eq!(
+                    *allow,
+                    Authorizer::from_patterns(&["spiffe://cluster-a.test/ns/demo/sa/client"])
+                        .unwrap()
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -516,7 +520,7 @@ max_proxy_header = 2048
         else {
             panic!("not an ingress route");
         };
-        assert!(allow.is_empty());
+        assert_eq!(*allow, Authorizer::any_of([]));
         assert!(!send_proxy_header);
     }
 

@@ -4,7 +4,8 @@
 //! Invariants:
 //! * every path in a [`Config`] is absolute or relative to the process's working directory: paths
 //!   in the file are resolved against the file's own directory;
-//! * every allow list is an [`AllowList`]; an empty or missing list denies everyone;
+//! * every allow list is an [`Authorizer`] built from config patterns; an empty or missing list
+//!   denies everyone;
 //! * listener names are unique across `[[outbound]]` and `[[inbound]]`, so they can be metric
 //!   labels and lookup keys.
 
@@ -13,11 +14,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fedgate_federation::tls::Authorizer;
 use fedgate_federation::TrustDomain;
 use rustls_pki_types::ServerName;
 use serde::Deserialize;
 
-use crate::authz::AllowList;
 pub use crate::config::LogFormat;
 
 /// Default poll interval for the identity files.
@@ -72,7 +73,7 @@ pub struct OutboundConfig {
     /// `host:port` endpoints dialled round-robin, next on failure.
     pub connect: Vec<String>,
     /// Server SPIFFE IDs this listener may talk to.
-    pub allow: AllowList,
+    pub allow: Authorizer,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
@@ -86,11 +87,11 @@ pub struct InboundConfig {
     /// `host:port` of the local app.
     pub forward: String,
     /// Client SPIFFE IDs allowed to reach the app (for relayed connections: the origin ID).
-    pub allow: AllowList,
+    pub allow: Authorizer,
     /// Send a PROXY v2 header with the verified IDs to the app.
     pub proxy_protocol: bool,
     /// Clients that must start with their own PROXY v2 header naming the origin they relay for.
-    pub trusted_relays: AllowList,
+    pub trusted_relays: Authorizer,
     pub proxy_header_timeout: Duration,
     pub max_proxy_header: usize,
     pub connect_timeout: Duration,
@@ -464,8 +465,8 @@ impl Validator<'_> {
         }
     }
 
-    fn allow_list(&self, key: &str, patterns: &[String]) -> Result<AllowList, ConfigError> {
-        AllowList::parse(patterns).map_err(|e| self.invalid(key, e.to_string()))
+    fn allow_list(&self, key: &str, patterns: &[String]) -> Result<Authorizer, ConfigError> {
+        Authorizer::from_patterns(patterns).map_err(|e| self.invalid(key, e.to_string()))
     }
 
     fn timeout(

@@ -261,7 +261,7 @@ impl InboundError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::AllowList;
+    use fedgate_federation::tls::Authorizer;
     use std::time::Duration;
 
     fn id(s: &str) -> SpiffeId {
@@ -273,9 +273,9 @@ mod tests {
             name: "in".into(),
             listen: "127.0.0.1:0".parse().unwrap(),
             forward: "127.0.0.1:1".into(),
-            allow: AllowList::parse(allow).unwrap(),
+            allow: Authorizer::from_patterns(allow).unwrap(),
             proxy_protocol: true,
-            trusted_relays: AllowList::parse(relays).unwrap(),
+            trusted_relays: Authorizer::from_patterns(relays).unwrap(),
             proxy_header_timeout: Duration::from_secs(1),
             max_proxy_header: 4096,
             connect_timeout: Duration::from_secs(1),

@@ -1,11 +1,10 @@
 //! rustls configurations of the sidecar, built once per identity change.
 //!
-//! Chain validation is core's (`SpiffeServerVerifier` / `SpiffeClientVerifier` over the
-//! `BundleSet`, which picks the bundle of the peer's *own* trust domain and never merges
-//! domains). Config allow lists are [`AllowList`]s, which core's `Authorizer` does not model, so
-//! the verifiers here wrap core's (with `Authorizer::any()`) and check the `AllowList` on the
-//! validated leaf *during the handshake*: a peer that is not allowed gets a TLS alert and never
-//! exchanges an application byte.
+//! Chain validation and the allow lists both live in core's verifiers
+//! (`SpiffeServerVerifier` / `SpiffeClientVerifier` over the `BundleSet`, which picks the bundle
+//! of the peer's *own* trust domain and never merges domains), with each listener's allow list
+//! as the verifier's [`Authorizer`]. The allow list is therefore checked *during the handshake*:
+//! a peer that is not allowed gets a TLS alert and never exchanges an application byte.
 //!
 //! Invariants:
 //! * every config is built with `fedgate_federation::tls::provider()`;
@@ -15,24 +14,16 @@
 
 use std::sync::Arc;
 
-use fedgate_federation::svid::verify::spiffe_id_of;
 use fedgate_federation::tls::{
     self as fedtls, Authorizer, SpiffeClientVerifier, SpiffeServerVerifier,
 };
 use fedgate_federation::{SpiffeId, TrustDomain};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::NoServerSessionStorage;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig,
-    SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, ServerConfig};
 
 use super::config::Config;
 use super::identity::Identity;
-use crate::authz::AllowList;
 
 /// The TLS configs of every listener, built from one identity. Indexes follow the config's
 /// `outbound` and `inbound` lists.
@@ -48,20 +39,6 @@ pub struct TlsSnapshot {
     pub inbound: Vec<Arc<ServerConfig>>,
 }
 
-/// Client-side verifier: core's chain validation, then the listener's allow list.
-#[derive(Debug)]
-pub struct AllowedServerVerifier {
-    inner: Arc<dyn ServerCertVerifier>,
-    allow: AllowList,
-}
-
-/// Server-side verifier: core's chain validation (client auth mandatory), then the allow list.
-#[derive(Debug)]
-pub struct AllowedClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    allow: AllowList,
-}
-
 // === impl TlsSnapshot ===
 
 impl TlsSnapshot {
@@ -75,14 +52,10 @@ impl TlsSnapshot {
             .outbound
             .iter()
             .map(|o| {
-                let inner = Arc::new(SpiffeServerVerifier::new(
+                let verifier = Arc::new(SpiffeServerVerifier::new(
                     identity.bundles.clone(),
-                    Authorizer::any(),
+                    o.allow.clone(),
                 ));
-                let verifier = Arc::new(AllowedServerVerifier {
-                    inner,
-                    allow: o.allow.clone(),
-                });
                 let mut cfg = fedtls::client_config(Some(&identity.svid), verifier)?;
                 cfg.resumption = Resumption::disabled();
                 Ok(Arc::new(cfg))
@@ -92,18 +65,12 @@ impl TlsSnapshot {
             .inbound
             .iter()
             .map(|i| {
-                let inner = Arc::new(SpiffeClientVerifier::new(
-                    identity.bundles.clone(),
-                    Authorizer::any(),
-                ));
                 // Relays pass the handshake too; what they relay is checked against `allow`
                 // once their PROXY header has been read.
-                let mut patterns = i.allow.patterns().to_vec();
-                patterns.extend(i.trusted_relays.patterns().iter().cloned());
-                let verifier = Arc::new(AllowedClientVerifier {
-                    inner,
-                    allow: AllowList::new(patterns),
-                });
+                let verifier = Arc::new(SpiffeClientVerifier::new(
+                    identity.bundles.clone(),
+                    Authorizer::any_of([i.allow.clone(), i.trusted_relays.clone()]),
+                ));
                 let mut cfg = fedtls::server_config(&identity.svid, verifier)?;
                 cfg.session_storage = Arc::new(NoServerSessionStorage {});
                 cfg.send_tls13_tickets = 0;
@@ -124,8 +91,8 @@ impl TlsSnapshot {
     }
 }
 
-/// Whether a handshake error is the allow-list refusal of [`AllowedServerVerifier`] or
-/// [`AllowedClientVerifier`] (as opposed to a chain that does not validate).
+/// Whether a handshake error is the allow-list refusal of the verifiers' [`Authorizer`] (as
+/// opposed to a chain that does not validate).
 pub fn is_not_allowed(err: &rustls::Error) -> bool {
     matches!(
         err,
@@ -137,117 +104,4 @@ pub fn is_not_allowed(err: &rustls::Error) -> bool {
 pub fn rustls_error(err: &std::io::Error) -> Option<&rustls::Error> {
     err.get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
-}
-
-fn check_allowed(
-    allow: &AllowList,
-    end_entity: &CertificateDer<'_>,
-    side: &'static str,
-) -> Result<(), rustls::Error> {
-    let id = spiffe_id_of(end_entity)
-        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-    if allow.allows(&id) {
-        Ok(())
-    } else {
-        tracing::debug!(peer_id = %id, side, "peer SPIFFE ID is not in the allow list");
-        Err(rustls::Error::InvalidCertificate(
-            CertificateError::ApplicationVerificationFailure,
-        ))
-    }
-}
-
-// === impl AllowedServerVerifier ===
-
-impl ServerCertVerifier for AllowedServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        check_allowed(&self.allow, end_entity, "server")?;
-        Ok(verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-// === impl AllowedClientVerifier ===
-
-impl ClientCertVerifier for AllowedClientVerifier {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        true
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        check_allowed(&self.allow, end_entity, "client")?;
-        Ok(verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }

@@ -110,9 +110,9 @@ fn defaults_apply_and_missing_allow_denies() {
     assert_eq!(c.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     assert!(c.admin.is_none());
     assert!(c.identity.federated_bundles.is_none());
-    assert!(c.outbound[0].allow.is_empty());
-    assert!(c.inbound[0].allow.is_empty());
-    assert!(c.inbound[0].trusted_relays.is_empty());
+    assert_eq!(c.outbound[0].allow, Authorizer::any_of([]));
+    assert_eq!(c.inbound[0].allow, Authorizer::any_of([]));
+    assert_eq!(c.inbound[0].trusted_relays, Authorizer::any_of([]));
     assert!(!c.inbound[0].proxy_protocol);
     assert_eq!(c.inbound[0].idle_timeout, DEFAULT_IDLE_TIMEOUT);
     assert_eq!(c.outbound[0].connect_timeout, DEFAULT_CONNECT_TIMEOUT);
