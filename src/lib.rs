@@ -9,5 +9,6 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod gateway;
+pub mod issuer;
 pub mod proxy_protocol;
 pub mod telemetry;
