@@ -1,6 +1,8 @@
 //! `fedgate ca serve` end to end on 127.0.0.1: issuance for a mapped gateway, and every refusal
 //! (policy, CSR, TTL, handshake) with its status, log-worthy reason and metric.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic fails the test
+
 #[path = "support/issuer.rs"]
 mod support;
 
