@@ -35,14 +35,19 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let addr = issuer
         .local_addr()
         .context("cannot read the bound address")?;
-    println!("listening on {addr}");
+    let mut banner = format!("listening on {addr}\n");
     if let Some(admin) = issuer.admin_addr() {
         let admin = admin.context("cannot read the admin address")?;
-        println!("admin listening on {admin}");
+        banner.push_str(&format!("admin listening on {admin}\n"));
     }
-    std::io::stdout()
-        .flush()
-        .context("cannot write to stdout")?;
+    // A closed stdout (the reader went away) must not stop the endpoint.
+    let mut stdout = std::io::stdout();
+    if let Err(e) = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        tracing::warn!(error = %e, "cannot write the listening address to stdout");
+    }
     tracing::info!(%addr, members = config.members.len(), policy = config.policy.len(), "bridge CA issuing endpoint listening");
 
     let shutdown = CancellationToken::new();
