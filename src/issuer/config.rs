@@ -39,17 +39,44 @@ pub struct ServeConfig {
     pub max_ttl: Duration,
     pub poll_interval: Duration,
     pub handshake_timeout: Duration,
-    /// Member trust domains whose SVIDs may authenticate, each with its bundle file.
+    /// Last-known-good store for bundles fetched from member endpoints.
+    pub state_dir: Option<PathBuf>,
+    /// Member trust domains whose SVIDs may authenticate, each with its bundle source.
     pub members: Vec<Member>,
     /// `(local ID, bridge ID)` pairs, in file order.
     pub policy: Vec<(SpiffeId, SpiffeId)>,
 }
 
-/// A member trust domain and the file holding its bundle (polled for changes).
+/// A member trust domain and where its bundle comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     pub trust_domain: TrustDomain,
-    pub bundle: PathBuf,
+    pub source: MemberSource,
+}
+
+/// Where a member's bundle comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberSource {
+    /// A SPIFFE bundle file, polled for changes.
+    File(PathBuf),
+    /// The member's federation endpoint, polled by the federation refresher
+    /// (SPIFFE_Federation.md: trust domain, URL and profile are all explicit).
+    Endpoint { url: String, profile: MemberProfile },
+}
+
+/// How a member's federation endpoint is authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberProfile {
+    /// The endpoint presents an X509-SVID for exactly `endpoint_id`, verified with the bundle of
+    /// its trust domain, starting from `bootstrap_bundle`.
+    HttpsSpiffe {
+        endpoint_id: SpiffeId,
+        bootstrap_bundle: PathBuf,
+    },
+    /// Web PKI: the system roots, or only the CA certificates in `ca` (PEM).
+    HttpsWeb { ca: Option<PathBuf> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +114,7 @@ struct FileModel {
     poll_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     handshake_timeout: Option<Duration>,
+    state_dir: Option<PathBuf>,
     #[serde(default)]
     members: Vec<MemberModel>,
     #[serde(default)]
@@ -97,7 +125,12 @@ struct FileModel {
 #[serde(deny_unknown_fields)]
 struct MemberModel {
     trust_domain: String,
-    bundle: PathBuf,
+    bundle: Option<PathBuf>,
+    url: Option<String>,
+    profile: Option<String>,
+    endpoint_id: Option<String>,
+    bootstrap_bundle: Option<PathBuf>,
+    ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,9 +227,10 @@ impl ServeConfig {
                     format!("trust domain {td} is listed twice; list each member once"),
                 ));
             }
+            let source = member_source(i, m, base).map_err(|(k, r)| invalid(k, r))?;
             members.push(Member {
                 trust_domain: td,
-                bundle: base.join(m.bundle),
+                source,
             });
         }
 
@@ -245,9 +279,111 @@ impl ServeConfig {
             max_ttl,
             poll_interval,
             handshake_timeout,
+            state_dir: model.state_dir.map(|d| base.join(d)),
             members,
             policy,
         })
+    }
+
+    /// Whether any member's bundle comes from a federation endpoint.
+    pub fn has_federated_members(&self) -> bool {
+        self.members
+            .iter()
+            .any(|m| matches!(m.source, MemberSource::Endpoint { .. }))
+    }
+}
+
+/// The bundle source of member `i`: exactly one of `bundle` (a file) or `url` (+ `profile`).
+/// Errors are `(key, reason)`.
+fn member_source(i: usize, m: MemberModel, base: &Path) -> Result<MemberSource, (String, String)> {
+    let key = |k: &str| format!("members[{i}].{k}");
+    match (m.bundle, m.url) {
+        (Some(_), Some(_)) => Err((
+            key("url"),
+            "give either `bundle` (a file) or `url` (a federation endpoint), not both".into(),
+        )),
+        (None, None) => Err((
+            key("bundle"),
+            "missing: give `bundle` (a SPIFFE bundle file) or `url` + `profile` (the member's \
+             federation endpoint)"
+                .into(),
+        )),
+        (Some(bundle), None) => {
+            for (k, set) in [
+                ("profile", m.profile.is_some()),
+                ("endpoint_id", m.endpoint_id.is_some()),
+                ("bootstrap_bundle", m.bootstrap_bundle.is_some()),
+                ("ca", m.ca.is_some()),
+            ] {
+                if set {
+                    return Err((key(k), "applies only to a member with `url`".into()));
+                }
+            }
+            Ok(MemberSource::File(base.join(bundle)))
+        }
+        (None, Some(url)) => {
+            let parsed: reqwest::Url = url
+                .parse()
+                .map_err(|e| (key("url"), format!("{url:?} is not a URL: {e}")))?;
+            if parsed.scheme() != "https"
+                || !parsed.username().is_empty()
+                || parsed.password().is_some()
+            {
+                return Err((
+                    key("url"),
+                    format!(
+                        "{url} must be an https URL without userinfo (SPIFFE_Federation.md §5.2)"
+                    ),
+                ));
+            }
+            let profile = match m.profile.as_deref() {
+                Some("https_spiffe") => {
+                    if m.ca.is_some() {
+                        return Err((key("ca"), "applies to profile https_web only".into()));
+                    }
+                    let (Some(id), Some(bootstrap)) = (m.endpoint_id, m.bootstrap_bundle) else {
+                        return Err((
+                            key("endpoint_id"),
+                            "profile https_spiffe needs `endpoint_id` and `bootstrap_bundle` \
+                             (neither is inferred from the URL or the trust domain)"
+                                .into(),
+                        ));
+                    };
+                    let endpoint_id = SpiffeId::parse(&id)
+                        .map_err(|e| (key("endpoint_id"), format!("{id:?}: {e}")))?;
+                    MemberProfile::HttpsSpiffe {
+                        endpoint_id,
+                        bootstrap_bundle: base.join(bootstrap),
+                    }
+                }
+                Some("https_web") => {
+                    if m.endpoint_id.is_some() || m.bootstrap_bundle.is_some() {
+                        return Err((
+                            key("endpoint_id"),
+                            "`endpoint_id` and `bootstrap_bundle` apply to profile https_spiffe only"
+                                .into(),
+                        ));
+                    }
+                    MemberProfile::HttpsWeb {
+                        ca: m.ca.map(|c| base.join(c)),
+                    }
+                }
+                Some(other) => {
+                    return Err((
+                        key("profile"),
+                        format!("{other:?} is not a profile; use https_spiffe or https_web"),
+                    ))
+                }
+                None => {
+                    return Err((
+                        key("profile"),
+                        "missing: a member with `url` needs `profile` = https_spiffe or https_web"
+                            .into(),
+                    ))
+                }
+            };
+            Ok(MemberSource::Endpoint { url, profile })
+        }
     }
 }
 
@@ -301,10 +437,14 @@ bridge = "spiffe://bridge.demo/gateway/cluster-a"
         assert_eq!(c.ca_dir, Path::new("/etc/fg/bridge-ca"));
         assert_eq!(c.svid, Path::new("/etc/fg/ca-endpoint/svid.pem"));
         assert_eq!(
-            c.members[0].bundle,
-            Path::new("/etc/fg/cluster-a-bundle.json")
+            c.members[0].source,
+            MemberSource::File("/etc/fg/cluster-a-bundle.json".into())
         );
-        assert_eq!(c.members[1].bundle, Path::new("/abs/cluster-b-bundle.json"));
+        assert_eq!(
+            c.members[1].source,
+            MemberSource::File("/abs/cluster-b-bundle.json".into())
+        );
+        assert!(!c.has_federated_members());
         assert_eq!(c.default_ttl, DEFAULT_TTL);
         assert_eq!(c.max_ttl, DEFAULT_MAX_TTL);
         assert_eq!(c.poll_interval, DEFAULT_POLL_INTERVAL);
@@ -400,5 +540,92 @@ bridge = "spiffe://bridge.demo/gateway/cluster-a"
         assert_eq!(c.admin_listen, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(c.poll_interval, Duration::from_millis(250));
         assert_eq!(c.handshake_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn federated_members() {
+        let fed = GOOD.replace(
+            "bundle = \"/abs/cluster-b-bundle.json\"",
+            "url = \"https://b.example:8443/\"\nprofile = \"https_spiffe\"\n\
+             endpoint_id = \"spiffe://cluster-b.demo/bundle-endpoint\"\n\
+             bootstrap_bundle = \"b-bootstrap.json\"",
+        );
+        let c = parse(&format!("state_dir = \"state\"\n{fed}")).unwrap();
+        assert!(c.has_federated_members());
+        assert_eq!(c.state_dir, Some(PathBuf::from("/etc/fg/state")));
+        assert_eq!(
+            c.members[1].source,
+            MemberSource::Endpoint {
+                url: "https://b.example:8443/".into(),
+                profile: MemberProfile::HttpsSpiffe {
+                    endpoint_id: SpiffeId::parse("spiffe://cluster-b.demo/bundle-endpoint")
+                        .unwrap(),
+                    bootstrap_bundle: "/etc/fg/b-bootstrap.json".into(),
+                },
+            }
+        );
+        let web = GOOD.replace(
+            "bundle = \"/abs/cluster-b-bundle.json\"",
+            "url = \"https://b.example/\"\nprofile = \"https_web\"\nca = \"roots.pem\"",
+        );
+        assert_eq!(
+            parse(&web).unwrap().members[1].source,
+            MemberSource::Endpoint {
+                url: "https://b.example/".into(),
+                profile: MemberProfile::HttpsWeb {
+                    ca: Some("/etc/fg/roots.pem".into())
+                },
+            }
+        );
+
+        let b_line = "bundle = \"/abs/cluster-b-bundle.json\"";
+        let cases = [
+            (
+                format!("{b_line}\nurl = \"https://b.example/\""),
+                "members[1].url",
+                "not both",
+            ),
+            (String::new(), "members[1].bundle", "missing"),
+            (
+                format!("{b_line}\nprofile = \"https_web\""),
+                "members[1].profile",
+                "only to a member with `url`",
+            ),
+            (
+                "url = \"http://b.example/\"\nprofile = \"https_web\"".into(),
+                "members[1].url",
+                "https URL",
+            ),
+            (
+                "url = \"https://b.example/\"".into(),
+                "members[1].profile",
+                "missing",
+            ),
+            (
+                "url = \"https://b.example/\"\nprofile = \"spiffe\"".into(),
+                "members[1].profile",
+                "https_spiffe or https_web",
+            ),
+            (
+                "url = \"https://b.example/\"\nprofile = \"https_spiffe\"".into(),
+                "members[1].endpoint_id",
+                "bootstrap_bundle",
+            ),
+            (
+                "url = \"https://b.example/\"\nprofile = \"https_web\"\n\
+                 endpoint_id = \"spiffe://cluster-b.demo/e\""
+                    .into(),
+                "members[1].endpoint_id",
+                "https_spiffe only",
+            ),
+        ];
+        for (member, key, hint) in cases {
+            let text = GOOD.replace(b_line, &member);
+            let msg = parse(&text).unwrap_err().to_string();
+            assert!(
+                msg.contains(key) && msg.contains(hint),
+                "{key}/{hint}: {msg}"
+            );
+        }
     }
 }

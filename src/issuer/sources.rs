@@ -1,13 +1,15 @@
-//! The files the issuing endpoint re-reads while it runs: the CA directory, the member bundles
-//! and the endpoint's own SVID. Each change that loads is published on a `watch` channel; a
-//! change that does not load is logged and the previous version stays in force.
+//! What the issuing endpoint re-reads while it runs: the CA directory, the member bundles (files,
+//! or member federation endpoints polled by the federation refresher) and the endpoint's own
+//! SVID. Each change that loads is published on a `watch` channel; a change that does not load
+//! is logged and the previous version stays in force.
 //!
 //! Invariants:
 //! * Each member bundle is parsed for its own trust domain and kept in a `BundleSet` that holds
 //!   only member trust domains; a client SVID is therefore verified only against the bundle of
 //!   its own trust domain, and an SVID of any other trust domain is refused at the handshake.
 //! * A bundle file that stops parsing never drops (or widens) trust: the last good bundle of
-//!   that trust domain stays.
+//!   that trust domain stays. Bundles of federated members follow the refresher's rules
+//!   (same trust domain and profile only, no sequence rollback, last-known-good on failure).
 //! * The server TLS config is rebuilt once per change, never per connection, and disables
 //!   session resumption so that a bundle change applies to the very next connection.
 //! * The CA is replaced only by one of the same trust domain, and the endpoint SVID only by one
@@ -20,7 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fedgate_federation::bundle::{Bundle, BundleError, BundleSet};
+use fedgate_federation::endpoint::{FetchOptions, Profile, Relationship, WebRoots};
+use fedgate_federation::refresh::{Peer, RefreshPolicy, Refresher};
 use fedgate_federation::spiffe_id::{SpiffeId, TrustDomain};
+use fedgate_federation::store::{Store, StoreError};
 use fedgate_federation::svid::{SvidError, X509Svid};
 use fedgate_federation::tls::{self, Authorizer, SpiffeClientVerifier};
 use rustls::server::NoServerSessionStorage;
@@ -28,7 +33,7 @@ use rustls::ServerConfig;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{Member, ServeConfig};
+use super::config::{Member, MemberProfile, MemberSource, ServeConfig};
 use crate::ca::{self, Ca, CaError};
 
 /// Loads, watches and publishes the endpoint's CA, member bundles and TLS config.
@@ -36,6 +41,8 @@ pub struct Sources {
     ca_dir: PathBuf,
     svid_files: (PathBuf, PathBuf),
     members: Vec<MemberState>,
+    /// Members whose bundles come from their federation endpoints.
+    federated: Option<Federated>,
     svid: X509Svid,
     interval: Duration,
     /// Hash of the CA directory's files and of the SVID files last seen (loaded or refused).
@@ -54,11 +61,24 @@ pub type Loaded = (
     watch::Receiver<Arc<ServerConfig>>,
 );
 
+/// A member whose bundle is a file.
 struct MemberState {
-    member: Member,
+    trust_domain: TrustDomain,
+    path: PathBuf,
     hash: Option<[u8; 32]>,
     /// The last bundle that parsed.
     bundle: Bundle,
+}
+
+/// Members whose bundles the federation refresher keeps fresh.
+struct Federated {
+    /// Taken and spawned by `run`.
+    refresher: Option<Refresher>,
+    /// The refresher's snapshots (only these members' trust domains).
+    rx: watch::Receiver<BundleSet>,
+    /// False once the refresher has stopped (its sender is gone).
+    watching: bool,
+    trust_domains: Vec<TrustDomain>,
 }
 
 /// Why the endpoint cannot start: each variant names the file and what to fix.
@@ -101,6 +121,17 @@ pub enum SourceError {
     MemberIsBridge(TrustDomain),
     #[error("cannot build the server TLS configuration")]
     Tls(#[source] rustls::Error),
+    #[error("member {trust_domain}: {reason}")]
+    Federation {
+        trust_domain: TrustDomain,
+        reason: String,
+    },
+    #[error("cannot open the state directory {dir}; check its permissions")]
+    Store {
+        dir: PathBuf,
+        #[source]
+        source: Box<StoreError>,
+    },
 }
 
 // === impl Sources ===
@@ -117,24 +148,55 @@ impl Sources {
         let svid_hash = hash_files(&[&config.svid, &config.key]);
         let svid = load_svid(&config.svid, &config.key, ca.trust_domain())?;
         let mut members = Vec::with_capacity(config.members.len());
+        let mut peers = Vec::new();
         for m in &config.members {
             if &m.trust_domain == ca.trust_domain() {
                 return Err(SourceError::MemberIsBridge(m.trust_domain.clone()));
             }
-            let content =
-                ca::read_limited(&m.bundle).map_err(|source| SourceError::ReadBundle {
-                    trust_domain: m.trust_domain.clone(),
-                    path: m.bundle.clone(),
-                    source,
-                })?;
-            let bundle = parse_bundle(m, &content)?;
-            members.push(MemberState {
-                member: m.clone(),
-                hash: Some(sha256(&content)),
-                bundle,
-            });
+            match &m.source {
+                MemberSource::File(path) => {
+                    let content =
+                        ca::read_limited(path).map_err(|source| SourceError::ReadBundle {
+                            trust_domain: m.trust_domain.clone(),
+                            path: path.clone(),
+                            source,
+                        })?;
+                    let bundle = parse_bundle(&m.trust_domain, path, &content)?;
+                    members.push(MemberState {
+                        trust_domain: m.trust_domain.clone(),
+                        path: path.clone(),
+                        hash: Some(sha256(&content)),
+                        bundle,
+                    });
+                }
+                MemberSource::Endpoint { url, profile } => peers.push(peer(m, url, profile)?),
+            }
         }
-        let tls_config = build_tls(&svid, &member_set(&members)).map_err(SourceError::Tls)?;
+        let federated = if peers.is_empty() {
+            None
+        } else {
+            let store = match &config.state_dir {
+                Some(dir) => Some(Store::open(dir).map_err(|source| SourceError::Store {
+                    dir: dir.clone(),
+                    source: Box::new(source),
+                })?),
+                None => None,
+            };
+            let trust_domains = peers
+                .iter()
+                .map(|p| p.relationship.trust_domain.clone())
+                .collect();
+            let (refresher, handle) =
+                Refresher::new(vec![], peers, RefreshPolicy::default(), store, None, None);
+            Some(Federated {
+                refresher: Some(refresher),
+                rx: handle.subscribe(),
+                watching: true,
+                trust_domains,
+            })
+        };
+        let tls_config = build_tls(&svid, &member_set(&members, federated.as_ref()))
+            .map_err(SourceError::Tls)?;
         let (ca_tx, ca_rx) = watch::channel(Arc::new(ca));
         let (tls_tx, tls_rx) = watch::channel(tls_config);
         Ok((
@@ -142,6 +204,7 @@ impl Sources {
                 ca_dir: config.ca_dir.clone(),
                 svid_files: (config.svid.clone(), config.key.clone()),
                 members,
+                federated,
                 svid,
                 interval: config.poll_interval,
                 ca_hash,
@@ -154,14 +217,37 @@ impl Sources {
         ))
     }
 
-    /// Polls every `poll_interval` until `shutdown`.
+    /// Polls every `poll_interval` until `shutdown`; with federated members, also runs the
+    /// federation refresher and rebuilds the TLS config on each of its snapshots.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let refresher = self
+            .federated
+            .as_mut()
+            .and_then(|f| f.refresher.take())
+            .map(|r| tokio::spawn(r.run(shutdown.clone())));
         loop {
+            let federated_change = async {
+                match self.federated.as_mut() {
+                    Some(f) if f.watching => f.rx.changed().await.is_ok(),
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(self.interval) => {}
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(self.interval) => self.poll_once(),
+                alive = federated_change => {
+                    if alive {
+                        tracing::info!("member bundles updated by federation");
+                        self.rebuild_tls();
+                    } else if let Some(f) = self.federated.as_mut() {
+                        // The refresher stopped (shutdown): keep the last snapshot, stop waiting.
+                        f.watching = false;
+                    }
+                }
             }
-            self.poll_once();
+        }
+        if let Some(task) = refresher {
+            let _ = task.await;
         }
     }
 
@@ -171,15 +257,22 @@ impl Sources {
         let svid_changed = self.poll_svid();
         let members_changed = self.poll_members();
         if svid_changed || members_changed {
-            match build_tls(&self.svid, &member_set(&self.members)) {
-                Ok(config) => {
-                    self.tls_tx.send_replace(config);
-                }
-                Err(e) => tracing::warn!(
-                    error = %crate::issuer::error_chain(&e),
-                    "cannot rebuild the issuing endpoint's TLS config; keeping the current one"
-                ),
+            self.rebuild_tls();
+        }
+    }
+
+    fn rebuild_tls(&mut self) {
+        match build_tls(
+            &self.svid,
+            &member_set(&self.members, self.federated.as_ref()),
+        ) {
+            Ok(config) => {
+                self.tls_tx.send_replace(config);
             }
+            Err(e) => tracing::warn!(
+                error = %crate::issuer::error_chain(&e),
+                "cannot rebuild the issuing endpoint's TLS config; keeping the current one"
+            ),
         }
     }
 
@@ -233,12 +326,12 @@ impl Sources {
     fn poll_members(&mut self) -> bool {
         let mut changed = false;
         for m in &mut self.members {
-            let content = match ca::read_limited(&m.member.bundle) {
+            let content = match ca::read_limited(&m.path) {
                 Ok(c) => c,
                 Err(e) => {
                     if m.hash.take().is_some() {
                         tracing::warn!(
-                            trust_domain = %m.member.trust_domain,
+                            trust_domain = %m.trust_domain,
                             error = %crate::issuer::error_chain(&e),
                             "cannot read a member bundle; keeping the last good one"
                         );
@@ -251,10 +344,10 @@ impl Sources {
                 continue;
             }
             m.hash = Some(hash);
-            match parse_bundle(&m.member, &content) {
+            match parse_bundle(&m.trust_domain, &m.path, &content) {
                 Ok(bundle) => {
                     tracing::info!(
-                        trust_domain = %m.member.trust_domain,
+                        trust_domain = %m.trust_domain,
                         authorities = bundle.x509_authorities().len(),
                         "member bundle reloaded"
                     );
@@ -287,25 +380,86 @@ pub fn build_tls(svid: &X509Svid, members: &BundleSet) -> Result<Arc<ServerConfi
     Ok(Arc::new(config))
 }
 
-fn member_set(members: &[MemberState]) -> BundleSet {
+/// The bundles of all members: files, then what the refresher holds for federated members.
+fn member_set(members: &[MemberState], federated: Option<&Federated>) -> BundleSet {
     let mut set = BundleSet::new();
     for m in members {
         set = set.with(m.bundle.clone());
     }
+    if let Some(f) = federated {
+        let snapshot = f.rx.borrow().clone();
+        for td in &f.trust_domains {
+            if let Some(b) = snapshot.get(td) {
+                set = set.with(b.as_ref().clone());
+            }
+        }
+    }
     set
 }
 
-fn parse_bundle(m: &Member, content: &[u8]) -> Result<Bundle, SourceError> {
-    let (bundle, warnings) =
-        Bundle::parse(&m.trust_domain, content).map_err(|source| SourceError::Bundle {
-            trust_domain: m.trust_domain.clone(),
-            path: m.bundle.clone(),
-            source,
-        })?;
+fn parse_bundle(td: &TrustDomain, path: &Path, content: &[u8]) -> Result<Bundle, SourceError> {
+    let (bundle, warnings) = Bundle::parse(td, content).map_err(|source| SourceError::Bundle {
+        trust_domain: td.clone(),
+        path: path.to_path_buf(),
+        source,
+    })?;
     for w in warnings {
-        tracing::warn!(path = %m.bundle.display(), warning = %w, "member bundle entry ignored");
+        tracing::warn!(path = %path.display(), warning = %w, "member bundle entry ignored");
     }
     Ok(bundle)
+}
+
+/// The refresher peer of a federated member: the relationship exactly as configured.
+fn peer(m: &Member, url: &str, profile: &MemberProfile) -> Result<Peer, SourceError> {
+    let fail = |reason: String| SourceError::Federation {
+        trust_domain: m.trust_domain.clone(),
+        reason,
+    };
+    let url: reqwest::Url = url
+        .parse()
+        .map_err(|e| fail(format!("url {url:?} is not a URL: {e}")))?;
+    let profile = match profile {
+        MemberProfile::HttpsSpiffe {
+            endpoint_id,
+            bootstrap_bundle,
+        } => {
+            let (bootstrap, _) = Bundle::load(endpoint_id.trust_domain(), bootstrap_bundle)
+                .map_err(|e| {
+                    fail(format!(
+                        "bootstrap_bundle {} is not a valid bundle for {}: {}",
+                        bootstrap_bundle.display(),
+                        endpoint_id.trust_domain(),
+                        crate::issuer::error_chain(&e)
+                    ))
+                })?;
+            Profile::HttpsSpiffe {
+                endpoint_id: endpoint_id.clone(),
+                bootstrap,
+            }
+        }
+        MemberProfile::HttpsWeb { ca: None } => Profile::HttpsWeb {
+            roots: WebRoots::System,
+        },
+        MemberProfile::HttpsWeb { ca: Some(path) } => {
+            let pem = ca::read_limited(path).map_err(|e| fail(crate::issuer::error_chain(&e)))?;
+            let certs = ca::describe::parse_pem_certs(&pem)
+                .map_err(|e| fail(format!("ca {}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(fail(format!("ca {}: no CERTIFICATE block", path.display())));
+            }
+            Profile::HttpsWeb {
+                roots: WebRoots::Custom(certs),
+            }
+        }
+    };
+    Ok(Peer {
+        relationship: Relationship {
+            trust_domain: m.trust_domain.clone(),
+            url,
+            profile,
+        },
+        fetch: FetchOptions::default(),
+    })
 }
 
 fn load_svid(chain: &Path, key: &Path, ca_td: &TrustDomain) -> Result<X509Svid, SourceError> {
