@@ -248,3 +248,50 @@ async fn the_client_pins_the_endpoint_id() {
     assert_eq!(srv.metrics.issued_count(), 0);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_dribbled_body_is_cut_at_the_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pki = Pki::new();
+    let path = pki.path("ca-serve.toml");
+    std::fs::write(
+        &path,
+        pki.config_text("").replace(
+            "handshake_timeout = \"5s\"",
+            "handshake_timeout = \"300ms\"",
+        ),
+    )
+    .unwrap();
+    let srv = Running::start(&path).await;
+    let gw_a = Pki::svid(&pki.a, GW_A);
+    let verifier = std::sync::Arc::new(fedgate_federation::tls::SpiffeServerVerifier::new(
+        pki.bridge_bundles(),
+        fedgate_federation::tls::Authorizer::exact(id(ENDPOINT_ID)),
+    ));
+    let config = fedgate_federation::tls::client_config(Some(&gw_a), verifier).unwrap();
+    let tcp = tokio::net::TcpStream::connect(srv.url.socket_addrs(|| None).unwrap()[0])
+        .await
+        .unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(rustls_pki_types::ServerName::try_from("ca").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        b"POST /v1/issue HTTP/1.1\r\nHost: ca\r\nContent-Type: application/pkcs10\r\n\
+          Content-Length: 400\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    tls.flush().await.unwrap();
+    // The rest never comes: the server answers 408 at its timeout.
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("slow_body"), "{text}");
+    assert_eq!(srv.metrics.refusals("slow_body"), 1);
+    srv.stop().await;
+}

@@ -11,7 +11,8 @@
 //! * `200`, `Content-Type: application/pem-certificate-chain`: the bridge SVID, leaf first.
 //! * Refusals: `403` (policy: unknown identity, someone else's bridge ID, CA CSR, bad CSR
 //!   signature or shape, ttl too long), `400` (bad request: content type, ttl syntax), `413`
-//!   (body over [`MAX_CSR_BYTES`]), `500` (the CA could not sign); the body is one line naming
+//!   (body over [`MAX_CSR_BYTES`]), `408` (body slower than the handshake timeout), `500` (the
+//!   CA could not sign); the body is one line naming
 //!   the reason. Each refusal, handshake failures included, is one log line and one increment
 //!   of `issuer_refusals_total{reason}`.
 //! * `GET /healthz` → `200 ok`.
@@ -84,6 +85,8 @@ struct ReasonLabel {
 /// State shared by all requests.
 struct Shared {
     policy: Policy,
+    /// Bounds reading the request body (a client dribbling its CSR holds nothing for long).
+    body_timeout: Duration,
     /// The CA that signs; replaced by `Sources` when the CA directory changes.
     ca: watch::Receiver<Arc<Ca>>,
     metrics: IssuerMetrics,
@@ -107,6 +110,8 @@ enum Rejection {
     BadRequest(String),
     #[error("the request body is larger than {MAX_CSR_BYTES} bytes")]
     TooLarge,
+    #[error("the request body did not arrive within {0:?}")]
+    SlowBody(Duration),
     #[error("the CA cannot sign: {0}")]
     Issue(#[source] CaError),
 }
@@ -125,6 +130,7 @@ impl IssuerServer {
         Self {
             shared: Arc::new(Shared {
                 policy,
+                body_timeout: super::config::DEFAULT_HANDSHAKE_TIMEOUT,
                 ca,
                 metrics,
             }),
@@ -133,9 +139,13 @@ impl IssuerServer {
         }
     }
 
-    /// Bounds the TLS handshake and the request-header read (default 10 s).
+    /// Bounds the TLS handshake, the request-header read and the body read (default 10 s
+    /// each). Call before [`run`](Self::run).
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.body_timeout = timeout;
+        }
         self
     }
 
@@ -293,9 +303,11 @@ impl Shared {
                 })
             })
             .transpose()?;
-        let der = axum::body::to_bytes(body, MAX_CSR_BYTES)
-            .await
-            .map_err(|_| Rejection::TooLarge)?;
+        let der =
+            tokio::time::timeout(self.body_timeout, axum::body::to_bytes(body, MAX_CSR_BYTES))
+                .await
+                .map_err(|_| Rejection::SlowBody(self.body_timeout))?
+                .map_err(|_| Rejection::TooLarge)?;
         let csr = inspect_csr(&der)?;
         let grant = self.policy.decide(caller, &csr, ttl)?;
         let ca = self.ca.borrow().clone();
@@ -324,6 +336,7 @@ impl Rejection {
             Self::Policy(r) => r.label(),
             Self::BadRequest(_) => "bad_request",
             Self::TooLarge => "too_large",
+            Self::SlowBody(_) => "slow_body",
             Self::Issue(_) => "issue_failed",
         }
     }
@@ -333,6 +346,7 @@ impl Rejection {
             Self::Policy(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::SlowBody(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Issue(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
