@@ -230,3 +230,55 @@ async fn retries_until_the_endpoint_trusts_the_gateway() {
     task.await.unwrap();
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn ensure_initial_obtains_reuses_or_gives_up() {
+    let pki = Pki::new();
+    let srv = Running::start(&pki.write_config("")).await;
+    let out = pki.path("gw-a-bridge");
+    let cfg = client_config(
+        &pki,
+        &srv.url,
+        Pki::svid(&pki.a, GW_A),
+        BRIDGE_A,
+        None,
+        Some(out.clone()),
+    );
+
+    // Nothing saved: obtained now, published and saved.
+    let mut c = client(cfg.clone());
+    let first = c.ensure_initial(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(first.id(), &id(BRIDGE_A));
+    assert_eq!(
+        c.subscribe().borrow().as_ref().unwrap().chain(),
+        first.chain()
+    );
+    assert_eq!(srv.metrics.issued_count(), 1);
+
+    // A restarted gateway reuses the saved one without asking the CA.
+    let mut again = client(cfg.clone());
+    let reused = again.ensure_initial(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reused.chain(), first.chain());
+    assert_eq!(srv.metrics.issued_count(), 1);
+
+    // Refused every time (someone else's bridge ID): the last error after `within`.
+    let mut refused = client(client_config(
+        &pki,
+        &srv.url,
+        Pki::svid(&pki.a, GW_A),
+        BRIDGE_B,
+        None,
+        None,
+    ));
+    let err = refused
+        .ensure_initial(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("403") && msg.contains("not_mapped_id"),
+        "{msg}"
+    );
+    assert!(srv.metrics.refusals("not_mapped_id") >= 2, "retried");
+    srv.stop().await;
+}

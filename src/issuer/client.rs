@@ -195,26 +195,9 @@ impl IssuerClient {
                 () = tokio::time::sleep(wait) => {}
             }
             match self.fetch().await {
-                Ok(Obtained {
-                    svid,
-                    key_pem,
-                    window,
-                }) => {
+                Ok(obtained) => {
                     backoff = self.retry_initial;
-                    next = renew_at(window.0, window.1);
-                    tracing::info!(
-                        id = %svid.id(),
-                        valid_until = %humantime::format_rfc3339_seconds(window.1),
-                        renew_at = %humantime::format_rfc3339_seconds(next),
-                        "bridge SVID obtained"
-                    );
-                    if let Some(dir) = &self.cfg.out_dir {
-                        if let Err(e) = save(&svid, &key_pem, dir) {
-                            tracing::warn!(error = %error_chain(&e), "cannot save the bridge SVID; a restart will request a new one");
-                        }
-                    }
-                    self.current_window = Some(window);
-                    self.tx.send_replace(Some(Arc::new(svid)));
+                    next = self.publish(obtained);
                 }
                 Err(e) => {
                     let now = SystemTime::now();
@@ -244,6 +227,63 @@ impl IssuerClient {
                 }
             }
         }
+    }
+
+    /// Returns the current SVID, or obtains one now: retried with the client's backoff until
+    /// `within` has passed (then the last error is returned). Used at gateway startup, so that
+    /// bridge listeners start with an identity; [`run`](Self::run) then renews it on schedule.
+    pub async fn ensure_initial(
+        &mut self,
+        within: Duration,
+    ) -> Result<Arc<X509Svid>, IssuerClientError> {
+        if let Some(svid) = self.tx.borrow().clone() {
+            return Ok(svid);
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        let mut backoff = self.retry_initial;
+        loop {
+            match self.fetch().await {
+                Ok(obtained) => {
+                    self.publish(obtained);
+                    if let Some(svid) = self.tx.borrow().clone() {
+                        return Ok(svid);
+                    }
+                }
+                Err(e) => {
+                    let now = tokio::time::Instant::now();
+                    if now + backoff >= deadline {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %error_chain(&e), retry_in = ?backoff, "cannot obtain a bridge SVID yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.retry_max);
+                }
+            }
+        }
+    }
+
+    /// Saves (if configured) and publishes a new SVID; returns when to renew it.
+    fn publish(&mut self, obtained: Obtained) -> SystemTime {
+        let Obtained {
+            svid,
+            key_pem,
+            window,
+        } = obtained;
+        let next = renew_at(window.0, window.1);
+        tracing::info!(
+            id = %svid.id(),
+            valid_until = %humantime::format_rfc3339_seconds(window.1),
+            renew_at = %humantime::format_rfc3339_seconds(next),
+            "bridge SVID obtained"
+        );
+        if let Some(dir) = &self.cfg.out_dir {
+            if let Err(e) = save(&svid, &key_pem, dir) {
+                tracing::warn!(error = %error_chain(&e), "cannot save the bridge SVID; a restart will request a new one");
+            }
+        }
+        self.current_window = Some(window);
+        self.tx.send_replace(Some(Arc::new(svid)));
+        next
     }
 
     /// One request; returns the SVID, its key and its renewal window.
