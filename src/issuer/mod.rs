@@ -19,6 +19,7 @@
 pub mod client;
 pub mod cmd;
 pub mod config;
+pub mod gateway;
 pub mod policy;
 pub mod server;
 pub mod sources;
