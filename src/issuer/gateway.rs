@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{IssuerClient, IssuerClientConfig, IssuerClientError};
 use super::error_chain;
-use crate::app::identity::Identity;
+use crate::app::identity::{Identity, IdentityWatcher};
+use crate::config::{BridgeIdentity, Config, ListenerKind};
 
 /// Default bound on obtaining the first bridge SVID at startup.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,6 +45,58 @@ pub struct IssuerSettings {
     pub out_dir: Option<PathBuf>,
     /// Bound on obtaining the first SVID at startup.
     pub startup_timeout: Duration,
+}
+
+/// An issued bridge identity started at gateway startup, and the receiver of its identity.
+pub type IssuedBridgeIdentity = (IssuedIdentity, watch::Receiver<Arc<Identity>>);
+
+/// What keeps the bridge identity of the bridge listeners current.
+pub enum BridgeIdentityTask {
+    /// `[bridge] svid`/`key` files, polled.
+    Files(IdentityWatcher),
+    /// `[bridge.issuer]`: renewed from the issuing endpoint.
+    Issuer(Box<IssuedIdentity>),
+}
+
+/// Starts the issued bridge identity when `config` has bridge listeners and `[bridge.issuer]`
+/// (`Ok(None)` otherwise). `local` is the `[identity]` channel (bridge listeners require it;
+/// without it there is nothing to authenticate with, and the bridge setup reports that).
+pub async fn start_issued(
+    config: &Config,
+    local: Option<watch::Receiver<Arc<Identity>>>,
+    federated: Option<watch::Receiver<BundleSet>>,
+) -> Result<Option<IssuedBridgeIdentity>, IssuedIdentityError> {
+    let has_bridge_listeners = config
+        .listeners
+        .iter()
+        .any(|l| l.kind != ListenerKind::Passthrough);
+    let (Some(bridge), Some(local), true) = (&config.bridge, local, has_bridge_listeners) else {
+        return Ok(None);
+    };
+    let BridgeIdentity::Issuer(settings) = &bridge.identity else {
+        return Ok(None);
+    };
+    IssuedIdentity::start(
+        settings,
+        &bridge.trust_domain,
+        bridge.bundle.clone(),
+        local,
+        federated,
+    )
+    .await
+    .map(Some)
+}
+
+// === impl BridgeIdentityTask ===
+
+impl BridgeIdentityTask {
+    /// Runs until `shutdown`; `poll` is the interval at which files are re-read.
+    pub async fn run(self, poll: Duration, shutdown: CancellationToken) {
+        match self {
+            Self::Files(watcher) => watcher.run(poll, shutdown).await,
+            Self::Issuer(issued) => (*issued).run(poll, shutdown).await,
+        }
+    }
 }
 
 /// Keeps the issued bridge identity current; consume it with [`run`](Self::run).
