@@ -288,7 +288,7 @@ impl IssuerClient {
 
     /// One request; returns the SVID, its key and its renewal window.
     async fn fetch(&self) -> Result<Obtained, IssuerClientError> {
-        let url = self.issue_url();
+        let url = issue_url(&self.cfg.url);
         let url_s = url.to_string();
         let bundles = self.cfg.bridge_bundle.borrow().clone();
         let local = self.cfg.local_svid.borrow().clone();
@@ -380,15 +380,18 @@ impl IssuerClient {
             window,
         })
     }
+}
 
-    fn issue_url(&self) -> reqwest::Url {
-        let mut url = self.cfg.url.clone();
-        if !url.path().ends_with('/') {
-            let path = format!("{}/", url.path());
-            url.set_path(&path);
-        }
-        url.join("v1/issue").unwrap_or(url)
+/// `<base>/v1/issue`, whether or not `base` ends with a slash; query and fragment dropped.
+fn issue_url(base: &reqwest::Url) -> reqwest::Url {
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
     }
+    url.join("v1/issue").unwrap_or(url)
 }
 
 /// A freshly obtained SVID with its key (PEM, for `out_dir`; never logged) and renewal window.
@@ -489,6 +492,20 @@ mod tests {
 
     fn t(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn issue_url_forms() {
+        for (base, want) in [
+            ("https://ca:9600", "https://ca:9600/v1/issue"),
+            ("https://ca:9600/", "https://ca:9600/v1/issue"),
+            ("https://ca/bridge", "https://ca/bridge/v1/issue"),
+            ("https://ca/bridge/", "https://ca/bridge/v1/issue"),
+            ("https://ca/?x=1#f", "https://ca/v1/issue"),
+        ] {
+            let base: reqwest::Url = base.parse().unwrap();
+            assert_eq!(issue_url(&base).as_str(), want, "{base}");
+        }
     }
 
     #[test]
