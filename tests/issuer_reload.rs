@@ -185,3 +185,39 @@ async fn a_silent_client_is_cut_at_the_handshake_timeout() {
     assert!(c.fetch_once().await.is_ok());
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_and_counted() {
+    let pki = Pki::new();
+    let srv = Running::start(&pki.write_config("max_connections = 1")).await;
+    let mut events = srv.metrics.subscribe();
+    let addr = srv.url.socket_addrs(|| None).unwrap()[0];
+    // The first connection holds the only permit (it never starts its handshake) ...
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // ... so the second is closed at once.
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    Running::await_events(&mut events, 1).await;
+    assert_eq!(srv.metrics.refusals("too_many_connections"), 1);
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut second, &mut buf),
+    )
+    .await
+    .unwrap()
+    .unwrap_or(0);
+    assert_eq!(n, 0, "the connection over the limit is closed");
+    // Once the first goes away, its permit is free again.
+    drop(silent);
+    Running::await_events(&mut events, 2).await;
+    let c = client(client_config(
+        &pki,
+        &srv.url,
+        Pki::svid(&pki.a, GW_A),
+        BRIDGE_A,
+        None,
+        None,
+    ));
+    assert!(c.fetch_once().await.is_ok());
+    srv.stop().await;
+}

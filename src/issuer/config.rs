@@ -21,6 +21,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Default interval at which the CA directory, member bundles and endpoint SVID are re-read.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Default bound on concurrent connections to the issuing endpoint.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default bound on the TLS handshake and on reading request headers.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,6 +41,8 @@ pub struct ServeConfig {
     pub max_ttl: Duration,
     pub poll_interval: Duration,
     pub handshake_timeout: Duration,
+    /// Connections beyond this many are closed at once (and counted).
+    pub max_connections: usize,
     /// Last-known-good store for bundles fetched from member endpoints.
     pub state_dir: Option<PathBuf>,
     /// Member trust domains whose SVIDs may authenticate, each with its bundle source.
@@ -114,6 +118,7 @@ struct FileModel {
     poll_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     handshake_timeout: Option<Duration>,
+    max_connections: Option<usize>,
     state_dir: Option<PathBuf>,
     #[serde(default)]
     members: Vec<MemberModel>,
@@ -207,6 +212,14 @@ impl ServeConfig {
             }
         }
 
+        let max_connections = model.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(invalid(
+                "max_connections".into(),
+                "must be at least 1".into(),
+            ));
+        }
+
         if model.members.is_empty() {
             return Err(invalid(
                 "members".into(),
@@ -279,6 +292,7 @@ impl ServeConfig {
             max_ttl,
             poll_interval,
             handshake_timeout,
+            max_connections,
             state_dir: model.state_dir.map(|d| base.join(d)),
             members,
             policy,
@@ -534,12 +548,13 @@ bridge = "spiffe://bridge.demo/gateway/cluster-a"
     fn optional_keys() {
         let text = format!(
             "admin_listen = \"127.0.0.1:0\"\npoll_interval = \"250ms\"\n\
-             handshake_timeout = \"2s\"\n{GOOD}"
+             handshake_timeout = \"2s\"\nmax_connections = 8\n{GOOD}"
         );
         let c = parse(&text).unwrap();
         assert_eq!(c.admin_listen, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(c.poll_interval, Duration::from_millis(250));
         assert_eq!(c.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_connections, 8);
     }
 
     #[test]

@@ -85,7 +85,8 @@ impl Issuer {
         let mut registry = Registry::default();
         let metrics = IssuerMetrics::register(&mut registry);
         let server = IssuerServer::new(policy, ca, tls, metrics.clone())
-            .with_handshake_timeout(config.handshake_timeout);
+            .with_handshake_timeout(config.handshake_timeout)
+            .with_max_connections(config.max_connections);
         let bind = |key, addr| async move {
             TcpListener::bind(addr)
                 .await

@@ -64,6 +64,8 @@ pub struct IssuerServer {
     tls: watch::Receiver<Arc<ServerConfig>>,
     /// Bounds the TLS handshake and the request-header read.
     handshake_timeout: Duration,
+    /// One permit per open connection; a connection that finds none is closed at once.
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 /// Counters of the issuing endpoint (registered under the `issuer_` prefix).
@@ -136,7 +138,17 @@ impl IssuerServer {
             }),
             tls,
             handshake_timeout: super::config::DEFAULT_HANDSHAKE_TIMEOUT,
+            connections: Arc::new(tokio::sync::Semaphore::new(
+                super::config::DEFAULT_MAX_CONNECTIONS,
+            )),
         }
+    }
+
+    /// Bounds the number of open connections (default 1024); more are closed and counted as
+    /// `too_many_connections`.
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.connections = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
+        self
     }
 
     /// Bounds the TLS handshake, the request-header read and the body read (default 10 s
@@ -176,12 +188,20 @@ impl IssuerServer {
                     continue;
                 }
             };
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, reason = "too_many_connections", "issuing endpoint at its connection limit; closing");
+                self.shared.metrics.refuse("too_many_connections");
+                drop(tcp);
+                continue;
+            };
             let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.borrow().clone());
             let router = router.clone();
             let timeout = self.handshake_timeout;
             let shutdown = shutdown.clone();
             let metrics = self.shared.metrics.clone();
             tracker.spawn(async move {
+                // Held until the connection ends.
+                let _permit = permit;
                 let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
