@@ -643,4 +643,33 @@ bridge = "spiffe://bridge.demo/gateway/cluster-a"
             );
         }
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Arbitrary text never panics the parser.
+            #[test]
+            fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+                let _ = parse(&text);
+            }
+
+            /// Any single-character corruption of a valid file parses or fails with the file
+            /// named, never panics.
+            #[test]
+            fn corrupted_good_file(pos in any::<proptest::sample::Index>(), c in any::<char>()) {
+                let mut chars: Vec<char> = GOOD.chars().collect();
+                let i = pos.index(chars.len());
+                chars[i] = c;
+                let text: String = chars.into_iter().collect();
+                if let Err(e) = parse(&text) {
+                    prop_assert!(e.to_string().starts_with("/etc/fg/ca-serve.toml"));
+                }
+            }
+        }
+    }
 }
