@@ -30,4 +30,6 @@ pub enum Command {
     Config(cmd::config::ConfigCommand),
     /// Run the edge gateway.
     Run(cmd::run::RunArgs),
+    /// Run both clusters on this machine and report six scenarios.
+    Demo(cmd::demo::DemoArgs),
 }

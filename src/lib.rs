@@ -8,6 +8,7 @@ pub mod ca;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod demo;
 pub mod gateway;
 pub mod proxy_protocol;
 pub mod telemetry;

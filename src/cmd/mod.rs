@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod ca;
 pub mod config;
+pub mod demo;
 pub mod id;
 pub mod run;
 pub mod svid;
@@ -21,5 +22,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ca(c) => ca::run(c).await,
         Command::Config(c) => config::run(c).await,
         Command::Run(a) => run::run(a).await,
+        Command::Demo(a) => demo::run(a).await,
     }
 }

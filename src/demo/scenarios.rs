@@ -1,0 +1,528 @@
+//! The six scenarios of `fedgate demo`, run in order against a started [`Demo`]; each yields a
+//! [`ScenarioResult`] that is printed as soon as it is known.
+//!
+//! Invariants: a scenario never aborts the others (its errors become its `actual`); every
+//! denial is paired with a success over the same path in an earlier scenario; every wait is a
+//! bounded poll of `/status`, a file or a presented certificate.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use super::configs::Side;
+use super::pki::{self, Identities};
+use super::plan::Role;
+use super::probe::{self, CallOutcome};
+use super::report::{secs, ScenarioResult};
+use super::{Demo, PeerView, POLL};
+
+/// Upper bound on the calls of scenario 5's loop.
+const MAX_LOOP_CALLS: usize = 2000;
+/// Pace of scenario 5's call loop (a call every this often, at most).
+const LOOP_PACE: Duration = Duration::from_millis(50);
+
+/// Runs every scenario, printing each line as it completes.
+pub async fn run_all(demo: &mut Demo) -> Vec<ScenarioResult> {
+    let mut results = Vec::new();
+    for n in 1..=6 {
+        let r = match n {
+            1 => federated(demo).await,
+            2 => bridged(demo).await,
+            3 => unauthorized(demo).await,
+            4 => wrong_trust_domain(demo).await,
+            5 => rotation(demo).await,
+            _ => endpoint_down(demo).await,
+        };
+        println!("{r}");
+        results.push(r);
+    }
+    results
+}
+
+/// 1. Federated passthrough A→B: B's echo sees A's workload ID.
+async fn federated(demo: &mut Demo) -> ScenarioResult {
+    let started = Instant::now();
+    let expected = format!("peer={} origin=-", demo.topo.ids.app_a.id);
+    let out = demo
+        .call(
+            demo.topo.workload_a.outbound.federated,
+            "hello over federated passthrough",
+        )
+        .await;
+    ScenarioResult::compare(
+        1,
+        "federated passthrough A->B",
+        expected,
+        out.describe(),
+        started.elapsed(),
+    )
+}
+
+/// 2. Bridged A→B: B's echo sees ingress B as peer and A's workload as origin.
+async fn bridged(demo: &mut Demo) -> ScenarioResult {
+    let started = Instant::now();
+    let ids = &demo.topo.ids;
+    let expected = format!("peer={} origin={}", ids.gateway_b.id, ids.app_a.id);
+    let out = demo
+        .call(
+            demo.topo.workload_a.outbound.bridged,
+            "hello over the bridge",
+        )
+        .await;
+    ScenarioResult::compare(
+        2,
+        "bridged A->B",
+        expected,
+        out.describe(),
+        started.elapsed(),
+    )
+}
+
+/// 3. An unauthorized workload of A is denied in both modes.
+async fn unauthorized(demo: &mut Demo) -> ScenarioResult {
+    let started = Instant::now();
+    let o = demo.topo.intruder_a.clone();
+    let fed = demo.call(o.federated, "intruder, federated").await;
+    let bri = demo.call(o.bridged, "intruder, bridged").await;
+    denial_result(
+        3,
+        &format!(
+            "unauthorized workload {} denied",
+            demo.topo.ids.intruder_a.id
+        ),
+        "by B's sidecar allow-list",
+        "by egress A's route allow-list",
+        fed,
+        bri,
+        started,
+    )
+}
+
+/// 4. A client from a trust domain nobody federates with is denied in both modes.
+async fn wrong_trust_domain(demo: &mut Demo) -> ScenarioResult {
+    let started = Instant::now();
+    let o = demo.topo.outsider_c.clone();
+    let fed = demo.call(o.federated, "outsider, federated").await;
+    let bri = demo.call(o.bridged, "outsider, bridged").await;
+    denial_result(
+        4,
+        &format!(
+            "wrong-trust-domain client {} denied",
+            demo.topo.ids.app_c.id
+        ),
+        "B's sidecar has no cluster-c.demo bundle",
+        "egress A verifies callers with cluster-a.demo's bundle only",
+        fed,
+        bri,
+        started,
+    )
+}
+
+fn denial_result(
+    n: usize,
+    name: &str,
+    fed_why: &str,
+    bri_why: &str,
+    fed: CallOutcome,
+    bri: CallOutcome,
+    started: Instant,
+) -> ScenarioResult {
+    let matched = matches!(fed, CallOutcome::Denied(_)) && matches!(bri, CallOutcome::Denied(_));
+    ScenarioResult::judged(
+        n,
+        name,
+        format!("federated: denied ({fed_why}); bridged: denied ({bri_why})"),
+        format!("federated: {}; bridged: {}", fed.describe(), bri.describe()),
+        started.elapsed(),
+        matched,
+    )
+}
+
+/// 5. B rotates its CA and re-issues its SVIDs; A follows within the refresh interval and
+/// calls keep succeeding throughout.
+async fn rotation(demo: &mut Demo) -> ScenarioResult {
+    let started = Instant::now();
+    let interval = demo.refresh;
+    // B's endpoint notices the file change within its poll (~1 s); jitter is ±10%.
+    let bound = interval.mul_f64(1.1) + Duration::from_secs(3);
+    let expected = format!(
+        "A's gateway has B's new bundle within the refresh interval ({} + endpoint poll + slack = {}); \
+         B's sidecar presents a new-root SVID; every call during the rotation ok",
+        secs(interval),
+        secs(bound)
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let steps = rotation_steps(demo, bound, &stop, &total);
+    let (steps, _) = tokio::join!(steps, call_loop(demo, &stop, &ok, &total, &failures));
+    let (ok, total) = (ok.load(Ordering::SeqCst), total.load(Ordering::SeqCst));
+    let failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
+    let calls = format!("{ok}/{total} calls ok");
+    match steps {
+        Ok(s) => {
+            let matched = s.gateway_pickup <= bound && ok == total && total > 0;
+            let mut actual = format!(
+                "sequence {} -> {}; A's gateway had it after {}, its sidecars' bundle map after {}; \
+                 B's sidecar presented the new SVID after {}; {calls}",
+                s.old_sequence,
+                s.new_sequence,
+                secs(s.gateway_pickup),
+                secs(s.distributed),
+                secs(s.new_svid_seen),
+            );
+            if let Some(f) = failures.first() {
+                actual.push_str(&format!(" (first failure: {f})"));
+            }
+            ScenarioResult::judged(
+                5,
+                "B rotates its CA",
+                expected,
+                actual,
+                started.elapsed(),
+                matched,
+            )
+        }
+        Err(e) => ScenarioResult::judged(
+            5,
+            "B rotates its CA",
+            expected,
+            format!("{e:#}; {calls}"),
+            started.elapsed(),
+            false,
+        ),
+    }
+}
+
+struct RotationTimes {
+    old_sequence: u64,
+    new_sequence: u64,
+    gateway_pickup: Duration,
+    distributed: Duration,
+    new_svid_seen: Duration,
+}
+
+/// Alternates federated and bridged calls from A's workload until `stop` (bounded by
+/// [`MAX_LOOP_CALLS`]), counting successes.
+async fn call_loop(
+    demo: &Demo,
+    stop: &AtomicBool,
+    ok: &AtomicUsize,
+    total: &AtomicUsize,
+    failures: &std::sync::Mutex<Vec<String>>,
+) {
+    let o = &demo.topo.workload_a.outbound;
+    let mut pace = tokio::time::interval(LOOP_PACE);
+    for i in 0..MAX_LOOP_CALLS {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        pace.tick().await;
+        let (addr, mode) = if i % 2 == 0 {
+            (o.federated, "federated")
+        } else {
+            (o.bridged, "bridged")
+        };
+        let out = demo.call(addr, &format!("rotation call {i}")).await;
+        total.fetch_add(1, Ordering::SeqCst);
+        match out {
+            CallOutcome::Answered(_) => {
+                ok.fetch_add(1, Ordering::SeqCst);
+            }
+            other => {
+                if let Ok(mut f) = failures.lock() {
+                    f.push(format!("call {i} ({mode}): {}", other.describe()));
+                }
+            }
+        }
+    }
+}
+
+async fn rotation_steps(
+    demo: &Demo,
+    bound: Duration,
+    stop: &AtomicBool,
+    total: &AtomicUsize,
+) -> anyhow::Result<RotationTimes> {
+    let result = rotation_steps_inner(demo, bound, total).await;
+    stop.store(true, Ordering::SeqCst);
+    result
+}
+
+async fn rotation_steps_inner(
+    demo: &Demo,
+    bound: Duration,
+    total: &AtomicUsize,
+) -> anyhow::Result<RotationTimes> {
+    let old = demo.peer_status(Side::A).await?;
+    let old_sequence = old
+        .sequence
+        .context("A's /status shows no sequence for B")?;
+    // Let the call loop show the steady state first.
+    wait_calls(total, 4, Duration::from_secs(20)).await?;
+
+    let t0 = Instant::now();
+    pki::rotate(&demo.launcher, &demo.topo.ids.ca_b).await?;
+    let new_sequence = bundle_sequence(&Identities::bundle(&demo.topo.ids.ca_b))?;
+    if new_sequence <= old_sequence {
+        bail!("`ca rotate` left B's bundle at sequence {new_sequence} (was {old_sequence})");
+    }
+    poll(
+        "A's gateway to show B's new sequence in /status",
+        bound + Duration::from_secs(10),
+        || async {
+            let s = demo.peer_status(Side::A).await?;
+            Ok(s.sequence.filter(|s| *s >= new_sequence).map(|_| ()))
+        },
+    )
+    .await?;
+    let gateway_pickup = t0.elapsed();
+    let map = demo.topo.distributed_map(Side::A);
+    poll(
+        "A's distributed bundle map to hold B's new bundle",
+        Duration::from_secs(10),
+        || async {
+            let text = match std::fs::read(&map) {
+                Ok(t) => t,
+                Err(_) => return Ok(None),
+            };
+            let json: serde_json::Value = match serde_json::from_slice(&text) {
+                Ok(j) => j,
+                Err(_) => return Ok(None),
+            };
+            Ok(super::map_sequence(&json, Side::B.td())
+                .filter(|s| *s >= new_sequence)
+                .map(|_| ()))
+        },
+    )
+    .await?;
+    let distributed = t0.elapsed();
+    let seen_at = Instant::now();
+    // The sidecars poll their files every `sidecar_reload`. A runbook grace period, not a
+    // synchronisation: give them two periods after the last change they must see (B's bundle
+    // file, A's bundle map) before B's SVIDs move to the new root.
+    let settle = demo.topo.sidecar_reload * 2;
+    tokio::time::sleep(settle.saturating_sub(seen_at.elapsed())).await;
+
+    for svid in demo.topo.ids.cluster_b_svids() {
+        pki::issue(&demo.launcher, &demo.topo.ids.ca_b, svid).await?;
+    }
+    let new_fp = leaf_fingerprint(&demo.topo.ids.app_b.pem())?;
+    let inbound = demo.topo.workload_b.inbound;
+    let sni = Side::B.echo_name();
+    poll(
+        "B's sidecar to present its new-root SVID",
+        Duration::from_secs(15),
+        || async {
+            let fp = demo
+                .peek_fingerprint(Role::WorkloadB, inbound, &sni)
+                .await?;
+            Ok((fp == new_fp).then_some(()))
+        },
+    )
+    .await?;
+    let new_svid_seen = t0.elapsed();
+    // Calls after the switch prove A's sidecar accepts the new-root SVID.
+    let before = total.load(Ordering::SeqCst);
+    wait_calls(total, before + 6, Duration::from_secs(30)).await?;
+    Ok(RotationTimes {
+        old_sequence,
+        new_sequence,
+        gateway_pickup,
+        distributed,
+        new_svid_seen,
+    })
+}
+
+/// 6. B's federation endpoint goes down: A keeps its last-known-good bundle (calls succeed),
+/// `/status` shows the error, a growing age and the time until trust loss; restart → recovery.
+async fn endpoint_down(demo: &mut Demo) -> ScenarioResult {
+    let started = Instant::now();
+    let expected =
+        "calls ok while B's endpoint is down; A's /status shows the last error, a growing \
+                    bundle age and the time until trust loss; after a restart a new success"
+            .to_owned();
+    match endpoint_down_steps(demo).await {
+        Ok((actual, matched)) => ScenarioResult::judged(
+            6,
+            "B's federation endpoint down, then back",
+            expected,
+            actual,
+            started.elapsed(),
+            matched,
+        ),
+        Err(e) => ScenarioResult::judged(
+            6,
+            "B's federation endpoint down, then back",
+            expected,
+            format!("{e:#}"),
+            started.elapsed(),
+            false,
+        ),
+    }
+}
+
+async fn endpoint_down_steps(demo: &mut Demo) -> anyhow::Result<(String, bool)> {
+    let idx = demo.procs.endpoint_b;
+    demo.children.get(idx).stop().await;
+    let t0 = Instant::now();
+    let deadline = demo.refresh * 4 + Duration::from_secs(10);
+    let mut err_view = PeerView::default();
+    let error_after = poll(
+        "A's /status to show a fetch error for B",
+        deadline,
+        || async {
+            let s = demo.peer_status(Side::A).await?;
+            Ok(s.last_error.is_some().then_some(s))
+        },
+    )
+    .await;
+    let error_after = match error_after {
+        Ok(d) => d,
+        Err(e) => return Err(e),
+    };
+    let view = demo.peer_status(Side::A).await?;
+    if view.last_error.is_some() {
+        err_view = view;
+    }
+    let o = demo.topo.workload_a.outbound.clone();
+    let mut calls = Vec::new();
+    for (i, addr) in [o.federated, o.bridged, o.federated, o.bridged]
+        .into_iter()
+        .enumerate()
+    {
+        calls.push(demo.call(addr, &format!("endpoint down, call {i}")).await);
+    }
+    let calls_ok = calls
+        .iter()
+        .filter(|c| matches!(c, CallOutcome::Answered(_)))
+        .count();
+    let age1 = err_view
+        .bundle_age
+        .context("A's /status shows no bundle age for B")?;
+    let grown = poll(
+        "B's bundle age in A's /status to grow",
+        Duration::from_secs(10),
+        || async {
+            let s = demo.peer_status(Side::A).await?;
+            Ok(s.bundle_age.filter(|a| *a > age1))
+        },
+    )
+    .await;
+    let age2 = match grown {
+        Ok(_) => demo.peer_status(Side::A).await?.bundle_age.unwrap_or(age1),
+        Err(_) => age1,
+    };
+    let trust_loss = err_view.time_until_trust_loss;
+    let last_success = err_view.last_success.clone();
+
+    let down_for = t0.elapsed();
+    let child = demo.endpoint_child(Side::B).await?;
+    demo.children.replace(idx, child).await;
+    let recovered = poll(
+        "A's /status to show a new success for B",
+        deadline,
+        || async {
+            let s = demo.peer_status(Side::A).await?;
+            Ok((s.last_error.is_none()
+                && s.last_success.is_some()
+                && s.last_success != last_success)
+                .then_some(()))
+        },
+    )
+    .await;
+
+    let error_text = err_view
+        .last_error
+        .as_deref()
+        .map(|e| truncate(e, 80))
+        .unwrap_or_else(|| "-".into());
+    let trust = trust_loss.map_or_else(|| "unknown".into(), |t| format!("{:.1} h", t / 3600.0));
+    let mut actual = format!(
+        "{calls_ok}/{} calls ok while down; error after {}: {error_text:?}; bundle age {:.1} s -> {:.1} s; \
+         trust loss in {trust}; down for {}",
+        calls.len(),
+        secs(error_after),
+        age1,
+        age2,
+        secs(down_for),
+    );
+    let recovered_ok = match &recovered {
+        Ok(d) => {
+            actual.push_str(&format!("; recovered {} after the restart", secs(*d)));
+            true
+        }
+        Err(e) => {
+            actual.push_str(&format!("; no recovery: {e:#}"));
+            false
+        }
+    };
+    let matched = calls_ok == calls.len()
+        && age2 > age1
+        && trust_loss.is_some_and(|t| t > 0.0)
+        && recovered_ok;
+    Ok((actual, matched))
+}
+
+/// Polls `check` every [`POLL`] until it yields `Some`, for at most `deadline`; returns the
+/// time it took. Errors from `check` are retried and the last one is reported on timeout.
+async fn poll<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        match check().await {
+            Ok(Some(_)) => return Ok(started.elapsed()),
+            Ok(None) => {}
+            Err(e) => last = format!(" (last error: {e:#})"),
+        }
+        if started.elapsed() > deadline {
+            bail!(
+                "timed out after {} waiting for {what}{last}",
+                secs(deadline)
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until the call loop has made at least `n` calls.
+async fn wait_calls(total: &AtomicUsize, n: usize, deadline: Duration) -> anyhow::Result<()> {
+    poll(&format!("{n} calls of the call loop"), deadline, || async {
+        Ok((total.load(Ordering::SeqCst) >= n).then_some(()))
+    })
+    .await
+    .map(|_| ())
+}
+
+/// `spiffe_sequence` of a bundle file.
+fn bundle_sequence(path: &std::path::Path) -> anyhow::Result<u64> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    json.get("spiffe_sequence")
+        .and_then(|s| s.as_u64())
+        .with_context(|| format!("{} has no spiffe_sequence", path.display()))
+}
+
+/// SHA-256 fingerprint of the first certificate of a PEM file.
+fn leaf_fingerprint(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&text)
+        .map_err(|e| anyhow::anyhow!("{}: no PEM certificate: {e}", path.display()))?;
+    Ok(probe::fingerprint(&pem.contents))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        format!("{}...", s.chars().take(max).collect::<String>())
+    }
+}
