@@ -1,4 +1,4 @@
-//! SPIFFE IDs and trust domains ([SPIFFE-ID.md §2](../../../specs/SPIFFE-ID.md)).
+//! SPIFFE IDs and trust domains (SPIFFE-ID.md §2).
 //!
 //! Invariant: a `TrustDomain` or `SpiffeId` value exists only if its text passed every rule
 //! of the spec; there is no unchecked constructor. Parsing is strict: the scheme and the
@@ -218,6 +218,34 @@ impl FromStr for SpiffeId {
     type Err = SpiffeIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
+    }
+}
+
+// Serde as strings, parsed by the same rules, so config files and status documents carry
+// checked values.
+impl serde::Serialize for TrustDomain {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TrustDomain {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for SpiffeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SpiffeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -325,3 +325,24 @@ fn pkcs8_body_under_sec1_label_is_refused_as_unusable() {
     // A PKCS#8 body under a SEC1 label is not a valid SEC1 key: refused as unusable.
     assert!(matches!(err, SvidError::UnsupportedKey(_)), "{err:?}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(128))]
+
+    /// Corrupting any byte of a valid leaf never panics the parser or the validator.
+    #[test]
+    fn corrupted_leaf_never_panics(pos in 0usize..4096, byte in proptest::prelude::any::<u8>()) {
+        use std::sync::OnceLock;
+        static FIXTURE: OnceLock<(Vec<u8>, BundleSet)> = OnceLock::new();
+        let (leaf, set) = FIXTURE.get_or_init(|| {
+            let ca = TestCa::new("cluster-a.test");
+            (ca.chain(&LeafSpec::svid(a_id()))[0].to_vec(), ca.bundle_set())
+        });
+        let mut der = leaf.clone();
+        let i = pos % der.len();
+        der[i] = byte;
+        let der = rustls_pki_types::CertificateDer::from(der);
+        let _ = spiffe_id_of(&der);
+        let _ = verify(std::slice::from_ref(&der), set, now());
+    }
+}

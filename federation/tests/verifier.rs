@@ -354,3 +354,28 @@ fn client_with_empty_bundle_refuses_everything() {
     let e = cert_error(Side::Client, s.run());
     assert_verify_error(&e, |v| matches!(v, VerifyError::EmptyBundle(_)));
 }
+
+#[test]
+fn server_without_client_auth_and_anonymous_client() {
+    let w = world();
+    let server_svid = w.b.svid("/bundle-endpoint");
+    let scfg = tls::server_config_no_client_auth(&server_svid).unwrap();
+    let authz = Authorizer::exact(server_svid.id().clone());
+    let sv = Arc::new(SpiffeServerVerifier::new(w.b.bundle_set(), authz));
+    let ccfg = tls::client_config(None, sv).unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut client = ClientConnection::new(Arc::new(ccfg), name).unwrap();
+    let mut server = ServerConnection::new(Arc::new(scfg)).unwrap();
+    handshake(&mut client, &mut server).unwrap();
+    assert_eq!(tls::peer_id(&client).as_ref(), Some(server_svid.id()));
+    assert_eq!(tls::peer_id(&server), None);
+}
+
+#[test]
+fn a_single_bundle_answers_only_for_its_own_trust_domain() {
+    use fedgate_federation::bundle::BundleSource;
+    let w = world();
+    let bundle = w.a.bundle();
+    assert!(bundle.bundle_for(&td("cluster-a.test")).is_some());
+    assert!(bundle.bundle_for(&td("cluster-b.test")).is_none());
+}

@@ -1,5 +1,6 @@
 //! `fedgate bundle inspect|serve|fetch`.
 
+pub mod create;
 pub mod fetch;
 pub mod inspect;
 pub mod serve;
@@ -16,6 +17,8 @@ pub enum BundleCommand {
     Serve(serve::Args),
     /// Fetch a peer's bundle from its federation endpoint.
     Fetch(fetch::Args),
+    /// Build a bundle from PEM CA certificates.
+    Create(create::Args),
 }
 
 pub async fn run(cmd: BundleCommand) -> anyhow::Result<ExitCode> {
@@ -23,5 +26,6 @@ pub async fn run(cmd: BundleCommand) -> anyhow::Result<ExitCode> {
         BundleCommand::Inspect(a) => inspect::run(a).await,
         BundleCommand::Serve(a) => serve::run(a).await,
         BundleCommand::Fetch(a) => fetch::run(a).await,
+        BundleCommand::Create(a) => create::run(a).await,
     }
 }

@@ -1,10 +1,10 @@
 //! The SPIFFE bundle JSON document (JWKS, SPIFFE_Trust_Domain_and_Bundle.md §4, X509-SVID.md §6).
 //!
 //! Invariants: parsing is pure (bytes in, typed parts or a `BundleError` out) and never panics
-//! on any input; every `x509-svid` authority it returns is a DER certificate that x509-parser
-//! accepts, whose public key matches the JWK's key parameters when those are present; entries
-//! the spec says to ignore (missing/unknown `use`, unknown `kty`, `x509-svid` without `x5c`)
-//! come back as `BundleWarning`s, never silently dropped.
+//! on any input; every `x509-svid` authority it returns is a DER certificate that x509-parser and
+//! webpki (as a trust anchor) accept, whose public key matches the JWK key parameters when present;
+//! entries the spec says to ignore (missing/unknown `use`, unknown `kty`, `x509-svid` without
+//! `x5c`) come back as `BundleWarning`s, never silently dropped.
 
 use std::time::Duration;
 
@@ -52,6 +52,8 @@ pub enum EntryError {
     KtyMismatch { kty: String, cert_key: &'static str },
     #[error("key parameter `{0}` does not match the certificate's public key")]
     KeyParamMismatch(&'static str),
+    #[error("`x5c[0]` cannot serve as a trust anchor: {0}")]
+    NotATrustAnchor(String),
     #[error("`kid` is required for jwt-svid keys (JWT-SVID.md §6)")]
     MissingKid,
     #[error("key parameter `{0}` is missing")]
@@ -102,7 +104,15 @@ pub(crate) fn parse(td: &TrustDomain, json: &[u8]) -> Result<Parsed, BundleError
             reason,
         };
         match parse_entry(entry).map_err(bad)? {
-            Entry::X509(der) => {
+            Entry::X509(der, extra) => {
+                if extra > 0 {
+                    let warning = format!(
+                        "bundle for {td}: keys[{index}]: {extra} `x5c` value(s) after the first \
+                         ignored (X509-SVID.md §6.2)"
+                    );
+                    tracing::warn!(trust_domain = %td, index, "{warning}");
+                    out.warnings.push(BundleWarning(warning));
+                }
                 if !out.x509.contains(&der) {
                     out.x509.push(der);
                 }
@@ -216,7 +226,8 @@ pub fn jwk_params(cert_der: &[u8]) -> Result<Map<String, Value>, EntryError> {
 // === private ===
 
 enum Entry {
-    X509(CertificateDer<'static>),
+    /// An authority, and how many further `x5c` values were ignored.
+    X509(CertificateDer<'static>, usize),
     Jwt(JwtAuthority),
     Ignored(String),
 }
@@ -231,14 +242,14 @@ fn parse_entry(entry: &Value) -> Result<Entry, EntryError> {
         Some(Value::String(u)) => u.as_str(),
         Some(_) => return Err(EntryError::NotAString("use")),
     };
+    if usage != USE_X509_SVID && usage != USE_JWT_SVID {
+        return Ok(Entry::Ignored(format!("unknown `use` {usage:?}")));
+    }
     let kty = match jwk.get("kty") {
         None => return Err(EntryError::MissingKty),
         Some(Value::String(k)) => k.as_str(),
         Some(_) => return Err(EntryError::NotAString("kty")),
     };
-    if usage != USE_X509_SVID && usage != USE_JWT_SVID {
-        return Ok(Entry::Ignored(format!("unknown `use` {usage:?}")));
-    }
     if !KNOWN_KTY.contains(&kty) {
         return Ok(Entry::Ignored(format!("unknown `kty` {kty:?}")));
     }
@@ -252,11 +263,11 @@ fn parse_entry(entry: &Value) -> Result<Entry, EntryError> {
 fn parse_x509_entry(jwk: &Map<String, Value>, kty: &str) -> Result<Entry, EntryError> {
     // X509-SVID.md §6.2: a missing or empty `x5c` means the entry is ignored, and values
     // after the first are ignored.
-    let first = match jwk.get("x5c") {
+    let (first, extra) = match jwk.get("x5c") {
         None => return Ok(Entry::Ignored("x509-svid entry without `x5c`".into())),
         Some(Value::Array(items)) => match items.first() {
             None => return Ok(Entry::Ignored("x509-svid entry with an empty `x5c`".into())),
-            Some(Value::String(s)) => s,
+            Some(Value::String(s)) => (s, items.len() - 1),
             Some(_) => return Err(EntryError::X5cNotArray),
         },
         Some(_) => return Err(EntryError::X5cNotArray),
@@ -287,7 +298,11 @@ fn parse_x509_entry(jwk: &Map<String, Value>, kty: &str) -> Result<Entry, EntryE
             return Err(EntryError::KeyParamMismatch(param));
         }
     }
-    Ok(Entry::X509(CertificateDer::from(der)))
+    let der = CertificateDer::from(der);
+    if let Err(e) = webpki::anchor_from_trusted_cert(&der) {
+        return Err(EntryError::NotATrustAnchor(e.to_string()));
+    }
+    Ok(Entry::X509(der, extra))
 }
 
 fn parse_jwt_entry(jwk: &Map<String, Value>, kty: &str) -> Result<Entry, EntryError> {

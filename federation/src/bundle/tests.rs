@@ -100,6 +100,7 @@ fn ignored_entries_produce_warnings() {
         {"kty": "EC", "x5c": [b64(&a)]},
         {"use": "x509-SVID", "kty": "EC", "x5c": [b64(&a)]},
         {"use": "enc", "kty": "EC"},
+        {"use": "enc"},
         {"use": "x509-svid", "kty": "oct", "x5c": [b64(&a)]},
         {"use": "x509-svid", "kty": "EC"},
         {"use": "x509-svid", "kty": "EC", "x5c": []},
@@ -108,17 +109,19 @@ fn ignored_entries_produce_warnings() {
     let (bundle, warnings) = parse(doc).unwrap();
     assert!(bundle.x509_authorities().is_empty());
     assert!(bundle.jwt_authorities().is_empty());
-    assert_eq!(warnings.len(), 7);
+    assert_eq!(warnings.len(), 8);
     assert!(warnings[1].0.contains("keys[1]") && warnings[1].0.contains("x509-SVID"));
-    assert!(warnings[3].0.contains("oct"));
+    assert!(warnings[4].0.contains("oct"));
 }
 
 #[test]
 fn only_the_first_x5c_value_is_used() {
     let a = ca();
     let doc = json!({"keys": [{"use": "x509-svid", "kty": "EC", "x5c": [b64(&a), "junk"]}]});
-    let (bundle, _) = parse(doc).unwrap();
+    let (bundle, warnings) = parse(doc).unwrap();
     assert_eq!(bundle.x509_authorities(), &[a]);
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].0.contains("after the first"), "{}", warnings[0]);
 }
 
 #[test]

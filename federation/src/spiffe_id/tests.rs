@@ -164,6 +164,20 @@ fn messages_name_the_rule() {
     }
 }
 
+#[test]
+fn serde_as_checked_strings() {
+    let id: SpiffeId = serde_json::from_str(r#""spiffe://a.test/x""#).unwrap();
+    assert_eq!(
+        serde_json::to_string(&id).unwrap(),
+        r#""spiffe://a.test/x""#
+    );
+    let td: TrustDomain = serde_json::from_str(r#""a.test""#).unwrap();
+    assert_eq!(serde_json::to_string(&td).unwrap(), r#""a.test""#);
+    let err = serde_json::from_str::<SpiffeId>(r#""spiffe://a.test/x/""#).unwrap_err();
+    assert!(err.to_string().contains("trailing slash"), "{err}");
+    assert!(serde_json::from_str::<TrustDomain>(r#""A.test""#).is_err());
+}
+
 fn td_strategy() -> impl Strategy<Value = String> {
     "[a-z0-9._-]{1,40}"
 }

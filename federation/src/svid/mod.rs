@@ -224,6 +224,8 @@ fn pem_labels(pem_bytes: &[u8]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -255,5 +257,43 @@ mod tests {
         );
         let err = parse_key(b"hello").unwrap_err();
         assert!(err.to_string().contains("none"), "{err}");
+    }
+
+    fn pem_like() -> impl Strategy<Value = Vec<u8>> {
+        let label = prop_oneof![
+            Just("CERTIFICATE"),
+            Just("PRIVATE KEY"),
+            Just("EC PRIVATE KEY"),
+            Just("RSA PRIVATE KEY"),
+            Just("PUBLIC KEY"),
+            Just("X"),
+        ];
+        (label, "[A-Za-z0-9+/=\n]{0,200}", any::<bool>()).prop_map(|(l, body, end)| {
+            let mut s = format!("-----BEGIN {l}-----\n{body}\n");
+            if end {
+                s.push_str(&format!("-----END {l}-----\n"));
+            }
+            s.into_bytes()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_pem_never_panics(chain in pem_like(), key in pem_like()) {
+            let _ = X509Svid::from_pem(&chain, &key);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(chain in prop::collection::vec(any::<u8>(), 0..256),
+                                       key in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = X509Svid::from_pem(&chain, &key);
+            let der = CertificateDer::from(chain);
+            let _ = verify::spiffe_id_of(&der);
+            let _ = verify::verify(
+                std::slice::from_ref(&der),
+                &crate::bundle::BundleSet::new(),
+                rustls_pki_types::UnixTime::now(),
+            );
+        }
     }
 }

@@ -2,11 +2,10 @@
 //! X509-SVIDs and, through `LeafSpec`, deliberately malformed ones.
 //!
 //! Shared by the integration tests of this crate; each test binary uses only part of it.
-#![allow(dead_code)]
-// each test binary uses a different subset of the factory
-// Test-only factory: a failure to build a fixture should panic the test with a backtrace,
-// exactly as `allow-unwrap-in-tests` allows inside the tests themselves.
-#![allow(clippy::unwrap_used)]
+// Each test binary uses a different subset of the factory (dead_code), and a failure to build
+// a fixture should panic the test with a backtrace, as `allow-unwrap-in-tests` allows inside
+// the tests themselves (unwrap_used).
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -147,7 +146,11 @@ impl TestCa {
 
     /// Issues a leaf from `spec`; the chain is the leaf, then this CA's intermediates.
     pub fn issue(&self, spec: &LeafSpec) -> Issued {
-        let key = KeyPair::generate().unwrap();
+        self.issue_with_key(spec, KeyPair::generate().unwrap())
+    }
+
+    /// Issues a leaf from `spec` for the given subject key.
+    pub fn issue_with_key(&self, spec: &LeafSpec, key: KeyPair) -> Issued {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params
             .distinguished_name
@@ -229,6 +232,14 @@ fn ca_params(td: &TrustDomain) -> CertificateParams {
 
 fn at_days(days: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(now_secs() as i64 + days * DAY).unwrap()
+}
+
+/// The contents of `federation/testdata/<name>`.
+pub fn testdata(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// [`now_secs`] plus `days`, as a `SystemTime`.
