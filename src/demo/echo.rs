@@ -2,8 +2,8 @@
 //! its sidecar sends, answers one line `peer=<TLV 0xE0> origin=<TLV 0xE1 or ->`, then echoes
 //! every byte back until the client closes.
 //!
-//! Invariants: the header is read with a deadline and a size limit, and bytes after it are
-//! payload (never re-parsed); a connection without a valid header gets one
+//! Invariants: the header is read with a deadline and a size limit by the data plane's
+//! reader, which stops exactly at its end, so what follows is payload (never re-parsed); a connection without a valid header gets one
 //! `error=<reason>` line and is closed; the greeting is always one line of printable ASCII,
 //! whatever the TLVs hold.
 
@@ -15,7 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::proxy_protocol::{ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
+use crate::proxy_protocol::{
+    read_proxy_header, ProxyError, ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
+};
 
 /// Largest PROXY header the echo accepts (two SPIFFE IDs of 2 KiB each fit).
 pub const MAX_HEADER: usize = 8192;
@@ -33,12 +35,12 @@ pub struct Greeting {
     pub origin: Option<String>,
 }
 
-/// Why the echo could not read a header.
+/// What the echo made of the start of a connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HeaderOutcome {
-    /// A header, and the payload bytes that arrived with it.
-    Header(ProxyHeader, Vec<u8>),
-    /// The client sent something that is not a PROXY v2 header.
+    /// A valid header; what follows it is payload.
+    Header(ProxyHeader),
+    /// The client sent something that is not an acceptable PROXY v2 header (the reason).
     Invalid(String),
     /// The client closed before a whole header arrived.
     Closed,
@@ -78,12 +80,11 @@ impl Greeting {
     }
 }
 
-/// The value of the first TLV of `kind` as printable text: non-printable or non-ASCII bytes
-/// (which a SPIFFE ID never holds) become `?`, spaces `_`, so the greeting stays one line.
+/// The value of the TLV `kind` as printable text: non-printable or non-ASCII bytes (which a
+/// SPIFFE ID never holds) become `?`, spaces `_`, so the greeting stays one line.
 fn tlv_text(h: &ProxyHeader, kind: u8) -> Option<String> {
-    let tlv = h.tlvs.iter().find(|t| t.kind == kind)?;
     Some(
-        tlv.value
+        h.tlv(kind)?
             .iter()
             .map(|&b| match b {
                 b' ' => '_',
@@ -94,39 +95,17 @@ fn tlv_text(h: &ProxyHeader, kind: u8) -> Option<String> {
     )
 }
 
-/// Reads a PROXY v2 header from `r`: at most `max_len` bytes, within `deadline`. Bytes after
-/// the header that arrived in the same reads are returned as payload.
+/// Reads exactly one PROXY v2 header from `r` (at most `max_len` bytes, within `deadline`)
+/// with the data plane's reader, which never consumes payload bytes.
 pub async fn read_header<R: tokio::io::AsyncRead + Unpin>(
     r: &mut R,
     max_len: usize,
     deadline: Duration,
 ) -> HeaderOutcome {
-    let read = async {
-        let mut buf = Vec::with_capacity(256);
-        let mut chunk = [0u8; 1024];
-        loop {
-            match ProxyHeader::decode(&buf, max_len) {
-                Ok(Some((h, used))) => return HeaderOutcome::Header(h, buf.split_off(used)),
-                Ok(None) => {}
-                Err(e) => return HeaderOutcome::Invalid(e.to_string()),
-            }
-            if buf.len() >= max_len {
-                return HeaderOutcome::Invalid(format!("no complete header in {max_len} bytes"));
-            }
-            let want = chunk.len().min(max_len - buf.len());
-            match r.read(&mut chunk[..want]).await {
-                Ok(0) => return HeaderOutcome::Closed,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return HeaderOutcome::Invalid(format!("read error: {e}")),
-            }
-        }
-    };
-    match tokio::time::timeout(deadline, read).await {
-        Ok(outcome) => outcome,
-        Err(_) => HeaderOutcome::Invalid(format!(
-            "no complete header within {}",
-            humantime::format_duration(deadline)
-        )),
+    match read_proxy_header(r, max_len, deadline).await {
+        Ok(h) => HeaderOutcome::Header(h),
+        Err(ProxyError::Eof) => HeaderOutcome::Closed,
+        Err(e) => HeaderOutcome::Invalid(format!("{}: {e}", e.label())),
     }
 }
 
@@ -153,12 +132,26 @@ pub async fn serve(listener: TcpListener, shutdown: CancellationToken) {
 }
 
 async fn handle(mut stream: TcpStream, from: SocketAddr) {
-    let (header, payload) = match read_header(&mut stream, MAX_HEADER, HEADER_DEADLINE).await {
-        HeaderOutcome::Header(h, payload) => (h, payload),
+    let header = match read_header(&mut stream, MAX_HEADER, HEADER_DEADLINE).await {
+        HeaderOutcome::Header(h) => h,
         HeaderOutcome::Invalid(reason) => {
             println!("echo: {from}: refused: {reason}");
             let line = format!("error={}\n", reason.replace(['\n', '\r'], " "));
             let _ = stream.write_all(line.as_bytes()).await;
+            let _ = stream.shutdown().await;
+            // Closing with unread input would reset the connection and could discard the
+            // error line: drain a bounded amount first.
+            let mut sink = [0u8; 4096];
+            let drain = async {
+                let mut left: usize = 64 * 1024;
+                while left > 0 {
+                    match stream.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => left = left.saturating_sub(n),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
             return;
         }
         HeaderOutcome::Closed => return,
@@ -167,8 +160,7 @@ async fn handle(mut stream: TcpStream, from: SocketAddr) {
     println!("echo: {from}: {}", greeting.line());
     let mut out = greeting.line();
     out.push('\n');
-    if stream.write_all(out.as_bytes()).await.is_err() || stream.write_all(&payload).await.is_err()
-    {
+    if stream.write_all(out.as_bytes()).await.is_err() {
         return;
     }
     let (mut r, mut w) = stream.split();
