@@ -91,6 +91,8 @@ impl Launcher {
             None => Command::new(&self.exe),
         };
         cmd.args(args);
+        // Logs are files: no terminal colour codes in them.
+        cmd.env("NO_COLOR", "1");
         cmd.stdin(Stdio::null());
         cmd.kill_on_drop(true);
         cmd

@@ -81,6 +81,8 @@ pub struct PeerView {
     pub last_error: Option<String>,
     pub bundle_age: Option<f64>,
     pub time_until_trust_loss: Option<f64>,
+    /// X.509 authorities in force.
+    pub authorities: Option<u64>,
 }
 
 /// Runs `fedgate demo`: exit 0 only if every scenario matched.
@@ -578,6 +580,39 @@ impl Demo {
             .with_context(|| format!("GET http://{admin}/status: no peer {}", side.other().td()))
     }
 
+    /// The current length of each child's log, to find what it logs next.
+    pub fn log_marks(&self, names: &[&str]) -> Vec<(String, u64)> {
+        names
+            .iter()
+            .map(|n| {
+                let len = std::fs::metadata(self.launcher.log_path(n)).map_or(0, |m| m.len());
+                ((*n).to_owned(), len)
+            })
+            .collect()
+    }
+
+    /// Waits (bounded) for a refusal line logged since `mark` by the child `mark` names;
+    /// returns its reason label.
+    pub async fn refusal_since(&self, mark: &(String, u64), deadline: Duration) -> Option<String> {
+        let path = self.launcher.log_path(&mark.0);
+        let started = Instant::now();
+        loop {
+            if let Ok(bytes) = std::fs::read(&path) {
+                let new = bytes
+                    .get(usize::try_from(mark.1).unwrap_or(usize::MAX)..)
+                    .unwrap_or(&[]);
+                let text = String::from_utf8_lossy(new);
+                if let Some(label) = text.lines().find_map(refusal_label) {
+                    return Some(label);
+                }
+            }
+            if started.elapsed() > deadline {
+                return None;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Prints admin URLs and commands to try by hand (`--keep-running`).
     fn print_try_it(&self) {
         let t = &self.topo;
@@ -653,17 +688,43 @@ pub fn peer_view(status: &serde_json::Value, td: &str) -> Option<PeerView> {
         last_error: text("last_error"),
         bundle_age: num("bundle_age"),
         time_until_trust_loss: num("time_until_trust_loss"),
+        authorities: peer.get("authorities").and_then(|v| v.as_u64()),
     })
 }
 
-/// The `spiffe_sequence` of `td`'s bundle in a SPIFFE bundle map file's JSON (keys may be
-/// `td` or `spiffe://td`, at the top level or under `trust_domains`).
-pub fn map_sequence(map: &serde_json::Value, td: &str) -> Option<u64> {
+/// `td`'s bundle in a SPIFFE bundle map (keys may be `td` or `spiffe://td`, at the top level
+/// or under `trust_domains`): its `spiffe_sequence` and number of X.509 authorities.
+pub fn map_entry(map: &serde_json::Value, td: &str) -> Option<(Option<u64>, usize)> {
     let domains = map.get("trust_domains").unwrap_or(map);
     let bundle = domains
         .get(td)
         .or_else(|| domains.get(format!("spiffe://{td}")))?;
-    bundle.get("spiffe_sequence")?.as_u64()
+    let keys = bundle.get("keys")?.as_array()?;
+    let x509 = keys
+        .iter()
+        .filter(|k| k.get("use").and_then(|u| u.as_str()) == Some("x509-svid"))
+        .count();
+    Some((bundle.get("spiffe_sequence").and_then(|s| s.as_u64()), x509))
+}
+
+/// The reason label of a refusal log line (`reason="..."` / `outcome="..."` in human logs,
+/// `"reason":"..."` in JSON logs), if the line reports a refused or denied connection.
+pub fn refusal_label(line: &str) -> Option<String> {
+    let lower = line.to_ascii_lowercase();
+    if !(lower.contains("refused") || lower.contains("denied")) {
+        return None;
+    }
+    for key in ["reason", "outcome"] {
+        for pat in [format!("{key}=\""), format!("\"{key}\":\"")] {
+            if let Some(i) = line.find(&pat) {
+                let rest = &line[i + pat.len()..];
+                if let Some(end) = rest.find('"') {
+                    return Some(rest[..end].to_owned());
+                }
+            }
+        }
+    }
+    Some("refused".to_owned())
 }
 
 /// Makes `dir` (wiping a previous demo's), returns its absolute path.

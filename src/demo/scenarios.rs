@@ -84,8 +84,8 @@ async fn bridged(demo: &mut Demo) -> ScenarioResult {
 async fn unauthorized(demo: &mut Demo) -> ScenarioResult {
     let started = Instant::now();
     let o = demo.topo.intruder_a.clone();
-    let fed = demo.call(o.federated, "intruder, federated").await;
-    let bri = demo.call(o.bridged, "intruder, bridged").await;
+    let fed = denied_call(demo, o.federated, "intruder, federated", "sidecar-app-b").await;
+    let bri = denied_call(demo, o.bridged, "intruder, bridged", "gateway-a").await;
     denial_result(
         3,
         &format!(
@@ -94,8 +94,7 @@ async fn unauthorized(demo: &mut Demo) -> ScenarioResult {
         ),
         "by B's sidecar allow-list",
         "by egress A's route allow-list",
-        fed,
-        bri,
+        [fed, bri],
         started,
     )
 }
@@ -104,20 +103,62 @@ async fn unauthorized(demo: &mut Demo) -> ScenarioResult {
 async fn wrong_trust_domain(demo: &mut Demo) -> ScenarioResult {
     let started = Instant::now();
     let o = demo.topo.outsider_c.clone();
-    let fed = demo.call(o.federated, "outsider, federated").await;
-    let bri = demo.call(o.bridged, "outsider, bridged").await;
+    let fed = denied_call(demo, o.federated, "outsider, federated", "sidecar-app-b").await;
+    let bri = denied_call(demo, o.bridged, "outsider, bridged", "gateway-a").await;
     denial_result(
         4,
         &format!(
             "wrong-trust-domain client {} denied",
             demo.topo.ids.app_c.id
         ),
-        "B's sidecar has no cluster-c.demo bundle",
-        "egress A verifies callers with cluster-a.demo's bundle only",
-        fed,
-        bri,
+        "by B's sidecar: no cluster-c.demo bundle",
+        "by egress A: callers verified with cluster-a.demo's bundle only",
+        [fed, bri],
         started,
     )
+}
+
+/// A call expected to be refused by the child `by`: the call's outcome and the reason label
+/// `by` logged for it (if any).
+struct Denial {
+    outcome: CallOutcome,
+    by: &'static str,
+    logged: Option<String>,
+}
+
+async fn denied_call(
+    demo: &Demo,
+    addr: std::net::SocketAddr,
+    message: &str,
+    by: &'static str,
+) -> Denial {
+    let mark = demo.log_marks(&[by]).remove(0);
+    let outcome = demo.call(addr, message).await;
+    let logged = match outcome {
+        CallOutcome::Denied(_) => demo.refusal_since(&mark, Duration::from_secs(3)).await,
+        _ => None,
+    };
+    Denial {
+        outcome,
+        by,
+        logged,
+    }
+}
+
+impl Denial {
+    fn matched(&self) -> bool {
+        matches!(self.outcome, CallOutcome::Denied(_)) && self.logged.is_some()
+    }
+
+    fn describe(&self) -> String {
+        match (&self.outcome, &self.logged) {
+            (CallOutcome::Denied(_), Some(label)) => format!("denied by {} ({label})", self.by),
+            (CallOutcome::Denied(why), None) => {
+                format!("closed ({why}) but {} logged no refusal", self.by)
+            }
+            (other, _) => other.describe(),
+        }
+    }
 }
 
 fn denial_result(
@@ -125,18 +166,16 @@ fn denial_result(
     name: &str,
     fed_why: &str,
     bri_why: &str,
-    fed: CallOutcome,
-    bri: CallOutcome,
+    [fed, bri]: [Denial; 2],
     started: Instant,
 ) -> ScenarioResult {
-    let matched = matches!(fed, CallOutcome::Denied(_)) && matches!(bri, CallOutcome::Denied(_));
     ScenarioResult::judged(
         n,
         name,
-        format!("federated: denied ({fed_why}); bridged: denied ({bri_why})"),
+        format!("federated: denied {fed_why}; bridged: denied {bri_why}"),
         format!("federated: {}; bridged: {}", fed.describe(), bri.describe()),
         started.elapsed(),
-        matched,
+        fed.matched() && bri.matched(),
     )
 }
 
@@ -266,23 +305,29 @@ async fn rotation_steps_inner(
 
     let t0 = Instant::now();
     pki::rotate(&demo.launcher, &demo.topo.ids.ca_b).await?;
-    let new_sequence = bundle_sequence(&Identities::bundle(&demo.topo.ids.ca_b))?;
-    if new_sequence <= old_sequence {
-        bail!("`ca rotate` left B's bundle at sequence {new_sequence} (was {old_sequence})");
+    let roots = bundle_roots(&Identities::bundle(&demo.topo.ids.ca_b))?;
+    if roots < 2 {
+        bail!("after `ca rotate`, B's bundle lists {roots} root(s); expected old and new");
     }
+    // B's endpoint serves the new roots with a higher spiffe_sequence than before.
+    let mut new_sequence = 0;
     poll(
-        "A's gateway to show B's new sequence in /status",
+        "A's gateway to show B's new bundle in /status",
         bound + Duration::from_secs(10),
         || async {
             let s = demo.peer_status(Side::A).await?;
-            Ok(s.sequence.filter(|s| *s >= new_sequence).map(|_| ()))
+            Ok(s.sequence
+                .filter(|seq| *seq > old_sequence && s.authorities.unwrap_or(0) >= roots as u64))
         },
     )
     .await?;
     let gateway_pickup = t0.elapsed();
+    if let Some(seq) = demo.peer_status(Side::A).await?.sequence {
+        new_sequence = seq;
+    }
     let map = demo.topo.distributed_map(Side::A);
     poll(
-        "A's distributed bundle map to hold B's new bundle",
+        "A's distributed bundle map to hold B's new roots",
         Duration::from_secs(10),
         || async {
             let text = match std::fs::read(&map) {
@@ -293,9 +338,7 @@ async fn rotation_steps_inner(
                 Ok(j) => j,
                 Err(_) => return Ok(None),
             };
-            Ok(super::map_sequence(&json, Side::B.td())
-                .filter(|s| *s >= new_sequence)
-                .map(|_| ()))
+            Ok(super::map_entry(&json, Side::B.td()).filter(|(_, n)| *n >= roots))
         },
     )
     .await?;
@@ -501,14 +544,19 @@ async fn wait_calls(total: &AtomicUsize, n: usize, deadline: Duration) -> anyhow
     .map(|_| ())
 }
 
-/// `spiffe_sequence` of a bundle file.
-fn bundle_sequence(path: &std::path::Path) -> anyhow::Result<u64> {
+/// Number of X.509 authorities in a bundle file.
+fn bundle_roots(path: &std::path::Path) -> anyhow::Result<usize> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let json: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    json.get("spiffe_sequence")
-        .and_then(|s| s.as_u64())
-        .with_context(|| format!("{} has no spiffe_sequence", path.display()))
+    let keys = json
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .with_context(|| format!("{} has no keys", path.display()))?;
+    Ok(keys
+        .iter()
+        .filter(|k| k.get("use").and_then(|u| u.as_str()) == Some("x509-svid"))
+        .count())
 }
 
 /// SHA-256 fingerprint of the first certificate of a PEM file.
