@@ -222,16 +222,14 @@ pub async fn issue(launcher: &Launcher, ca: &Path, svid: &Svid) -> anyhow::Resul
     Ok(())
 }
 
-/// Rotates the CA in `ca` with `fedgate ca rotate` (the bundle then lists old and new roots).
-pub async fn rotate(launcher: &Launcher, ca: &Path) -> anyhow::Result<()> {
-    launcher
-        .run_ok(
-            "pki",
-            None,
-            &args(&["ca", "rotate", "--ca", &ca.display().to_string()]),
-            CA_DEADLINE,
-        )
-        .await?;
+/// Rotates the CA in `ca` with `fedgate ca rotate`: the bundle then lists old and new roots;
+/// with `retire_old`, the second phase: only the current root stays.
+pub async fn rotate(launcher: &Launcher, ca: &Path, retire_old: bool) -> anyhow::Result<()> {
+    let mut a = args(&["ca", "rotate", "--ca", &ca.display().to_string()]);
+    if retire_old {
+        a.push("--retire-old".into());
+    }
+    launcher.run_ok("pki", None, &a, CA_DEADLINE).await?;
     Ok(())
 }
 

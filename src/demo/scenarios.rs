@@ -187,8 +187,9 @@ async fn rotation(demo: &mut Demo) -> ScenarioResult {
     // B's endpoint notices the file change within its poll (~1 s); jitter is ±10%.
     let bound = interval.mul_f64(1.1) + Duration::from_secs(3);
     let expected = format!(
-        "A's gateway has B's new bundle within the refresh interval ({} + endpoint poll + slack = {}); \
-         B's sidecar presents a new-root SVID; every call during the rotation ok",
+        "roots 1 -> 2 -> 1; A's gateway follows each change within the refresh interval \
+         ({} + endpoint poll + slack = {}); B's SVIDs re-issued from the new root; every call \
+         during the rotation ok",
         secs(interval),
         secs(bound)
     );
@@ -203,15 +204,22 @@ async fn rotation(demo: &mut Demo) -> ScenarioResult {
     let calls = format!("{ok}/{total} calls ok");
     match steps {
         Ok(s) => {
-            let matched = s.gateway_pickup <= bound && ok == total && total > 0;
+            let matched = s.gateway_pickup <= bound
+                && s.retire_pickup <= bound
+                && s.roots == [1, 2, 1]
+                && ok == total
+                && total > 0;
+            let [q0, q1, q2] = s.sequences;
+            let [r0, r1, r2] = s.roots;
             let mut actual = format!(
-                "sequence {} -> {}; A's gateway had it after {}, its sidecars' bundle map after {}; \
-                 B's sidecar presented the new SVID after {}; {calls}",
-                s.old_sequence,
-                s.new_sequence,
+                "roots {r0} -> {r1} -> {r2} (sequence {q0} -> {q1} -> {q2}); A's gateway had the \
+                 new root after {}, its sidecars' bundle map after {}; B's sidecar, gateway and \
+                 endpoint presented new-root SVIDs after {}; A followed the retirement after {}; \
+                 {calls}",
                 secs(s.gateway_pickup),
                 secs(s.distributed),
-                secs(s.new_svid_seen),
+                secs(s.new_svids),
+                secs(s.retire_pickup),
             );
             if let Some(f) = failures.first() {
                 actual.push_str(&format!(" (first failure: {f})"));
@@ -237,11 +245,14 @@ async fn rotation(demo: &mut Demo) -> ScenarioResult {
 }
 
 struct RotationTimes {
-    old_sequence: u64,
-    new_sequence: u64,
+    /// B's sequence in A's view: before, after the new root, after the retirement.
+    sequences: [u64; 3],
+    /// B's root count in A's view at the same three points.
+    roots: [u64; 3],
     gateway_pickup: Duration,
     distributed: Duration,
-    new_svid_seen: Duration,
+    new_svids: Duration,
+    retire_pickup: Duration,
 }
 
 /// Alternates federated and bridged calls from A's workload until `stop` (bounded by
@@ -303,45 +314,16 @@ async fn rotation_steps_inner(
     // Let the call loop show the steady state first.
     wait_calls(total, 4, Duration::from_secs(20)).await?;
 
+    // Phase 1: a new root next to the old one.
     let t0 = Instant::now();
-    pki::rotate(&demo.launcher, &demo.topo.ids.ca_b).await?;
+    pki::rotate(&demo.launcher, &demo.topo.ids.ca_b, false).await?;
     let roots = bundle_roots(&Identities::bundle(&demo.topo.ids.ca_b))?;
     if roots < 2 {
         bail!("after `ca rotate`, B's bundle lists {roots} root(s); expected old and new");
     }
-    // B's endpoint serves the new roots with a higher spiffe_sequence than before.
-    let mut new_sequence = 0;
-    poll(
-        "A's gateway to show B's new bundle in /status",
-        bound + Duration::from_secs(10),
-        || async {
-            let s = demo.peer_status(Side::A).await?;
-            Ok(s.sequence
-                .filter(|seq| *seq > old_sequence && s.authorities.unwrap_or(0) >= roots as u64))
-        },
-    )
-    .await?;
+    let new_sequence = wait_bundle(demo, bound, old_sequence, |n| n >= roots).await?;
     let gateway_pickup = t0.elapsed();
-    if let Some(seq) = demo.peer_status(Side::A).await?.sequence {
-        new_sequence = seq;
-    }
-    let map = demo.topo.distributed_map(Side::A);
-    poll(
-        "A's distributed bundle map to hold B's new roots",
-        Duration::from_secs(10),
-        || async {
-            let text = match std::fs::read(&map) {
-                Ok(t) => t,
-                Err(_) => return Ok(None),
-            };
-            let json: serde_json::Value = match serde_json::from_slice(&text) {
-                Ok(j) => j,
-                Err(_) => return Ok(None),
-            };
-            Ok(super::map_entry(&json, Side::B.td()).filter(|(_, n)| *n >= roots))
-        },
-    )
-    .await?;
+    wait_distributed(demo, |n| n >= roots).await?;
     let distributed = t0.elapsed();
     let seen_at = Instant::now();
     // The sidecars poll their files every `sidecar_reload`. A runbook grace period, not a
@@ -350,34 +332,117 @@ async fn rotation_steps_inner(
     let settle = demo.topo.sidecar_reload * 2;
     tokio::time::sleep(settle.saturating_sub(seen_at.elapsed())).await;
 
+    // Phase 2: every SVID of B re-issued from the new root, and presented by its holder.
     for svid in demo.topo.ids.cluster_b_svids() {
         pki::issue(&demo.launcher, &demo.topo.ids.ca_b, svid).await?;
     }
-    let new_fp = leaf_fingerprint(&demo.topo.ids.app_b.pem())?;
-    let inbound = demo.topo.workload_b.inbound;
-    let sni = Side::B.echo_name();
+    let ids = &demo.topo.ids;
+    let holders = [
+        (
+            "B's sidecar",
+            Role::WorkloadB,
+            demo.topo.workload_b.inbound,
+            &ids.app_b,
+        ),
+        (
+            "B's gateway",
+            Role::EdgeB,
+            demo.topo.edge_b.bridge_egress,
+            &ids.gateway_b,
+        ),
+        (
+            "B's federation endpoint",
+            Role::EdgeB,
+            demo.topo.edge_b.endpoint,
+            &ids.endpoint_b,
+        ),
+    ];
+    for (who, role, addr, svid) in holders {
+        let fp = leaf_fingerprint(&svid.pem())?;
+        let sni = Side::B.echo_name();
+        poll(
+            &format!("{who} to present its new-root SVID"),
+            Duration::from_secs(15),
+            || async {
+                let seen = demo.peek_fingerprint(role, addr, &sni).await?;
+                Ok((seen == fp).then_some(()))
+            },
+        )
+        .await?;
+    }
+    let new_svids = t0.elapsed();
+    // Calls after the switch prove A's sidecar accepts the new-root SVIDs.
+    let before = total.load(Ordering::SeqCst);
+    wait_calls(total, before + 4, Duration::from_secs(30)).await?;
+
+    // Phase 3: the old root leaves the bundle; A follows.
+    let t1 = Instant::now();
+    pki::rotate(&demo.launcher, &demo.topo.ids.ca_b, true).await?;
+    let final_roots = bundle_roots(&Identities::bundle(&demo.topo.ids.ca_b))?;
+    let final_sequence = wait_bundle(demo, bound, new_sequence, |n| n == final_roots).await?;
+    let retire_pickup = t1.elapsed();
+    wait_distributed(demo, |n| n == final_roots).await?;
+    let before = total.load(Ordering::SeqCst);
+    wait_calls(total, before + 4, Duration::from_secs(30)).await?;
+    Ok(RotationTimes {
+        sequences: [old_sequence, new_sequence, final_sequence],
+        roots: [
+            old.authorities.unwrap_or(0),
+            roots as u64,
+            final_roots as u64,
+        ],
+        gateway_pickup,
+        distributed,
+        new_svids,
+        retire_pickup,
+    })
+}
+
+/// Waits until A's `/status` shows B's bundle with a sequence above `above` and a root count
+/// for which `roots` holds; returns that sequence.
+async fn wait_bundle(
+    demo: &Demo,
+    bound: Duration,
+    above: u64,
+    roots: impl Fn(usize) -> bool,
+) -> anyhow::Result<u64> {
+    let found = std::sync::Mutex::new(None);
     poll(
-        "B's sidecar to present its new-root SVID",
-        Duration::from_secs(15),
+        "A's gateway to show B's new bundle in /status",
+        bound + Duration::from_secs(10),
         || async {
-            let fp = demo
-                .peek_fingerprint(Role::WorkloadB, inbound, &sni)
-                .await?;
-            Ok((fp == new_fp).then_some(()))
+            let s = demo.peer_status(Side::A).await?;
+            let n = usize::try_from(s.authorities.unwrap_or(0)).unwrap_or(0);
+            let hit = s.sequence.filter(|seq| *seq > above && roots(n));
+            if let (Some(seq), Ok(mut f)) = (hit, found.lock()) {
+                *f = Some(seq);
+            }
+            Ok(hit)
         },
     )
     .await?;
-    let new_svid_seen = t0.elapsed();
-    // Calls after the switch prove A's sidecar accepts the new-root SVID.
-    let before = total.load(Ordering::SeqCst);
-    wait_calls(total, before + 6, Duration::from_secs(30)).await?;
-    Ok(RotationTimes {
-        old_sequence,
-        new_sequence,
-        gateway_pickup,
-        distributed,
-        new_svid_seen,
-    })
+    let seq = found.lock().ok().and_then(|f| *f);
+    seq.context("A's /status lost B's sequence")
+}
+
+/// Waits until A's distributed bundle map holds a B bundle whose root count satisfies `roots`.
+async fn wait_distributed(demo: &Demo, roots: impl Fn(usize) -> bool) -> anyhow::Result<()> {
+    let map = demo.topo.distributed_map(Side::A);
+    poll(
+        "A's distributed bundle map to hold B's new bundle",
+        Duration::from_secs(10),
+        || async {
+            let Ok(text) = std::fs::read(&map) else {
+                return Ok(None);
+            };
+            let Ok(json) = serde_json::from_slice::<serde_json::Value>(&text) else {
+                return Ok(None);
+            };
+            Ok(super::map_entry(&json, Side::B.td()).filter(|(_, n)| roots(*n)))
+        },
+    )
+    .await
+    .map(|_| ())
 }
 
 /// 6. B's federation endpoint goes down: A keeps its last-known-good bundle (calls succeed),
