@@ -29,6 +29,7 @@ fn topology(root: &Path) -> Topology {
     };
     let workload = |base: u16| WorkloadAddrs {
         echo: addr(base),
+        sidecar_admin: addr(base + 5),
         inbound: addr(base + 1),
         outbound: out(base + 2),
     };

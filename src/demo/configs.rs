@@ -46,6 +46,8 @@ pub struct OutboundAddrs {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkloadAddrs {
     pub echo: SocketAddr,
+    /// The sidecar's admin listener (`/metrics`: identity generation).
+    pub sidecar_admin: SocketAddr,
     pub inbound: SocketAddr,
     pub outbound: OutboundAddrs,
 }
@@ -311,6 +313,7 @@ impl Topology {
             &Identities::bundle(self.ca_dir(side)),
             side,
         );
+        s.push_str(&format!("\n[admin]\nlisten = \"{}\"\n", w.sidecar_admin));
         s.push_str(&self.outbounds(side, &w.outbound));
         s.push_str(&format!(
             "\n[[inbound]]\n\

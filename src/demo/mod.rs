@@ -446,12 +446,22 @@ impl Demo {
             }
             tokio::time::sleep(POLL).await;
         }
+        // The sidecars start from this map: wait until it holds the peer's bundle (an early
+        // generation may hold only the local one).
         let map = self.topo.distributed_map(side);
+        let peer = side.other().td();
         let started = Instant::now();
-        while !map.exists() {
+        loop {
+            let entry = std::fs::read(&map)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|j| map_entry(&j, peer));
+            if entry.is_some_and(|(_, roots)| roots > 0) {
+                break;
+            }
             if started.elapsed() > START_DEADLINE {
                 bail!(
-                    "{name} is ready but wrote no bundle map to {} within {}; see {}",
+                    "{name} is ready but its bundle map {} holds no {peer} bundle after {}; see {}",
                     map.display(),
                     humantime::format_duration(START_DEADLINE),
                     self.launcher.log_path(&name).display()
@@ -565,6 +575,22 @@ impl Demo {
                 Ok(f.stdout.trim().to_owned())
             }
         }
+    }
+
+    /// The identity generation `side`'s app sidecar reports on its `/metrics` (it grows each
+    /// time the sidecar rebuilds its TLS configs from changed SVID or bundle files).
+    pub async fn sidecar_generation(&self, side: Side) -> anyhow::Result<u64> {
+        let admin = self.topo.workload(side).sidecar_admin;
+        let (code, body) = self
+            .http_get(workload_role(side), admin, "/metrics")
+            .await?;
+        if code != 200 {
+            bail!("GET http://{admin}/metrics: HTTP {code}");
+        }
+        let v = metric_value(&body, "fedgate_sidecar_identity_generation").with_context(|| {
+            format!("GET http://{admin}/metrics: no fedgate_sidecar_identity_generation")
+        })?;
+        Ok(v as u64)
     }
 
     /// How `side`'s gateway's `/status` shows its peer (the other cluster).
@@ -707,6 +733,14 @@ pub fn map_entry(map: &serde_json::Value, td: &str) -> Option<(Option<u64>, usiz
     Some((bundle.get("spiffe_sequence").and_then(|s| s.as_u64()), x509))
 }
 
+/// The value of the first sample of metric `name` (without labels) in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (metric, value) = l.split_once(' ')?;
+        (metric == name).then(|| value.trim().parse().ok())?
+    })
+}
+
 /// The reason label of a refusal log line (`reason="..."` / `outcome="..."` in human logs,
 /// `"reason":"..."` in JSON logs), if the line reports a refused or denied connection.
 pub fn refusal_label(line: &str) -> Option<String> {
@@ -802,6 +836,7 @@ fn edge_addrs(ports: &mut Ports, p: &Placement) -> anyhow::Result<EdgeAddrs> {
 fn workload_addrs(ports: &mut Ports, p: &Placement) -> anyhow::Result<WorkloadAddrs> {
     Ok(WorkloadAddrs {
         echo: ports.take(p, p.address)?,
+        sidecar_admin: ports.take(p, p.address)?,
         inbound: ports.take(p, p.address)?,
         outbound: outbound_addrs(ports, p)?,
     })
@@ -829,9 +864,9 @@ pub fn workload_role(side: Side) -> Role {
 }
 
 impl WorkloadAddrs {
-    /// The sidecar's listeners (inbound, then outbound).
+    /// The sidecar's listeners (inbound, admin, then outbound).
     fn sidecar_addrs(&self) -> Vec<SocketAddr> {
-        let mut v = vec![self.inbound];
+        let mut v = vec![self.inbound, self.sidecar_admin];
         v.extend(self.outbound.addrs());
         v
     }

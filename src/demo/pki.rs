@@ -151,11 +151,6 @@ impl Identities {
         ]
     }
 
-    /// Cluster B's SVIDs, which scenario 5 re-issues from B's new root.
-    pub fn cluster_b_svids(&self) -> Vec<&Svid> {
-        vec![&self.app_b, &self.gateway_b, &self.endpoint_b]
-    }
-
     /// Creates every CA and SVID with `fedgate ca` children, and the Web CA in process.
     /// `refresh_hint` goes into each bundle's `spiffe_refresh_hint`; `web_names` are the
     /// names and addresses cluster A's endpoint certificate is valid for.

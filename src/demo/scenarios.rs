@@ -314,7 +314,10 @@ async fn rotation_steps_inner(
     // Let the call loop show the steady state first.
     wait_calls(total, 4, Duration::from_secs(20)).await?;
 
-    // Phase 1: a new root next to the old one.
+    // Phase 1: a new root next to the old one, in force everywhere before anything is
+    // signed with it.
+    let gen_a = demo.sidecar_generation(Side::A).await?;
+    let gen_b = demo.sidecar_generation(Side::B).await?;
     let t0 = Instant::now();
     pki::rotate(&demo.launcher, &demo.topo.ids.ca_b, false).await?;
     let roots = bundle_roots(&Identities::bundle(&demo.topo.ids.ca_b))?;
@@ -325,30 +328,36 @@ async fn rotation_steps_inner(
     let gateway_pickup = t0.elapsed();
     wait_distributed(demo, |n| n >= roots).await?;
     let distributed = t0.elapsed();
-    let seen_at = Instant::now();
-    // The sidecars poll their files every `sidecar_reload`. A runbook grace period, not a
-    // synchronisation: give them two periods after the last change they must see (B's bundle
-    // file, A's bundle map) before B's SVIDs move to the new root.
-    let settle = demo.topo.sidecar_reload * 2;
-    tokio::time::sleep(settle.saturating_sub(seen_at.elapsed())).await;
+    // Each sidecar rebuilds its TLS configs once it has read the changed file: A's from the
+    // bundle map its gateway wrote, B's from B's bundle file.
+    for (side, before) in [(Side::A, gen_a), (Side::B, gen_b)] {
+        poll(
+            &format!(
+                "{}'s sidecar to load B's new bundle",
+                side.lower().to_uppercase()
+            ),
+            Duration::from_secs(15),
+            || async { Ok((demo.sidecar_generation(side).await? > before).then_some(())) },
+        )
+        .await?;
+    }
 
     // Phase 2: every SVID of B re-issued from the new root, and presented by its holder.
-    for svid in demo.topo.ids.cluster_b_svids() {
-        pki::issue(&demo.launcher, &demo.topo.ids.ca_b, svid).await?;
-    }
+    // Gateway B first: it reloads its SVID and B's bundle together, so once it presents the
+    // new SVID it also trusts the new root (it verifies B's sidecar when re-originating).
     let ids = &demo.topo.ids;
     let holders = [
-        (
-            "B's sidecar",
-            Role::WorkloadB,
-            demo.topo.workload_b.inbound,
-            &ids.app_b,
-        ),
         (
             "B's gateway",
             Role::EdgeB,
             demo.topo.edge_b.bridge_egress,
             &ids.gateway_b,
+        ),
+        (
+            "B's sidecar",
+            Role::WorkloadB,
+            demo.topo.workload_b.inbound,
+            &ids.app_b,
         ),
         (
             "B's federation endpoint",
@@ -358,6 +367,7 @@ async fn rotation_steps_inner(
         ),
     ];
     for (who, role, addr, svid) in holders {
+        pki::issue(&demo.launcher, &demo.topo.ids.ca_b, svid).await?;
         let fp = leaf_fingerprint(&svid.pem())?;
         let sni = Side::B.echo_name();
         poll(
