@@ -2,7 +2,11 @@
 //!
 //! Data flows one way: config → federation (`BundleSet` snapshots) → verifiers → data plane.
 //! Start reading at `main.rs`, then [`cli`], then the `cmd` module of the command you care about.
+//! For `fedgate run`: [`config`] → [`app`] → [`gateway`] (accept, peek, route, splice), with
+//! [`admin`], [`telemetry`] and [`shutdown`] around it.
 
+pub mod admin;
+pub mod app;
 pub mod authz;
 pub mod ca;
 pub mod cli;
@@ -11,4 +15,5 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod proxy_protocol;
+pub mod shutdown;
 pub mod telemetry;
