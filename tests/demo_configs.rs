@@ -2,6 +2,9 @@
 //! pass `fedgate config check`, and every generated file wires the topology as the scenarios
 //! expect (routes, allow lists, relationships, no workload key in a gateway).
 
+// Helpers outside #[test] fns unwrap too: a panic there is a test failure with a backtrace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -99,15 +102,18 @@ fn gateway_a_routes_both_modes_to_b_and_federates_over_https_spiffe() {
         [t.edge_b.bridge_ingress.to_string()]
     );
     assert_eq!(r["peer_id"].as_str(), Some(t.ids.bridge_b.id.as_str()));
-    assert_eq!(strings(&r["allow"]), [t.ids.app_a.id.clone()]);
+    assert_eq!(strings(&r["allow"]), std::slice::from_ref(&t.ids.app_a.id));
 
     let bi = listener(&gw, "bridge-ingress");
     let peer = bi["bridge_peers"][0].as_table().unwrap();
     assert_eq!(peer["id"].as_str(), Some(t.ids.bridge_b.id.as_str()));
     assert_eq!(strings(&peer["may_speak_for"]), ["cluster-b.demo"]);
     let r = bi["routes"][0].as_table().unwrap();
-    assert_eq!(strings(&r["server_id"]), [t.ids.app_a.id.clone()]);
-    assert_eq!(strings(&r["allow"]), [t.ids.app_b.id.clone()]);
+    assert_eq!(
+        strings(&r["server_id"]),
+        std::slice::from_ref(&t.ids.app_a.id)
+    );
+    assert_eq!(strings(&r["allow"]), std::slice::from_ref(&t.ids.app_b.id));
     assert_eq!(r["send_proxy_header"].as_bool(), Some(true));
 
     let peer = gw["federation"]["peers"][0].as_table().unwrap();
@@ -173,10 +179,13 @@ fn sidecars_allow_exact_ids_and_read_the_distributed_bundles() {
         t.distributed_map(Side::B).display().to_string()
     );
     let inbound = b["inbound"][0].as_table().unwrap();
-    assert_eq!(strings(&inbound["allow"]), [t.ids.app_a.id.clone()]);
+    assert_eq!(
+        strings(&inbound["allow"]),
+        std::slice::from_ref(&t.ids.app_a.id)
+    );
     assert_eq!(
         strings(&inbound["trusted_relays"]),
-        [t.ids.gateway_b.id.clone()]
+        std::slice::from_ref(&t.ids.gateway_b.id)
     );
     assert_eq!(inbound["proxy_protocol"].as_bool(), Some(true));
     assert_eq!(
@@ -189,13 +198,19 @@ fn sidecars_allow_exact_ids_and_read_the_distributed_bundles() {
     let fed = outs[0].as_table().unwrap();
     assert_eq!(fed["server_name"].as_str(), Some("echo.cluster-b.demo"));
     assert_eq!(strings(&fed["connect"]), [t.edge_a.egress.to_string()]);
-    assert_eq!(strings(&fed["allow"]), [t.ids.app_b.id.clone()]);
+    assert_eq!(
+        strings(&fed["allow"]),
+        std::slice::from_ref(&t.ids.app_b.id)
+    );
     let bri = outs[1].as_table().unwrap();
     assert_eq!(
         strings(&bri["connect"]),
         [t.edge_a.bridge_egress.to_string()]
     );
-    assert_eq!(strings(&bri["allow"]), [t.ids.gateway_a.id.clone()]);
+    assert_eq!(
+        strings(&bri["allow"]),
+        std::slice::from_ref(&t.ids.gateway_a.id)
+    );
 
     let intruder = parse(&t.intruder_sidecar_toml());
     assert_eq!(intruder["trust_domain"].as_str(), Some("cluster-a.demo"));

@@ -2,6 +2,9 @@
 //! 127.0.0.1:0: PROXY v2 handling, greetings, the call outcomes the scenarios rely on, and the
 //! admin HTTP parser.
 
+// Helpers outside #[test] fns unwrap too: a panic there is a test failure with a backtrace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,5 +1,8 @@
 //! `fedgate demo --plan`: plan parsing and port reservation (src/demo/plan.rs).
 
+// Helpers outside #[test] fns unwrap too: a panic there is a test failure with a backtrace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::TcpListener;
 
 use fedgate::demo::plan::{Placement, Plan, Ports, NETNS_BASE_PORT};

@@ -2,6 +2,9 @@
 //! (CAs, federation endpoints, gateways, sidecars, echo workloads) on 127.0.0.1 as children of
 //! the real binary, exits 0 and reports six matching scenarios, and leaves no child behind.
 
+// Helpers outside #[test] fns unwrap too: a panic there is a test failure with a backtrace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -41,7 +41,7 @@ pub async fn run_all(demo: &mut Demo) -> Vec<ScenarioResult> {
     results
 }
 
-/// 1. Federated passthrough A→B: B's echo sees A's workload ID.
+/// Scenario 1: Federated passthrough A→B: B's echo sees A's workload ID.
 async fn federated(demo: &mut Demo) -> ScenarioResult {
     let started = Instant::now();
     let expected = format!("peer={} origin=-", demo.topo.ids.app_a.id);
@@ -60,7 +60,7 @@ async fn federated(demo: &mut Demo) -> ScenarioResult {
     )
 }
 
-/// 2. Bridged A→B: B's echo sees ingress B as peer and A's workload as origin.
+/// Scenario 2: Bridged A→B: B's echo sees ingress B as peer and A's workload as origin.
 async fn bridged(demo: &mut Demo) -> ScenarioResult {
     let started = Instant::now();
     let ids = &demo.topo.ids;
@@ -80,7 +80,7 @@ async fn bridged(demo: &mut Demo) -> ScenarioResult {
     )
 }
 
-/// 3. An unauthorized workload of A is denied in both modes.
+/// Scenario 3: An unauthorized workload of A is denied in both modes.
 async fn unauthorized(demo: &mut Demo) -> ScenarioResult {
     let started = Instant::now();
     let o = demo.topo.intruder_a.clone();
@@ -99,7 +99,7 @@ async fn unauthorized(demo: &mut Demo) -> ScenarioResult {
     )
 }
 
-/// 4. A client from a trust domain nobody federates with is denied in both modes.
+/// Scenario 4: A client from a trust domain nobody federates with is denied in both modes.
 async fn wrong_trust_domain(demo: &mut Demo) -> ScenarioResult {
     let started = Instant::now();
     let o = demo.topo.outsider_c.clone();
@@ -179,8 +179,8 @@ fn denial_result(
     )
 }
 
-/// 5. B rotates its CA and re-issues its SVIDs; A follows within the refresh interval and
-/// calls keep succeeding throughout.
+/// Scenario 5: B rotates its CA and re-issues its SVIDs; A follows within the refresh interval,
+/// and calls keep succeeding throughout.
 async fn rotation(demo: &mut Demo) -> ScenarioResult {
     let started = Instant::now();
     let interval = demo.refresh;
@@ -455,8 +455,9 @@ async fn wait_distributed(demo: &Demo, roots: impl Fn(usize) -> bool) -> anyhow:
     .map(|_| ())
 }
 
-/// 6. B's federation endpoint goes down: A keeps its last-known-good bundle (calls succeed),
-/// `/status` shows the error, a growing age and the time until trust loss; restart → recovery.
+/// Scenario 6: B's federation endpoint goes down: A keeps its last-known-good bundle,
+/// calls succeed, `/status` shows the error, a growing age and the time until trust loss;
+/// restart → recovery.
 async fn endpoint_down(demo: &mut Demo) -> ScenarioResult {
     let started = Instant::now();
     let expected =
