@@ -60,24 +60,7 @@ fn demo_runs_six_matching_scenarios_and_cleans_up() {
     }
 
     // Every child has exited: nothing still holds the gateway's admin port.
-    let config = std::fs::read_to_string(demo_dir.join("gateway-a/gateway.toml")).unwrap();
-    let admin = config
-        .lines()
-        .skip_while(|l| l.trim() != "[admin]")
-        .find_map(|l| l.strip_prefix("listen = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
-    let gone = Instant::now();
-    while std::net::TcpStream::connect_timeout(&admin.parse().unwrap(), Duration::from_secs(1))
-        .is_ok()
-    {
-        assert!(
-            gone.elapsed() < Duration::from_secs(5),
-            "gateway-a still answers on {admin} after the demo exited"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_gone(gateway_a_admin(&demo_dir));
 }
 
 #[test]
@@ -116,4 +99,146 @@ fn demo_reports_a_bad_plan_with_its_path() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&plan.display().to_string()), "{stderr}");
     assert!(stderr.contains("edge-a"), "{stderr}");
+}
+
+/// Spawns `fedgate demo` with `extra` args; stdout lines arrive on the returned channel.
+fn spawn_demo(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fedgate"))
+        .arg("demo")
+        .arg("--quick")
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits (bounded) for a stdout line containing `needle`; returns every line seen so far.
+fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = line.contains(needle);
+                seen.push(line);
+                if hit {
+                    return seen;
+                }
+            }
+            Err(e) => panic!("no line with {needle:?} ({e}); saw:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+fn sigterm(child: &std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
+/// Waits (bounded) for the demo to exit after a signal.
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The admin address of gateway A, from its generated config.
+fn gateway_a_admin(dir: &std::path::Path) -> std::net::SocketAddr {
+    let config = std::fs::read_to_string(dir.join("gateway-a/gateway.toml")).unwrap();
+    config
+        .lines()
+        .skip_while(|l| l.trim() != "[admin]")
+        .find_map(|l| l.strip_prefix("listen = "))
+        .unwrap()
+        .trim_matches('"')
+        .parse()
+        .unwrap()
+}
+
+fn answers(addr: std::net::SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
+
+/// Polls (bounded) until nothing accepts connections on `addr` any more.
+fn assert_gone(addr: std::net::SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while answers(addr) {
+        assert!(
+            Instant::now() < deadline,
+            "{addr} still answers after the demo exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn keep_running_leaves_everything_up_until_sigterm_then_stops_every_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let (mut child, rx) = spawn_demo(&demo_dir, &["--keep-running"]);
+    let seen = wait_for_line(&rx, "press Ctrl-C");
+    assert!(
+        seen.iter().any(|l| l.contains("6/6 scenarios matched")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.contains("/status")),
+        "admin URLs are printed: {seen:#?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.contains("demo call --connect")),
+        "{seen:#?}"
+    );
+    let admin = gateway_a_admin(&demo_dir);
+    assert!(answers(admin), "gateway A must still run in --keep-running");
+    sigterm(&child);
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "{status}");
+    assert_gone(admin);
+}
+
+#[test]
+fn sigterm_during_setup_stops_every_child_started_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let (mut child, rx) = spawn_demo(&demo_dir, &[]);
+    wait_for_line(&rx, "starting sidecars");
+    let admin = gateway_a_admin(&demo_dir);
+    sigterm(&child);
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert_gone(admin);
 }

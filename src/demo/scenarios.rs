@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use super::configs::Side;
+use super::observe::{map_entry, PeerView};
 use super::pki::{self, Identities};
 use super::plan::Role;
 use super::probe::{self, CallOutcome};
 use super::report::{secs, ScenarioResult};
-use super::{Demo, PeerView, POLL};
+use super::{Demo, POLL};
 
 /// Upper bound on the calls of scenario 5's loop.
 const MAX_LOOP_CALLS: usize = 2000;
@@ -448,7 +449,7 @@ async fn wait_distributed(demo: &Demo, roots: impl Fn(usize) -> bool) -> anyhow:
             let Ok(json) = serde_json::from_slice::<serde_json::Value>(&text) else {
                 return Ok(None);
             };
-            Ok(super::map_entry(&json, Side::B.td()).filter(|(_, n)| roots(*n)))
+            Ok(map_entry(&json, Side::B.td()).filter(|(_, n)| roots(*n)))
         },
     )
     .await
