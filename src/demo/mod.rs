@@ -351,7 +351,7 @@ impl Demo {
                 .unwrap_or_default()
         };
         let exe = self.launcher.exe().display();
-        println!("\neverything keeps running; press Ctrl-C to stop.");
+        println!("\neverything keeps running; try it by hand:");
         for side in [Side::A, Side::B] {
             let e = t.edge(side);
             println!(
@@ -380,19 +380,29 @@ impl Demo {
             t.outsider_c.federated
         );
         let wb = ns(Role::WorkloadB);
+        println!("  call A's echo from B:");
         println!(
-            "  call A's echo from B (federated): {wb}{exe} demo call --connect {}",
+            "    federated: {wb}{exe} demo call --connect {}",
             t.workload_b.outbound.federated
         );
         println!(
-            "  rotate B's CA: {exe} ca rotate --ca {}",
-            t.ids.ca_b.display()
+            "    bridged:   {wb}{exe} demo call --connect {}",
+            t.workload_b.outbound.bridged
         );
         println!(
-            "  inspect A's view of B's bundle: {exe} bundle inspect {} --trust-domain cluster-b.demo",
-            t.gateway_dir(Side::A).join("bundles-out/current/cluster-b.demo.pem").display()
+            "  B's bundle: {exe} bundle inspect {} --trust-domain cluster-b.demo",
+            pki::Identities::bundle(&t.ids.ca_b).display()
+        );
+        println!(
+            "  what A's gateway distributes to A's sidecars: {}",
+            t.distributed_map(Side::A).display()
+        );
+        println!(
+            "  rotate B's CA: {exe} ca rotate --ca {}  (then watch B's sequence in A's /status)",
+            t.ids.ca_b.display()
         );
         println!("  logs: {}", t.root.join("logs").display());
+        println!("press Ctrl-C to stop every part of the demo");
     }
 }
 
