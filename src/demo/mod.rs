@@ -10,6 +10,11 @@
 //! * every wait is a poll of something observable (a log line, `/readyz`, `/status`, a file, a
 //!   presented certificate) with a deadline and an error naming the log file;
 //! * the demo directory is wiped at start only if a previous demo made it (marker file).
+//!
+//! Module map: [`plan`] (where roles run, ports) → [`pki`] (CAs and SVIDs via `fedgate ca`)
+//! → [`configs`] (gateway and sidecar TOML) → `setup` (children in dependency order, via
+//! [`children`]) → [`scenarios`] (using [`probe`] to call and look, [`observe`] to read what
+//! it sees) → [`report`]. [`echo`] is the workload behind the sidecars.
 
 pub mod children;
 pub mod configs;
