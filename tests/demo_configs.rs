@@ -45,6 +45,7 @@ fn topology(root: &Path) -> Topology {
         workload_b: workload(2200),
         intruder_a: out(3100),
         outsider_c: out(3200),
+        impostor_a: out(3300),
         web_host: WebHost::Dns("localhost".into()),
         min_refresh: Duration::from_millis(500),
         default_refresh: Duration::from_secs(2),
@@ -160,7 +161,13 @@ fn gateways_hold_no_workload_key() {
     let t = topology(Path::new("/demo"));
     for side in [Side::A, Side::B] {
         let text = t.gateway_toml(side);
-        for svid in [&t.ids.app_a, &t.ids.app_b, &t.ids.intruder_a, &t.ids.app_c] {
+        for svid in [
+            &t.ids.app_a,
+            &t.ids.app_b,
+            &t.ids.intruder_a,
+            &t.ids.app_c,
+            &t.ids.impostor_a,
+        ] {
             let key = svid.key().display().to_string();
             assert!(
                 !text.contains(&key),
@@ -225,6 +232,28 @@ fn sidecars_allow_exact_ids_and_read_the_distributed_bundles() {
 }
 
 #[test]
+fn the_impostor_claims_a_s_workload_id_with_another_ca_and_trusts_the_real_bundle() {
+    let t = topology(Path::new("/demo"));
+    assert_eq!(t.ids.impostor_a.id, t.ids.app_a.id);
+    assert_ne!(t.ids.ca_impostor, t.ids.ca_a);
+    let imp = parse(&t.impostor_sidecar_toml());
+    assert_eq!(imp["trust_domain"].as_str(), Some("cluster-a.demo"));
+    assert_eq!(
+        imp["identity"]["svid"].as_str().unwrap(),
+        t.ids.impostor_a.pem().display().to_string()
+    );
+    assert_eq!(
+        imp["identity"]["bundle"].as_str().unwrap(),
+        Identities::bundle(&t.ids.ca_a).display().to_string()
+    );
+    let outs = imp["outbound"].as_array().unwrap();
+    assert_eq!(
+        outs[0]["listen"].as_str().unwrap(),
+        t.impostor_a.federated.to_string()
+    );
+}
+
+#[test]
 fn paths_with_quotes_stay_valid_toml() {
     let t = topology(Path::new("/tmp/we\"ird dir\\x"));
     for text in [
@@ -233,6 +262,7 @@ fn paths_with_quotes_stay_valid_toml() {
         t.app_sidecar_toml(Side::A),
         t.intruder_sidecar_toml(),
         t.outsider_sidecar_toml(),
+        t.impostor_sidecar_toml(),
     ] {
         let table = parse(&text);
         let svid = table["identity"]["svid"].as_str().unwrap();

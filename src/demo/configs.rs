@@ -65,6 +65,8 @@ pub struct Topology {
     pub intruder_a: OutboundAddrs,
     /// The cluster-c.demo workload that nobody federates with (scenario 4).
     pub outsider_c: OutboundAddrs,
+    /// The impostor of A's workload (another CA, same ID; scenario 4).
+    pub impostor_a: OutboundAddrs,
     /// The host name in cluster A's (https_web) endpoint URL.
     pub web_host: WebHost,
     /// The gateways' refresh bounds (the bundles' hint is set by `ca init`).
@@ -353,6 +355,20 @@ impl Topology {
             Side::A,
         );
         s.push_str(&self.outbounds(Side::A, &self.outsider_c));
+        s
+    }
+
+    /// A workload in cluster A's network whose SVID names A's own workload ID but chains to
+    /// an impostor CA. It trusts the real cluster-a.demo bundle (public), so it gets as far as
+    /// presenting its SVID; everyone verifies that against the real bundle and refuses it.
+    pub fn impostor_sidecar_toml(&self) -> String {
+        let mut s = self.sidecar_head(
+            TD_A,
+            &self.ids.impostor_a,
+            &Identities::bundle(&self.ids.ca_a),
+            Side::A,
+        );
+        s.push_str(&self.outbounds(Side::A, &self.impostor_a));
         s
     }
 

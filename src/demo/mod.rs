@@ -384,6 +384,10 @@ impl Demo {
             "    cluster-c.demo client: {wa}{exe} demo call --connect {}",
             t.outsider_c.federated
         );
+        println!(
+            "    impostor of A's workload (another CA): {wa}{exe} demo call --connect {}",
+            t.impostor_a.federated
+        );
         let wb = ns(Role::WorkloadB);
         println!("  call A's echo from B:");
         println!(

@@ -41,6 +41,8 @@ pub struct Identities {
     pub ca_b: PathBuf,
     pub ca_bridge: PathBuf,
     pub ca_c: PathBuf,
+    /// An impostor CA that also calls itself cluster-a.demo (scenario 4).
+    pub ca_impostor: PathBuf,
     /// The workload of each cluster (its sidecar fronts the echo and the caller).
     pub app_a: Svid,
     pub app_b: Svid,
@@ -48,6 +50,8 @@ pub struct Identities {
     pub intruder_a: Svid,
     /// A workload of the unfederated cluster-c.demo (scenario 4).
     pub app_c: Svid,
+    /// The impostor CA's SVID for A's workload ID, the very ID every rule allows (scenario 4).
+    pub impostor_a: Svid,
     /// Each gateway's local SVID (terminates bridge-egress, re-originates at bridge-ingress).
     pub gateway_a: Svid,
     pub gateway_b: Svid,
@@ -92,6 +96,7 @@ impl Identities {
             ca_b: pki.join(TD_B),
             ca_bridge: pki.join(TD_BRIDGE),
             ca_c: pki.join(TD_C),
+            ca_impostor: pki.join(format!("impostor-{TD_A}")),
             app_a: Svid::new(root, "app-a", format!("spiffe://{TD_A}/ns/demo/sa/app")),
             app_b: Svid::new(root, "app-b", format!("spiffe://{TD_B}/ns/demo/sa/app")),
             intruder_a: Svid::new(
@@ -100,6 +105,11 @@ impl Identities {
                 format!("spiffe://{TD_A}/ns/demo/sa/intruder"),
             ),
             app_c: Svid::new(root, "app-c", format!("spiffe://{TD_C}/ns/demo/sa/app")),
+            impostor_a: Svid::new(
+                root,
+                "impostor-a",
+                format!("spiffe://{TD_A}/ns/demo/sa/app"),
+            ),
             gateway_a: Svid::new(
                 root,
                 "gateway-a",
@@ -146,6 +156,7 @@ impl Identities {
             (&self.ca_b, &self.gateway_b),
             (&self.ca_b, &self.endpoint_b),
             (&self.ca_c, &self.app_c),
+            (&self.ca_impostor, &self.impostor_a),
             (&self.ca_bridge, &self.bridge_a),
             (&self.ca_bridge, &self.bridge_b),
         ]
@@ -165,6 +176,7 @@ impl Identities {
             (TD_B, &self.ca_b),
             (TD_BRIDGE, &self.ca_bridge),
             (TD_C, &self.ca_c),
+            (TD_A, &self.ca_impostor),
         ] {
             launcher
                 .run_ok(

@@ -85,36 +85,65 @@ async fn bridged(demo: &mut Demo) -> ScenarioResult {
 async fn unauthorized(demo: &mut Demo) -> ScenarioResult {
     let started = Instant::now();
     let o = demo.topo.intruder_a.clone();
-    let fed = denied_call(demo, o.federated, "intruder, federated", "sidecar-app-b").await;
-    let bri = denied_call(demo, o.bridged, "intruder, bridged", "gateway-a").await;
+    let denials = vec![
+        (
+            "federated",
+            "by B's sidecar allow-list",
+            denied_call(demo, o.federated, "intruder, federated", "sidecar-app-b").await,
+        ),
+        (
+            "bridged",
+            "by egress A's route allow-list",
+            denied_call(demo, o.bridged, "intruder, bridged", "gateway-a").await,
+        ),
+    ];
     denial_result(
         3,
         &format!(
             "unauthorized workload {} denied",
             demo.topo.ids.intruder_a.id
         ),
-        "by B's sidecar allow-list",
-        "by egress A's route allow-list",
-        [fed, bri],
+        denials,
         started,
     )
 }
 
-/// Scenario 4: A client from a trust domain nobody federates with is denied in both modes.
+/// Scenario 4: Clients of the wrong trust domain are denied in both modes: one from
+/// cluster-c.demo, which nobody federates with, and an impostor whose SVID names A's own
+/// authorized workload ID but chains to another CA calling itself cluster-a.demo.
 async fn wrong_trust_domain(demo: &mut Demo) -> ScenarioResult {
     let started = Instant::now();
-    let o = demo.topo.outsider_c.clone();
-    let fed = denied_call(demo, o.federated, "outsider, federated", "sidecar-app-b").await;
-    let bri = denied_call(demo, o.bridged, "outsider, bridged", "gateway-a").await;
+    let c = demo.topo.outsider_c.clone();
+    let i = demo.topo.impostor_a.clone();
+    let denials = vec![
+        (
+            "cluster-c federated",
+            "by B's sidecar: no cluster-c.demo bundle",
+            denied_call(demo, c.federated, "outsider, federated", "sidecar-app-b").await,
+        ),
+        (
+            "cluster-c bridged",
+            "by egress A: callers verified with cluster-a.demo's bundle only",
+            denied_call(demo, c.bridged, "outsider, bridged", "gateway-a").await,
+        ),
+        (
+            "impostor federated",
+            "by B's sidecar: not signed by cluster-a.demo's roots",
+            denied_call(demo, i.federated, "impostor, federated", "sidecar-app-b").await,
+        ),
+        (
+            "impostor bridged",
+            "by egress A: not signed by cluster-a.demo's roots",
+            denied_call(demo, i.bridged, "impostor, bridged", "gateway-a").await,
+        ),
+    ];
     denial_result(
         4,
         &format!(
-            "wrong-trust-domain client {} denied",
-            demo.topo.ids.app_c.id
+            "wrong trust domain denied: {} and an impostor CA's {}",
+            demo.topo.ids.app_c.id, demo.topo.ids.impostor_a.id
         ),
-        "by B's sidecar: no cluster-c.demo bundle",
-        "by egress A: callers verified with cluster-a.demo's bundle only",
-        [fed, bri],
+        denials,
         started,
     )
 }
@@ -162,22 +191,25 @@ impl Denial {
     }
 }
 
+/// One line for denials: (mode, expected refuser, outcome) each.
 fn denial_result(
     n: usize,
     name: &str,
-    fed_why: &str,
-    bri_why: &str,
-    [fed, bri]: [Denial; 2],
+    denials: Vec<(&str, &str, Denial)>,
     started: Instant,
 ) -> ScenarioResult {
-    ScenarioResult::judged(
-        n,
-        name,
-        format!("federated: denied {fed_why}; bridged: denied {bri_why}"),
-        format!("federated: {}; bridged: {}", fed.describe(), bri.describe()),
-        started.elapsed(),
-        fed.matched() && bri.matched(),
-    )
+    let expected = denials
+        .iter()
+        .map(|(mode, why, _)| format!("{mode}: denied {why}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let actual = denials
+        .iter()
+        .map(|(mode, _, d)| format!("{mode}: {}", d.describe()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let matched = denials.iter().all(|(_, _, d)| d.matched());
+    ScenarioResult::judged(n, name, expected, actual, started.elapsed(), matched)
 }
 
 /// Scenario 5: B rotates its CA and re-issues its SVIDs; A follows within the refresh interval,

@@ -64,13 +64,14 @@ impl Demo {
             workload_b: workload_addrs(&mut ports, &plan.workload_b)?,
             intruder_a: outbound_addrs(&mut ports, &plan.workload_a)?,
             outsider_c: outbound_addrs(&mut ports, &plan.workload_a)?,
+            impostor_a: outbound_addrs(&mut ports, &plan.workload_a)?,
             web_host,
             min_refresh: Duration::from_millis(500),
             default_refresh: refresh,
             sidecar_reload: Duration::from_millis(300),
         };
 
-        let step = Progress::start("creating CAs for cluster-a.demo, cluster-b.demo, bridge.demo, cluster-c.demo, SVIDs and a Web CA");
+        let step = Progress::start("creating CAs (cluster-a.demo, cluster-b.demo, bridge.demo, cluster-c.demo, an impostor cluster-a.demo), SVIDs and a Web CA");
         topo.ids.create(&launcher, refresh, &topo.web_host).await?;
         step.done("PKI");
 
@@ -199,6 +200,11 @@ impl Demo {
                 "sidecar-outsider-c",
                 Role::WorkloadA,
                 self.topo.outsider_c.addrs(),
+            ),
+            (
+                "sidecar-impostor-a",
+                Role::WorkloadA,
+                self.topo.impostor_a.addrs(),
             ),
         ];
         for (name, role, addrs) in sidecars {
@@ -387,6 +393,7 @@ fn write_configs(t: &Topology) -> anyhow::Result<()> {
         ("sidecar-app-b", t.app_sidecar_toml(Side::B)),
         ("sidecar-intruder-a", t.intruder_sidecar_toml()),
         ("sidecar-outsider-c", t.outsider_sidecar_toml()),
+        ("sidecar-impostor-a", t.impostor_sidecar_toml()),
     ] {
         let path = t.sidecar_config(name);
         if let Some(parent) = path.parent() {
