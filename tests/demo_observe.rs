@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fedgate::demo::observe::{map_entry, metric_value, peer_view, refusal_label, PeerView};
+use fedgate::demo::observe::{
+    map_entry, metric_value, peer_view, refusal_cause, refusal_label, PeerView,
+};
 use serde_json::json;
 
 #[test]
@@ -108,6 +110,26 @@ fn refusal_label_reads_human_and_json_logs() {
     );
 }
 
+#[test]
+fn refusal_cause_names_the_certificate_problem() {
+    let no_bundle = "WARN fedgate::sidecar: connection refused outcome=\"handshake_failed\" \
+                     error=TLS handshake failed: invalid peer certificate: \
+                     Other(OtherError(NoBundleForTrustDomain(TrustDomain(\"cluster-c.demo\"))))";
+    assert_eq!(
+        refusal_cause(no_bundle).as_deref(),
+        Some("NoBundleForTrustDomain(cluster-c.demo)")
+    );
+    let unknown = "WARN fedgate::bridge: bridged connection refused reason=\"handshake_failed\" \
+                   error=downstream TLS handshake failed: invalid peer certificate: UnknownIssuer";
+    assert_eq!(refusal_cause(unknown).as_deref(), Some("UnknownIssuer"));
+    let json = r#"{"fields":{"reason":"handshake_failed","error":"invalid peer certificate: UnknownIssuer"}}"#;
+    assert_eq!(refusal_cause(json).as_deref(), Some("UnknownIssuer"));
+    assert_eq!(
+        refusal_cause("connection refused reason=\"caller_denied\""),
+        None
+    );
+}
+
 mod props {
     use proptest::prelude::*;
 
@@ -115,6 +137,7 @@ mod props {
         #[test]
         fn readers_never_panic(s in ".{0,300}") {
             let _ = super::refusal_label(&s);
+            let _ = super::refusal_cause(&s);
             let _ = super::metric_value(&s, "x");
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
                 let _ = super::peer_view(&v, "a.demo");

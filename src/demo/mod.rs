@@ -38,7 +38,7 @@ use anyhow::{bail, Context as _};
 
 use children::{Children, Launcher};
 use configs::{Side, Topology};
-use observe::{metric_value, peer_view, refusal_label, PeerView};
+use observe::{metric_value, peer_view, refusal_cause, refusal_label, PeerView};
 use pki::args;
 use plan::{Plan, Role};
 use probe::CallOutcome;
@@ -324,18 +324,23 @@ impl Demo {
     }
 
     /// Waits (bounded) for a refusal line logged since `mark` by the child `mark` names;
-    /// returns its reason label.
+    /// returns its reason label, with the certificate problem when the line names one.
     pub async fn refusal_since(&self, mark: &(String, u64), deadline: Duration) -> Option<String> {
         let path = self.launcher.log_path(&mark.0);
         let started = Instant::now();
         loop {
             if let Ok(bytes) = std::fs::read(&path) {
-                let new = bytes
-                    .get(usize::try_from(mark.1).unwrap_or(usize::MAX)..)
-                    .unwrap_or(&[]);
-                let text = String::from_utf8_lossy(new);
-                if let Some(label) = text.lines().find_map(refusal_label) {
-                    return Some(label);
+                let from = usize::try_from(mark.1).unwrap_or(usize::MAX);
+                let text = String::from_utf8_lossy(bytes.get(from..).unwrap_or(&[]));
+                let found = text.lines().find_map(|l| {
+                    let label = refusal_label(l)?;
+                    Some(match refusal_cause(l) {
+                        Some(cause) => format!("{label}: {cause}"),
+                        None => label,
+                    })
+                });
+                if found.is_some() {
+                    return found;
                 }
             }
             if started.elapsed() > deadline {

@@ -81,3 +81,28 @@ pub fn refusal_label(line: &str) -> Option<String> {
     }
     Some("refused".to_owned())
 }
+
+/// The certificate problem a refusal log line names, shortened for the report
+/// (`UnknownIssuer`, `NoBundleForTrustDomain(cluster-c.demo)`), if it names one.
+pub fn refusal_cause(line: &str) -> Option<String> {
+    const MARK: &str = "invalid peer certificate: ";
+    let rest = &line[line.find(MARK)? + MARK.len()..];
+    // A human log line ends the error at the end of the line; a JSON one at a closing quote.
+    let end = [rest.find("\","), rest.find("\"}")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(rest.len());
+    let mut cause = rest[..end].trim().replace("\\\"", "\"");
+    // `Other(OtherError(X))`: the wrappers rustls and the verifier put around the reason.
+    for wrapper in ["Other(", "OtherError("] {
+        if let Some(inner) = cause
+            .strip_prefix(wrapper)
+            .and_then(|c| c.strip_suffix(')'))
+        {
+            cause = inner.to_owned();
+        }
+    }
+    let cause = cause.replace("TrustDomain(\"", "").replace("\")", "");
+    (!cause.is_empty()).then(|| cause.chars().take(80).collect())
+}
