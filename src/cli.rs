@@ -30,6 +30,8 @@ pub enum Command {
     Config(cmd::config::ConfigCommand),
     /// Run the edge gateway.
     Run(cmd::run::RunArgs),
+    /// Run the workload-side mTLS proxy.
+    Sidecar(cmd::sidecar::SidecarArgs),
     /// Run both clusters on this machine and report six scenarios.
     Demo(cmd::demo::DemoArgs),
 }

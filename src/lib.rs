@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod app;
 pub mod authz;
+pub mod bridge;
 pub mod ca;
 pub mod cli;
 pub mod cmd;
@@ -16,4 +17,5 @@ pub mod demo;
 pub mod gateway;
 pub mod proxy_protocol;
 pub mod shutdown;
+pub mod sidecar;
 pub mod telemetry;

@@ -43,6 +43,8 @@ pub struct App {
     hard_stop: CancellationToken,
     reloader: Reloader,
     identity: Option<(IdentityWatcher, watch::Receiver<Arc<Identity>>)>,
+    /// Keeps the bridge listeners' TLS state current (`None` without bridge listeners).
+    bridge: Option<crate::bridge::runtime::BridgeRuntime>,
     federation: Option<Federation>,
     /// SIGHUP (or any other) reload requests.
     reload_requests: Option<mpsc::Receiver<()>>,
@@ -64,6 +66,8 @@ pub enum AppError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Federation(#[from] FederationSetupError),
+    #[error(transparent)]
+    Bridge(#[from] crate::bridge::runtime::BridgeSetupError),
     #[error("listener `{listener}`: routes do not build")]
     Routes {
         listener: String,
@@ -166,6 +170,26 @@ impl App {
             None => None,
         };
 
+        // After federation: a `[[federation.peers]]` entry for the bridge trust domain keeps
+        // the bridge bundle fresh.
+        let listener_states = states
+            .iter()
+            .map(|(n, tx)| (n.clone(), tx.subscribe()))
+            .collect();
+        let bridge = crate::bridge::runtime::BridgeRuntime::build(
+            &config,
+            identity.as_ref().map(|(_, rx)| rx.clone()),
+            federation.as_ref().map(|f| f.bundles()),
+            &listener_states,
+            &mut registry,
+        )?;
+        if let Some(b) = &bridge {
+            for (name, _, listener) in &mut listeners {
+                if let Some(h) = b.handler(name) {
+                    listener.set_bridge(h);
+                }
+            }
+        }
         let reloader = Reloader::new(config.clone(), states, metrics);
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(STARTING),
@@ -182,6 +206,7 @@ impl App {
             hard_stop,
             reloader,
             identity,
+            bridge,
             federation,
             reload_requests: None,
             config_poll: reload::CONFIG_POLL,
@@ -279,6 +304,9 @@ impl App {
         );
         if let Some((watcher, _)) = self.identity {
             tasks.spawn(watcher.run(self.identity_poll, background.clone()));
+        }
+        if let Some(b) = self.bridge {
+            tasks.spawn(b.run(self.identity_poll, background.clone()));
         }
         if let Some(f) = self.federation {
             tasks.spawn(f.run(background.clone()));

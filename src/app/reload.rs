@@ -201,6 +201,7 @@ impl Reloader {
             ("[identity]", old.identity != new.identity),
             ("[admin]", old.admin != new.admin),
             ("[federation]", old.federation != new.federation),
+            ("[bridge]", old.bridge != new.bridge),
             ("log_format", old.log_format != new.log_format),
         ];
         for (what, changed) in cold {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod id;
 pub mod run;
+pub mod sidecar;
 pub mod svid;
 
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ca(c) => ca::run(c).await,
         Command::Config(c) => config::run(c).await,
         Command::Run(a) => run::run(a).await,
+        Command::Sidecar(a) => sidecar::run(a).await,
         Command::Demo(a) => demo::run(a).await,
     }
 }

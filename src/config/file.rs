@@ -20,6 +20,7 @@ pub(super) struct FileConfig {
     pub identity: Option<FileIdentity>,
     pub admin: Option<FileAdmin>,
     pub federation: Option<FileFederation>,
+    pub bridge: Option<super::bridge::FileBridge>,
     #[serde(default)]
     pub listeners: Vec<FileListener>,
 }
@@ -91,6 +92,8 @@ pub(super) struct FilePeer {
 #[serde(rename_all = "kebab-case")]
 pub(super) enum FileListenerKind {
     Passthrough,
+    BridgeEgress,
+    BridgeIngress,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +108,11 @@ pub(super) struct FileListener {
     pub connect_timeout: Option<Text>,
     pub idle_timeout: Option<Text>,
     pub default_route: Option<Text>,
+    /// bridge-ingress only (see `super::bridge`).
+    pub proxy_header_timeout: Option<Text>,
+    pub max_proxy_header: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub bridge_peers: Vec<super::bridge::FileBridgePeer>,
     #[serde(default)]
     pub routes: Vec<FileRoute>,
 }
@@ -115,4 +123,9 @@ pub(super) struct FileRoute {
     pub name: Option<Text>,
     pub sni: Text,
     pub upstreams: Spanned<Vec<Text>>,
+    /// Bridge route keys (see `super::bridge`).
+    pub peer_id: Option<Text>,
+    pub allow: Option<Spanned<Vec<Text>>>,
+    pub server_id: Option<Spanned<Vec<Text>>>,
+    pub send_proxy_header: Option<Spanned<bool>>,
 }

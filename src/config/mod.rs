@@ -5,6 +5,7 @@
 //! directory; every error names the file, the `line:column`, the dotted key and what would be
 //! valid. The schema is documented key by key in `docs/configuration.md`.
 
+pub mod bridge;
 mod file;
 pub mod location;
 
@@ -19,6 +20,7 @@ use fedgate_federation::{SpiffeId, TrustDomain};
 use reqwest::Url;
 
 use crate::gateway::route::RouteTable;
+pub use bridge::{BridgeConfig, BridgeListenerConfig, BridgePeerConfig, BridgeRouteConfig};
 use file::{FileConfig, FileListener, FileProfile, Text};
 
 /// Default `drain_timeout`.
@@ -42,6 +44,8 @@ pub struct Config {
     pub identity: Option<IdentityConfig>,
     pub admin: AdminConfig,
     pub federation: Option<FederationConfig>,
+    /// The bridge identity, required by bridge listeners.
+    pub bridge: Option<BridgeConfig>,
     pub listeners: Vec<ListenerConfig>,
 }
 
@@ -124,6 +128,8 @@ pub struct ListenerConfig {
     /// Name of the route used when the SNI is missing or matches no route.
     pub default_route: Option<String>,
     pub routes: Vec<RouteConfig>,
+    /// Set for the bridge kinds only.
+    pub bridge: Option<BridgeListenerConfig>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +137,10 @@ pub struct ListenerConfig {
 pub enum ListenerKind {
     /// Route on the ClientHello's SNI and splice bytes; never terminates TLS.
     Passthrough,
+    /// Terminate local mTLS, authorize, re-originate over the bridge (`crate::bridge::egress`).
+    BridgeEgress,
+    /// Terminate bridge mTLS, check the origin, re-originate locally (`crate::bridge::ingress`).
+    BridgeIngress,
 }
 
 /// Per-listener limits; all hot-reloadable.
@@ -154,6 +164,8 @@ pub struct RouteConfig {
     pub sni: String,
     /// Tried round-robin; the next one on connect failure.
     pub upstreams: Vec<Upstream>,
+    /// Set for routes of the bridge kinds only.
+    pub bridge: Option<BridgeRouteConfig>,
 }
 
 /// `host:port`; the host is resolved at connect time, so DNS names follow service changes.
@@ -280,6 +292,8 @@ impl ListenerKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             ListenerKind::Passthrough => "passthrough",
+            ListenerKind::BridgeEgress => "bridge-egress",
+            ListenerKind::BridgeIngress => "bridge-ingress",
         }
     }
 }
@@ -423,6 +437,10 @@ impl Cx<'_> {
             None => None,
             Some(f) => Some(self.federation(f, &trust_domain, identity.as_ref())?),
         };
+        let bridge = match &raw.bridge {
+            Some(b) => Some(self.bridge(b, &trust_domain)?),
+            None => None,
+        };
         let mut listeners = Vec::with_capacity(raw.listeners.len());
         let mut names = HashSet::new();
         let mut addrs: Vec<(SocketAddr, String)> = vec![(admin.listen, "admin.listen".into())];
@@ -442,7 +460,7 @@ impl Cx<'_> {
                 ));
             }
             let span = l.listen.span();
-            let listener = self.listener(&key, l)?;
+            let listener = self.listener(&key, l, bridge.as_ref(), identity.is_some())?;
             if listener.listen.port() != 0 {
                 if let Some((_, other)) = addrs.iter().find(|(a, _)| *a == listener.listen) {
                     return Err(self.err(
@@ -463,6 +481,7 @@ impl Cx<'_> {
             identity,
             admin,
             federation,
+            bridge,
             listeners,
         })
     }
@@ -668,7 +687,13 @@ impl Cx<'_> {
         })
     }
 
-    fn listener(&self, key: &str, l: FileListener) -> Result<ListenerConfig, ConfigError> {
+    fn listener(
+        &self,
+        key: &str,
+        l: FileListener,
+        bridge: Option<&BridgeConfig>,
+        has_identity: bool,
+    ) -> Result<ListenerConfig, ConfigError> {
         let name = l.name.get_ref().clone();
         let valid_name = !name.is_empty()
             && name.len() <= 64
@@ -687,7 +712,10 @@ impl Cx<'_> {
         let listen = self.socket_addr(&format!("{key}.listen"), &l.listen)?;
         let kind = match l.kind.get_ref() {
             file::FileListenerKind::Passthrough => ListenerKind::Passthrough,
+            file::FileListenerKind::BridgeEgress => ListenerKind::BridgeEgress,
+            file::FileListenerKind::BridgeIngress => ListenerKind::BridgeIngress,
         };
+        let bridge_listener = self.bridge_listener(key, kind, &l, bridge, has_identity)?;
         let d = ListenerLimits::DEFAULT;
         let max_connections = match &l.max_connections {
             None => d.max_connections,
@@ -780,10 +808,12 @@ impl Cx<'_> {
                 })?;
                 upstreams.push(up);
             }
+            let bridge_route = self.bridge_route(&rkey, kind, &r, bridge)?;
             routes.push(RouteConfig {
                 name,
                 sni: r.sni.get_ref().to_ascii_lowercase(),
                 upstreams,
+                bridge: bridge_route,
             });
         }
         if let Some(d) = &l.default_route {
@@ -811,6 +841,7 @@ impl Cx<'_> {
             limits,
             default_route: l.default_route.map(|d| d.into_inner()),
             routes,
+            bridge: bridge_listener,
         })
     }
 }

@@ -47,6 +47,8 @@ pub struct Listener {
     tracker: TaskTracker,
     /// Cancelled when the drain deadline passes: live connections stop splicing and close.
     hard_stop: CancellationToken,
+    /// The connection handler of a bridge listener (`None` for passthrough).
+    bridge: Option<crate::bridge::runtime::BridgeHandler>,
 }
 
 /// What a connection task carries besides its socket.
@@ -141,7 +143,13 @@ impl Listener {
             metrics,
             tracker,
             hard_stop,
+            bridge: None,
         }
+    }
+
+    /// Serves this listener's connections with `handler` (bridge listener kinds).
+    pub fn set_bridge(&mut self, handler: crate::bridge::runtime::BridgeHandler) {
+        self.bridge = Some(handler);
     }
 
     /// Accepts until `shutdown` is cancelled, then drops the socket (new connections are
@@ -185,12 +193,24 @@ impl Listener {
                 continue;
             };
             let cx = cx.clone();
+            let bridge = self.bridge.clone();
             self.tracker.spawn(async move {
                 cx.active.inc();
                 let serve = async {
-                    match state.kind() {
-                        ListenerKind::Passthrough => {
+                    match (state.kind(), bridge) {
+                        (ListenerKind::Passthrough, _) => {
                             passthrough::serve(stream, peer, &state, &cx).await
+                        }
+                        (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, Some(b)) => {
+                            b.serve(stream).await
+                        }
+                        // `App::build` attaches a handler to every bridge listener; refuse if not.
+                        (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, None) => {
+                            tracing::error!(
+                                listener = %cx.listener, %peer,
+                                "bridge listener has no handler; closing"
+                            );
+                            drop(stream);
                         }
                     }
                 };
@@ -245,8 +265,10 @@ mod tests {
                     name: sni.to_string(),
                     sni: sni.to_string(),
                     upstreams: ups.iter().map(|u| Upstream::parse(u).unwrap()).collect(),
+                    bridge: None,
                 })
                 .collect(),
+            bridge: None,
         }
     }
 
