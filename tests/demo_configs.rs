@@ -282,10 +282,10 @@ fn https_web_urls_use_the_host_the_certificate_names() {
     assert!(t.endpoint_url(Side::A).starts_with("https://[fd00::1]:"));
 }
 
-/// The real PKI (`fedgate ca` children) plus the generated gateway configs, checked by the
-/// real `fedgate config check`.
+/// The real PKI (`fedgate ca` children) plus the generated configs: gateways checked by the
+/// real `fedgate config check`, sidecars by the sidecar's config parser.
 #[tokio::test]
-async fn generated_gateway_configs_pass_config_check() {
+async fn generated_configs_pass_config_check_and_the_sidecar_parser() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     std::fs::create_dir_all(root.join("logs")).unwrap();
@@ -302,6 +302,24 @@ async fn generated_gateway_configs_pass_config_check() {
         std::fs::write(t.gateway_config(side), t.gateway_toml(side)).unwrap();
     }
     std::fs::copy(Identities::bundle(&t.ids.ca_b), t.bootstrap_bundle(Side::A)).unwrap();
+    // The sidecar configs parse with the sidecar's own parser (every key, allow list and path).
+    for (name, text) in [
+        ("sidecar-app-a", t.app_sidecar_toml(Side::A)),
+        ("sidecar-app-b", t.app_sidecar_toml(Side::B)),
+        ("sidecar-intruder-a", t.intruder_sidecar_toml()),
+        ("sidecar-outsider-c", t.outsider_sidecar_toml()),
+        ("sidecar-impostor-a", t.impostor_sidecar_toml()),
+    ] {
+        let path = t.sidecar_config(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        let config = fedgate::sidecar::config::Config::load(&path)
+            .unwrap_or_else(|e| panic!("the sidecar parser refused {name}: {e}\n{text}"));
+        assert!(
+            config.outbound.iter().all(|o| !o.allow.is_empty()),
+            "{name}"
+        );
+    }
     for side in [Side::A, Side::B] {
         let out = std::process::Command::new(&exe)
             .arg("config")
