@@ -171,11 +171,24 @@ peer_address = "10.231.0.2"
 EOF
 
 echo "running: fedgate demo --plan $work/plan.toml --dir $work/demo (timeout ${TIMEOUT}s)"
-set +e
+# In the background so that a signal to this script is handled at once (bash defers traps
+# until a foreground command ends); cleanup forwards it to `timeout`, which passes it on to
+# the demo, which stops its children. The output goes straight to a file (complete once the
+# demo has exited) and is shown live by a tail that ends with the demo.
+: >"$work/demo.out"
 timeout --signal=TERM --kill-after=15 "$TIMEOUT" "$bin" demo --plan "$work/plan.toml" --dir "$work/demo" \
-    | tee "$work/demo.out"
-rc=${PIPESTATUS[0]}
+    >"$work/demo.out" 2>&1 &
+demo_pid=$!
+bg_pids+=("$demo_pid")
+tail --pid="$demo_pid" -n +1 -f "$work/demo.out" &
+tail_pid=$!
+bg_pids+=("$tail_pid")
+set +e
+wait "$demo_pid"
+rc=$?
+wait "$tail_pid"
 set -e
+bg_pids=()
 if [ "$rc" -eq 124 ]; then
     fail "the demo did not finish within ${TIMEOUT}s"
 fi
