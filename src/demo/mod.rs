@@ -70,7 +70,6 @@ pub struct Demo {
     pub procs: Procs,
     /// The bundles' `spiffe_refresh_hint`, which is the gateways' refresh interval.
     pub refresh: Duration,
-    pub quick: bool,
 }
 
 /// Indices of the long-running children in [`Demo::children`].

@@ -103,7 +103,6 @@ impl Demo {
             children: Children::new(),
             procs: Procs::default(),
             refresh,
-            quick: opts.quick,
         };
         demo.start_children(&mut ports).await?;
         Ok(demo)
