@@ -6,7 +6,6 @@
 //! bounded poll of `/status`, a file or a presented certificate.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -226,14 +225,17 @@ async fn rotation(demo: &mut Demo) -> ScenarioResult {
         secs(interval),
         secs(bound)
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let total = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let steps = rotation_steps(demo, bound, &stop, &total);
-    let (steps, _) = tokio::join!(steps, call_loop(demo, &stop, &ok, &total, &failures));
-    let (ok, total) = (ok.load(Ordering::SeqCst), total.load(Ordering::SeqCst));
-    let failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
+    // Shared by the two halves below, which run concurrently on this task.
+    let stop = AtomicBool::new(false);
+    let ok = AtomicUsize::new(0);
+    let total = AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    let (steps, ()) = tokio::join!(
+        rotation_steps(demo, bound, &stop, &total),
+        call_loop(demo, &stop, &ok, &total, &failures)
+    );
+    let (ok, total) = (ok.into_inner(), total.into_inner());
+    let failures = failures.into_inner().unwrap_or_default();
     let calls = format!("{ok}/{total} calls ok");
     match steps {
         Ok(s) => {
