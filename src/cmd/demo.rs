@@ -35,7 +35,8 @@ pub struct DemoArgs {
     pub child: Option<DemoChild>,
 }
 
-/// Parts of the demo run as children (hidden: not for direct use).
+/// Parts of the demo that run as its children (hidden from `--help`; `--keep-running` prints
+/// the `call` commands to try by hand).
 #[derive(Debug, clap::Subcommand)]
 pub enum DemoChild {
     /// Echo workload: reads the sidecar's PROXY v2 header, answers `peer=.. origin=..`, echoes.

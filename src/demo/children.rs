@@ -237,6 +237,11 @@ impl Running {
         }
     }
 
+    /// The child's PID while it has not been stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
     /// Whether the child has exited (reaping it if so).
     pub fn has_exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
