@@ -26,11 +26,12 @@ use super::{
 impl Demo {
     /// Sets everything up: directory, plan, PKI, configs, children, readiness.
     pub async fn start(opts: &Options) -> anyhow::Result<Demo> {
-        let root = prepare_dir(&opts.dir)?;
+        // The plan first: it may live in the directory that is about to be wiped.
         let plan = match &opts.plan {
             Some(p) => Plan::load(p)?,
             None => Plan::loopback(),
         };
+        let root = prepare_dir(&opts.dir)?;
         write(&root.join("plan.toml"), plan.to_toml().as_bytes())?;
         let exe = std::env::current_exe().context("cannot locate the fedgate binary")?;
         let launcher = Launcher::new(exe, root.join("logs"));
