@@ -13,6 +13,7 @@ pub mod ca;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod demo;
 pub mod gateway;
 pub mod issuer;
 pub mod proxy_protocol;
