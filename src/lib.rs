@@ -2,12 +2,18 @@
 //!
 //! Data flows one way: config → federation (`BundleSet` snapshots) → verifiers → data plane.
 //! Start reading at `main.rs`, then [`cli`], then the `cmd` module of the command you care about.
+//! For `fedgate run`: [`config`] → [`app`] → [`gateway`] (accept, peek, route, splice), with
+//! [`admin`], [`telemetry`] and [`shutdown`] around it.
 
+pub mod admin;
+pub mod app;
 pub mod authz;
+pub mod bridge;
 pub mod ca;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod gateway;
 pub mod proxy_protocol;
+pub mod shutdown;
 pub mod telemetry;

@@ -1,1 +1,287 @@
-//! TODO (federation I/O).
+//! Last-known-good store: one file per peer trust domain, `<dir>/<td>.json`.
+//!
+//! Invariants:
+//! * A file is replaced atomically: written to a temporary file in the same directory,
+//!   fsynced, renamed over the old one, and the directory fsynced. A crash leaves either the
+//!   old or the new bundle, never a torn one.
+//! * A file only ever holds the bundle of the trust domain its name and its
+//!   `trust_domain` field say; a mismatch or a corrupt file is reported and ignored at load,
+//!   never fatal and never used.
+//!
+//! File format (JSON): `{"trust_domain": "b.test", "url": "https://...",
+//! "fetched_at": <unix seconds>, "bundle": <the SPIFFE bundle JWKS>}`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::bundle::{Bundle, BundleError};
+use crate::spiffe_id::TrustDomain;
+
+/// A directory of last-known-good peer bundles.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// One stored bundle with where and when it was fetched.
+#[derive(Clone, Debug)]
+pub struct StoredBundle {
+    pub bundle: Bundle,
+    pub url: String,
+    pub fetched_at: SystemTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("cannot create the state directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the state directory {path}")]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("stored bundle {path} is corrupt (not the expected JSON record); ignoring it")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("stored bundle {path} is not a valid bundle for {trust_domain}; ignoring it")]
+    InvalidBundle {
+        path: PathBuf,
+        trust_domain: TrustDomain,
+        #[source]
+        source: BundleError,
+    },
+    #[error("stored bundle {path} names trust domain {found:?}, not the one in its file name; ignoring it")]
+    TrustDomainMismatch { path: PathBuf, found: String },
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    trust_domain: String,
+    url: String,
+    fetched_at: u64,
+    bundle: serde_json::Value,
+}
+
+// === impl Store ===
+
+impl Store {
+    /// Opens (creating if needed, mode 0700) the state directory.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .map_err(|source| StoreError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
+        Ok(Self { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file holding the bundle of `td`.
+    pub fn path_for(&self, td: &TrustDomain) -> PathBuf {
+        self.dir.join(format!("{}.json", td.as_str()))
+    }
+
+    /// Atomically replaces the stored bundle of `bundle`'s trust domain.
+    pub fn save(
+        &self,
+        bundle: &Bundle,
+        url: &str,
+        fetched_at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let path = self.path_for(bundle.trust_domain());
+        let record = Record {
+            trust_domain: bundle.trust_domain().to_string(),
+            url: url.to_owned(),
+            fetched_at: fetched_at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            bundle: serde_json::from_slice(&bundle.to_json()).unwrap_or(serde_json::Value::Null),
+        };
+        // Serializing a Value-holding struct into memory cannot fail.
+        let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        write_atomic(&path, &bytes).map_err(|source| StoreError::Write { path, source })
+    }
+
+    /// Loads one trust domain's stored bundle, if there is a file for it.
+    pub fn load(&self, td: &TrustDomain) -> Result<Option<StoredBundle>, StoreError> {
+        let path = self.path_for(td);
+        match std::fs::read(&path) {
+            Ok(bytes) => parse_record(&path, td, &bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Read { path, source }),
+        }
+    }
+
+    /// Loads every stored bundle. Unreadable or corrupt files are returned as errors (and
+    /// logged) beside the good ones; they never stop the load.
+    pub fn load_all(&self) -> (Vec<StoredBundle>, Vec<StoreError>) {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(source) => {
+                bad.push(StoreError::ReadDir {
+                    path: self.dir.clone(),
+                    source,
+                });
+                return (good, bad);
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            let result = match TrustDomain::new(&stem) {
+                Err(_) => Err(StoreError::TrustDomainMismatch {
+                    path: path.clone(),
+                    found: stem,
+                }),
+                Ok(td) => std::fs::read(&path)
+                    .map_err(|source| StoreError::Read {
+                        path: path.clone(),
+                        source,
+                    })
+                    .and_then(|bytes| parse_record(&path, &td, &bytes)),
+            };
+            match result {
+                Ok(s) => good.push(s),
+                Err(e) => {
+                    tracing::warn!(error = %crate::endpoint::error_chain(&e), "ignoring stored bundle");
+                    bad.push(e);
+                }
+            }
+        }
+        (good, bad)
+    }
+}
+
+fn parse_record(path: &Path, td: &TrustDomain, bytes: &[u8]) -> Result<StoredBundle, StoreError> {
+    let record: Record = serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })?;
+    if record.trust_domain != td.as_str() {
+        return Err(StoreError::TrustDomainMismatch {
+            path: path.to_owned(),
+            found: record.trust_domain,
+        });
+    }
+    let json = serde_json::to_vec(&record.bundle).unwrap_or_default();
+    let (bundle, _) = Bundle::parse(td, &json).map_err(|source| StoreError::InvalidBundle {
+        path: path.to_owned(),
+        trust_domain: td.clone(),
+        source,
+    })?;
+    Ok(StoredBundle {
+        bundle,
+        url: record.url,
+        fetched_at: UNIX_EPOCH + Duration::from_secs(record.fetched_at),
+    })
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename,
+/// fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// fsyncs a directory so that a rename in it is durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        // No temporary files left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn corrupt_and_misnamed_files_are_reported_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("state")).unwrap();
+        std::fs::write(store.dir().join("a.test.json"), b"{not json").unwrap();
+        std::fs::write(
+            store.dir().join("b.test.json"),
+            br#"{"trust_domain":"c.test","url":"u","fetched_at":0,"bundle":{"keys":[]}}"#,
+        )
+        .unwrap();
+        std::fs::write(store.dir().join("README"), b"ignored").unwrap();
+        let (good, bad) = store.load_all();
+        assert!(good.is_empty());
+        assert_eq!(bad.len(), 2);
+        assert!(matches!(bad[0], StoreError::Corrupt { .. }), "{:?}", bad[0]);
+        assert!(
+            matches!(bad[1], StoreError::TrustDomainMismatch { .. }),
+            "{:?}",
+            bad[1]
+        );
+    }
+
+    #[test]
+    fn missing_file_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store
+            .load(&TrustDomain::new("a.test").unwrap())
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,10 +1,63 @@
-//! TODO.
+//! `fedgate run --config FILE`: the edge gateway, as the life of the process: load config,
+//! init logging, build (bind everything), log addresses, serve until SIGTERM/SIGINT, drain.
+//!
+//! Exit codes: 0 after a clean drain, 64 for an unusable config, 1 for runtime failures
+//! (a bind error, unloadable identity files).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+use anyhow::Context;
 
-pub async fn run(_args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+use crate::app::App;
+use crate::cmd::config::EXIT_CONFIG;
+use crate::config::{Config, LogFormat};
+use crate::telemetry::display_chain;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The gateway config file (TOML; see docs/configuration.md).
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    /// Log format; overrides `log_format` in the config file.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fedgate: config error: {}", display_chain(&e));
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    if let Err(e) = crate::telemetry::init(
+        args.log_format.unwrap_or(config.log_format),
+        args.log_level.as_deref(),
+    ) {
+        eprintln!("fedgate: {e}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    tracing::info!(config = %args.config.display(), summary = %config.summary(), "starting");
+    let (shutdown, reloads) =
+        crate::shutdown::install().context("cannot install signal handlers")?;
+    let app = App::build(config)
+        .await
+        .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
+    for (name, addr) in app.listener_addrs() {
+        println!("listener {name} listening on {addr}");
+    }
+    println!("admin listening on {}", app.admin_addr());
+    if let Some(addr) = app.bundle_endpoint_addr() {
+        println!("bundle endpoint listening on {addr}");
+    }
+    app.with_reload_requests(reloads)
+        .run(shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,176 @@
-//! TODO.
+//! `fedgate bundle serve`: serve a local bundle file as a SPIFFE federation endpoint.
+//!
+//! The bundle file (and the certificate/SVID files) are polled, so that a new bundle is
+//! served without a restart; its `spiffe_sequence` grows with every change of the
+//! authorities. The bound address is printed as `listening on <addr>` on stdout.
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use fedgate_federation::endpoint::server::{ServerTlsFiles, ServerTlsSource};
+use fedgate_federation::endpoint::{BundleEndpoint, BundleFileSource};
+use fedgate_federation::TrustDomain;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a command line that is inconsistent (sysexits `EX_USAGE`).
+pub(crate) const EX_USAGE: u8 = 64;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The trust domain whose bundle is served (e.g. `cluster-a.test`).
+    #[arg(long)]
+    pub trust_domain: String,
+    /// The SPIFFE bundle (JWKS JSON) file to serve; polled for changes.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Address to listen on, e.g. `0.0.0.0:8443` or `127.0.0.1:0`.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// The URL path the bundle is served at.
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Endpoint profile: `https_web` (needs --cert/--key) or `https_spiffe` (needs
+    /// --svid/--svid-key).
+    #[arg(long, value_enum)]
+    pub profile: ProfileArg,
+    /// Web PKI certificate chain (PEM, leaf first), for https_web.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Private key of --cert (PEM), for https_web.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// X509-SVID chain of the endpoint (PEM, leaf first), for https_spiffe.
+    #[arg(long)]
+    pub svid: Option<PathBuf>,
+    /// Private key of --svid (PEM), for https_spiffe.
+    #[arg(long)]
+    pub svid_key: Option<PathBuf>,
+    /// How often the bundle and credential files are checked for changes.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+/// The two endpoint profiles of SPIFFE_Federation.md §5.2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileArg {
+    #[value(name = "https_web")]
+    HttpsWeb,
+    #[value(name = "https_spiffe")]
+    HttpsSpiffe,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let files = match tls_files(&args) {
+        Ok(f) => f,
+        Err(msg) => {
+            eprintln!("fedgate bundle serve: {msg}");
+            return Ok(ExitCode::from(EX_USAGE));
+        }
+    };
+    let td = TrustDomain::new(&args.trust_domain).with_context(|| {
+        format!(
+            "--trust-domain {:?} is not a valid trust domain name",
+            args.trust_domain
+        )
+    })?;
+    let (source, bundle_rx) = BundleFileSource::new(td.clone(), &args.bundle, args.poll_interval)
+        .with_context(|| {
+        format!(
+            "cannot serve {}: fix the bundle file",
+            args.bundle.display()
+        )
+    })?;
+    let (tls_source, tls_rx) = ServerTlsSource::new(files, args.poll_interval)
+        .context("cannot load the endpoint's certificate and key")?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    println!("listening on {addr}");
+    std::io::stdout()
+        .flush()
+        .context("cannot write to stdout")?;
+    tracing::info!(%addr, trust_domain = %td, path = %args.path, "bundle endpoint listening");
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone())?;
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(source.run(shutdown.clone()));
+    tasks.spawn(tls_source.run(shutdown.clone()));
+    tasks.close();
+    let endpoint = BundleEndpoint::new(args.path, bundle_rx, tls_rx);
+    endpoint
+        .run(listener, shutdown.clone())
+        .await
+        .context("bundle endpoint failed")?;
+    shutdown.cancel();
+    tasks.wait().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tls_files(args: &Args) -> Result<ServerTlsFiles, String> {
+    match args.profile {
+        ProfileArg::HttpsWeb => {
+            if args.svid.is_some() || args.svid_key.is_some() {
+                return Err("--svid/--svid-key apply to --profile https_spiffe only; \
+                            https_web uses --cert and --key"
+                    .into());
+            }
+            match (&args.cert, &args.key) {
+                (Some(cert), Some(key)) => Ok(ServerTlsFiles::Web {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => Err("--profile https_web needs --cert FILE and --key FILE".into()),
+            }
+        }
+        ProfileArg::HttpsSpiffe => {
+            if args.cert.is_some() || args.key.is_some() {
+                return Err("--cert/--key apply to --profile https_web only; \
+                            https_spiffe uses --svid and --svid-key"
+                    .into());
+            }
+            match (&args.svid, &args.svid_key) {
+                (Some(svid), Some(key)) => Ok(ServerTlsFiles::Spiffe {
+                    svid: svid.clone(),
+                    key: key.clone(),
+                }),
+                _ => Err("--profile https_spiffe needs --svid FILE and --svid-key FILE".into()),
+            }
+        }
+    }
+}
+
+/// Logs to stderr (`RUST_LOG` filter, default `info`) unless a subscriber is already set.
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+pub(crate) fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("signal received, shutting down");
+        shutdown.cancel();
+    });
+    Ok(())
 }

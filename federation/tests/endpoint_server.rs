@@ -1,0 +1,190 @@
+//! The bundle endpoint server over real TLS on 127.0.0.1:0, and the `https_web` client
+//! against it (private CA, hostname check).
+
+#[path = "fed_support/mod.rs"]
+mod fed_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fed_support::*;
+use fedgate_federation::endpoint::client::client_tls_config;
+use fedgate_federation::endpoint::{fetch, BundleFileSource, FetchOutcome};
+use fedgate_federation::{Bundle, TrustDomain};
+
+fn a() -> TrustDomain {
+    TrustDomain::new("a.test").unwrap()
+}
+
+/// A reqwest client trusting `web` only (to speak raw HTTP to the endpoint).
+fn http_client(web: &TestCa, url: &str) -> reqwest::Client {
+    let rel = web_rel(&a(), url, web);
+    let tls = client_tls_config(&rel, None).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serves_json_with_etag_and_answers_304_405_404() {
+    let ca = TestCa::new("a.test");
+    let web = TestCa::web("Web CA");
+    let bundle = with_seq(ca.bundle(), 3);
+    let ep = Endpoint::start(
+        web.server(&["localhost"], true).web_tls(),
+        bundle.clone(),
+        "/bundle",
+    )
+    .await;
+    let url = ep.url("/bundle");
+    let c = http_client(&web, &url);
+
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"'), "strong etag: {etag}");
+    let body = r.bytes().await.unwrap();
+    let (parsed, _) = Bundle::parse(&a(), &body).unwrap();
+    assert!(parsed.same_authorities(&bundle));
+
+    let r = c
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+
+    let r = c.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+
+    for m in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let r = c.request(m, &url).send().await.unwrap();
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()["allow"], "GET, HEAD");
+    }
+    assert_eq!(c.get(ep.url("/other")).send().await.unwrap().status(), 404);
+
+    // A new bundle is served without restart, with a new ETag.
+    ep.bundle
+        .send_replace(Arc::new(with_seq(TestCa::new("a.test").bundle(), 4)));
+    let r = c
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_ne!(r.headers()["etag"].to_str().unwrap(), etag);
+}
+
+#[tokio::test]
+async fn https_web_client_fetches_and_uses_etag() {
+    let ca = TestCa::new("a.test");
+    let web = TestCa::web("Web CA");
+    let ep = Endpoint::start(
+        web.server(&[], true).web_tls(),
+        with_seq(ca.bundle(), 7),
+        "/",
+    )
+    .await;
+    let rel = web_rel(&a(), &ep.url("/"), &web);
+    let mut opts = fast_opts();
+    let FetchOutcome::Updated { bundle, etag, .. } = fetch(&rel, None, &opts).await.unwrap() else {
+        panic!("expected a bundle")
+    };
+    assert_eq!(bundle.sequence(), Some(7));
+    assert!(bundle.same_authorities(&ca.bundle()));
+    opts.if_none_match = etag;
+    assert!(matches!(
+        fetch(&rel, Some(&bundle), &opts).await.unwrap(),
+        FetchOutcome::NotModified
+    ));
+}
+
+#[tokio::test]
+async fn https_web_refuses_wrong_hostname_and_unknown_ca() {
+    let ca = TestCa::new("a.test");
+    let web = TestCa::web("Web CA");
+    // Certificate for another host only: the 127.0.0.1 URL must not match it.
+    let ep = Endpoint::start(
+        web.server(&["bundles.other.test"], false).web_tls(),
+        ca.bundle(),
+        "/",
+    )
+    .await;
+    let err = fetch(&web_rel(&a(), &ep.url("/"), &web), None, &fast_opts())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason_label(), "tls", "{err:?}");
+
+    // Right host, but a CA we do not trust.
+    let ep2 = Endpoint::start(web.server(&[], true).web_tls(), ca.bundle(), "/").await;
+    let stranger = TestCa::web("Other CA");
+    let err = fetch(&web_rel(&a(), &ep2.url("/"), &stranger), None, &fast_opts())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason_label(), "tls", "{err:?}");
+}
+
+#[tokio::test]
+async fn file_source_publishes_changes_with_growing_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bundle.json");
+    let ca1 = TestCa::new("a.test");
+    std::fs::write(&path, with_seq(ca1.bundle(), 1).to_json()).unwrap();
+    let (mut source, rx) = BundleFileSource::new(a(), &path, Duration::from_secs(1)).unwrap();
+    let first = rx.borrow().sequence().unwrap();
+    assert!(
+        first > 1_600_000_000,
+        "first sequence is at least the Unix time: {first}"
+    );
+
+    // Unchanged content: nothing published.
+    assert!(!source.poll_once());
+    // Rotation: new root added, the file's own sequence is stale.
+    let ca2 = TestCa::new("a.test");
+    let mut rotated = ca1.bundle();
+    rotated.add_x509_authority(ca2.der());
+    std::fs::write(&path, with_seq(rotated.clone(), 2).to_json()).unwrap();
+    assert!(source.poll_once());
+    let second = rx.borrow().clone();
+    assert_eq!(second.sequence(), Some(first + 1));
+    assert!(second.same_authorities(&rotated));
+    // Invalid content: keep serving the previous bundle.
+    std::fs::write(&path, b"{ broken").unwrap();
+    assert!(!source.poll_once());
+    assert_eq!(rx.borrow().sequence(), Some(first + 1));
+    // Old root retired.
+    std::fs::write(&path, ca2.bundle().to_json()).unwrap();
+    assert!(source.poll_once());
+    assert_eq!(rx.borrow().sequence(), Some(first + 2));
+    assert!(rx.borrow().same_authorities(&ca2.bundle()));
+}
+
+#[tokio::test]
+async fn server_survives_junk_and_slow_clients() {
+    use tokio::io::AsyncWriteExt;
+    let ca = TestCa::new("a.test");
+    let web = TestCa::web("Web CA");
+    let ep = Endpoint::start(web.server(&[], true).web_tls(), ca.bundle(), "/").await;
+    // Plain-text junk instead of a ClientHello.
+    let mut junk = tokio::net::TcpStream::connect(ep.addr).await.unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    // A client that connects and says nothing (held open while we fetch).
+    let _silent = tokio::net::TcpStream::connect(ep.addr).await.unwrap();
+    let rel = web_rel(&a(), &ep.url("/"), &web);
+    assert!(matches!(
+        fetch(&rel, None, &fast_opts()).await.unwrap(),
+        FetchOutcome::Updated { .. }
+    ));
+}

@@ -1,0 +1,414 @@
+//! `Config` → [`App::build`] (bind every listener, load the identity, set up federation) →
+//! [`App::run`] (serve until shutdown, then drain).
+//!
+//! Invariants: `build` binds every socket before anything is served, so a bad address fails
+//! startup and tests can read the bound ports; `run` stops accepting on shutdown, marks the
+//! gateway not ready, waits for live connections up to `drain_timeout`, then closes whatever
+//! is left and returns; background components (reload, identity, federation, admin) stop
+//! only after the drain.
+
+pub mod federation;
+pub mod identity;
+pub mod reload;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::AdminSource;
+use crate::config::Config;
+use crate::gateway::listener::bind;
+use crate::gateway::{Listener, ListenerState};
+use crate::telemetry::Metrics;
+use federation::{Federation, FederationSetupError, FederationView};
+use identity::{Identity, IdentityError, IdentityWatcher};
+pub use reload::{ReloadError, ReloadEvent, Reloader};
+
+/// A gateway with every socket bound, ready to [`run`](App::run).
+pub struct App {
+    listeners: Vec<(String, TcpListener, Listener)>,
+    admin: TcpListener,
+    shared: Arc<Shared>,
+    /// Connection tasks of every listener; drained on shutdown.
+    tracker: TaskTracker,
+    /// Cancelled when the drain deadline passes, ending connections still open.
+    hard_stop: CancellationToken,
+    reloader: Reloader,
+    identity: Option<(IdentityWatcher, watch::Receiver<Arc<Identity>>)>,
+    /// Keeps the bridge listeners' TLS state current (`None` without bridge listeners).
+    bridge: Option<crate::bridge::runtime::BridgeRuntime>,
+    federation: Option<Federation>,
+    /// SIGHUP (or any other) reload requests.
+    reload_requests: Option<mpsc::Receiver<()>>,
+    config_poll: Duration,
+    identity_poll: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    #[error("cannot listen on {addr} for {what}; is the address in use or not local?")]
+    Bind {
+        what: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Federation(#[from] FederationSetupError),
+    #[error(transparent)]
+    Bridge(#[from] crate::bridge::runtime::BridgeSetupError),
+    #[error("listener `{listener}`: routes do not build")]
+    Routes {
+        listener: String,
+        #[source]
+        source: crate::gateway::route::RouteError,
+    },
+    #[error("admin server failed")]
+    Admin(#[source] std::io::Error),
+}
+
+/// State the admin server reads.
+struct Shared {
+    phase: AtomicU8,
+    registry: Registry,
+    reloader: Reloader,
+    listeners: Vec<ListenerView>,
+    federation: Option<Arc<dyn FederationView>>,
+}
+
+struct ListenerView {
+    name: String,
+    addr: SocketAddr,
+    state: watch::Receiver<Arc<ListenerState>>,
+    active: prometheus_client::metrics::gauge::Gauge,
+}
+
+const STARTING: u8 = 0;
+const RUNNING: u8 = 1;
+const DRAINING: u8 = 2;
+
+// === impl App ===
+
+impl App {
+    /// Binds every listener and the admin server, loads the identity and builds federation.
+    pub async fn build(config: Config) -> Result<App, AppError> {
+        let config = Arc::new(config);
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let tracker = TaskTracker::new();
+        let hard_stop = CancellationToken::new();
+
+        let mut listeners = Vec::new();
+        let mut states = HashMap::new();
+        let mut views = Vec::new();
+        for l in &config.listeners {
+            let tcp = bind(l.listen).map_err(|source| AppError::Bind {
+                what: format!("listener `{}`", l.name),
+                addr: l.listen,
+                source,
+            })?;
+            let addr = tcp.local_addr().map_err(|source| AppError::Bind {
+                what: l.name.clone(),
+                addr: l.listen,
+                source,
+            })?;
+            let state = ListenerState::new(l.clone(), None).map_err(|source| AppError::Routes {
+                listener: l.name.clone(),
+                source,
+            })?;
+            let (tx, rx) = watch::channel(Arc::new(state));
+            views.push(ListenerView {
+                name: l.name.clone(),
+                addr,
+                state: rx.clone(),
+                active: metrics.active(&l.name),
+            });
+            listeners.push((
+                l.name.clone(),
+                tcp,
+                Listener::new(
+                    &l.name,
+                    rx,
+                    metrics.clone(),
+                    tracker.clone(),
+                    hard_stop.clone(),
+                ),
+            ));
+            states.insert(l.name.clone(), tx);
+        }
+        let admin = bind(config.admin.listen).map_err(|source| AppError::Bind {
+            what: "the admin server".into(),
+            addr: config.admin.listen,
+            source,
+        })?;
+
+        let identity = match &config.identity {
+            Some(i) => Some(IdentityWatcher::start(i, &config.trust_domain)?),
+            None => None,
+        };
+        let listener_states = states.iter().map(|(n, tx)| (n.clone(), tx.subscribe())).collect();
+        let bridge = crate::bridge::runtime::BridgeRuntime::build(
+            &config,
+            identity.as_ref().map(|(_, rx)| rx.clone()),
+            &listener_states,
+            &mut registry,
+        )?;
+        if let Some(b) = &bridge {
+            for (name, _, listener) in &mut listeners {
+                if let Some(h) = b.handler(name) {
+                    listener.set_bridge(h);
+                }
+            }
+        }
+        let federation = match &config.federation {
+            Some(f) => Some(
+                Federation::build(
+                    f,
+                    &config.trust_domain,
+                    identity.as_ref().map(|(_, rx)| rx.clone()),
+                    &mut registry,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+
+        let reloader = Reloader::new(config.clone(), states, metrics);
+        let shared = Arc::new(Shared {
+            phase: AtomicU8::new(STARTING),
+            registry,
+            reloader: reloader.clone(),
+            listeners: views,
+            federation: federation.as_ref().map(|f| f.view()),
+        });
+        Ok(App {
+            listeners,
+            admin,
+            shared,
+            tracker,
+            hard_stop,
+            reloader,
+            identity,
+            bridge,
+            federation,
+            reload_requests: None,
+            config_poll: reload::CONFIG_POLL,
+            identity_poll: identity::IDENTITY_POLL,
+        })
+    }
+
+    /// The bound address of listener `name`.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.shared
+            .listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.addr)
+    }
+
+    /// Every listener's name and bound address, in config order.
+    pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.shared
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.addr))
+            .collect()
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        // The socket was bound in `build`; `local_addr` fails only on a closed socket.
+        self.admin
+            .local_addr()
+            .unwrap_or_else(|_| self.reloader.current().admin.listen)
+    }
+
+    /// The bundle endpoint's bound address, when `[federation.serve]` is configured.
+    pub fn bundle_endpoint_addr(&self) -> Option<SocketAddr> {
+        self.federation.as_ref().and_then(|f| f.serve_addr())
+    }
+
+    /// The handle that applies new configurations (also used by SIGHUP and the file poller).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Snapshots of every trust domain's bundle (local and peers', never merged), when
+    /// `[federation]` is configured. Consumers (the bridge's verifiers) rebuild on change.
+    pub fn bundles(&self) -> Option<watch::Receiver<fedgate_federation::BundleSet>> {
+        self.federation.as_ref().map(|f| f.bundles())
+    }
+
+    /// The gateway identity as it is reloaded, when `[identity]` is configured.
+    pub fn identity(&self) -> Option<watch::Receiver<Arc<Identity>>> {
+        self.identity.as_ref().map(|(_, rx)| rx.clone())
+    }
+
+    /// Reload whenever a message arrives on `requests` (SIGHUP in `fedgate run`).
+    pub fn with_reload_requests(mut self, requests: mpsc::Receiver<()>) -> App {
+        self.reload_requests = Some(requests);
+        self
+    }
+
+    /// How often the config file is checked for changes (default 2 s).
+    pub fn with_config_poll(mut self, interval: Duration) -> App {
+        self.config_poll = interval;
+        self
+    }
+
+    /// How often identity files are checked for changes (default 2 s).
+    pub fn with_identity_poll(mut self, interval: Duration) -> App {
+        self.identity_poll = interval;
+        self
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains (see the module doc).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let background = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+
+        let source: Arc<dyn AdminSource> = self.shared.clone();
+        let admin_stop = background.clone();
+        let admin = tokio::spawn(crate::admin::run(self.admin, source, admin_stop));
+
+        let mut accepting = tokio::task::JoinSet::new();
+        for (name, tcp, listener) in self.listeners {
+            if let Ok(addr) = tcp.local_addr() {
+                tracing::info!(listener = %name, %addr, "listening");
+            }
+            accepting.spawn(listener.run(tcp, shutdown.clone()));
+        }
+        tasks.spawn(
+            self.reloader
+                .clone()
+                .watch_file(self.config_poll, background.clone()),
+        );
+        if let Some((watcher, _)) = self.identity {
+            tasks.spawn(watcher.run(self.identity_poll, background.clone()));
+        }
+        if let Some(b) = self.bridge {
+            tasks.spawn(b.run(self.identity_poll, background.clone()));
+        }
+        if let Some(f) = self.federation {
+            tasks.spawn(f.run(background.clone()));
+        }
+        let mut requests = self.reload_requests;
+        self.shared.phase.store(RUNNING, Ordering::SeqCst);
+
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(()) = recv(&mut requests) => { let _ = self.reloader.reload(); }
+            }
+        }
+
+        // Flip readiness only once every listening socket is closed, so "not ready" also
+        // means "new connections are refused".
+        while accepting.join_next().await.is_some() {}
+        self.shared.phase.store(DRAINING, Ordering::SeqCst);
+        let drain_timeout = self.reloader.current().drain_timeout;
+        let live = self.tracker.len();
+        tracing::info!(live_connections = live, timeout = %humantime::format_duration(drain_timeout), "draining");
+        if !crate::shutdown::drain(&self.tracker, drain_timeout).await {
+            tracing::warn!(
+                live_connections = self.tracker.len(),
+                "drain deadline passed; closing the remaining connections"
+            );
+            self.hard_stop.cancel();
+            // Each connection task returns promptly once `hard_stop` fires.
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
+        }
+        background.cancel();
+        while tasks.join_next().await.is_some() {}
+        let admin_result = admin.await;
+        tracing::info!("stopped");
+        match admin_result {
+            Ok(Err(e)) => Err(AppError::Admin(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Receives from an optional channel; pending forever when there is none or it closed.
+async fn recv(rx: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
+    match rx {
+        Some(r) => match r.recv().await {
+            Some(()) => Some(()),
+            None => {
+                *rx = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+// === impl Shared ===
+
+impl AdminSource for Shared {
+    fn healthy(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) != STARTING
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        match self.phase.load(Ordering::SeqCst) {
+            STARTING => return Err("starting: listeners are not serving yet".into()),
+            DRAINING => return Err("draining: shutting down".into()),
+            _ => {}
+        }
+        match &self.federation {
+            Some(f) => f.readiness(),
+            None => Ok(()),
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let config = self.reloader.current();
+        let phase = match self.phase.load(Ordering::SeqCst) {
+            STARTING => "starting",
+            RUNNING => "running",
+            _ => "draining",
+        };
+        let listeners: Vec<_> = self
+            .listeners
+            .iter()
+            .map(|v| {
+                let state = v.state.borrow().clone();
+                let c = &state.config;
+                serde_json::json!({
+                    "name": v.name,
+                    "address": v.addr.to_string(),
+                    "kind": c.kind.as_str(),
+                    "active_connections": v.active.get(),
+                    "max_connections": c.limits.max_connections,
+                    "default_route": c.default_route,
+                    "routes": c.routes.iter().map(|r| serde_json::json!({
+                        "name": r.name,
+                        "sni": r.sni,
+                        "upstreams": r.upstreams.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "trust_domain": config.trust_domain.as_str(),
+            "state": phase,
+            "listeners": listeners,
+            "peers": self.federation.as_ref().map_or(serde_json::json!([]), |f| f.peers()),
+        })
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}

@@ -1,0 +1,196 @@
+//! Bridge egress: terminate the caller's mTLS (local trust domain), authorize caller →
+//! destination, re-originate mTLS to the peer's ingress with the bridge SVID, and send the
+//! caller's ID and the destination in a PROXY v2 header as the first bytes inside that session.
+//!
+//! Invariants: the caller is verified with the local bundle only and must be a member of the
+//! local trust domain; the destination is the SNI the caller sent and nothing else; no route or
+//! no allow rule → refused before any upstream connection; the peer ingress is pinned to the
+//! route's `peer_id` during the handshake; the PROXY header is flushed before pumping.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use fedgate_federation::SpiffeId;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ServerConfig};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::policy::{authorize_egress, EgressRoute};
+use super::tls::{BridgeTlsError, Identities};
+use super::{upstream, BridgeMetrics, BridgeReject, Side, Timeouts};
+use crate::gateway::pump::pump;
+use crate::gateway::route::{RouteError, RouteTable};
+use crate::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID};
+
+/// The routes of an egress listener (shared by every TLS snapshot built for it).
+#[derive(Debug)]
+pub struct EgressRoutes {
+    table: RouteTable<EgressRoute>,
+    /// Every distinct `peer_id` of the routes: one bridge client config is built per peer.
+    peer_ids: BTreeSet<SpiffeId>,
+}
+
+/// Everything an egress connection needs, immutable; swapped as a whole on SVID, bundle or route
+/// changes (live connections keep the snapshot they started with).
+#[derive(Debug)]
+pub struct EgressState {
+    pub listener: String,
+    routes: Arc<EgressRoutes>,
+    server: Arc<ServerConfig>,
+    to_peers: HashMap<SpiffeId, Arc<ClientConfig>>,
+    pub timeouts: Timeouts,
+    pub metrics: BridgeMetrics,
+}
+
+// === impl EgressRoutes ===
+
+impl EgressRoutes {
+    /// Builds the table from `(sni pattern, route)` pairs; a bad or duplicate pattern is refused.
+    pub fn new(
+        routes: impl IntoIterator<Item = (String, EgressRoute)>,
+    ) -> Result<Self, RouteError> {
+        let mut table = RouteTable::new();
+        let mut peer_ids = BTreeSet::new();
+        for (pattern, route) in routes {
+            peer_ids.insert(route.peer_id.clone());
+            table.insert(&pattern, route)?;
+        }
+        Ok(Self { table, peer_ids })
+    }
+
+    pub fn table(&self) -> &RouteTable<EgressRoute> {
+        &self.table
+    }
+}
+
+// === impl EgressState ===
+
+impl EgressState {
+    /// Builds the rustls configs (once) for `ids` and `routes`.
+    pub fn new(
+        listener: impl Into<String>,
+        routes: Arc<EgressRoutes>,
+        ids: &Identities,
+        timeouts: Timeouts,
+        metrics: BridgeMetrics,
+    ) -> Result<Self, BridgeTlsError> {
+        let server = ids.egress_server_config()?;
+        let mut to_peers = HashMap::new();
+        for peer in &routes.peer_ids {
+            to_peers.insert(peer.clone(), ids.bridge_client_config(peer)?);
+        }
+        Ok(Self {
+            listener: listener.into(),
+            routes,
+            server,
+            to_peers,
+            timeouts,
+            metrics,
+        })
+    }
+
+    pub fn routes(&self) -> &Arc<EgressRoutes> {
+        &self.routes
+    }
+}
+
+/// Serves one accepted connection and records its outcome: one log line and one metric for a
+/// refusal or failure.
+pub async fn serve_connection(state: Arc<EgressState>, tcp: TcpStream) {
+    let peer = tcp.peer_addr().ok();
+    if let Err(reject) = handle_connection(Arc::clone(&state), tcp).await {
+        super::log_reject(&state.listener, "egress", peer, &reject);
+        state.metrics.reject(&state.listener, &reject);
+    }
+}
+
+/// Handles one caller connection end to end (returns once both directions are done).
+pub async fn handle_connection(
+    state: Arc<EgressState>,
+    tcp: TcpStream,
+) -> Result<(), BridgeReject> {
+    let caller_addr = tcp.peer_addr().map_err(|source| BridgeReject::Handshake {
+        side: Side::Downstream,
+        source,
+    })?;
+    let local_addr = tcp.local_addr().map_err(|source| BridgeReject::Handshake {
+        side: Side::Downstream,
+        source,
+    })?;
+
+    let downstream = super::accept_tls(
+        &state.listener,
+        TlsAcceptor::from(Arc::clone(&state.server)),
+        tcp,
+        state.timeouts.handshake,
+        &state.metrics,
+    )
+    .await?;
+
+    let (_, conn) = downstream.get_ref();
+    let caller = fedgate_federation::tls::peer_id(conn).ok_or(BridgeReject::NoPeerId)?;
+    let destination = conn
+        .server_name()
+        .map(str::to_owned)
+        .ok_or(BridgeReject::NoDestination)?;
+
+    let route = authorize_egress(state.routes.table(), &destination, &caller)?;
+    let config = state
+        .to_peers
+        .get(&route.peer_id)
+        .cloned()
+        // Built for every route's peer_id in `EgressState::new`; absence would be a bug, and
+        // refusing is the safe answer.
+        .ok_or_else(|| BridgeReject::UpstreamUnavailable {
+            route: route.name.clone(),
+            last: format!("no bridge TLS configuration for {}", route.peer_id),
+        })?;
+    let server_name =
+        ServerName::try_from(destination.clone()).map_err(|_| BridgeReject::NoDestination)?;
+
+    let mut upstream = upstream::connect(
+        &state.listener,
+        &route.name,
+        &route.upstreams,
+        config,
+        server_name,
+        state.timeouts.connect,
+        &state.metrics,
+    )
+    .await?;
+
+    let header = origin_header(caller_addr, local_addr, &caller, &destination);
+    upstream
+        .write_all(&header.encode().map_err(BridgeReject::ProxyEncode)?)
+        .await
+        .map_err(BridgeReject::ProxySend)?;
+    // tokio-rustls may keep the record buffered when the socket write was Pending; without the
+    // flush the ingress could wait forever for the header (bench/README.md "Caveats").
+    upstream.flush().await.map_err(BridgeReject::ProxySend)?;
+
+    state.metrics.forwarded(&state.listener, &route.name);
+    tracing::debug!(
+        listener = %state.listener, route = %route.name, %caller, %destination,
+        "bridged connection forwarded"
+    );
+    pump(downstream, upstream, state.timeouts.idle)
+        .await
+        .map_err(BridgeReject::Pump)?;
+    Ok(())
+}
+
+/// The PROXY v2 header the egress sends first: the caller's socket addresses, its verified ID
+/// (`TLV_ORIGIN_ID`) and the destination it asked for (`TLV_AUTHORITY`).
+pub fn origin_header(
+    caller_addr: SocketAddr,
+    local_addr: SocketAddr,
+    caller: &SpiffeId,
+    destination: &str,
+) -> ProxyHeader {
+    ProxyHeader::proxy(caller_addr, local_addr)
+        .with_tlv(TLV_ORIGIN_ID, caller.to_string())
+        .with_tlv(TLV_AUTHORITY, destination)
+}

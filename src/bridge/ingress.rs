@@ -1,0 +1,244 @@
+//! Bridge ingress: terminate bridge mTLS from a configured peer gateway, read the PROXY v2 header
+//! (deadline + size limit), accept the origin ID only from a peer allowed to speak for its trust
+//! domain, authorize origin → destination, and re-originate mTLS to the destination with the
+//! local SVID (optionally passing the origin on in a PROXY v2 header).
+//!
+//! Invariants (DESIGN.md 4, 6, 7): the peer is verified with the bridge bundle only and must be a
+//! configured bridge peer; nothing is dialed before the header is read and every check passed;
+//! a missing, junk, oversized or slow header closes the connection; the destination's ID must be
+//! on the route's `server_id` list, checked inside the handshake.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use fedgate_federation::SpiffeId;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ServerConfig};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::policy::{
+    authorize_ingress, authorize_origin, authorize_peer, BridgePeers, IngressRoute,
+};
+use super::tls::{BridgeTlsError, Identities};
+use super::{upstream, BridgeMetrics, BridgeReject, Timeouts};
+use crate::authz::AllowList;
+use crate::gateway::pump::pump;
+use crate::gateway::route::{RouteError, RouteTable};
+use crate::proxy_protocol::{
+    read_proxy_header, ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
+};
+
+/// The routes of an ingress listener, each with the slot of its destination TLS config.
+#[derive(Debug)]
+pub struct IngressRoutes {
+    table: RouteTable<IngressEntry>,
+    /// `server_id` of each route, by slot: one destination client config is built per slot.
+    server_ids: Vec<AllowList>,
+}
+
+/// A route and the slot of its destination TLS config in `IngressState::to_destinations`.
+#[derive(Debug)]
+struct IngressEntry {
+    slot: usize,
+    route: IngressRoute,
+}
+
+/// Limits on the PROXY v2 header a peer egress sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// The whole header (16-byte preamble + addresses + TLVs) must arrive within this time.
+    pub timeout: std::time::Duration,
+    /// Headers declaring more bytes than this are refused before they are read.
+    pub max_len: usize,
+}
+
+/// Everything an ingress connection needs, immutable; swapped as a whole on change.
+#[derive(Debug)]
+pub struct IngressState {
+    pub listener: String,
+    peers: Arc<BridgePeers>,
+    routes: Arc<IngressRoutes>,
+    server: Arc<ServerConfig>,
+    to_destinations: Vec<Arc<ClientConfig>>,
+    pub header: HeaderLimits,
+    pub timeouts: Timeouts,
+    pub metrics: BridgeMetrics,
+}
+
+// === impl IngressRoutes ===
+
+impl IngressRoutes {
+    /// Builds the table from `(sni pattern, route)` pairs; a bad or duplicate pattern is refused.
+    pub fn new(
+        routes: impl IntoIterator<Item = (String, IngressRoute)>,
+    ) -> Result<Self, RouteError> {
+        let mut table = RouteTable::new();
+        let mut server_ids = Vec::new();
+        for (pattern, route) in routes {
+            let slot = server_ids.len();
+            server_ids.push(route.server_id.clone());
+            table.insert(&pattern, IngressEntry { slot, route })?;
+        }
+        Ok(Self { table, server_ids })
+    }
+}
+
+impl std::borrow::Borrow<IngressRoute> for IngressEntry {
+    fn borrow(&self) -> &IngressRoute {
+        &self.route
+    }
+}
+
+// === impl IngressState ===
+
+impl IngressState {
+    /// Builds the rustls configs (once) for `ids`, `peers` and `routes`.
+    pub fn new(
+        listener: impl Into<String>,
+        peers: Arc<BridgePeers>,
+        routes: Arc<IngressRoutes>,
+        ids: &Identities,
+        header: HeaderLimits,
+        timeouts: Timeouts,
+        metrics: BridgeMetrics,
+    ) -> Result<Self, BridgeTlsError> {
+        let server = ids.ingress_server_config()?;
+        let to_destinations = routes
+            .server_ids
+            .iter()
+            .map(|allow| ids.destination_client_config(allow))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            listener: listener.into(),
+            peers,
+            routes,
+            server,
+            to_destinations,
+            header,
+            timeouts,
+            metrics,
+        })
+    }
+}
+
+/// Serves one accepted connection and records its outcome: one log line and one metric for a
+/// refusal or failure.
+pub async fn serve_connection(state: Arc<IngressState>, tcp: TcpStream) {
+    let peer = tcp.peer_addr().ok();
+    if let Err(reject) = handle_connection(Arc::clone(&state), tcp).await {
+        super::log_reject(&state.listener, "ingress", peer, &reject);
+        state.metrics.reject(&state.listener, &reject);
+    }
+}
+
+/// Handles one connection from a peer egress end to end.
+pub async fn handle_connection(
+    state: Arc<IngressState>,
+    tcp: TcpStream,
+) -> Result<(), BridgeReject> {
+    let mut downstream = super::accept_tls(
+        &state.listener,
+        TlsAcceptor::from(Arc::clone(&state.server)),
+        tcp,
+        state.timeouts.handshake,
+        &state.metrics,
+    )
+    .await?;
+
+    let (_, conn) = downstream.get_ref();
+    let peer = fedgate_federation::tls::peer_id(conn).ok_or(BridgeReject::NoPeerId)?;
+    authorize_peer(&state.peers, &peer)?;
+
+    let header = read_proxy_header(&mut downstream, state.header.max_len, state.header.timeout)
+        .await
+        .map_err(BridgeReject::ProxyHeader)?;
+    let (origin, destination) = parse_claims(&header)?;
+    authorize_origin(&state.peers, &peer, &origin)?;
+    let entry = authorize_ingress(&state.routes.table, &destination, &origin)?;
+    let (slot, route) = (entry.slot, &entry.route);
+
+    let config = state
+        .to_destinations
+        .get(slot)
+        .cloned()
+        // One config per route slot is built in `IngressState::new`; absence would be a bug.
+        .ok_or_else(|| BridgeReject::UpstreamUnavailable {
+            route: route.name.clone(),
+            last: "no destination TLS configuration".into(),
+        })?;
+    let server_name =
+        ServerName::try_from(destination.clone()).map_err(|_| BridgeReject::OriginInvalid {
+            reason: format!("destination {destination:?} is not a DNS name"),
+        })?;
+    let mut upstream = upstream::connect(
+        &state.listener,
+        &route.name,
+        &route.upstreams,
+        config,
+        server_name,
+        state.timeouts.connect,
+        &state.metrics,
+    )
+    .await?;
+
+    if route.send_proxy_header {
+        let relayed = relay_header(header.addresses, &origin, &peer, &destination);
+        upstream
+            .write_all(&relayed.encode().map_err(BridgeReject::ProxyEncode)?)
+            .await
+            .map_err(BridgeReject::ProxySend)?;
+        // See the tokio-rustls flush pitfall in bench/README.md "Caveats".
+        upstream.flush().await.map_err(BridgeReject::ProxySend)?;
+    }
+
+    state.metrics.forwarded(&state.listener, &route.name);
+    tracing::debug!(
+        listener = %state.listener, route = %route.name, %peer, %origin, %destination,
+        "bridged connection forwarded"
+    );
+    pump(downstream, upstream, state.timeouts.idle)
+        .await
+        .map_err(BridgeReject::Pump)?;
+    Ok(())
+}
+
+/// The claims of a peer's PROXY header: the origin ID (`TLV_ORIGIN_ID`, must parse as a SPIFFE
+/// ID) and the destination (`TLV_AUTHORITY`).
+pub fn parse_claims(header: &ProxyHeader) -> Result<(SpiffeId, String), BridgeReject> {
+    let origin = header
+        .tlv(TLV_ORIGIN_ID)
+        .ok_or_else(|| BridgeReject::OriginInvalid {
+            reason: "the PROXY v2 header carries no origin ID (TLV 0xE1)".into(),
+        })?;
+    let origin = std::str::from_utf8(origin).map_err(|_| BridgeReject::OriginInvalid {
+        reason: "the origin ID TLV is not UTF-8".into(),
+    })?;
+    let origin = SpiffeId::parse(origin).map_err(|e| BridgeReject::OriginInvalid {
+        reason: format!("{origin:?} is not a SPIFFE ID: {e}"),
+    })?;
+    let destination = header
+        .authority()
+        .filter(|a| !a.is_empty())
+        .ok_or(BridgeReject::MissingAuthority)?
+        .to_owned();
+    Ok((origin, destination))
+}
+
+/// The PROXY v2 header the ingress sends to a destination: the original addresses, the origin
+/// ID (`TLV_ORIGIN_ID`), the bridge peer that relayed it (`TLV_SPIFFE_ID`) and the destination.
+pub fn relay_header(
+    addresses: Option<(SocketAddr, SocketAddr)>,
+    origin: &SpiffeId,
+    peer: &SpiffeId,
+    destination: &str,
+) -> ProxyHeader {
+    ProxyHeader {
+        addresses,
+        tlvs: Vec::new(),
+    }
+    .with_tlv(TLV_ORIGIN_ID, origin.to_string())
+    .with_tlv(TLV_SPIFFE_ID, peer.to_string())
+    .with_tlv(TLV_AUTHORITY, destination)
+}

@@ -1,0 +1,185 @@
+//! Bridged mode: re-originated mTLS across a bridge trust domain (DESIGN.md "Bridged mode").
+//!
+//! ```text
+//! caller ─mTLS(local td)→ egress ─mTLS(bridge td) + PROXY v2→ ingress ─mTLS(local td)→ destination
+//! ```
+//!
+//! * [`egress`] terminates the caller's mTLS (local trust domain only), authorizes the caller for
+//!   the destination it asked for (its SNI), dials the peer's ingress with the bridge SVID (server
+//!   pinned to the route's `peer_id`) and sends the caller's ID and the destination as the first
+//!   bytes inside that TLS session (PROXY v2 with `TLV_ORIGIN_ID` and `TLV_AUTHORITY`).
+//! * [`ingress`] terminates bridge mTLS, accepts only configured bridge peers, reads the PROXY v2
+//!   header with a deadline and a size limit, accepts the origin ID only from a peer allowed to
+//!   speak for its trust domain (invariant 4), authorizes (origin → destination) and re-originates
+//!   mTLS to the destination with the local SVID.
+//! * [`policy`] holds every authorization decision as a pure function; [`tls`] builds the rustls
+//!   configs once per SVID/bundle change; [`metrics`] counts every refusal; [`listener`] is the
+//!   accept loop that hands each connection to a handler.
+//!
+//! Invariants: default deny everywhere (no route or no rule → refused, invariant 6); an SVID is
+//! only ever verified against the bundle of the trust domain it claims (local on the outside,
+//! bridge between gateways, invariant 1); every refusal ends that one connection with one log
+//! line and one metric, never a panic (invariant 7).
+
+pub mod egress;
+pub mod ingress;
+pub mod listener;
+pub mod metrics;
+pub mod policy;
+pub mod runtime;
+pub mod tls;
+pub mod upstream;
+
+use std::io;
+use std::time::Duration;
+
+use crate::proxy_protocol::ProxyError;
+
+pub use metrics::BridgeMetrics;
+pub use policy::{BridgePeer, BridgePeers, Denial, EgressRoute, IngressRoute};
+pub use tls::{BridgeTlsError, Identities, StateCell};
+
+/// Timeouts shared by both bridge sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Time for the downstream TLS handshake to complete.
+    pub handshake: Duration,
+    /// Time to connect (TCP + TLS handshake) to one upstream address.
+    pub connect: Duration,
+    /// No bytes in either direction for this long closes the connection.
+    pub idle: Duration,
+}
+
+/// Which hop of a bridged connection an event is about (a metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The accepted connection (caller → egress, or egress → ingress).
+    Downstream,
+    /// The connection this gateway dials (egress → ingress, or ingress → destination).
+    Upstream,
+}
+
+/// Why a bridged connection was closed before (or while) pumping; [`BridgeReject::label`] is the
+/// metric label.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeReject {
+    #[error("{side} TLS handshake failed: {source}")]
+    Handshake {
+        side: Side,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{side} TLS handshake timed out after {after:?}")]
+    HandshakeTimeout { side: Side, after: Duration },
+    #[error("the verified peer certificate carries no SPIFFE ID")]
+    NoPeerId,
+    #[error("the caller sent no SNI: the destination is unknown")]
+    NoDestination,
+    #[error("authorization denied ({0})")]
+    Denied(#[from] Denial),
+    #[error("PROXY v2 header refused: {0}")]
+    ProxyHeader(#[source] ProxyError),
+    #[error("PROXY v2 header carries no destination (TLV_AUTHORITY)")]
+    MissingAuthority,
+    #[error("origin ID refused: {reason}")]
+    OriginInvalid { reason: String },
+    #[error("no upstream of route {route:?} accepted a connection (last error: {last})")]
+    UpstreamUnavailable { route: String, last: String },
+    #[error("cannot encode the PROXY v2 header: {0}")]
+    ProxyEncode(#[source] ProxyError),
+    #[error("I/O error while sending the PROXY v2 header upstream: {0}")]
+    ProxySend(#[source] io::Error),
+    #[error("connection ended with an error after authorization: {0}")]
+    Pump(#[source] io::Error),
+}
+
+// === impl Side ===
+
+impl Side {
+    pub fn label(self) -> &'static str {
+        match self {
+            Side::Downstream => "downstream",
+            Side::Upstream => "upstream",
+        }
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+// === impl BridgeReject ===
+
+impl BridgeReject {
+    /// A short stable label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            BridgeReject::Handshake { .. } => "handshake_failed",
+            BridgeReject::HandshakeTimeout { .. } => "handshake_timeout",
+            BridgeReject::NoPeerId => "no_peer_id",
+            BridgeReject::NoDestination => "no_destination",
+            BridgeReject::Denied(d) => d.label(),
+            BridgeReject::ProxyHeader(_) => "proxy_header",
+            BridgeReject::MissingAuthority => "missing_authority",
+            BridgeReject::OriginInvalid { .. } => "origin_invalid",
+            BridgeReject::UpstreamUnavailable { .. } => "upstream_unavailable",
+            BridgeReject::ProxyEncode(_) => "proxy_encode_failed",
+            BridgeReject::ProxySend(_) => "proxy_send_failed",
+            BridgeReject::Pump(_) => "pump_error",
+        }
+    }
+}
+
+/// Accepts the downstream TLS handshake within `timeout`, counting its outcome.
+async fn accept_tls(
+    listener: &str,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    timeout: Duration,
+    metrics: &BridgeMetrics,
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, BridgeReject> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => {
+            metrics.handshake(listener, Side::Downstream, "ok");
+            Ok(tls)
+        }
+        Ok(Err(source)) => {
+            metrics.handshake(listener, Side::Downstream, "error");
+            Err(BridgeReject::Handshake {
+                side: Side::Downstream,
+                source,
+            })
+        }
+        Err(_) => {
+            metrics.handshake(listener, Side::Downstream, "timeout");
+            Err(BridgeReject::HandshakeTimeout {
+                side: Side::Downstream,
+                after: timeout,
+            })
+        }
+    }
+}
+
+/// The one log line of a refused or failed bridged connection.
+fn log_reject(
+    listener: &str,
+    role: &'static str,
+    peer: Option<std::net::SocketAddr>,
+    reject: &BridgeReject,
+) {
+    let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+    match reject {
+        // Ends of connections that were authorized and forwarded are not refusals.
+        BridgeReject::Pump(_) => tracing::debug!(
+            listener, role, %peer, reason = reject.label(), error = %reject,
+            "bridged connection ended with an error"
+        ),
+        _ => tracing::warn!(
+            listener, role, %peer, reason = reject.label(), error = %reject,
+            "bridged connection refused"
+        ),
+    }
+}

@@ -1,0 +1,498 @@
+//! Pure authorization decisions of the bridge: which caller may reach which destination, which
+//! bridge peer may assert which origin IDs, and which origin may reach which destination.
+//!
+//! Invariants: default deny — no route, an empty allow list, an unknown peer or a peer without a
+//! `may_speak_for` entry for the origin's trust domain all deny (DESIGN.md invariants 4 and 6).
+//! Nothing here does I/O; the handlers in `egress`/`ingress` call these with verified IDs only.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use fedgate_federation::{SpiffeId, TrustDomain};
+
+use crate::authz::AllowList;
+use crate::gateway::route::RouteTable;
+
+/// An egress route: callers in `allow` may reach the destination (the SNI they sent) through the
+/// peer ingress gateway(s) in `upstreams`, whose bridge identity must be exactly `peer_id`.
+#[derive(Debug)]
+pub struct EgressRoute {
+    /// For logs and metrics (the SNI pattern unless configured).
+    pub name: String,
+    pub upstreams: Upstreams,
+    /// The ingress gateway's bridge SPIFFE ID, pinned at handshake time.
+    pub peer_id: SpiffeId,
+    /// Caller IDs allowed; empty denies everyone.
+    pub allow: AllowList,
+}
+
+/// An ingress route: origins in `allow` may reach the destination `upstreams`, whose local SVID
+/// must match `server_id`.
+#[derive(Debug)]
+pub struct IngressRoute {
+    pub name: String,
+    pub upstreams: Upstreams,
+    /// Destination IDs accepted when re-originating mTLS; empty accepts none.
+    pub server_id: AllowList,
+    /// Origin IDs allowed; empty denies everyone.
+    pub allow: AllowList,
+    /// Send PROXY v2 (origin ID + bridge peer ID) inside TLS to the destination.
+    pub send_proxy_header: bool,
+}
+
+/// A gateway on the other side of the bridge and the trust domains whose IDs it may relay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgePeer {
+    pub id: SpiffeId,
+    pub may_speak_for: Vec<TrustDomain>,
+}
+
+/// The configured bridge peers of an ingress listener, by bridge SPIFFE ID.
+#[derive(Clone, Debug, Default)]
+pub struct BridgePeers {
+    peers: HashMap<SpiffeId, BridgePeer>,
+}
+
+/// Upstream `host:port` addresses tried round-robin, moving to the next one on a connect
+/// failure. Hosts are resolved at connect time, so DNS names follow service changes.
+#[derive(Debug)]
+pub struct Upstreams {
+    addrs: Vec<UpstreamAddr>,
+    /// Rotates the starting point per connection; relaxed ordering is enough (fairness only).
+    next: AtomicUsize,
+}
+
+/// One upstream address: an IP address or DNS name, and a port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+/// An authorization refusal; the variant name is the metric's `rule` label.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denial {
+    #[error("no bridge route for destination {destination:?}")]
+    NoRoute { destination: String },
+    #[error("caller {caller} is not allowed to reach {destination:?} (route {route:?})")]
+    CallerDenied {
+        caller: SpiffeId,
+        destination: String,
+        route: String,
+    },
+    #[error("bridge peer {peer} may not speak for trust domain {origin_td} (origin {origin})")]
+    OriginNotAllowedForPeer {
+        peer: SpiffeId,
+        origin: SpiffeId,
+        origin_td: TrustDomain,
+    },
+    #[error("origin {origin} is not allowed to reach {destination:?} (route {route:?})")]
+    OriginDenied {
+        origin: SpiffeId,
+        destination: String,
+        route: String,
+    },
+    #[error("{peer} is not a configured bridge peer of this listener")]
+    UnknownPeer { peer: SpiffeId },
+}
+
+/// Egress decision: the route for `destination` if `caller` is on its allow list.
+pub fn authorize_egress<'a>(
+    routes: &'a RouteTable<EgressRoute>,
+    destination: &str,
+    caller: &SpiffeId,
+) -> Result<&'a EgressRoute, Denial> {
+    let route = routes
+        .lookup(Some(destination))
+        .ok_or_else(|| Denial::NoRoute {
+            destination: destination.to_owned(),
+        })?;
+    if route.allow.allows(caller) {
+        Ok(route)
+    } else {
+        Err(Denial::CallerDenied {
+            caller: caller.clone(),
+            destination: destination.to_owned(),
+            route: route.name.clone(),
+        })
+    }
+}
+
+/// Ingress decision about who is talking: `peer` must be a configured bridge peer.
+pub fn authorize_peer<'a>(
+    peers: &'a BridgePeers,
+    peer: &SpiffeId,
+) -> Result<&'a BridgePeer, Denial> {
+    peers
+        .get(peer)
+        .ok_or_else(|| Denial::UnknownPeer { peer: peer.clone() })
+}
+
+/// Ingress decision about what the peer claims (DESIGN.md invariant 4): `origin` is accepted
+/// only if `peer` is a configured bridge peer allowed to speak for the origin's trust domain.
+pub fn authorize_origin(
+    peers: &BridgePeers,
+    peer: &SpiffeId,
+    origin: &SpiffeId,
+) -> Result<(), Denial> {
+    let entry = authorize_peer(peers, peer)?;
+    if entry
+        .may_speak_for
+        .iter()
+        .any(|td| td == origin.trust_domain())
+    {
+        Ok(())
+    } else {
+        Err(Denial::OriginNotAllowedForPeer {
+            peer: peer.clone(),
+            origin: origin.clone(),
+            origin_td: origin.trust_domain().clone(),
+        })
+    }
+}
+
+/// Ingress decision about where the origin goes: the route for `destination` if `origin` is on
+/// its allow list. Call only after [`authorize_origin`] accepted the origin. The table may hold
+/// any value that borrows as an [`IngressRoute`] (e.g. a route with its TLS config slot).
+pub fn authorize_ingress<'a, T: Borrow<IngressRoute>>(
+    routes: &'a RouteTable<T>,
+    destination: &str,
+    origin: &SpiffeId,
+) -> Result<&'a T, Denial> {
+    let entry = routes
+        .lookup(Some(destination))
+        .ok_or_else(|| Denial::NoRoute {
+            destination: destination.to_owned(),
+        })?;
+    let route: &IngressRoute = entry.borrow();
+    if route.allow.allows(origin) {
+        Ok(entry)
+    } else {
+        Err(Denial::OriginDenied {
+            origin: origin.clone(),
+            destination: destination.to_owned(),
+            route: route.name.clone(),
+        })
+    }
+}
+
+// === impl Denial ===
+
+impl Denial {
+    /// The `rule` label of the authorization-denials metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Denial::NoRoute { .. } => "no_route",
+            Denial::CallerDenied { .. } => "caller_denied",
+            Denial::OriginNotAllowedForPeer { .. } => "origin_not_allowed_for_peer",
+            Denial::OriginDenied { .. } => "origin_denied",
+            Denial::UnknownPeer { .. } => "unknown_peer",
+        }
+    }
+
+    /// Whether this denial refuses an origin ID (counted in "origin IDs refused" too).
+    pub fn refuses_origin(&self) -> bool {
+        matches!(self, Denial::OriginNotAllowedForPeer { .. })
+    }
+}
+
+// === impl BridgePeers ===
+
+impl BridgePeers {
+    /// Builds the peer map; a peer ID listed twice is refused (the caller names the listener).
+    pub fn new(peers: impl IntoIterator<Item = BridgePeer>) -> Result<Self, SpiffeId> {
+        let mut map = HashMap::new();
+        for peer in peers {
+            if map.contains_key(&peer.id) {
+                return Err(peer.id);
+            }
+            map.insert(peer.id.clone(), peer);
+        }
+        Ok(Self { peers: map })
+    }
+
+    pub fn get(&self, id: &SpiffeId) -> Option<&BridgePeer> {
+        self.peers.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+}
+
+// === impl Upstreams ===
+
+impl Upstreams {
+    pub fn new(addrs: Vec<UpstreamAddr>) -> Self {
+        Self {
+            addrs,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Upstreams given as socket addresses (no name resolution needed).
+    pub fn from_socket_addrs(addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        Self::new(addrs.into_iter().map(UpstreamAddr::from).collect())
+    }
+
+    pub fn addrs(&self) -> &[UpstreamAddr] {
+        &self.addrs
+    }
+
+    /// Every address once, starting one further along than the previous call.
+    pub fn rotation(&self) -> impl Iterator<Item = &UpstreamAddr> + '_ {
+        let n = self.addrs.len();
+        let start = if n == 0 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
+        (0..n).map(move |i| &self.addrs[(start + i) % n])
+    }
+}
+
+// === impl UpstreamAddr ===
+
+impl From<SocketAddr> for UpstreamAddr {
+    fn from(addr: SocketAddr) -> Self {
+        Self {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> SpiffeId {
+        SpiffeId::parse(s).unwrap()
+    }
+
+    fn td(s: &str) -> TrustDomain {
+        TrustDomain::new(s).unwrap()
+    }
+
+    fn egress_routes() -> RouteTable<EgressRoute> {
+        let mut t = RouteTable::new();
+        t.insert(
+            "echo.cluster-b.test",
+            EgressRoute {
+                name: "echo".into(),
+                upstreams: Upstreams::from_socket_addrs(["127.0.0.1:1".parse().unwrap()]),
+                peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
+                allow: AllowList::parse(&["spiffe://cluster-a.test/ns/demo/sa/client"]).unwrap(),
+            },
+        )
+        .unwrap();
+        t.insert(
+            "closed.cluster-b.test",
+            EgressRoute {
+                name: "closed".into(),
+                upstreams: Upstreams::from_socket_addrs(["127.0.0.1:1".parse().unwrap()]),
+                peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
+                allow: AllowList::default(),
+            },
+        )
+        .unwrap();
+        t
+    }
+
+    fn ingress_routes() -> RouteTable<IngressRoute> {
+        let mut t = RouteTable::new();
+        t.insert(
+            "echo.cluster-b.test",
+            IngressRoute {
+                name: "echo".into(),
+                upstreams: Upstreams::from_socket_addrs(["127.0.0.1:1".parse().unwrap()]),
+                server_id: AllowList::parse(&["spiffe://cluster-b.test/ns/demo/sa/echo"]).unwrap(),
+                allow: AllowList::parse(&["spiffe://cluster-a.test/ns/demo/*"]).unwrap(),
+                send_proxy_header: true,
+            },
+        )
+        .unwrap();
+        t
+    }
+
+    fn peers() -> BridgePeers {
+        BridgePeers::new([BridgePeer {
+            id: id("spiffe://bridge.test/gateway/cluster-a"),
+            may_speak_for: vec![td("cluster-a.test")],
+        }])
+        .unwrap()
+    }
+
+    #[test]
+    fn egress_allows_listed_caller() {
+        let routes = egress_routes();
+        let r = authorize_egress(
+            &routes,
+            "echo.cluster-b.test",
+            &id("spiffe://cluster-a.test/ns/demo/sa/client"),
+        )
+        .unwrap();
+        assert_eq!(r.name, "echo");
+    }
+
+    #[test]
+    fn egress_denies_unlisted_caller() {
+        let routes = egress_routes();
+        let err = authorize_egress(
+            &routes,
+            "echo.cluster-b.test",
+            &id("spiffe://cluster-a.test/ns/demo/sa/other"),
+        )
+        .unwrap_err();
+        assert_eq!(err.label(), "caller_denied");
+    }
+
+    #[test]
+    fn egress_empty_allow_list_denies() {
+        let routes = egress_routes();
+        let err = authorize_egress(
+            &routes,
+            "closed.cluster-b.test",
+            &id("spiffe://cluster-a.test/ns/demo/sa/client"),
+        )
+        .unwrap_err();
+        assert_eq!(err.label(), "caller_denied");
+    }
+
+    #[test]
+    fn egress_without_route_denies() {
+        let routes = egress_routes();
+        let err = authorize_egress(
+            &routes,
+            "other.cluster-b.test",
+            &id("spiffe://cluster-a.test/ns/demo/sa/client"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            Denial::NoRoute {
+                destination: "other.cluster-b.test".into()
+            }
+        );
+        assert_eq!(err.label(), "no_route");
+    }
+
+    #[test]
+    fn origin_accepted_only_in_domains_the_peer_speaks_for() {
+        let peers = peers();
+        let peer = id("spiffe://bridge.test/gateway/cluster-a");
+        authorize_origin(
+            &peers,
+            &peer,
+            &id("spiffe://cluster-a.test/ns/demo/sa/client"),
+        )
+        .unwrap();
+        let err = authorize_origin(
+            &peers,
+            &peer,
+            &id("spiffe://cluster-c.test/ns/demo/sa/client"),
+        )
+        .unwrap_err();
+        assert_eq!(err.label(), "origin_not_allowed_for_peer");
+        assert!(err.refuses_origin());
+        // The bridge domain itself is not spoken for either.
+        let err = authorize_origin(&peers, &peer, &id("spiffe://bridge.test/gateway/cluster-a"))
+            .unwrap_err();
+        assert_eq!(err.label(), "origin_not_allowed_for_peer");
+    }
+
+    #[test]
+    fn unknown_peer_is_denied_whatever_it_claims() {
+        let peers = peers();
+        let err = authorize_origin(
+            &peers,
+            &id("spiffe://bridge.test/gateway/cluster-z"),
+            &id("spiffe://cluster-a.test/ns/demo/sa/client"),
+        )
+        .unwrap_err();
+        assert_eq!(err.label(), "unknown_peer");
+        assert!(authorize_peer(&peers, &id("spiffe://bridge.test/gateway/cluster-z")).is_err());
+    }
+
+    #[test]
+    fn duplicate_peer_is_refused() {
+        let p = BridgePeer {
+            id: id("spiffe://bridge.test/gateway/cluster-a"),
+            may_speak_for: vec![],
+        };
+        assert_eq!(BridgePeers::new([p.clone(), p.clone()]).unwrap_err(), p.id);
+    }
+
+    #[test]
+    fn peer_with_no_domains_speaks_for_nobody() {
+        let peers = BridgePeers::new([BridgePeer {
+            id: id("spiffe://bridge.test/gateway/mute"),
+            may_speak_for: vec![],
+        }])
+        .unwrap();
+        let err = authorize_origin(
+            &peers,
+            &id("spiffe://bridge.test/gateway/mute"),
+            &id("spiffe://cluster-a.test/x"),
+        )
+        .unwrap_err();
+        assert_eq!(err.label(), "origin_not_allowed_for_peer");
+    }
+
+    #[test]
+    fn ingress_checks_route_and_origin() {
+        let routes = ingress_routes();
+        let ok = authorize_ingress(
+            &routes,
+            "echo.cluster-b.test",
+            &id("spiffe://cluster-a.test/ns/demo/sa/client"),
+        )
+        .unwrap();
+        assert!(ok.send_proxy_header);
+        let denied = authorize_ingress(
+            &routes,
+            "echo.cluster-b.test",
+            &id("spiffe://cluster-a.test/ns/prod/sa/client"),
+        )
+        .unwrap_err();
+        assert_eq!(denied.label(), "origin_denied");
+        let none = authorize_ingress(
+            &routes,
+            "nope.cluster-b.test",
+            &id("spiffe://cluster-a.test/ns/demo/sa/client"),
+        )
+        .unwrap_err();
+        assert_eq!(none.label(), "no_route");
+    }
+
+    #[test]
+    fn upstreams_rotate_and_cover_every_address() {
+        let u = Upstreams::from_socket_addrs([
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            "[::1]:3".parse().unwrap(),
+        ]);
+        let first: Vec<_> = u.rotation().map(|a| a.port).collect();
+        let second: Vec<_> = u.rotation().map(|a| a.to_string()).collect();
+        assert_eq!(first, vec![1, 2, 3]);
+        assert_eq!(second, vec!["127.0.0.1:2", "[::1]:3", "127.0.0.1:1"]);
+        assert_eq!(Upstreams::new(vec![]).rotation().count(), 0);
+    }
+}

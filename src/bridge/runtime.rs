@@ -1,0 +1,390 @@
+//! Wiring of the bridge into `fedgate run`: builds each bridge listener's state from its
+//! `ListenerConfig`, the local identity (`[identity]`) and the bridge identity (`[bridge]`), and
+//! rebuilds it whenever one of them changes (config reload, SVID renewal, bundle update).
+//!
+//! Invariants: rustls configs are built once per change, never per connection; a change that
+//! fails to build is logged and counted and the previous state stays in force; live
+//! connections keep the state they started with; the bridge SVID expiry gauge always describes
+//! the bridge SVID in force.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::egress::{self, EgressRoutes, EgressState};
+use super::ingress::{self, HeaderLimits, IngressRoutes, IngressState};
+use super::policy::{BridgePeer, BridgePeers, EgressRoute, IngressRoute, UpstreamAddr, Upstreams};
+use super::tls::{BridgeTlsError, Identities};
+use super::{BridgeMetrics, StateCell, Timeouts};
+use crate::app::identity::{Identity, IdentityError, IdentityWatcher};
+use crate::config::{
+    BridgeListenerConfig, BridgeRouteConfig, Config, IdentityConfig, ListenerConfig, ListenerKind,
+};
+use crate::gateway::route::RouteError;
+use crate::gateway::ListenerState;
+use crate::telemetry::display_chain;
+
+/// Serves connections of one bridge listener with its current state; cheap to clone.
+#[derive(Clone, Debug)]
+pub enum BridgeHandler {
+    Egress(Arc<StateCell<EgressState>>),
+    Ingress(Arc<StateCell<IngressState>>),
+}
+
+/// The bridge part of a gateway: per-listener state cells and what keeps them current.
+pub struct BridgeRuntime {
+    handlers: HashMap<String, BridgeHandler>,
+    /// Polls the `[bridge]` SVID, key and bundle files.
+    watcher: IdentityWatcher,
+    inputs: Inputs,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeSetupError {
+    #[error("bridge listeners need [identity] (the local SVID) and [bridge] (the bridge SVID)")]
+    MissingIdentity,
+    #[error("cannot load the bridge identity; check [bridge] svid, key and bundle")]
+    Identity(#[source] Box<IdentityError>),
+    #[error("bridge listener `{listener}`: {source}")]
+    Build {
+        listener: String,
+        #[source]
+        source: BuildError,
+    },
+}
+
+/// Why a bridge listener's state could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    #[error("TLS configuration")]
+    Tls(#[from] BridgeTlsError),
+    #[error("routes")]
+    Routes(#[from] RouteError),
+    #[error("bridge peer {0} is listed twice")]
+    DuplicatePeer(fedgate_federation::SpiffeId),
+    #[error("route `{0}` has no bridge settings for this listener kind")]
+    RouteKind(String),
+    #[error("not a bridge listener")]
+    NotBridge,
+}
+
+/// Everything a rebuild reads.
+struct Inputs {
+    session_resumption: bool,
+    local: watch::Receiver<Arc<Identity>>,
+    bridge: watch::Receiver<Arc<Identity>>,
+    listeners: Vec<(String, watch::Receiver<Arc<ListenerState>>)>,
+    metrics: BridgeMetrics,
+    rebuild_failures: Counter,
+}
+
+// === impl BridgeHandler ===
+
+impl BridgeHandler {
+    /// Serves one accepted connection with the state in force now (logs and counts refusals).
+    pub async fn serve(&self, tcp: TcpStream) {
+        match self {
+            BridgeHandler::Egress(cell) => egress::serve_connection(cell.load(), tcp).await,
+            BridgeHandler::Ingress(cell) => ingress::serve_connection(cell.load(), tcp).await,
+        }
+    }
+}
+
+// === impl BridgeRuntime ===
+
+impl BridgeRuntime {
+    /// Builds the state of every bridge listener of `config`, or `None` if there is none.
+    /// `listeners` holds the state channel of each listener (by name), so route and limit
+    /// reloads reach the bridge too; `local` is the `[identity]` channel.
+    pub fn build(
+        config: &Config,
+        local: Option<watch::Receiver<Arc<Identity>>>,
+        listeners: &HashMap<String, watch::Receiver<Arc<ListenerState>>>,
+        registry: &mut Registry,
+    ) -> Result<Option<BridgeRuntime>, BridgeSetupError> {
+        let bridge_listeners: Vec<&ListenerConfig> = config
+            .listeners
+            .iter()
+            .filter(|l| l.kind != ListenerKind::Passthrough)
+            .collect();
+        if bridge_listeners.is_empty() {
+            return Ok(None);
+        }
+        let (Some(local), Some(bridge)) = (local, config.bridge.as_ref()) else {
+            return Err(BridgeSetupError::MissingIdentity);
+        };
+        let files = IdentityConfig {
+            svid: bridge.svid.clone(),
+            key: bridge.key.clone(),
+            bundle: bridge.bundle.clone(),
+        };
+        let (watcher, bridge_rx) = IdentityWatcher::start(&files, &bridge.trust_domain)
+            .map_err(|e| BridgeSetupError::Identity(Box::new(e)))?;
+
+        let metrics = BridgeMetrics::new();
+        metrics.register(registry);
+        let rebuild_failures = Counter::default();
+        registry.register(
+            "fedgate_bridge_rebuild_failures",
+            "Bridge listener states that failed to rebuild after a change (old state kept)",
+            rebuild_failures.clone(),
+        );
+        let inputs = Inputs {
+            session_resumption: bridge.session_resumption,
+            local,
+            bridge: bridge_rx,
+            listeners: bridge_listeners
+                .iter()
+                .filter_map(|l| {
+                    listeners
+                        .get(&l.name)
+                        .map(|rx| (l.name.clone(), rx.clone()))
+                })
+                .collect(),
+            metrics,
+            rebuild_failures,
+        };
+        let mut handlers = HashMap::new();
+        let ids = inputs
+            .identities()
+            .map_err(|source| BridgeSetupError::Build {
+                listener: bridge_listeners[0].name.clone(),
+                source: source.into(),
+            })?;
+        inputs.record_expiry(&ids);
+        for l in &bridge_listeners {
+            let handler = build_handler(l, &ids, &inputs.metrics).map_err(|source| {
+                BridgeSetupError::Build {
+                    listener: l.name.clone(),
+                    source,
+                }
+            })?;
+            handlers.insert(l.name.clone(), handler);
+        }
+        Ok(Some(BridgeRuntime {
+            handlers,
+            watcher,
+            inputs,
+        }))
+    }
+
+    /// The handler of bridge listener `name`.
+    pub fn handler(&self, name: &str) -> Option<BridgeHandler> {
+        self.handlers.get(name).cloned()
+    }
+
+    /// Polls the bridge identity files every `poll` and rebuilds every bridge listener's state
+    /// when the local identity, the bridge identity or a listener's config changes; returns on
+    /// `shutdown`.
+    pub async fn run(self, poll: Duration, shutdown: CancellationToken) {
+        let BridgeRuntime {
+            handlers,
+            watcher,
+            mut inputs,
+        } = self;
+        let watching = tokio::spawn(watcher.run(poll, shutdown.clone()));
+        loop {
+            if !inputs.changed(&shutdown).await {
+                break;
+            }
+            inputs.rebuild(&handlers);
+        }
+        let _ = watching.await;
+    }
+}
+
+// === impl Inputs ===
+
+impl Inputs {
+    fn identities(&self) -> Result<Identities, BridgeTlsError> {
+        let local = self.local.borrow().clone();
+        let bridge = self.bridge.borrow().clone();
+        Identities::new(
+            local.svid.clone(),
+            local.bundle.clone(),
+            bridge.svid.clone(),
+            bridge.bundle.clone(),
+            self.session_resumption,
+        )
+    }
+
+    fn record_expiry(&self, ids: &Identities) {
+        self.metrics.svid_expiry.set(
+            ids.bridge_svid_not_after()
+                .map(|t| (ids.bridge_svid().id().to_string(), t)),
+        );
+    }
+
+    /// Waits for any input to change; `false` on shutdown (or when every sender is gone).
+    async fn changed(&mut self, shutdown: &CancellationToken) -> bool {
+        let listeners = async {
+            if self.listeners.is_empty() {
+                // `select_all` needs at least one future.
+                return std::future::pending().await;
+            }
+            let changes = self
+                .listeners
+                .iter_mut()
+                .map(|(_, rx)| Box::pin(rx.changed()));
+            futures_util::future::select_all(changes).await.0
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            r = self.local.changed() => r.is_ok(),
+            r = self.bridge.changed() => r.is_ok(),
+            r = listeners => r.is_ok(),
+        }
+    }
+
+    fn rebuild(&self, handlers: &HashMap<String, BridgeHandler>) {
+        let ids = match self.identities() {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.rebuild_failures.inc();
+                tracing::error!(
+                    error = %display_chain(&e),
+                    "bridge identities do not fit together; keeping the previous bridge state"
+                );
+                return;
+            }
+        };
+        self.record_expiry(&ids);
+        for (name, rx) in &self.listeners {
+            let Some(handler) = handlers.get(name) else {
+                continue;
+            };
+            let config = rx.borrow().config.clone();
+            match (build_handler(&config, &ids, &self.metrics), handler) {
+                (Ok(BridgeHandler::Egress(new)), BridgeHandler::Egress(cell)) => {
+                    cell.store(new.load())
+                }
+                (Ok(BridgeHandler::Ingress(new)), BridgeHandler::Ingress(cell)) => {
+                    cell.store(new.load())
+                }
+                (Ok(_), _) => {
+                    // The kind of a listener never changes on reload (the reloader refuses it).
+                    self.rebuild_failures.inc();
+                    tracing::error!(listener = %name, "bridge listener changed kind; keeping its state");
+                }
+                (Err(e), _) => {
+                    self.rebuild_failures.inc();
+                    tracing::error!(
+                        listener = %name, error = %display_chain(&e),
+                        "bridge listener state does not build; keeping the previous one"
+                    );
+                }
+            }
+        }
+        tracing::info!(bridge_id = %ids.bridge_svid().id(), "bridge TLS configurations rebuilt");
+    }
+}
+
+/// Builds the state of one bridge listener.
+fn build_handler(
+    l: &ListenerConfig,
+    ids: &Identities,
+    metrics: &BridgeMetrics,
+) -> Result<BridgeHandler, BuildError> {
+    let timeouts = Timeouts {
+        // Bridge listeners terminate TLS: the ClientHello peek budget bounds the handshake.
+        handshake: l.limits.peek_timeout,
+        connect: l.limits.connect_timeout,
+        idle: l.limits.idle_timeout,
+    };
+    let upstreams = |r: &crate::config::RouteConfig| {
+        Upstreams::new(
+            r.upstreams
+                .iter()
+                .map(|u| UpstreamAddr {
+                    host: u.host.clone(),
+                    port: u.port,
+                })
+                .collect(),
+        )
+    };
+    match &l.bridge {
+        Some(BridgeListenerConfig::Egress) => {
+            let mut routes = Vec::with_capacity(l.routes.len());
+            for r in &l.routes {
+                let Some(BridgeRouteConfig::Egress { peer_id, allow }) = &r.bridge else {
+                    return Err(BuildError::RouteKind(r.name.clone()));
+                };
+                routes.push((
+                    r.sni.clone(),
+                    EgressRoute {
+                        name: r.name.clone(),
+                        upstreams: upstreams(r),
+                        peer_id: peer_id.clone(),
+                        allow: allow.clone(),
+                    },
+                ));
+            }
+            let state = EgressState::new(
+                l.name.clone(),
+                Arc::new(EgressRoutes::new(routes)?),
+                ids,
+                timeouts,
+                metrics.clone(),
+            )?;
+            Ok(BridgeHandler::Egress(Arc::new(StateCell::new(Arc::new(
+                state,
+            )))))
+        }
+        Some(BridgeListenerConfig::Ingress {
+            peers,
+            proxy_header_timeout,
+            max_proxy_header,
+        }) => {
+            let peers = BridgePeers::new(peers.iter().map(|p| BridgePeer {
+                id: p.id.clone(),
+                may_speak_for: p.may_speak_for.clone(),
+            }))
+            .map_err(BuildError::DuplicatePeer)?;
+            let mut routes = Vec::with_capacity(l.routes.len());
+            for r in &l.routes {
+                let Some(BridgeRouteConfig::Ingress {
+                    server_id,
+                    allow,
+                    send_proxy_header,
+                }) = &r.bridge
+                else {
+                    return Err(BuildError::RouteKind(r.name.clone()));
+                };
+                routes.push((
+                    r.sni.clone(),
+                    IngressRoute {
+                        name: r.name.clone(),
+                        upstreams: upstreams(r),
+                        server_id: server_id.clone(),
+                        allow: allow.clone(),
+                        send_proxy_header: *send_proxy_header,
+                    },
+                ));
+            }
+            let state = IngressState::new(
+                l.name.clone(),
+                Arc::new(peers),
+                Arc::new(IngressRoutes::new(routes)?),
+                ids,
+                HeaderLimits {
+                    timeout: *proxy_header_timeout,
+                    max_len: *max_proxy_header,
+                },
+                timeouts,
+                metrics.clone(),
+            )?;
+            Ok(BridgeHandler::Ingress(Arc::new(StateCell::new(Arc::new(
+                state,
+            )))))
+        }
+        None => Err(BuildError::NotBridge),
+    }
+}

@@ -1,0 +1,347 @@
+//! rustls configurations of the bridge, built once per SVID/bundle change and swapped atomically.
+//!
+//! Invariants:
+//! * Each config verifies a peer against exactly one trust domain's bundle: the local bundle for
+//!   callers and destinations, the bridge bundle between gateways (DESIGN.md invariant 1).
+//! * Configs are immutable `Arc`s held in a [`StateCell`]; a connection takes one snapshot when it
+//!   starts and keeps it, so a swap never disturbs live connections.
+//! * Session resumption is off unless asked for: no server session cache, no TLS 1.3 tickets, no
+//!   client session store, so every bridged connection pays (and benchmarks) a full handshake.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use fedgate_federation::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
+use fedgate_federation::{Bundle, BundleSet, SpiffeId, TrustDomain, X509Svid};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::NoServerSessionStorage;
+use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
+
+use crate::authz::AllowList;
+
+/// The key material both bridge sides use: the local SVID and bundle (towards workloads) and
+/// the bridge SVID and bundle (between gateways).
+#[derive(Clone, Debug)]
+pub struct Identities {
+    local_svid: X509Svid,
+    local_bundle: Bundle,
+    bridge_svid: X509Svid,
+    bridge_bundle: Bundle,
+    session_resumption: bool,
+}
+
+/// A swappable `Arc<T>`: readers take a snapshot, a writer replaces it for future readers.
+#[derive(Debug)]
+pub struct StateCell<T> {
+    current: RwLock<Arc<T>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeTlsError {
+    #[error(
+        "the {what} SVID {id} is not in trust domain {expected} (the {what} bundle's domain); \
+         issue the {what} SVID from the {what} CA"
+    )]
+    SvidOutsideDomain {
+        what: &'static str,
+        id: SpiffeId,
+        expected: TrustDomain,
+    },
+    #[error(
+        "the local and bridge trust domains are both {0}; the bridge needs its own trust domain \
+         and CA"
+    )]
+    SameDomain(TrustDomain),
+    #[error("building the {what} TLS configuration failed: {source}")]
+    Rustls {
+        what: &'static str,
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+/// Accepts a server only if it verifies against `inner` and its SPIFFE ID is on `allow`.
+///
+/// The check runs inside the handshake, so a destination outside the allow list never gets a
+/// byte of application data.
+#[derive(Debug)]
+struct AllowListServerVerifier {
+    inner: Arc<SpiffeServerVerifier>,
+    allow: AllowList,
+}
+
+// === impl Identities ===
+
+impl Identities {
+    /// Checks that each SVID belongs to the trust domain of its bundle and that the two domains
+    /// differ.
+    pub fn new(
+        local_svid: X509Svid,
+        local_bundle: Bundle,
+        bridge_svid: X509Svid,
+        bridge_bundle: Bundle,
+        session_resumption: bool,
+    ) -> Result<Self, BridgeTlsError> {
+        for (what, svid, bundle) in [
+            ("local", &local_svid, &local_bundle),
+            ("bridge", &bridge_svid, &bridge_bundle),
+        ] {
+            if svid.id().trust_domain() != bundle.trust_domain() {
+                return Err(BridgeTlsError::SvidOutsideDomain {
+                    what,
+                    id: svid.id().clone(),
+                    expected: bundle.trust_domain().clone(),
+                });
+            }
+        }
+        if local_bundle.trust_domain() == bridge_bundle.trust_domain() {
+            return Err(BridgeTlsError::SameDomain(
+                local_bundle.trust_domain().clone(),
+            ));
+        }
+        Ok(Self {
+            local_svid,
+            local_bundle,
+            bridge_svid,
+            bridge_bundle,
+            session_resumption,
+        })
+    }
+
+    pub fn local_svid(&self) -> &X509Svid {
+        &self.local_svid
+    }
+
+    pub fn bridge_svid(&self) -> &X509Svid {
+        &self.bridge_svid
+    }
+
+    pub fn local_domain(&self) -> &TrustDomain {
+        self.local_bundle.trust_domain()
+    }
+
+    pub fn bridge_domain(&self) -> &TrustDomain {
+        self.bridge_bundle.trust_domain()
+    }
+
+    pub fn session_resumption(&self) -> bool {
+        self.session_resumption
+    }
+
+    /// Egress, towards callers: the local SVID; clients must be members of the local domain,
+    /// verified with the local bundle only.
+    pub fn egress_server_config(&self) -> Result<Arc<ServerConfig>, BridgeTlsError> {
+        let verifier = SpiffeClientVerifier::new(
+            BundleSet::new().with(self.local_bundle.clone()),
+            Authorizer::member_of(self.local_domain().clone()),
+        );
+        let config = fedgate_federation::tls::server_config(&self.local_svid, Arc::new(verifier))
+            .map_err(|source| BridgeTlsError::Rustls {
+            what: "egress server",
+            source,
+        })?;
+        Ok(Arc::new(self.server_resumption(config)))
+    }
+
+    /// Egress, towards a peer ingress: the bridge SVID; the server must be exactly `peer_id`,
+    /// verified with the bridge bundle only.
+    pub fn bridge_client_config(
+        &self,
+        peer_id: &SpiffeId,
+    ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
+        let verifier = SpiffeServerVerifier::new(
+            BundleSet::new().with(self.bridge_bundle.clone()),
+            Authorizer::exact(peer_id.clone()),
+        );
+        let config =
+            fedgate_federation::tls::client_config(Some(&self.bridge_svid), Arc::new(verifier))
+                .map_err(|source| BridgeTlsError::Rustls {
+                    what: "bridge client",
+                    source,
+                })?;
+        Ok(Arc::new(self.client_resumption(config)))
+    }
+
+    /// Ingress, towards peer egresses: the bridge SVID; clients must be members of the bridge
+    /// domain, verified with the bridge bundle only. Which peers are configured is checked after
+    /// the handshake, before any byte is read, so the refusal is counted by peer ID.
+    pub fn ingress_server_config(&self) -> Result<Arc<ServerConfig>, BridgeTlsError> {
+        let verifier = SpiffeClientVerifier::new(
+            BundleSet::new().with(self.bridge_bundle.clone()),
+            Authorizer::member_of(self.bridge_domain().clone()),
+        );
+        let config = fedgate_federation::tls::server_config(&self.bridge_svid, Arc::new(verifier))
+            .map_err(|source| BridgeTlsError::Rustls {
+                what: "ingress server",
+                source,
+            })?;
+        Ok(Arc::new(self.server_resumption(config)))
+    }
+
+    /// Ingress, towards a destination: the local SVID; the server must verify with the local
+    /// bundle and its ID must be on `server_id`.
+    pub fn destination_client_config(
+        &self,
+        server_id: &AllowList,
+    ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
+        let inner = SpiffeServerVerifier::new(
+            BundleSet::new().with(self.local_bundle.clone()),
+            Authorizer::member_of(self.local_domain().clone()),
+        );
+        let verifier = AllowListServerVerifier {
+            inner: Arc::new(inner),
+            allow: server_id.clone(),
+        };
+        let config =
+            fedgate_federation::tls::client_config(Some(&self.local_svid), Arc::new(verifier))
+                .map_err(|source| BridgeTlsError::Rustls {
+                    what: "destination client",
+                    source,
+                })?;
+        Ok(Arc::new(self.client_resumption(config)))
+    }
+
+    /// When the bridge SVID stops being valid (its leaf's notAfter).
+    pub fn bridge_svid_not_after(&self) -> Option<SystemTime> {
+        self.bridge_svid.chain().first().and_then(leaf_not_after)
+    }
+
+    fn server_resumption(&self, mut config: ServerConfig) -> ServerConfig {
+        if !self.session_resumption {
+            config.session_storage = Arc::new(NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
+        config
+    }
+
+    fn client_resumption(&self, mut config: ClientConfig) -> ClientConfig {
+        if !self.session_resumption {
+            config.resumption = Resumption::disabled();
+        }
+        config
+    }
+}
+
+// === impl StateCell ===
+
+impl<T> StateCell<T> {
+    pub fn new(value: Arc<T>) -> Self {
+        Self {
+            current: RwLock::new(value),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<T> {
+        // A poisoned lock only means a writer panicked between two plain assignments; the Arc
+        // inside is still a complete value.
+        match self.current.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the snapshot for every later `load`; holders of older snapshots keep theirs.
+    pub fn store(&self, value: Arc<T>) {
+        match self.current.write() {
+            Ok(mut g) => *g = value,
+            Err(poisoned) => *poisoned.into_inner() = value,
+        }
+    }
+}
+
+// === impl AllowListServerVerifier ===
+
+impl ServerCertVerifier for AllowListServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        match leaf_spiffe_id(end_entity) {
+            Some(id) if self.allow.allows(&id) => Ok(verified),
+            _ => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The SPIFFE ID in the single URI SAN of an (already verified) leaf, if any.
+pub fn leaf_spiffe_id(der: &CertificateDer<'_>) -> Option<SpiffeId> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
+        x509_parser::extensions::GeneralName::URI(u) => Some(*u),
+        _ => None,
+    });
+    let uri = uris.next()?;
+    if uris.next().is_some() {
+        return None;
+    }
+    SpiffeId::parse(uri).ok()
+}
+
+/// The notAfter of a certificate.
+pub fn leaf_not_after(der: &CertificateDer<'_>) -> Option<SystemTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let secs = cert.validity().not_after.timestamp();
+    let secs = u64::try_from(secs).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_cell_swaps_for_new_readers_only() {
+        let cell = StateCell::new(Arc::new(1));
+        let old = cell.load();
+        cell.store(Arc::new(2));
+        assert_eq!(*old, 1);
+        assert_eq!(*cell.load(), 2);
+    }
+
+    #[test]
+    fn leaf_helpers_refuse_garbage() {
+        let junk = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+        assert!(leaf_spiffe_id(&junk).is_none());
+        assert!(leaf_not_after(&junk).is_none());
+    }
+}

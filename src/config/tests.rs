@@ -1,0 +1,242 @@
+//! Unit tests for config conversion: defaults, path resolution, and one test per refusal.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+trust_domain = "cluster-a.test"
+
+[[listeners]]
+name = "egress"
+listen = "127.0.0.1:0"
+kind = "passthrough"
+
+  [[listeners.routes]]
+  sni = "*.cluster-b.test"
+  upstreams = ["127.0.0.1:16443", "gw.cluster-b.svc:15443"]
+"#;
+
+fn parse(src: &str) -> Result<Config, ConfigError> {
+    Config::parse(src, Path::new("/etc/fedgate/gw.toml"))
+}
+
+fn error(src: &str) -> String {
+    parse(src).unwrap_err().to_string()
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.trust_domain.as_str(), "cluster-a.test");
+    assert_eq!(c.log_format, LogFormat::Human);
+    assert_eq!(c.drain_timeout, Duration::from_secs(30));
+    assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());
+    assert!(c.identity.is_none() && c.federation.is_none());
+    let l = &c.listeners[0];
+    assert_eq!(l.limits, ListenerLimits::DEFAULT);
+    assert_eq!(l.routes[0].name, "*.cluster-b.test");
+    assert_eq!(
+        l.routes[0].upstreams[1],
+        Upstream {
+            host: "gw.cluster-b.svc".into(),
+            port: 15443
+        }
+    );
+}
+
+#[test]
+fn full_config_resolves_relative_paths() {
+    let src = r#"
+trust_domain = "cluster-a.test"
+log_format = "json"
+drain_timeout = "2s"
+[identity]
+svid = "certs/gw.pem"
+key = "/abs/gw.key"
+bundle = "certs/bundle.json"
+[admin]
+listen = "127.0.0.1:0"
+[federation]
+state_dir = "state"
+min_refresh = "1s"
+max_refresh = "10s"
+default_refresh = "5s"
+[federation.serve]
+listen = "127.0.0.1:0"
+profile = "https_spiffe"
+[[federation.peers]]
+trust_domain = "cluster-b.test"
+url = "https://127.0.0.1:8444/"
+profile = "https_spiffe"
+endpoint_id = "spiffe://cluster-b.test/fedgate/bundle-endpoint"
+bootstrap_bundle = "b.json"
+[[federation.peers]]
+trust_domain = "cluster-c.test"
+url = "https://c.example/bundle"
+profile = "https_web"
+"#;
+    let c = parse(src).unwrap();
+    assert_eq!(c.log_format, LogFormat::Json);
+    let id = c.identity.unwrap();
+    assert_eq!(id.svid, PathBuf::from("/etc/fedgate/certs/gw.pem"));
+    assert_eq!(id.key, PathBuf::from("/abs/gw.key"));
+    let f = c.federation.unwrap();
+    assert_eq!(f.state_dir, Some(PathBuf::from("/etc/fedgate/state")));
+    let serve = f.serve.unwrap();
+    assert_eq!(serve.path, "/");
+    assert_eq!(
+        serve.bundle,
+        PathBuf::from("/etc/fedgate/certs/bundle.json")
+    );
+    assert_eq!(
+        serve.profile,
+        ServeProfile::HttpsSpiffe {
+            svid: PathBuf::from("/etc/fedgate/certs/gw.pem"),
+            key: PathBuf::from("/abs/gw.key")
+        }
+    );
+    assert!(
+        matches!(&f.peers[0].profile, PeerProfile::HttpsSpiffe { bootstrap_bundle, .. }
+        if bootstrap_bundle == Path::new("/etc/fedgate/b.json"))
+    );
+    assert_eq!(f.peers[1].profile, PeerProfile::HttpsWeb { ca: None });
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let src = MINIMAL.replace(
+        "kind = \"passthrough\"",
+        "kind = \"passthrough\"\npeek_timout = \"5s\"",
+    );
+    let e = error(&src);
+    assert!(e.contains("gw.toml:8:1"), "{e}");
+    assert!(e.contains("listeners[0].peek_timout"), "{e}");
+    assert!(e.contains("unknown field"), "{e}");
+}
+
+#[test]
+fn bad_values_name_key_line_and_fix() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "127.0.0.1:0\"",
+            "127.0.0.1:0\"\npeek_timeout = \"soon\"",
+            "listeners[0].peek_timeout",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"localhost\"",
+            "listeners[0].listen",
+        ),
+        (
+            "sni = \"*.cluster-b.test\"",
+            "sni = \"a.*.test\"",
+            "listeners[0].routes[0].sni",
+        ),
+        (
+            "\"127.0.0.1:16443\", ",
+            "\"nope\", ",
+            "listeners[0].routes[0].upstreams[0]",
+        ),
+        (
+            "kind = \"passthrough\"",
+            "kind = \"bridge\"",
+            "listeners[0].kind",
+        ),
+        ("cluster-a.test", "bad_td!", "trust_domain"),
+        (
+            "kind = \"passthrough\"",
+            "kind = \"passthrough\"\ndefault_route = \"nope\"",
+            "listeners[0].default_route",
+        ),
+        (
+            "kind = \"passthrough\"",
+            "kind = \"passthrough\"\nmax_connections = 0",
+            "listeners[0].max_connections",
+        ),
+        (
+            "kind = \"passthrough\"",
+            "kind = \"passthrough\"\nmax_client_hello = 10",
+            "listeners[0].max_client_hello",
+        ),
+        (
+            "upstreams = [\"127.0.0.1:16443\", \"gw.cluster-b.svc:15443\"]",
+            "upstreams = []",
+            "listeners[0].routes[0].upstreams",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let src = MINIMAL.replacen(from, to, 1);
+        assert_ne!(src, MINIMAL, "{from}");
+        let e = error(&src);
+        assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
+        assert!(e.contains("gw.toml:"), "{e}");
+    }
+}
+
+#[test]
+fn duplicate_listener_and_address() {
+    let dup = format!("{MINIMAL}\n[[listeners]]\nname = \"egress\"\nlisten = \"127.0.0.1:0\"\nkind = \"passthrough\"\n");
+    assert!(error(&dup).contains("used twice"));
+    let src = MINIMAL.replace("127.0.0.1:0", "127.0.0.1:9901");
+    assert!(error(&src).contains("already used by `admin.listen`"));
+}
+
+#[test]
+fn federation_rules() {
+    let base = "trust_domain = \"cluster-a.test\"\n[federation]\n";
+    let spiffe_without_id = format!(
+        "{base}[[federation.peers]]\ntrust_domain = \"b.test\"\nurl = \"https://b/\"\nprofile = \"https_spiffe\"\n"
+    );
+    assert!(error(&spiffe_without_id).contains("needs `endpoint_id`"));
+    let http = format!("{base}[[federation.peers]]\ntrust_domain = \"b.test\"\nurl = \"http://b/\"\nprofile = \"https_web\"\n");
+    assert!(error(&http).contains("federation.peers[0].url"));
+    let local = format!("{base}[[federation.peers]]\ntrust_domain = \"cluster-a.test\"\nurl = \"https://b/\"\nprofile = \"https_web\"\n");
+    assert!(error(&local).contains("local trust domain"));
+    let serve =
+        format!("{base}[federation.serve]\nlisten = \"127.0.0.1:0\"\nprofile = \"https_spiffe\"\n");
+    assert!(error(&serve).contains("add an [identity] table"));
+    let web =
+        format!("{base}[federation.serve]\nlisten = \"127.0.0.1:0\"\nprofile = \"https_web\"\n");
+    assert!(error(&web).contains("needs both `cert` and `key`"));
+    let web_with_bundle = format!(
+        "{base}[federation.serve]\nlisten = \"127.0.0.1:0\"\nprofile = \"https_web\"\ncert = \"c.pem\"\nkey = \"k.pem\"\nbundle = \"b.json\"\n"
+    );
+    let serve = parse(&web_with_bundle)
+        .unwrap()
+        .federation
+        .unwrap()
+        .serve
+        .unwrap();
+    assert_eq!(serve.bundle, PathBuf::from("/etc/fedgate/b.json"));
+    let web_without_bundle = web_with_bundle.replace("bundle = \"b.json\"\n", "");
+    assert!(error(&web_without_bundle).contains("needs the local bundle to serve"));
+    let bounds = format!("{base}min_refresh = \"1m\"\nmax_refresh = \"30s\"\n");
+    assert!(error(&bounds).contains("federation.min_refresh"));
+}
+
+#[test]
+fn upstream_parsing() {
+    assert_eq!(Upstream::parse("[::1]:80").unwrap().to_string(), "[::1]:80");
+    assert_eq!(
+        Upstream::parse("GW.example:1").unwrap().to_string(),
+        "gw.example:1"
+    );
+    for bad in [
+        "",
+        ":80",
+        "host",
+        "host:0",
+        "host:99999",
+        "a..b:1",
+        "-a:1",
+        "a b:1",
+    ] {
+        assert!(Upstream::parse(bad).is_none(), "{bad}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(src in "\\PC{0,300}") {
+        let _ = parse(&src);
+    }
+}

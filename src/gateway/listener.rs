@@ -1,0 +1,235 @@
+//! Accept loops and the hot-swappable per-listener state.
+//!
+//! Invariants: a connection reads the listener state once, at accept, so a reload affects only
+//! new connections; at most `max_connections` connections hold a permit of the state's
+//! semaphore (a reload that changes the limit starts a fresh semaphore, so connections from
+//! before the reload count against the old limit only); accept errors back off and never end
+//! the loop; every connection task is spawned on the shared `TaskTracker`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ListenerConfig, ListenerKind, Upstream};
+use crate::gateway::passthrough;
+use crate::gateway::route::{RouteError, RouteTable};
+use crate::telemetry::Metrics;
+
+/// Everything a new connection needs from configuration; replaced whole on reload.
+#[derive(Debug)]
+pub struct ListenerState {
+    pub config: ListenerConfig,
+    routes: RouteTable<Arc<RouteTarget>>,
+    limit: Arc<Semaphore>,
+}
+
+/// A route's upstreams with its round-robin cursor.
+#[derive(Debug)]
+pub struct RouteTarget {
+    pub name: String,
+    pub upstreams: Vec<Upstream>,
+    next: AtomicUsize,
+}
+
+/// One bound listener, ready to `run`.
+pub struct Listener {
+    name: Arc<str>,
+    state: watch::Receiver<Arc<ListenerState>>,
+    metrics: Metrics,
+    /// Every connection task is spawned here; `App::run` closes and waits on it to drain.
+    tracker: TaskTracker,
+    /// Cancelled when the drain deadline passes: live connections stop splicing and close.
+    hard_stop: CancellationToken,
+    /// The connection handler of a bridge listener (`None` for passthrough).
+    bridge: Option<crate::bridge::runtime::BridgeHandler>,
+}
+
+/// What a connection task carries besides its socket.
+#[derive(Clone)]
+pub(crate) struct ConnContext {
+    pub listener: Arc<str>,
+    pub metrics: Metrics,
+    pub hard_stop: CancellationToken,
+    pub active: Gauge,
+}
+
+// === impl ListenerState ===
+
+impl ListenerState {
+    /// Builds the state for `config`, keeping `previous`'s connection semaphore when the
+    /// limit did not change (so live connections keep counting).
+    pub fn new(
+        config: ListenerConfig,
+        previous: Option<&ListenerState>,
+    ) -> Result<ListenerState, RouteError> {
+        let mut routes = RouteTable::new();
+        for r in &config.routes {
+            let target = Arc::new(RouteTarget {
+                name: r.name.clone(),
+                upstreams: r.upstreams.clone(),
+                next: AtomicUsize::new(0),
+            });
+            if config.default_route.as_deref() == Some(r.name.as_str()) {
+                routes.set_default(target.clone());
+            }
+            routes.insert(&r.sni, target)?;
+        }
+        let limit = match previous {
+            Some(p) if p.config.limits.max_connections == config.limits.max_connections => {
+                p.limit.clone()
+            }
+            _ => Arc::new(Semaphore::new(config.limits.max_connections)),
+        };
+        Ok(ListenerState {
+            config,
+            routes,
+            limit,
+        })
+    }
+
+    pub fn kind(&self) -> ListenerKind {
+        self.config.kind
+    }
+
+    /// The route for `server_name` (exact, then wildcard, then the default route).
+    pub fn route(&self, server_name: Option<&str>) -> Option<&Arc<RouteTarget>> {
+        self.routes.lookup(server_name)
+    }
+
+    /// Connections currently holding a permit of this state's limit.
+    pub fn connections_in_use(&self) -> usize {
+        self.config
+            .limits
+            .max_connections
+            .saturating_sub(self.limit.available_permits())
+    }
+}
+
+// === impl RouteTarget ===
+
+impl RouteTarget {
+    /// Upstreams in the order to try them: round-robin start, then the rest in order.
+    pub fn attempt_order(&self) -> impl Iterator<Item = &Upstream> {
+        let n = self.upstreams.len();
+        let start = if n == 0 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
+        (0..n).map(move |i| &self.upstreams[(start + i) % n])
+    }
+}
+
+// === impl Listener ===
+
+impl Listener {
+    pub fn new(
+        name: &str,
+        state: watch::Receiver<Arc<ListenerState>>,
+        metrics: Metrics,
+        tracker: TaskTracker,
+        hard_stop: CancellationToken,
+    ) -> Listener {
+        Listener {
+            name: Arc::from(name),
+            state,
+            metrics,
+            tracker,
+            hard_stop,
+            bridge: None,
+        }
+    }
+
+    /// Serves this listener's connections with `handler` (bridge listener kinds).
+    pub fn set_bridge(&mut self, handler: crate::bridge::runtime::BridgeHandler) {
+        self.bridge = Some(handler);
+    }
+
+    /// Accepts until `shutdown` is cancelled, then drops the socket (new connections are
+    /// refused by the kernel) and returns; connection tasks live on in the tracker.
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
+        let cx = ConnContext {
+            listener: self.name.clone(),
+            active: self.metrics.active(&self.name),
+            metrics: self.metrics,
+            hard_stop: self.hard_stop,
+        };
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                r = listener.accept() => r,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => {
+                    backoff = Duration::from_millis(5);
+                    a
+                }
+                Err(e) => {
+                    // EMFILE and friends: wait and retry instead of spinning or exiting.
+                    tracing::warn!(listener = %self.name, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let state = self.state.borrow().clone();
+            let Ok(permit) = state.limit.clone().try_acquire_owned() else {
+                tracing::info!(listener = %self.name, %peer, reason = "over_limit", "connection refused");
+                cx.metrics
+                    .reject(&self.name, passthrough::Reject::OverLimit.label());
+                drop(stream);
+                continue;
+            };
+            let cx = cx.clone();
+            let bridge = self.bridge.clone();
+            self.tracker.spawn(async move {
+                cx.active.inc();
+                match (state.kind(), bridge) {
+                    (ListenerKind::Passthrough, _) => {
+                        passthrough::serve(stream, peer, &state, &cx).await
+                    }
+                    (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, Some(bridge)) => {
+                        tokio::select! {
+                            () = bridge.serve(stream) => {}
+                            () = cx.hard_stop.cancelled() => {}
+                        }
+                    }
+                    // `App::build` attaches a handler to every bridge listener; refuse if not.
+                    (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, None) => {
+                        tracing::error!(
+                            listener = %cx.listener, %peer,
+                            "bridge listener has no handler; closing"
+                        );
+                        drop(stream);
+                    }
+                }
+                cx.active.dec();
+                drop(permit);
+            });
+        }
+        tracing::info!(listener = %self.name, addr = ?listener.local_addr().ok(), "listener stopped accepting");
+    }
+}
+
+/// Binds `addr` with `SO_REUSEADDR` (quick restarts) and a deep accept backlog.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}

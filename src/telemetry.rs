@@ -1,1 +1,0 @@
-//! Tracing and metrics setup.

@@ -1,0 +1,161 @@
+//! The gateway's Prometheus metrics: one struct of prometheus-client families with typed labels.
+//!
+//! Invariants: every label value comes from configuration (listener and route names,
+//! upstream addresses) or from a fixed vocabulary (`Reject::label`, outcomes), never from
+//! the network, so label cardinality is bounded by the config.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// All data-plane and lifecycle metrics. Cheap to clone (families are `Arc`s inside).
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    /// Finished connections that were routed, by how they ended.
+    pub connections: Family<ConnectionLabels, Counter>,
+    /// Connections closed before routing or connecting, by reason (`Reject::label`).
+    pub rejected: Family<RejectLabels, Counter>,
+    /// Failed upstream dials (each endpoint tried counts once).
+    pub upstream_connect_failures: Family<UpstreamLabels, Counter>,
+    /// Bytes spliced, `direction` = `in` (client → upstream) or `out` (upstream → client).
+    pub bytes: Family<BytesLabels, Counter>,
+    /// Connections currently held open (from accept to close).
+    pub active_connections: Family<ListenerLabels, Gauge>,
+    /// Configuration reloads by `result` (`ok` / `failed`).
+    pub config_reloads: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    pub listener: String,
+    pub route: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub listener: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub listener: String,
+    pub route: String,
+    pub upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BytesLabels {
+    pub listener: String,
+    pub route: String,
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Creates the families and registers them under the `fedgate_` prefix.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics::default();
+        let r = registry.sub_registry_with_prefix("fedgate");
+        r.register(
+            "connections",
+            "Routed connections by listener, route and outcome",
+            m.connections.clone(),
+        );
+        r.register(
+            "rejected_connections",
+            "Connections refused before splicing, by reason",
+            m.rejected.clone(),
+        );
+        r.register(
+            "upstream_connect_failures",
+            "Failed upstream connection attempts",
+            m.upstream_connect_failures.clone(),
+        );
+        r.register(
+            "bytes",
+            "Bytes spliced by direction (in: client to upstream, out: upstream to client)",
+            m.bytes.clone(),
+        );
+        r.register(
+            "active_connections",
+            "Connections currently open",
+            m.active_connections.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            m.config_reloads.clone(),
+        );
+        m
+    }
+
+    pub fn reject(&self, listener: &str, reason: &'static str) {
+        self.rejected
+            .get_or_create(&RejectLabels {
+                listener: listener.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn reload(&self, ok: bool) {
+        self.config_reloads
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+    }
+
+    pub fn active(&self, listener: &str) -> Gauge {
+        self.active_connections
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_families_with_prefix_and_labels() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.reject("egress", "no_sni");
+        m.reload(false);
+        m.active("egress").inc();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(
+                "fedgate_rejected_connections_total{listener=\"egress\",reason=\"no_sni\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("fedgate_config_reloads_total{result=\"failed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fedgate_active_connections{listener=\"egress\"} 1"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! `fedgate config check` as a process: exit codes and messages; the documented examples pass.
+// Helpers outside #[test] fns unwrap too: a failed step is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+fn check(file: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fedgate"))
+        .args(["config", "check"])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn documented_examples_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let (code, stdout, stderr) = check(&path);
+            assert_eq!(code, 0, "{}: {stderr}", path.display());
+            assert!(
+                stdout.starts_with("ok: ") && stdout.lines().count() == 1,
+                "{stdout}"
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected the example configs in {}", dir.display());
+}
+
+#[test]
+fn errors_name_file_line_key_and_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("trust_domain = \"a.test\"\n[[listeners]]\nname = \"e\"\nlisten = \"127.0.0.1:0\"\nkind = \"passthrough\"\nidle_timeout = \"forever\"\n",
+         ":6:16: `listeners[0].idle_timeout`", "not a duration"),
+        ("trust_domain = \"a.test\"\n[admin]\nlisten = \"127.0.0.1:0\"\nport = 3\n", ":4:1: `admin.port`", "unknown field"),
+        ("trust_domain = \"a.test\"\n[[listeners]]\nname = \"e\"\nlisten = \"127.0.0.1:0\"\nkind = \"passthrough\"\n[[listeners.routes]]\nsni = \"x.test\"\nupstreams = [\"10.0.0.1\"]\n",
+         ":8:14: `listeners[0].routes[0].upstreams[0]`", "host:port"),
+    ];
+    for (i, (src, located, what)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("c{i}.toml"));
+        std::fs::write(&path, src).unwrap();
+        let (code, stdout, stderr) = check(&path);
+        assert_eq!(code, 64, "{stderr}");
+        assert!(stdout.is_empty());
+        assert!(stderr.contains(&format!("c{i}.toml{located}")), "{stderr}");
+        assert!(stderr.contains(what), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    let (code, _, stderr) = check(&dir.path().join("missing.toml"));
+    assert_eq!(code, 64);
+    assert!(
+        stderr.contains("cannot read config file") && stderr.contains("missing.toml"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,89 @@
+//! `fedgate run` with `[federation]`: gateway A serves its bundle (https_spiffe), gateway B
+//! federates with A, becomes ready once it holds A's bundle, reports it in /status and
+//! /metrics, keeps it in the last-known-good store and distributes it to workloads.
+
+#[path = "support/gw.rs"]
+mod gw_support;
+
+use gw_support::*;
+
+const ENDPOINT_PATH: &str = "/fedgate/bundle-endpoint";
+
+/// Gateway A's config (in `dir`): identity files plus a bundle endpoint on port 0.
+fn gateway_a(ca: &SpiffeCa, dir: &std::path::Path) -> String {
+    ca.write_bundle(&dir.join("a-bundle.json"));
+    ca.write_svid(ENDPOINT_PATH, &dir.join("a.pem"), &dir.join("a.key"));
+    format!(
+        "trust_domain = \"cluster-a.test\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [identity]\nsvid = \"{0}/a.pem\"\nkey = \"{0}/a.key\"\nbundle = \"{0}/a-bundle.json\"\n\
+         [federation]\n[federation.serve]\nlisten = \"127.0.0.1:0\"\nprofile = \"https_spiffe\"\n",
+        dir.display()
+    )
+}
+
+fn gateway_b(dir: &std::path::Path, peer_url: &str) -> String {
+    format!(
+        "trust_domain = \"cluster-b.test\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [federation]\nstate_dir = \"{0}/state\"\ndistribute_dir = \"{0}/out\"\n\
+         min_refresh = \"1s\"\ndefault_refresh = \"1s\"\nmax_refresh = \"5s\"\n\
+         [[federation.peers]]\ntrust_domain = \"cluster-a.test\"\nurl = \"{peer_url}\"\n\
+         profile = \"https_spiffe\"\nendpoint_id = \"spiffe://cluster-a.test{ENDPOINT_PATH}\"\n\
+         bootstrap_bundle = \"{0}/a-bundle.json\"\n",
+        dir.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_bundle_fetched_reported_stored_and_distributed() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = SpiffeCa::new("cluster-a.test");
+    let a = TestApp::start(&gateway_a(&ca, files.path())).await;
+    let endpoint = a.bundle_endpoint.expect("gateway A serves its bundle");
+
+    let b = TestApp::start(&gateway_b(files.path(), &format!("https://{endpoint}/"))).await;
+    b.wait_until(|| async { get(b.admin, "/readyz").await.0 == 200 })
+        .await;
+
+    let (_, status) = get(b.admin, "/status").await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let peer = &status["peers"][0];
+    assert_eq!(peer["trust_domain"], "cluster-a.test");
+    assert_eq!(peer["profile"], "https_spiffe");
+    assert_eq!(peer["authorities"], 1);
+    assert!(peer["last_success"].is_string(), "{peer}");
+
+    let (_, metrics) = get(b.admin, "/metrics").await;
+    assert!(
+        metrics.contains("fedgate_federation_fetches_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cluster-a.test"), "{metrics}");
+
+    assert!(
+        std::fs::read_dir(files.path().join("state"))
+            .unwrap()
+            .count()
+            >= 1
+    );
+    // The distributor may first write the map it had before the fetch; wait for the peer.
+    let map = files.path().join("out/current/bundles.json");
+    b.wait_until(|| async {
+        std::fs::read_to_string(&map).is_ok_and(|m| m.contains("cluster-a.test"))
+    })
+    .await;
+
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_every_peer_has_a_bundle() {
+    let files = tempfile::tempdir().unwrap();
+    SpiffeCa::new("cluster-a.test").write_bundle(&files.path().join("a-bundle.json"));
+    let dead = dead_addr().await;
+    let b = TestApp::start(&gateway_b(files.path(), &format!("https://{dead}/"))).await;
+    let (code, body) = get(b.admin, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("cluster-a.test"), "{body}");
+    b.stop().await;
+}
