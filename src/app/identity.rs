@@ -166,3 +166,74 @@ fn stat(path: &Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a CA bundle and an SVID for `spiffe://<td><path>` into `dir`.
+    fn write_identity(dir: &Path, td: &str, path: &str) -> IdentityConfig {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        let uri = rcgen::Ia5String::try_from(format!("spiffe://{td}{path}")).unwrap();
+        leaf.subject_alt_names = vec![rcgen::SanType::URI(uri)];
+        let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+        let mut bundle = Bundle::new(TrustDomain::new(td).unwrap());
+        bundle.add_x509_authority(ca.der().clone());
+        let config = IdentityConfig {
+            svid: dir.join("gw.pem"),
+            key: dir.join("gw.key"),
+            bundle: dir.join("bundle.json"),
+        };
+        std::fs::write(&config.svid, leaf.pem()).unwrap();
+        std::fs::write(&config.key, key.serialize_pem()).unwrap();
+        std::fs::write(&config.bundle, bundle.to_json()).unwrap();
+        config
+    }
+
+    #[test]
+    fn broken_rotation_keeps_the_previous_identity_until_it_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let td = TrustDomain::new("cluster-a.test").unwrap();
+        let config = write_identity(dir.path(), "cluster-a.test", "/gw/one");
+        let (mut watcher, mut rx) = IdentityWatcher::start(&config, &td).unwrap();
+        rx.borrow_and_update();
+
+        watcher.check();
+        assert!(
+            !rx.has_changed().unwrap(),
+            "unchanged files publish nothing"
+        );
+
+        std::fs::write(&config.svid, "half-written").unwrap();
+        watcher.check();
+        assert!(
+            !rx.has_changed().unwrap(),
+            "a broken file must not replace the identity"
+        );
+        assert_eq!(rx.borrow().svid.id().path(), "/gw/one");
+
+        write_identity(dir.path(), "cluster-a.test", "/gw/rotated");
+        watcher.check();
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().svid.id().path(), "/gw/rotated");
+    }
+
+    #[test]
+    fn svid_of_another_trust_domain_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_identity(dir.path(), "cluster-b.test", "/gw");
+        let td = TrustDomain::new("cluster-a.test").unwrap();
+        let err = Identity::load(&config, &td).unwrap_err();
+        assert!(
+            matches!(err, IdentityError::WrongTrustDomain { .. }),
+            "{err}"
+        );
+    }
+}

@@ -233,3 +233,90 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(addr)?;
     socket.listen(4096)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ListenerLimits, RouteConfig};
+
+    fn config(
+        max_connections: usize,
+        routes: &[(&str, &[&str])],
+        default_route: Option<&str>,
+    ) -> ListenerConfig {
+        ListenerConfig {
+            name: "egress".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            kind: ListenerKind::Passthrough,
+            limits: ListenerLimits {
+                max_connections,
+                ..ListenerLimits::DEFAULT
+            },
+            default_route: default_route.map(String::from),
+            routes: routes
+                .iter()
+                .map(|(sni, ups)| RouteConfig {
+                    name: sni.to_string(),
+                    sni: sni.to_string(),
+                    upstreams: ups.iter().map(|u| Upstream::parse(u).unwrap()).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn round_robin_starts_at_the_next_upstream_and_tries_all() {
+        let state = ListenerState::new(
+            config(1, &[("*.b.test", &["a:1", "b:1", "c:1"])], None),
+            None,
+        )
+        .unwrap();
+        let route = state.route(Some("x.b.test")).unwrap();
+        let order = |r: &RouteTarget| {
+            r.attempt_order()
+                .map(|u| u.host.clone())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(order(route), "a,b,c");
+        assert_eq!(order(route), "b,c,a");
+        assert_eq!(order(route), "c,a,b");
+        assert_eq!(order(route), "a,b,c");
+    }
+
+    #[test]
+    fn default_route_and_lookup() {
+        let state = ListenerState::new(
+            config(
+                1,
+                &[("api.b.test", &["a:1"]), ("fallback.test", &["f:1"])],
+                Some("fallback.test"),
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(state.route(Some("api.b.test")).unwrap().name, "api.b.test");
+        assert_eq!(
+            state.route(Some("other.test")).unwrap().name,
+            "fallback.test"
+        );
+        assert_eq!(state.route(None).unwrap().name, "fallback.test");
+        let strict =
+            ListenerState::new(config(1, &[("api.b.test", &["a:1"])], None), None).unwrap();
+        assert!(strict.route(None).is_none() && strict.route(Some("x.test")).is_none());
+    }
+
+    #[test]
+    fn reload_keeps_the_semaphore_unless_the_limit_changes() {
+        let first = ListenerState::new(config(2, &[], None), None).unwrap();
+        let _held = first.limit.clone().try_acquire_owned().unwrap();
+        let same = ListenerState::new(config(2, &[], None), Some(&first)).unwrap();
+        assert_eq!(same.connections_in_use(), 1, "live connections still count");
+        let bigger = ListenerState::new(config(5, &[], None), Some(&first)).unwrap();
+        assert_eq!(
+            bigger.connections_in_use(),
+            0,
+            "a new limit starts a fresh count"
+        );
+    }
+}
