@@ -30,4 +30,6 @@ pub enum Command {
     Config(cmd::config::ConfigCommand),
     /// Run the edge gateway.
     Run(cmd::run::RunArgs),
+    /// Run the workload-side mTLS proxy.
+    Sidecar(cmd::sidecar::SidecarArgs),
 }

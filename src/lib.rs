@@ -16,4 +16,5 @@ pub mod config;
 pub mod gateway;
 pub mod proxy_protocol;
 pub mod shutdown;
+pub mod sidecar;
 pub mod telemetry;

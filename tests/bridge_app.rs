@@ -2,6 +2,9 @@
 //! gateway B (bridge-ingress) built by `App::build` exactly as `main` does, with their SVIDs,
 //! keys and bundles in files; the bridge SVID is renewed on disk while a connection is live.
 
+// Helpers outside #[test] fns unwrap too: a failure is a test failure with a backtrace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/bridge_certs.rs"]
 mod bridge_certs;
 

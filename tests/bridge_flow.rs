@@ -6,6 +6,9 @@
 //! each gateway task reports completion on a channel, so metrics are read only after the
 //! connection's outcome was recorded (no sleeps as synchronisation).
 
+// Helpers outside #[test] fns unwrap too: a failure is a test failure with a backtrace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/bridge_certs.rs"]
 mod bridge_certs;
 

@@ -1,6 +1,8 @@
 //! `fedgate bundle serve` and `fedgate bundle fetch` as real processes: two endpoints (one per
 //! profile) and two `fetch --watch` clients follow a root rotation within one refresh interval,
 //! and a restarted `fetch --watch` with the endpoint down keeps the last-known-good bundle.
+// Test code: a failed unwrap is a test failure with a backtrace, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

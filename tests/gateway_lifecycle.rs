@@ -124,13 +124,24 @@ async fn drain_deadline_closes_stragglers() {
     let (up, _u) = tls_echo(&pki, "up").await;
     let cfg = format!(
         "{HEADER}{}",
-        listener("egress", "", &[("*.cluster-b.test", &[up])])
+        listener(
+            "egress",
+            "peek_timeout = \"60s\"",
+            &[("*.cluster-b.test", &[up])]
+        )
     )
     .replace("drain_timeout = \"5s\"", "drain_timeout = \"200ms\"");
     let app = TestApp::start(&cfg).await;
     let (mut live, _) = connect_tls(&pki, app.addr("egress"), "a.cluster-b.test")
         .await
         .unwrap();
+    // A client stuck in the ClientHello peek (its peek timeout is far away).
+    let hello = pki.client_hello("slow.cluster-b.test");
+    let mut peeking = TcpStream::connect(app.addr("egress")).await.unwrap();
+    peeking.write_all(&hello[..10]).await.unwrap();
+    app.wait_metric("fedgate_active_connections{listener=\"egress\"}", 2.0)
+        .await;
+
     app.shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), app.task)
         .await
@@ -138,6 +149,7 @@ async fn drain_deadline_closes_stragglers() {
         .unwrap()
         .unwrap();
     expect_closed(live.get_mut().get_mut().0).await;
+    expect_closed(&mut peeking).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,5 +250,41 @@ async fn config_file_change_is_picked_up_by_polling() {
             .unwrap(),
         "new"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_new_limits_to_new_connections() {
+    let pki = Pki::new();
+    let (up, _u) = tls_echo(&pki, "up").await;
+    let cfg = format!(
+        "{HEADER}{}",
+        listener(
+            "egress",
+            "max_connections = 1",
+            &[("*.cluster-b.test", &[up])]
+        )
+    );
+    let app = TestApp::start(&cfg).await;
+    let gw = app.addr("egress");
+    let (mut first, _) = connect_tls(&pki, gw, "a.cluster-b.test").await.unwrap();
+    assert!(
+        tag_via(&pki, gw, "b.cluster-b.test").await.is_err(),
+        "limit 1 refuses a second"
+    );
+
+    std::fs::write(
+        &app.config_path,
+        cfg.replace("max_connections = 1", "max_connections = 3"),
+    )
+    .unwrap();
+    app.reloader.reload().unwrap();
+    let (mut second, _) = connect_tls(&pki, gw, "b.cluster-b.test").await.unwrap();
+    echo(&mut second, "room after reload").await;
+    echo(&mut first, "first untouched").await;
+    let (_, status) = get(app.admin, "/status").await;
+    assert!(status.contains("\"max_connections\":3"), "{status}");
+    close(second).await;
+    close(first).await;
     app.stop().await;
 }

@@ -502,6 +502,19 @@ mod tests {
             parse_bundle_map(b"{}"),
             Err(BundleMapError::MissingTrustDomains)
         ));
+        let two_forms =
+            br#"{"trust_domains": {"a.test": {"keys": []}, "spiffe://a.test": {"keys": []}}}"#;
+        assert!(matches!(
+            parse_bundle_map(two_forms),
+            Err(BundleMapError::DuplicateTrustDomain(_))
+        ));
+        let ok = br#"{"trust_domains": {"a.test": {"keys": [], "spiffe_refresh_hint": 5}, "b.test": {"keys": []}}}"#;
+        let set = parse_bundle_map(ok).unwrap();
+        assert_eq!(set.len(), 2);
+        assert!(
+            set.iter().all(|b| b.refresh_hint().is_none()),
+            "hints inside a map are ignored"
+        );
         assert!(matches!(
             parse_bundle_map(br#"{"trust_domains": {"Bad Name": {"keys": []}}}"#),
             Err(BundleMapError::BadTrustDomain { .. })

@@ -40,6 +40,9 @@ struct BundleGauges {
     authorities: usize,
 }
 
+/// Computes one gauge's value from a trust domain's bundle state (`None`: no sample).
+type GaugeFn<'a> = Box<dyn Fn(&BundleGauges) -> Option<f64> + 'a>;
+
 #[derive(Debug)]
 struct BundleCollector {
     bundles: Arc<Mutex<BTreeMap<TrustDomain, BundleGauges>>>,
@@ -125,7 +128,7 @@ impl Collector for BundleCollector {
                 Err(e) => -e.duration().as_secs_f64(),
             }
         };
-        let gauges: [(&str, &str, Box<dyn Fn(&BundleGauges) -> Option<f64>>); 4] = [
+        let gauges: [(&str, &str, GaugeFn<'_>); 4] = [
             (
                 "fedgate_federation_bundle_age_seconds",
                 "Seconds since the bundle in force for the trust domain was fetched or loaded",

@@ -1,5 +1,7 @@
 //! The bundle endpoint server over real TLS on 127.0.0.1:0, and the `https_web` client
 //! against it (private CA, hostname check).
+// Test code: a failed unwrap is a test failure with a backtrace, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "fed_support/mod.rs"]
 mod fed_support;
@@ -182,6 +184,34 @@ async fn server_survives_junk_and_slow_clients() {
     junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     // A client that connects and says nothing (held open while we fetch).
     let _silent = tokio::net::TcpStream::connect(ep.addr).await.unwrap();
+    let rel = web_rel(&a(), &ep.url("/"), &web);
+    assert!(matches!(
+        fetch(&rel, None, &fast_opts()).await.unwrap(),
+        FetchOutcome::Updated { .. }
+    ));
+}
+
+#[tokio::test]
+async fn silent_clients_are_disconnected_after_the_handshake_timeout() {
+    use tokio::io::AsyncReadExt;
+    let ca = TestCa::new("a.test");
+    let web = TestCa::web("Web CA");
+    let ep = Endpoint::start_with_timeout(
+        web.server(&[], true).web_tls(),
+        ca.bundle(),
+        "/",
+        Duration::from_millis(200),
+    )
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(ep.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    // The server closes the connection (EOF) instead of holding it forever.
+    let n = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("server kept a silent client open")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // And keeps serving others.
     let rel = web_rel(&a(), &ep.url("/"), &web);
     assert!(matches!(
         fetch(&rel, None, &fast_opts()).await.unwrap(),

@@ -1,6 +1,8 @@
 //! The `https_spiffe` profile: the client pins the endpoint's SPIFFE ID, authenticates it with
 //! the bundle of the endpoint's trust domain (bootstrap first, then the latest fetched one for
 //! a self-serving endpoint), and applies the same pin after a redirect.
+// Test code: a failed unwrap is a test failure with a backtrace, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "fed_support/mod.rs"]
 mod fed_support;

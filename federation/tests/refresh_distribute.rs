@@ -1,5 +1,7 @@
 //! Refresher + store + distribution end to end: rotation followed with no gap, restart with
 //! the peer down keeps the last-known-good, and the distributed files work with OpenSSL.
+// Test code: a failed unwrap is a test failure with a backtrace, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "fed_support/mod.rs"]
 mod fed_support;

@@ -157,20 +157,6 @@ impl App {
             Some(i) => Some(IdentityWatcher::start(i, &config.trust_domain)?),
             None => None,
         };
-        let listener_states = states.iter().map(|(n, tx)| (n.clone(), tx.subscribe())).collect();
-        let bridge = crate::bridge::runtime::BridgeRuntime::build(
-            &config,
-            identity.as_ref().map(|(_, rx)| rx.clone()),
-            &listener_states,
-            &mut registry,
-        )?;
-        if let Some(b) = &bridge {
-            for (name, _, listener) in &mut listeners {
-                if let Some(h) = b.handler(name) {
-                    listener.set_bridge(h);
-                }
-            }
-        }
         let federation = match &config.federation {
             Some(f) => Some(
                 Federation::build(
@@ -184,6 +170,26 @@ impl App {
             None => None,
         };
 
+        // After federation: a `[[federation.peers]]` entry for the bridge trust domain keeps
+        // the bridge bundle fresh.
+        let listener_states = states
+            .iter()
+            .map(|(n, tx)| (n.clone(), tx.subscribe()))
+            .collect();
+        let bridge = crate::bridge::runtime::BridgeRuntime::build(
+            &config,
+            identity.as_ref().map(|(_, rx)| rx.clone()),
+            federation.as_ref().map(|f| f.bundles()),
+            &listener_states,
+            &mut registry,
+        )?;
+        if let Some(b) = &bridge {
+            for (name, _, listener) in &mut listeners {
+                if let Some(h) = b.handler(name) {
+                    listener.set_bridge(h);
+                }
+            }
+        }
         let reloader = Reloader::new(config.clone(), states, metrics);
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(STARTING),
@@ -277,6 +283,9 @@ impl App {
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
 
+        if let Ok(addr) = self.admin.local_addr() {
+            tracing::info!(%addr, "admin server listening");
+        }
         let source: Arc<dyn AdminSource> = self.shared.clone();
         let admin_stop = background.clone();
         let admin = tokio::spawn(crate::admin::run(self.admin, source, admin_stop));
@@ -330,10 +339,11 @@ impl App {
         }
         background.cancel();
         while tasks.join_next().await.is_some() {}
-        let admin_result = admin.await;
+        // Graceful shutdown closes idle keep-alive connections; bound it anyway.
+        let admin_result = tokio::time::timeout(Duration::from_secs(5), admin).await;
         tracing::info!("stopped");
         match admin_result {
-            Ok(Err(e)) => Err(AppError::Admin(e)),
+            Ok(Ok(Err(e))) => Err(AppError::Admin(e)),
             _ => Ok(()),
         }
     }

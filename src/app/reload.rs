@@ -235,3 +235,69 @@ fn stamp(path: &std::path::Path) -> Option<FileStamp> {
             .to_vec(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const BASE: &str = "trust_domain = \"a.test\"\n[[listeners]]\nname = \"e\"\nlisten = \"127.0.0.1:0\"\nkind = \"passthrough\"\n[[listeners.routes]]\nsni = \"*.b.test\"\nupstreams = [\"10.0.0.1:1\"]\n";
+
+    fn config(src: &str) -> Config {
+        Config::parse(src, Path::new("/nonexistent/gw.toml")).unwrap()
+    }
+
+    fn reloader() -> (Reloader, watch::Receiver<Arc<ListenerState>>) {
+        let c = config(BASE);
+        let state = ListenerState::new(c.listeners[0].clone(), None).unwrap();
+        let (tx, rx) = watch::channel(Arc::new(state));
+        let states = HashMap::from([("e".to_string(), tx)]);
+        (Reloader::new(Arc::new(c), states, Metrics::default()), rx)
+    }
+
+    #[test]
+    fn applies_routes_and_counts_attempts() {
+        let (r, states) = reloader();
+        let events = r.subscribe();
+        r.apply(config(&BASE.replace("*.b.test", "*.c.test")))
+            .unwrap();
+        assert!(states.borrow().route(Some("x.c.test")).is_some());
+        assert!(states.borrow().route(Some("x.b.test")).is_none());
+        assert_eq!(
+            *events.borrow(),
+            ReloadEvent {
+                attempt: 1,
+                ok: true
+            }
+        );
+        assert_eq!(r.current().listeners[0].routes[0].sni, "*.c.test");
+    }
+
+    #[test]
+    fn refuses_changes_that_need_a_restart_and_keeps_everything() {
+        let (r, states) = reloader();
+        let before = states.borrow().clone();
+        for changed in [
+            BASE.replace("127.0.0.1:0", "127.0.0.1:9"),
+            BASE.replace("name = \"e\"", "name = \"f\""),
+            format!("{BASE}[[listeners]]\nname = \"g\"\nlisten = \"127.0.0.1:0\"\nkind = \"passthrough\"\n"),
+        ] {
+            let e = r.apply(config(&changed)).unwrap_err();
+            assert!(matches!(e, ReloadError::NeedsRestart(_)), "{e}");
+            assert!(Arc::ptr_eq(&before, &states.borrow()), "state must not change");
+        }
+        assert_eq!(r.current().listeners[0].listen.port(), 0);
+        assert_eq!(r.subscribe().borrow().attempt, 3);
+        assert!(!r.subscribe().borrow().ok);
+    }
+
+    #[test]
+    fn unreadable_file_is_a_refused_reload() {
+        let (r, _states) = reloader();
+        assert!(matches!(
+            r.reload(),
+            Err(ReloadError::Config(ConfigError::Read { .. }))
+        ));
+    }
+}

@@ -242,3 +242,86 @@ pub fn relay_header(
     .with_tlv(TLV_SPIFFE_ID, peer.to_string())
     .with_tlv(TLV_AUTHORITY, destination)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn header() -> ProxyHeader {
+        ProxyHeader::proxy(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn claims_need_a_spiffe_origin_and_an_authority() {
+        let ok = header()
+            .with_tlv(TLV_ORIGIN_ID, "spiffe://cluster-a.test/ns/x")
+            .with_tlv(TLV_AUTHORITY, "echo.cluster-b.test");
+        let (origin, dest) = parse_claims(&ok).unwrap();
+        assert_eq!(origin.to_string(), "spiffe://cluster-a.test/ns/x");
+        assert_eq!(dest, "echo.cluster-b.test");
+
+        let no_origin = header().with_tlv(TLV_AUTHORITY, "echo.cluster-b.test");
+        assert_eq!(
+            parse_claims(&no_origin).unwrap_err().label(),
+            "origin_invalid"
+        );
+        // The immediate-peer TLV is not an origin claim.
+        let wrong_tlv = no_origin.with_tlv(TLV_SPIFFE_ID, "spiffe://cluster-a.test/ns/x");
+        assert_eq!(
+            parse_claims(&wrong_tlv).unwrap_err().label(),
+            "origin_invalid"
+        );
+        let not_an_id = header()
+            .with_tlv(TLV_ORIGIN_ID, "https://cluster-a.test/x")
+            .with_tlv(TLV_AUTHORITY, "echo.cluster-b.test");
+        assert_eq!(
+            parse_claims(&not_an_id).unwrap_err().label(),
+            "origin_invalid"
+        );
+        let no_authority = header().with_tlv(TLV_ORIGIN_ID, "spiffe://cluster-a.test/ns/x");
+        assert_eq!(
+            parse_claims(&no_authority).unwrap_err().label(),
+            "missing_authority"
+        );
+        let empty_authority = no_authority.with_tlv(TLV_AUTHORITY, "");
+        assert_eq!(
+            parse_claims(&empty_authority).unwrap_err().label(),
+            "missing_authority"
+        );
+    }
+
+    #[test]
+    fn relay_header_carries_origin_peer_and_destination() {
+        let origin = SpiffeId::parse("spiffe://cluster-a.test/ns/x").unwrap();
+        let peer = SpiffeId::parse("spiffe://bridge.test/gateway/a").unwrap();
+        let h = relay_header(None, &origin, &peer, "echo.cluster-b.test");
+        let bytes = h.encode().unwrap();
+        let (back, used) = ProxyHeader::decode(&bytes, 4096).unwrap().unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(back.tlv(TLV_ORIGIN_ID), Some(origin.to_string().as_bytes()));
+        assert_eq!(back.tlv(TLV_SPIFFE_ID), Some(peer.to_string().as_bytes()));
+        assert_eq!(back.authority(), Some("echo.cluster-b.test"));
+    }
+
+    proptest! {
+        /// Arbitrary claim bytes never panic, and whatever is accepted is a valid SPIFFE ID
+        /// equal to the bytes sent.
+        #[test]
+        fn arbitrary_claims_never_panic(
+            origin in prop::collection::vec(any::<u8>(), 0..64),
+            authority in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let h = header()
+                .with_tlv(TLV_ORIGIN_ID, origin.clone())
+                .with_tlv(TLV_AUTHORITY, authority);
+            if let Ok((id, _)) = parse_claims(&h) {
+                prop_assert_eq!(id.to_string().into_bytes(), origin);
+            }
+        }
+    }
+}

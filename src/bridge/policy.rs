@@ -495,4 +495,41 @@ mod tests {
         assert_eq!(second, vec!["127.0.0.1:2", "[::1]:3", "127.0.0.1:1"]);
         assert_eq!(Upstreams::new(vec![]).rotation().count(), 0);
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn label() -> impl Strategy<Value = String> {
+            "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?"
+        }
+
+        fn domain() -> impl Strategy<Value = String> {
+            prop::collection::vec(label(), 1..4).prop_map(|l| l.join("."))
+        }
+
+        proptest! {
+            /// Invariant 4 for any domains: an origin is accepted exactly when its trust domain
+            /// is one the (known) peer may speak for; unknown peers are always refused.
+            #[test]
+            fn origin_accepted_iff_domain_is_spoken_for(
+                spoken in prop::collection::vec(domain(), 0..4),
+                origin_td in domain(),
+                path in "(/[a-z0-9]{1,6}){0,3}",
+            ) {
+                let peer = id("spiffe://bridge.test/gateway/p");
+                let peers = BridgePeers::new([BridgePeer {
+                    id: peer.clone(),
+                    may_speak_for: spoken.iter().map(|d| td(d)).collect(),
+                }])
+                .unwrap();
+                let origin = id(&format!("spiffe://{origin_td}{path}"));
+                let accepted = authorize_origin(&peers, &peer, &origin).is_ok();
+                prop_assert_eq!(accepted, spoken.contains(&origin_td));
+                let stranger = id("spiffe://bridge.test/gateway/stranger");
+                prop_assert!(authorize_origin(&peers, &stranger, &origin).is_err());
+            }
+        }
+    }
 }

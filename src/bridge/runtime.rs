@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fedgate_federation::{Bundle, BundleSet};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -76,14 +79,23 @@ pub enum BuildError {
     NotBridge,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RebuildLabels {
+    listener: String,
+    result: &'static str,
+}
+
 /// Everything a rebuild reads.
 struct Inputs {
     session_resumption: bool,
     local: watch::Receiver<Arc<Identity>>,
     bridge: watch::Receiver<Arc<Identity>>,
+    /// Federation's bundle snapshots, when `[federation]` is configured.
+    federated: Option<watch::Receiver<BundleSet>>,
     listeners: Vec<(String, watch::Receiver<Arc<ListenerState>>)>,
     metrics: BridgeMetrics,
-    rebuild_failures: Counter,
+    /// State rebuilds after a change, by listener and result (`ok` / `failed`).
+    rebuilds: Family<RebuildLabels, Counter>,
 }
 
 // === impl BridgeHandler ===
@@ -103,10 +115,12 @@ impl BridgeHandler {
 impl BridgeRuntime {
     /// Builds the state of every bridge listener of `config`, or `None` if there is none.
     /// `listeners` holds the state channel of each listener (by name), so route and limit
-    /// reloads reach the bridge too; `local` is the `[identity]` channel.
+    /// reloads reach the bridge too; `local` is the `[identity]` channel; `federated` the
+    /// federation's bundle snapshots (see [`bridge_bundle`]).
     pub fn build(
         config: &Config,
         local: Option<watch::Receiver<Arc<Identity>>>,
+        federated: Option<watch::Receiver<BundleSet>>,
         listeners: &HashMap<String, watch::Receiver<Arc<ListenerState>>>,
         registry: &mut Registry,
     ) -> Result<Option<BridgeRuntime>, BridgeSetupError> {
@@ -131,16 +145,18 @@ impl BridgeRuntime {
 
         let metrics = BridgeMetrics::new();
         metrics.register(registry);
-        let rebuild_failures = Counter::default();
+        let rebuilds = Family::<RebuildLabels, Counter>::default();
         registry.register(
-            "fedgate_bridge_rebuild_failures",
-            "Bridge listener states that failed to rebuild after a change (old state kept)",
-            rebuild_failures.clone(),
+            "fedgate_bridge_rebuilds",
+            "Bridge listener state rebuilds after an identity, bundle or config change, by \
+             result (a failed rebuild keeps the previous state)",
+            rebuilds.clone(),
         );
         let inputs = Inputs {
             session_resumption: bridge.session_resumption,
             local,
             bridge: bridge_rx,
+            federated,
             listeners: bridge_listeners
                 .iter()
                 .filter_map(|l| {
@@ -150,7 +166,7 @@ impl BridgeRuntime {
                 })
                 .collect(),
             metrics,
-            rebuild_failures,
+            rebuilds,
         };
         let mut handlers = HashMap::new();
         let ids = inputs
@@ -207,11 +223,12 @@ impl Inputs {
     fn identities(&self) -> Result<Identities, BridgeTlsError> {
         let local = self.local.borrow().clone();
         let bridge = self.bridge.borrow().clone();
+        let federated = self.federated.as_ref().map(|rx| rx.borrow().clone());
         Identities::new(
             local.svid.clone(),
             local.bundle.clone(),
             bridge.svid.clone(),
-            bridge.bundle.clone(),
+            bridge_bundle(&bridge.bundle, federated.as_ref()),
             self.session_resumption,
         )
     }
@@ -236,9 +253,16 @@ impl Inputs {
                 .map(|(_, rx)| Box::pin(rx.changed()));
             futures_util::future::select_all(changes).await.0
         };
+        let federated = async {
+            match &mut self.federated {
+                Some(rx) => rx.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = shutdown.cancelled() => false,
             r = self.local.changed() => r.is_ok(),
+            r = federated => r.is_ok(),
             r = self.bridge.changed() => r.is_ok(),
             r = listeners => r.is_ok(),
         }
@@ -248,7 +272,9 @@ impl Inputs {
         let ids = match self.identities() {
             Ok(ids) => ids,
             Err(e) => {
-                self.rebuild_failures.inc();
+                for (name, _) in &self.listeners {
+                    self.rebuilt(name, false);
+                }
                 tracing::error!(
                     error = %display_chain(&e),
                     "bridge identities do not fit together; keeping the previous bridge state"
@@ -262,29 +288,51 @@ impl Inputs {
                 continue;
             };
             let config = rx.borrow().config.clone();
-            match (build_handler(&config, &ids, &self.metrics), handler) {
+            let ok = match (build_handler(&config, &ids, &self.metrics), handler) {
                 (Ok(BridgeHandler::Egress(new)), BridgeHandler::Egress(cell)) => {
-                    cell.store(new.load())
+                    cell.store(new.load());
+                    true
                 }
                 (Ok(BridgeHandler::Ingress(new)), BridgeHandler::Ingress(cell)) => {
-                    cell.store(new.load())
+                    cell.store(new.load());
+                    true
                 }
                 (Ok(_), _) => {
                     // The kind of a listener never changes on reload (the reloader refuses it).
-                    self.rebuild_failures.inc();
                     tracing::error!(listener = %name, "bridge listener changed kind; keeping its state");
+                    false
                 }
                 (Err(e), _) => {
-                    self.rebuild_failures.inc();
                     tracing::error!(
                         listener = %name, error = %display_chain(&e),
                         "bridge listener state does not build; keeping the previous one"
                     );
+                    false
                 }
-            }
+            };
+            self.rebuilt(name, ok);
         }
         tracing::info!(bridge_id = %ids.bridge_svid().id(), "bridge TLS configurations rebuilt");
     }
+
+    fn rebuilt(&self, listener: &str, ok: bool) {
+        self.rebuilds
+            .get_or_create(&RebuildLabels {
+                listener: listener.to_owned(),
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+    }
+}
+
+/// The bridge bundle in force: the federated one when federation has a bundle for the bridge
+/// trust domain (a `[[federation.peers]]` entry keeps it fresh), else the `[bridge] bundle` file.
+/// Only a bundle of the bridge trust domain is ever taken (never another domain's).
+pub fn bridge_bundle(file: &Bundle, federated: Option<&BundleSet>) -> Bundle {
+    federated
+        .and_then(|set| set.get(file.trust_domain()))
+        .map(|b| (**b).clone())
+        .unwrap_or_else(|| file.clone())
 }
 
 /// Builds the state of one bridge listener.
@@ -386,5 +434,36 @@ fn build_handler(
             )))))
         }
         None => Err(BuildError::NotBridge),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fedgate_federation::TrustDomain;
+
+    use super::*;
+
+    fn bundle(td: &str, seq: u64) -> Bundle {
+        let mut b = Bundle::new(TrustDomain::new(td).unwrap());
+        b.set_sequence(Some(seq));
+        b
+    }
+
+    #[test]
+    fn federated_bridge_bundle_wins_over_the_file() {
+        let file = bundle("bridge.test", 1);
+        let set = BundleSet::new().with(bundle("bridge.test", 7));
+        assert_eq!(bridge_bundle(&file, Some(&set)).sequence(), Some(7));
+    }
+
+    #[test]
+    fn file_bundle_is_used_without_a_federated_one() {
+        let file = bundle("bridge.test", 1);
+        assert_eq!(bridge_bundle(&file, None).sequence(), Some(1));
+        // Another domain's bundle is never taken for the bridge domain.
+        let other = BundleSet::new().with(bundle("cluster-b.test", 9));
+        let chosen = bridge_bundle(&file, Some(&other));
+        assert_eq!(chosen.sequence(), Some(1));
+        assert_eq!(chosen.trust_domain().as_str(), "bridge.test");
     }
 }

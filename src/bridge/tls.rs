@@ -327,7 +327,165 @@ pub fn leaf_not_after(der: &CertificateDer<'_>) -> Option<SystemTime> {
 
 #[cfg(test)]
 mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose, SanType,
+    };
+    use rustls::{ClientConnection, HandshakeKind, ServerConnection};
+
     use super::*;
+
+    /// A CA for `td` and a function issuing SVIDs from it.
+    struct Ca {
+        bundle: Bundle,
+        cert: rcgen::Certificate,
+        key: KeyPair,
+    }
+
+    impl Ca {
+        fn new(td: &str) -> Ca {
+            let mut p = CertificateParams::default();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            let key = KeyPair::generate().unwrap();
+            let cert = p.self_signed(&key).unwrap();
+            let mut bundle = Bundle::new(TrustDomain::new(td).unwrap());
+            bundle.add_x509_authority(cert.der().clone());
+            Ca { bundle, cert, key }
+        }
+
+        fn svid(&self, path: &str) -> X509Svid {
+            let id = format!("spiffe://{}{path}", self.bundle.trust_domain());
+            let mut p = CertificateParams::default();
+            p.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            p.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let key = KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+            X509Svid::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap()
+        }
+    }
+
+    /// Runs an in-memory handshake (plus the post-handshake tickets) and returns its kind.
+    fn handshake(client: Arc<ClientConfig>, server: Arc<ServerConfig>) -> HandshakeKind {
+        let name = ServerName::try_from("echo.cluster-b.test").unwrap();
+        let mut c = ClientConnection::new(client, name).unwrap();
+        let mut s = ServerConnection::new(server).unwrap();
+        // Bounded: a TLS 1.3 handshake with client auth and tickets takes a few flights.
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                s.read_tls(&mut rd).unwrap();
+            }
+            s.process_new_packets().unwrap();
+            let mut buf = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).unwrap();
+            }
+            c.process_new_packets().unwrap();
+        }
+        assert!(!c.is_handshaking() && !s.is_handshaking());
+        c.handshake_kind().unwrap()
+    }
+
+    fn identities(resumption: bool) -> (Identities, Identities, SpiffeId) {
+        let local = Ca::new("cluster-a.test");
+        let bridge = Ca::new("bridge.test");
+        let egress = Identities::new(
+            local.svid("/gw"),
+            local.bundle.clone(),
+            bridge.svid("/gateway/a"),
+            bridge.bundle.clone(),
+            resumption,
+        )
+        .unwrap();
+        let ingress = Identities::new(
+            local.svid("/gw-in"),
+            local.bundle.clone(),
+            bridge.svid("/gateway/b"),
+            bridge.bundle.clone(),
+            resumption,
+        )
+        .unwrap();
+        let peer = SpiffeId::parse("spiffe://bridge.test/gateway/b").unwrap();
+        (egress, ingress, peer)
+    }
+
+    #[test]
+    fn bridge_hops_do_full_handshakes_unless_resumption_is_enabled() {
+        for (resumption, second) in [(false, HandshakeKind::Full), (true, HandshakeKind::Resumed)] {
+            let (egress, ingress, peer) = identities(resumption);
+            // One client config and one server config, reused, as on a running gateway.
+            let client = egress.bridge_client_config(&peer).unwrap();
+            let server = ingress.ingress_server_config().unwrap();
+            assert_eq!(
+                handshake(client.clone(), server.clone()),
+                HandshakeKind::Full
+            );
+            assert_eq!(
+                handshake(client, server),
+                second,
+                "resumption = {resumption}"
+            );
+        }
+    }
+
+    #[test]
+    fn bridge_client_pins_the_peer_id() {
+        let (egress, ingress, _) = identities(false);
+        let other = SpiffeId::parse("spiffe://bridge.test/gateway/c").unwrap();
+        let client = egress.bridge_client_config(&other).unwrap();
+        let server = ingress.ingress_server_config().unwrap();
+        let name = ServerName::try_from("x.test").unwrap();
+        let mut c = ClientConnection::new(client, name).unwrap();
+        let mut s = ServerConnection::new(server).unwrap();
+        let mut buf = Vec::new();
+        c.write_tls(&mut buf).unwrap();
+        s.read_tls(&mut &buf[..]).unwrap();
+        s.process_new_packets().unwrap();
+        let mut buf = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut buf).unwrap();
+        }
+        c.read_tls(&mut &buf[..]).unwrap();
+        assert!(c.process_new_packets().is_err(), "wrong peer ID accepted");
+    }
+
+    #[test]
+    fn svids_must_match_their_bundles_and_domains_must_differ() {
+        let local = Ca::new("cluster-a.test");
+        let bridge = Ca::new("bridge.test");
+        let swapped = Identities::new(
+            bridge.svid("/gw"),
+            local.bundle.clone(),
+            local.svid("/gw"),
+            bridge.bundle.clone(),
+            false,
+        );
+        assert!(matches!(
+            swapped,
+            Err(BridgeTlsError::SvidOutsideDomain { what: "local", .. })
+        ));
+        let same = Identities::new(
+            local.svid("/a"),
+            local.bundle.clone(),
+            local.svid("/b"),
+            local.bundle.clone(),
+            false,
+        );
+        assert!(matches!(same, Err(BridgeTlsError::SameDomain(_))));
+    }
 
     #[test]
     fn state_cell_swaps_for_new_readers_only() {

@@ -14,9 +14,9 @@ pub enum BundleCommand {
     /// Parse a bundle file and summarize it (CLI-CONTRACT.md).
     Inspect(inspect::Args),
     /// Serve a bundle as a SPIFFE federation endpoint.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Fetch a peer's bundle from its federation endpoint.
-    Fetch(fetch::Args),
+    Fetch(Box<fetch::Args>),
     /// Build a bundle from PEM CA certificates.
     Create(create::Args),
 }
@@ -24,8 +24,8 @@ pub enum BundleCommand {
 pub async fn run(cmd: BundleCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BundleCommand::Inspect(a) => inspect::run(a).await,
-        BundleCommand::Serve(a) => serve::run(a).await,
-        BundleCommand::Fetch(a) => fetch::run(a).await,
+        BundleCommand::Serve(a) => serve::run(*a).await,
+        BundleCommand::Fetch(a) => fetch::run(*a).await,
         BundleCommand::Create(a) => create::run(a).await,
     }
 }

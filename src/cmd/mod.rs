@@ -5,6 +5,7 @@ pub mod ca;
 pub mod config;
 pub mod id;
 pub mod run;
+pub mod sidecar;
 pub mod svid;
 
 use std::process::ExitCode;
@@ -21,5 +22,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ca(c) => ca::run(c).await,
         Command::Config(c) => config::run(c).await,
         Command::Run(a) => run::run(a).await,
+        Command::Sidecar(a) => sidecar::run(a).await,
     }
 }

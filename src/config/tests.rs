@@ -240,3 +240,16 @@ proptest::proptest! {
         let _ = parse(&src);
     }
 }
+
+proptest::proptest! {
+    #[test]
+    fn upstream_parse_never_panics(s in "\\PC{0,80}") {
+        let _ = Upstream::parse(&s);
+    }
+
+    #[test]
+    fn upstream_display_round_trips(host in "[a-z]([a-z0-9-]{0,8}[a-z0-9])?(\\.[a-z][a-z0-9]{0,10}){0,3}", port in 1u16..) {
+        let up = Upstream::parse(&format!("{host}:{port}")).unwrap();
+        proptest::prop_assert_eq!(Upstream::parse(&up.to_string()).unwrap(), up);
+    }
+}

@@ -196,30 +196,36 @@ impl Listener {
             let bridge = self.bridge.clone();
             self.tracker.spawn(async move {
                 cx.active.inc();
-                match (state.kind(), bridge) {
-                    (ListenerKind::Passthrough, _) => {
-                        passthrough::serve(stream, peer, &state, &cx).await
-                    }
-                    (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, Some(bridge)) => {
-                        tokio::select! {
-                            () = bridge.serve(stream) => {}
-                            () = cx.hard_stop.cancelled() => {}
+                let serve = async {
+                    match (state.kind(), bridge) {
+                        (ListenerKind::Passthrough, _) => {
+                            passthrough::serve(stream, peer, &state, &cx).await
+                        }
+                        (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, Some(b)) => {
+                            b.serve(stream).await
+                        }
+                        // `App::build` attaches a handler to every bridge listener; refuse if not.
+                        (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, None) => {
+                            tracing::error!(
+                                listener = %cx.listener, %peer,
+                                "bridge listener has no handler; closing"
+                            );
+                            drop(stream);
                         }
                     }
-                    // `App::build` attaches a handler to every bridge listener; refuse if not.
-                    (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, None) => {
-                        tracing::error!(
-                            listener = %cx.listener, %peer,
-                            "bridge listener has no handler; closing"
-                        );
-                        drop(stream);
-                    }
+                };
+                // Past the drain deadline every phase ends; `serve` is polled first so a
+                // spliced connection still records its `drained` outcome.
+                tokio::select! {
+                    biased;
+                    () = serve => {}
+                    () = cx.hard_stop.cancelled() => {}
                 }
                 cx.active.dec();
                 drop(permit);
             });
         }
-        tracing::info!(listener = %self.name, addr = ?listener.local_addr().ok(), "listener stopped accepting");
+        tracing::info!(listener = %self.name, "listener stopped accepting");
     }
 }
 
@@ -259,8 +265,10 @@ mod tests {
                     name: sni.to_string(),
                     sni: sni.to_string(),
                     upstreams: ups.iter().map(|u| Upstream::parse(u).unwrap()).collect(),
+                    bridge: None,
                 })
                 .collect(),
+            bridge: None,
         }
     }
 

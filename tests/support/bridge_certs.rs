@@ -2,7 +2,10 @@
 //! SVIDs with one SPIFFE URI SAN, optionally with a chosen validity window.
 //!
 //! Declared from each test file with `#[path = "support/bridge_certs.rs"] mod bridge_certs;`.
-#![allow(dead_code)] // each test file uses a different subset
+#![allow(dead_code)]
+// each test file uses a different subset
+// Test support: a failed unwrap here is a test failure with a backtrace, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

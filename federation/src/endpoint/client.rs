@@ -45,6 +45,8 @@ pub struct FetchOptions {
 
 /// What a successful fetch produced.
 #[derive(Clone, Debug)]
+// Outcomes are short-lived and `Updated` is the common case: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[non_exhaustive]
 pub enum FetchOutcome {
     /// A bundle for the relationship's trust domain, already checked against rollback.
@@ -563,6 +565,28 @@ fn causes<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn check_body_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let td = TrustDomain::new("b.test").unwrap();
+            let url = Url::parse("https://b.test/").unwrap();
+            let _ = check_body(&td, &url, &body, None);
+        }
+
+        #[test]
+        fn check_body_never_panics_on_json_shapes(s in "\\{\"(keys|trust_domains|spiffe_sequence)\": ?(\\[\\]|\\{\\}|-?[0-9]{1,25}|null|\"x\")\\}") {
+            let td = TrustDomain::new("b.test").unwrap();
+            let url = Url::parse("https://b.test/").unwrap();
+            let _ = check_body(&td, &url, s.as_bytes(), None);
+        }
+
+        #[test]
+        fn authority_trust_domain_never_panics(der in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = authority_trust_domain(&der);
+        }
+    }
 
     #[test]
     fn endpoint_urls_must_be_https_without_userinfo() {

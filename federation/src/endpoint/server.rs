@@ -102,7 +102,7 @@ pub enum EndpointError {
         trust_domain: TrustDomain,
         path: PathBuf,
         #[source]
-        source: BundleError,
+        source: Box<BundleError>,
     },
     #[error("no PEM certificate in {path}; expected CERTIFICATE blocks, leaf first")]
     NoCertificate { path: PathBuf },
@@ -117,7 +117,7 @@ pub enum EndpointError {
         svid: PathBuf,
         key: PathBuf,
         #[source]
-        source: SvidError,
+        source: Box<SvidError>,
     },
     #[error("cannot build the server TLS configuration (does the key match the certificate?)")]
     TlsConfig(#[source] rustls::Error),
@@ -209,7 +209,11 @@ impl BundleEndpoint {
                 };
                 let service = hyper_util::service::TowerToHyperService::new(router);
                 let mut builder = hyper::server::conn::http1::Builder::new();
-                builder.timer(TokioTimer::new()).header_read_timeout(timeout);
+                // Bounded per-connection memory: a bundle request needs a few hundred bytes of headers.
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(timeout)
+                    .max_buf_size(16 * 1024);
                 let conn = builder.serve_connection(TokioIo::new(tls), service);
                 tokio::pin!(conn);
                 let result = tokio::select! {
@@ -345,7 +349,7 @@ impl ServerTls {
             .map_err(|source| EndpointError::Svid {
                 svid: svid.to_owned(),
                 key: key.to_owned(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -457,7 +461,7 @@ impl BundleFileSource {
             Bundle::parse(&trust_domain, &content).map_err(|source| EndpointError::Bundle {
                 trust_domain: trust_domain.clone(),
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -1,6 +1,7 @@
 //! Test support for federation I/O tests: an rcgen CA, a real bundle endpoint, and hostile
 //! raw-HTTP servers over tokio-rustls, all on 127.0.0.1:0.
-#![allow(dead_code)] // each test binary uses a different subset
+// Each test binary uses a different subset; a failed unwrap here is a test failure.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -216,6 +217,15 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub async fn start(tls: ServerTls, bundle: Bundle, path: &str) -> Self {
+        Self::start_with_timeout(tls, bundle, path, Duration::from_secs(2)).await
+    }
+
+    pub async fn start_with_timeout(
+        tls: ServerTls,
+        bundle: Bundle,
+        path: &str,
+        handshake_timeout: Duration,
+    ) -> Self {
         let config = tls.server_config().unwrap();
         let (_tls_tx, tls_rx) = watch::channel(config);
         let (tx, rx) = watch::channel(Arc::new(bundle));
@@ -223,7 +233,7 @@ impl Endpoint {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let server =
-            BundleEndpoint::new(path, rx, tls_rx).with_handshake_timeout(Duration::from_secs(2));
+            BundleEndpoint::new(path, rx, tls_rx).with_handshake_timeout(handshake_timeout);
         let sd = shutdown.clone();
         let task = tokio::spawn(async move {
             // Keep the TLS sender alive for the server's lifetime.

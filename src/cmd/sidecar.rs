@@ -1,0 +1,62 @@
+//! `fedgate sidecar --config FILE`: the workload-side mTLS proxy, as the life of the process:
+//! load config, init logging, build (load identity, bind everything), print addresses, serve
+//! until SIGTERM/SIGINT, drain. SIGHUP re-reads the identity files at once.
+//!
+//! Exit codes: 0 after a clean drain, 64 when the config or the identity files are unusable,
+//! 1 for runtime failures (e.g. a port already in use).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cmd::config::EXIT_CONFIG;
+use crate::config::LogFormat;
+use crate::sidecar::{BuildError, Config, Sidecar};
+use crate::telemetry::display_chain;
+
+#[derive(Debug, clap::Args)]
+pub struct SidecarArgs {
+    /// The sidecar config file (TOML; see docs/sidecar.md).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Log format; overrides `log_format` in the config file (default: human).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fedgate sidecar: config error: {}", display_chain(&e));
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let format = args.log_format.or(config.log_format).unwrap_or_default();
+    if let Err(e) = crate::telemetry::init(format, args.log_level.as_deref()) {
+        eprintln!("fedgate sidecar: {e}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    // Handlers go in before the addresses are printed: whoever reads them may signal at once.
+    let (shutdown, reloads) =
+        crate::shutdown::install().context("cannot install signal handlers")?;
+    let sidecar = match Sidecar::build(config).await {
+        Ok(s) => s.with_reload_requests(reloads),
+        Err(e @ BuildError::Identity(_)) => {
+            tracing::error!(error = %display_chain(&e), "cannot load the workload identity");
+            eprintln!("fedgate sidecar: identity error: {}", display_chain(&e));
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(e) => anyhow::bail!("cannot start the sidecar: {}", display_chain(&e)),
+    };
+    for b in sidecar.bound_addrs() {
+        tracing::info!(kind = b.kind, name = %b.name, addr = %b.addr, "listening");
+        println!("{} {} listening on {}", b.kind, b.name, b.addr);
+    }
+    sidecar.run(shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,368 @@
+//! Inbound listeners: a peer connects with mTLS, the sidecar verifies it and forwards plain TCP
+//! to the local app, optionally announcing the verified identity with a PROXY v2 header.
+//!
+//! Invariants:
+//! * a client certificate is required and validated with the bundle of the client's own trust
+//!   domain; the client must be in `allow` or `trusted_relays`, else the handshake fails;
+//! * only a client in `trusted_relays` has a PROXY v2 header read from inside TLS (with a
+//!   deadline and a size limit); it must be there and well formed. Anyone else's bytes are
+//!   application data, never interpreted;
+//! * the identity that must be in `allow` is the relayed origin when a relay names one, else the
+//!   verified client itself (default deny);
+//! * the app is dialled only after all of the above, so a refused peer never reaches it;
+//! * the PROXY v2 header to the app carries the *verified* client ID (TLV 0xE0) and the origin
+//!   relayed by a trusted relay (TLV 0xE1), and the real socket addresses of the connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use fedgate_federation::tls::peer_id;
+use fedgate_federation::SpiffeId;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+
+use super::config::InboundConfig;
+use super::tls::{is_not_allowed, rustls_error, TlsSnapshot};
+use crate::gateway::pump::{pump, PumpError, PumpStats};
+use crate::proxy_protocol::{
+    read_proxy_header, ProxyError, ProxyHeader, Tlv, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
+};
+
+/// One inbound listener's shared state.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Position in `Config::inbound` and `TlsSnapshot::inbound`.
+    pub index: usize,
+    pub config: InboundConfig,
+    /// The TLS configs in force; each connection takes the latest when it starts.
+    pub tls: watch::Receiver<Arc<TlsSnapshot>>,
+}
+
+/// Why an inbound connection ended before or while relaying.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    #[error("TLS handshake timed out")]
+    HandshakeTimeout,
+    #[error("client is not in the allow list or trusted_relays")]
+    ClientNotAllowed,
+    #[error("TLS handshake failed")]
+    Handshake(#[source] io::Error),
+    #[error("client presented no SPIFFE ID")]
+    NoPeerId,
+    #[error("trusted relay {relay} sent no valid PROXY v2 header")]
+    ProxyHeader {
+        relay: SpiffeId,
+        #[source]
+        source: ProxyError,
+    },
+    #[error("trusted relay {relay} relayed an invalid origin ID {origin:?}")]
+    InvalidOrigin { relay: SpiffeId, origin: String },
+    #[error("client {client} is not in the allow list")]
+    NotAllowed { client: SpiffeId },
+    #[error("origin {origin} relayed by {relay} is not in the allow list")]
+    OriginNotAllowed { relay: SpiffeId, origin: SpiffeId },
+    #[error("cannot connect to the app at {forward}")]
+    AppUnavailable {
+        forward: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Only possible if the IDs exceed the header's 64 KiB, which SPIFFE ID limits rule out.
+    #[error("cannot encode the PROXY v2 header for the app")]
+    AppHeader(#[source] ProxyError),
+    #[error("relaying failed")]
+    Relay(#[source] io::Error),
+}
+
+/// Who is on the other end of an inbound connection, once verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundPeer {
+    /// The verified TLS client.
+    pub client: SpiffeId,
+    /// The origin a trusted relay spoke for, if any.
+    pub origin: Option<SpiffeId>,
+}
+
+// === impl Inbound ===
+
+impl Inbound {
+    pub fn new(
+        index: usize,
+        config: InboundConfig,
+        tls: watch::Receiver<Arc<TlsSnapshot>>,
+    ) -> Self {
+        Self { index, config, tls }
+    }
+
+    /// Handles one peer connection to the end. `peer` is set once the client is verified.
+    pub async fn handle(
+        &self,
+        tcp: &mut TcpStream,
+        peer: &mut Option<InboundPeer>,
+    ) -> Result<PumpStats, InboundError> {
+        let addresses = match (tcp.peer_addr(), tcp.local_addr()) {
+            (Ok(src), Ok(dst)) => Some((src, dst)),
+            _ => None,
+        };
+        let server_config = {
+            let snapshot = self.tls.borrow();
+            snapshot.inbound[self.index].clone()
+        };
+        let _ = tcp.set_nodelay(true);
+        let handshake = TlsAcceptor::from(server_config).accept(tcp);
+        let mut tls = match timeout(self.config.handshake_timeout, handshake).await {
+            Err(_) => return Err(InboundError::HandshakeTimeout),
+            Ok(Err(e)) if rustls_error(&e).is_some_and(is_not_allowed) => {
+                return Err(InboundError::ClientNotAllowed)
+            }
+            Ok(Err(e)) => return Err(InboundError::Handshake(e)),
+            Ok(Ok(tls)) => tls,
+        };
+        let client = peer_id(tls.get_ref().1).ok_or(InboundError::NoPeerId)?;
+        let origin = if self.config.trusted_relays.allows(&client) {
+            let header = read_proxy_header(
+                &mut tls,
+                self.config.max_proxy_header,
+                self.config.proxy_header_timeout,
+            )
+            .await
+            .map_err(|source| InboundError::ProxyHeader {
+                relay: client.clone(),
+                source,
+            })?;
+            relayed_origin(&client, &header)?
+        } else {
+            None
+        };
+        authorize(&self.config, &client, origin.as_ref())?;
+        tracing::debug!(client_id = %client, origin_id = ?origin.as_ref().map(ToString::to_string), "inbound client verified");
+        *peer = Some(InboundPeer {
+            client: client.clone(),
+            origin: origin.clone(),
+        });
+
+        let mut app = timeout(
+            self.config.connect_timeout,
+            TcpStream::connect(self.config.forward.as_str()),
+        )
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))
+        .map_err(|source| InboundError::AppUnavailable {
+            forward: self.config.forward.clone(),
+            source,
+        })?;
+        let _ = app.set_nodelay(true);
+        if self.config.proxy_protocol {
+            let header = app_header(addresses, &client, origin.as_ref());
+            let bytes = header.encode().map_err(InboundError::AppHeader)?;
+            app.write_all(&bytes).await.map_err(InboundError::Relay)?;
+        }
+        pump(tls, app, self.config.idle_timeout)
+            .await
+            .map_err(InboundError::Relay)
+    }
+}
+
+/// The origin ID a trusted relay's header names, if any (TLV 0xE1); it must be a SPIFFE ID.
+fn relayed_origin(
+    relay: &SpiffeId,
+    header: &ProxyHeader,
+) -> Result<Option<SpiffeId>, InboundError> {
+    let Some(value) = header
+        .tlvs
+        .iter()
+        .find(|t| t.kind == TLV_ORIGIN_ID)
+        .map(|t| &t.value)
+    else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(value);
+    SpiffeId::parse(&text)
+        .map(Some)
+        .map_err(|_| InboundError::InvalidOrigin {
+            relay: relay.clone(),
+            origin: text.into_owned(),
+        })
+}
+
+/// Default deny: the origin (when relayed) or else the client must be allowed.
+fn authorize(
+    config: &InboundConfig,
+    client: &SpiffeId,
+    origin: Option<&SpiffeId>,
+) -> Result<(), InboundError> {
+    match origin {
+        Some(origin) if config.allow.allows(origin) => Ok(()),
+        Some(origin) => Err(InboundError::OriginNotAllowed {
+            relay: client.clone(),
+            origin: origin.clone(),
+        }),
+        None if config.allow.allows(client) => Ok(()),
+        None => Err(InboundError::NotAllowed {
+            client: client.clone(),
+        }),
+    }
+}
+
+/// The PROXY v2 header sent to the app.
+fn app_header(
+    addresses: Option<(SocketAddr, SocketAddr)>,
+    client: &SpiffeId,
+    origin: Option<&SpiffeId>,
+) -> ProxyHeader {
+    let mut tlvs = vec![Tlv {
+        kind: TLV_SPIFFE_ID,
+        value: client.to_string().into_bytes(),
+    }];
+    if let Some(origin) = origin {
+        tlvs.push(Tlv {
+            kind: TLV_ORIGIN_ID,
+            value: origin.to_string().into_bytes(),
+        });
+    }
+    ProxyHeader { addresses, tlvs }
+}
+
+// === impl InboundError ===
+
+impl InboundError {
+    /// Bytes relayed before a relay failure (none for refusals: nothing was relayed).
+    pub fn relayed(&self) -> Option<PumpStats> {
+        match self {
+            Self::Relay(e) => PumpError::from_io(e).map(|p| p.stats),
+            _ => None,
+        }
+    }
+
+    /// The metric label (`outcome`) of this error.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::HandshakeTimeout => "handshake_timeout",
+            Self::ClientNotAllowed | Self::NotAllowed { .. } => "client_not_allowed",
+            Self::Handshake(_) => "handshake_failed",
+            Self::NoPeerId => "no_peer_id",
+            Self::ProxyHeader { .. } => "relay_proxy_header",
+            Self::InvalidOrigin { .. } => "relay_invalid_origin",
+            Self::OriginNotAllowed { .. } => "origin_not_allowed",
+            Self::AppUnavailable { .. } => "app_unavailable",
+            Self::AppHeader(_) => "app_header",
+            Self::Relay(e) if e.kind() == io::ErrorKind::TimedOut => "idle_timeout",
+            Self::Relay(_) => "relay_error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::AllowList;
+    use std::time::Duration;
+
+    fn id(s: &str) -> SpiffeId {
+        SpiffeId::parse(s).unwrap()
+    }
+
+    fn inbound(allow: &[&str], relays: &[&str]) -> InboundConfig {
+        InboundConfig {
+            name: "in".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            forward: "127.0.0.1:1".into(),
+            allow: AllowList::parse(allow).unwrap(),
+            proxy_protocol: true,
+            trusted_relays: AllowList::parse(relays).unwrap(),
+            proxy_header_timeout: Duration::from_secs(1),
+            max_proxy_header: 4096,
+            connect_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+        }
+    }
+
+    const RELAY: &str = "spiffe://b.test/ns/gateway/sa/ingress";
+    const CALLER: &str = "spiffe://a.test/ns/demo/sa/client";
+
+    #[test]
+    fn direct_client_must_be_allowed() {
+        let cfg = inbound(&[CALLER], &[RELAY]);
+        assert!(authorize(&cfg, &id(CALLER), None).is_ok());
+        let err = authorize(&cfg, &id("spiffe://a.test/ns/demo/sa/other"), None).unwrap_err();
+        assert_eq!(err.label(), "client_not_allowed");
+    }
+
+    #[test]
+    fn relayed_origin_is_what_must_be_allowed() {
+        let cfg = inbound(&[CALLER], &[RELAY]);
+        assert!(authorize(&cfg, &id(RELAY), Some(&id(CALLER))).is_ok());
+        let err = authorize(&cfg, &id(RELAY), Some(&id("spiffe://c.test/x"))).unwrap_err();
+        assert_eq!(err.label(), "origin_not_allowed");
+        // A relay without an origin stands for itself, and it is not in `allow`.
+        assert_eq!(
+            authorize(&cfg, &id(RELAY), None).unwrap_err().label(),
+            "client_not_allowed"
+        );
+    }
+
+    #[test]
+    fn empty_allow_list_denies_everyone() {
+        let cfg = inbound(&[], &[RELAY]);
+        assert!(authorize(&cfg, &id(CALLER), None).is_err());
+        assert!(authorize(&cfg, &id(RELAY), Some(&id(CALLER))).is_err());
+    }
+
+    #[test]
+    fn origin_tlv_must_be_a_spiffe_id() {
+        let relay = id(RELAY);
+        let none = ProxyHeader::default();
+        assert_eq!(relayed_origin(&relay, &none).unwrap(), None);
+        let good = ProxyHeader {
+            addresses: None,
+            tlvs: vec![Tlv {
+                kind: TLV_ORIGIN_ID,
+                value: CALLER.as_bytes().to_vec(),
+            }],
+        };
+        assert_eq!(relayed_origin(&relay, &good).unwrap(), Some(id(CALLER)));
+        for bad in [&b"not-an-id"[..], b"spiffe://A.test/x", b"\xff\xfe"] {
+            let h = ProxyHeader {
+                addresses: None,
+                tlvs: vec![Tlv {
+                    kind: TLV_ORIGIN_ID,
+                    value: bad.to_vec(),
+                }],
+            };
+            assert_eq!(
+                relayed_origin(&relay, &h).unwrap_err().label(),
+                "relay_invalid_origin"
+            );
+        }
+    }
+
+    #[test]
+    fn app_header_carries_verified_client_and_origin() {
+        let addrs: (SocketAddr, SocketAddr) = (
+            "10.0.0.1:1234".parse().unwrap(),
+            "10.0.0.2:7443".parse().unwrap(),
+        );
+        let h = app_header(Some(addrs), &id(RELAY), Some(&id(CALLER)));
+        assert_eq!(h.addresses, Some(addrs));
+        assert_eq!(
+            h.tlvs,
+            vec![
+                Tlv {
+                    kind: TLV_SPIFFE_ID,
+                    value: RELAY.as_bytes().to_vec()
+                },
+                Tlv {
+                    kind: TLV_ORIGIN_ID,
+                    value: CALLER.as_bytes().to_vec()
+                },
+            ]
+        );
+        let direct = app_header(None, &id(CALLER), None);
+        assert_eq!(direct.tlvs.len(), 1);
+    }
+}

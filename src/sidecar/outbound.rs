@@ -1,0 +1,163 @@
+//! Outbound listeners: the app connects over plain TCP, the sidecar dials the configured
+//! endpoints (an egress gateway or the peer itself) and speaks mTLS with the workload SVID.
+//!
+//! Invariants:
+//! * the server is verified with the bundle of its *own* trust domain (core's verifier over the
+//!   local + federated `BundleSet`) and must be in the listener's allow list; otherwise the
+//!   handshake fails and not one app byte is forwarded;
+//! * endpoints are tried round-robin, the next one on a connect failure or timeout; nothing has
+//!   been sent at that point, so retrying is safe;
+//! * a connection keeps the TLS config it started with across reloads.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use fedgate_federation::tls::peer_id;
+use fedgate_federation::SpiffeId;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
+
+use super::config::OutboundConfig;
+use super::tls::{is_not_allowed, rustls_error, TlsSnapshot};
+use crate::gateway::pump::{pump, PumpError, PumpStats};
+
+/// One outbound listener's shared state.
+#[derive(Debug)]
+pub struct Outbound {
+    /// Position in `Config::outbound` and `TlsSnapshot::outbound`.
+    pub index: usize,
+    pub config: OutboundConfig,
+    /// The TLS configs in force; each connection takes the latest when it starts.
+    pub tls: watch::Receiver<Arc<TlsSnapshot>>,
+    /// Round-robin cursor over `config.connect`.
+    next: AtomicUsize,
+}
+
+/// Why an outbound connection ended before or while relaying.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("no endpoint of {endpoints:?} accepted a connection")]
+    UpstreamUnavailable { endpoints: Vec<String> },
+    #[error("TLS handshake with {endpoint} timed out")]
+    HandshakeTimeout { endpoint: String },
+    #[error("server at {endpoint} is not in the allow list")]
+    ServerNotAllowed { endpoint: String },
+    #[error("TLS handshake with {endpoint} failed")]
+    Handshake {
+        endpoint: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("server at {endpoint} presented no SPIFFE ID")]
+    NoPeerId { endpoint: String },
+    #[error("relaying failed")]
+    Relay(#[source] io::Error),
+}
+
+// === impl Outbound ===
+
+impl Outbound {
+    pub fn new(
+        index: usize,
+        config: OutboundConfig,
+        tls: watch::Receiver<Arc<TlsSnapshot>>,
+    ) -> Self {
+        Self {
+            index,
+            config,
+            tls,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Handles one app connection to the end. `peer` is set once the server is verified.
+    pub async fn handle(
+        &self,
+        app: &mut TcpStream,
+        peer: &mut Option<SpiffeId>,
+    ) -> Result<PumpStats, OutboundError> {
+        // Take the configs first: a reload during the dial must not mix two snapshots.
+        let client_config = {
+            let snapshot = self.tls.borrow();
+            snapshot.outbound[self.index].clone()
+        };
+        let (tcp, endpoint) = self.dial().await?;
+        let _ = tcp.set_nodelay(true);
+        let _ = app.set_nodelay(true);
+        let connector = TlsConnector::from(client_config);
+        let handshake = connector.connect(self.config.server_name.clone(), tcp);
+        let tls = match timeout(self.config.handshake_timeout, handshake).await {
+            Err(_) => return Err(OutboundError::HandshakeTimeout { endpoint }),
+            Ok(Err(e)) if rustls_error(&e).is_some_and(is_not_allowed) => {
+                return Err(OutboundError::ServerNotAllowed { endpoint })
+            }
+            Ok(Err(source)) => return Err(OutboundError::Handshake { endpoint, source }),
+            Ok(Ok(tls)) => tls,
+        };
+        // The verifier already checked the allow list; re-checking the ID here costs nothing
+        // and keeps the invariant local to this function.
+        let id = match peer_id(tls.get_ref().1) {
+            Some(id) if self.config.allow.allows(&id) => id,
+            Some(_) => return Err(OutboundError::ServerNotAllowed { endpoint }),
+            None => return Err(OutboundError::NoPeerId { endpoint }),
+        };
+        tracing::debug!(server_id = %id, %endpoint, "outbound mTLS established");
+        *peer = Some(id);
+        pump(app, tls, self.config.idle_timeout)
+            .await
+            .map_err(OutboundError::Relay)
+    }
+
+    async fn dial(&self) -> Result<(TcpStream, String), OutboundError> {
+        let endpoints = &self.config.connect;
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..endpoints.len() {
+            let endpoint = &endpoints[(start + k) % endpoints.len()];
+            match timeout(
+                self.config.connect_timeout,
+                TcpStream::connect(endpoint.as_str()),
+            )
+            .await
+            {
+                Ok(Ok(tcp)) => return Ok((tcp, endpoint.clone())),
+                Ok(Err(e)) => {
+                    tracing::debug!(%endpoint, error = %e, "connect failed; trying the next endpoint");
+                }
+                Err(_) => {
+                    tracing::debug!(%endpoint, "connect timed out; trying the next endpoint");
+                }
+            }
+        }
+        Err(OutboundError::UpstreamUnavailable {
+            endpoints: endpoints.clone(),
+        })
+    }
+}
+
+// === impl OutboundError ===
+
+impl OutboundError {
+    /// Bytes relayed before a relay failure (none for refusals: nothing was relayed).
+    pub fn relayed(&self) -> Option<PumpStats> {
+        match self {
+            Self::Relay(e) => PumpError::from_io(e).map(|p| p.stats),
+            _ => None,
+        }
+    }
+
+    /// The metric label (`outcome`) of this error.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::UpstreamUnavailable { .. } => "upstream_unavailable",
+            Self::HandshakeTimeout { .. } => "handshake_timeout",
+            Self::ServerNotAllowed { .. } => "server_not_allowed",
+            Self::Handshake { .. } => "handshake_failed",
+            Self::NoPeerId { .. } => "no_peer_id",
+            Self::Relay(e) if e.kind() == io::ErrorKind::TimedOut => "idle_timeout",
+            Self::Relay(_) => "relay_error",
+        }
+    }
+}

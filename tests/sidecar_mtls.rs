@@ -1,0 +1,506 @@
+//! Sidecar ↔ sidecar mTLS on 127.0.0.1 (no gateway): same and federated trust domains,
+//! allow lists in both directions, trust-domain confusion, PROXY v2 to the app, trusted relays.
+// Helpers outside #[test] fns unwrap too: in a test, a panic is the failure report we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/sidecar_certs.rs"]
+mod certs;
+#[path = "support/sidecar_harness.rs"]
+mod harness;
+
+use std::path::Path;
+
+use certs::{bundle_map_json, bundle_set, write_atomic, IdentityFiles, TestCa};
+use fedgate::proxy_protocol::{ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
+use fedgate::sidecar::metrics::Direction;
+use harness::{echo_app, http_get, metric, round_trip, server_name, tls_connector, RunningSidecar};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const CLIENT_A: &str = "spiffe://cluster-a.test/ns/demo/sa/client";
+const ECHO_A: &str = "spiffe://cluster-a.test/ns/demo/sa/echo";
+const ECHO_B: &str = "spiffe://cluster-b.test/ns/demo/sa/echo";
+const RELAY_B: &str = "spiffe://cluster-b.test/ns/gateway/sa/ingress";
+
+fn identity_toml(td: &str, files: &IdentityFiles, federated: Option<&Path>) -> String {
+    let mut s = format!(
+        "trust_domain = \"{td}\"\nreload_interval = \"50ms\"\ndrain_timeout = \"2s\"\n\
+         [identity]\nsvid = {:?}\nkey = {:?}\nbundle = {:?}\n",
+        files.svid, files.key, files.bundle
+    );
+    if let Some(f) = federated {
+        s.push_str(&format!("federated_bundles = {f:?}\n"));
+    }
+    s.push_str("[admin]\nlisten = \"127.0.0.1:0\"\n");
+    s
+}
+
+fn outbound_toml(server: &str, connect: std::net::SocketAddr, allow: &[&str]) -> String {
+    format!(
+        "[[outbound]]\nname = \"to-echo\"\nlisten = \"127.0.0.1:0\"\nserver_name = \"{server}\"\n\
+         connect = [\"{connect}\"]\nallow = {allow:?}\nconnect_timeout = \"2s\"\n\
+         handshake_timeout = \"5s\"\n"
+    )
+}
+
+fn inbound_toml(forward: std::net::SocketAddr, allow: &[&str], relays: &[&str]) -> String {
+    format!(
+        "[[inbound]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nforward = \"{forward}\"\n\
+         allow = {allow:?}\ntrusted_relays = {relays:?}\nproxy_protocol = true\n\
+         proxy_header_timeout = \"2s\"\nhandshake_timeout = \"5s\"\n"
+    )
+}
+
+/// Starts B (inbound, echo app behind it) and A (outbound to B), both in `td_a`/`td_b`.
+struct Pair {
+    a: RunningSidecar,
+    b: RunningSidecar,
+    app: tokio::sync::mpsc::UnboundedReceiver<harness::AppConn>,
+    _dir: tempfile::TempDir,
+}
+
+async fn pair(
+    ca_a: &TestCa,
+    ca_b: &TestCa,
+    client_id: &str,
+    server_id: &str,
+    outbound_allow: &[&str],
+    inbound_allow: &[&str],
+) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let files_a = ca_a.write_identity(&dir.path().join("a"), client_id);
+    let files_b = ca_b.write_identity(&dir.path().join("b"), server_id);
+    let federated = ca_a.td != ca_b.td;
+    let (map_a, map_b) = (
+        dir.path().join("a/peers.json"),
+        dir.path().join("b/peers.json"),
+    );
+    if federated {
+        write_atomic(&map_a, &bundle_map_json(&[ca_b]));
+        write_atomic(&map_b, &bundle_map_json(&[ca_a]));
+    }
+    let (app_addr, app) = echo_app(true).await;
+    let b = RunningSidecar::start(
+        &dir.path().join("b"),
+        &format!(
+            "{}{}",
+            identity_toml(&ca_b.td.to_string(), &files_b, federated.then_some(&*map_b)),
+            inbound_toml(app_addr, inbound_allow, &[])
+        ),
+    )
+    .await;
+    let a = RunningSidecar::start(
+        &dir.path().join("a"),
+        &format!(
+            "{}{}",
+            identity_toml(&ca_a.td.to_string(), &files_a, federated.then_some(&*map_a)),
+            outbound_toml("echo.cluster-b.test", b.addr("echo"), outbound_allow)
+        ),
+    )
+    .await;
+    Pair {
+        a,
+        b,
+        app,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn same_trust_domain_round_trip_and_app_sees_client_id() {
+    let ca = TestCa::new("cluster-a.test");
+    let mut p = pair(
+        &ca,
+        &ca,
+        CLIENT_A,
+        ECHO_A,
+        &[ECHO_A],
+        &["spiffe://cluster-a.test/ns/demo/*"],
+    )
+    .await;
+
+    assert_eq!(round_trip(p.a.addr("to-echo"), b"ping").await, b"ping");
+
+    let seen = p.app.recv().await.unwrap();
+    let header = seen.header.unwrap();
+    assert_eq!(header.tlv(TLV_SPIFFE_ID), Some(CLIENT_A.as_bytes()));
+    assert_eq!(header.tlv(TLV_ORIGIN_ID), None);
+    let (src, dst) = header.addresses.unwrap();
+    assert_eq!(dst, p.b.addr("echo"));
+    assert!(src.ip().is_loopback());
+
+    let ev = p.a.next_event().await;
+    assert_eq!((ev.direction, ev.outcome), (Direction::Outbound, "ok"));
+    assert_eq!(ev.peer_id.unwrap().to_string(), ECHO_A);
+    let ev = p.b.next_event().await;
+    assert_eq!((ev.direction, ev.outcome), (Direction::Inbound, "ok"));
+    assert_eq!(ev.peer_id.unwrap().to_string(), CLIENT_A);
+
+    let metrics = http_get(p.a.addr("admin"), "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "fedgate_sidecar_connections_total{direction=\"outbound\",listener=\"to-echo\",outcome=\"ok\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(http_get(p.b.addr("admin"), "/healthz").await, "ok\n");
+    assert_eq!(http_get(p.b.addr("admin"), "/readyz").await, "ok\n");
+    p.a.stop().await;
+    p.b.stop().await;
+}
+
+#[tokio::test]
+async fn federated_trust_domains_verify_each_other_with_peer_bundles() {
+    let (ca_a, ca_b) = (TestCa::new("cluster-a.test"), TestCa::new("cluster-b.test"));
+    let mut p = pair(&ca_a, &ca_b, CLIENT_A, ECHO_B, &[ECHO_B], &[CLIENT_A]).await;
+
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(round_trip(p.a.addr("to-echo"), &big).await, big);
+    let header = p.app.recv().await.unwrap().header.unwrap();
+    assert_eq!(header.tlv(TLV_SPIFFE_ID), Some(CLIENT_A.as_bytes()));
+    assert_eq!(p.a.next_event().await.peer_id.unwrap().to_string(), ECHO_B);
+    assert_eq!(
+        p.b.next_event().await.peer_id.unwrap().to_string(),
+        CLIENT_A
+    );
+}
+
+#[tokio::test]
+async fn outbound_refuses_a_server_outside_its_allow_list() {
+    let (ca_a, ca_b) = (TestCa::new("cluster-a.test"), TestCa::new("cluster-b.test"));
+    let mut p = pair(
+        &ca_a,
+        &ca_b,
+        CLIENT_A,
+        ECHO_B,
+        &["spiffe://cluster-b.test/ns/demo/sa/other"],
+        &[CLIENT_A],
+    )
+    .await;
+
+    assert_eq!(round_trip(p.a.addr("to-echo"), b"secret").await, b"");
+    let ev = p.a.next_event().await;
+    assert_eq!(ev.outcome, "server_not_allowed");
+    assert!(ev.peer_id.is_none());
+    // B saw the client abort the handshake, and its app was never dialled.
+    assert_eq!(p.b.next_event().await.outcome, "handshake_failed");
+    assert!(p.app.try_recv().is_err());
+
+    let metrics = http_get(p.a.addr("admin"), "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "fedgate_sidecar_connections_total{direction=\"outbound\",listener=\"to-echo\",outcome=\"server_not_allowed\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn inbound_refuses_a_client_outside_its_allow_list() {
+    let (ca_a, ca_b) = (TestCa::new("cluster-a.test"), TestCa::new("cluster-b.test"));
+    let mut p = pair(
+        &ca_a,
+        &ca_b,
+        CLIENT_A,
+        ECHO_B,
+        &[ECHO_B],
+        &["spiffe://cluster-a.test/ns/demo/sa/someone-else"],
+    )
+    .await;
+
+    assert_eq!(round_trip(p.a.addr("to-echo"), b"secret").await, b"");
+    let ev = p.b.next_event().await;
+    assert_eq!(ev.outcome, "client_not_allowed");
+    assert!(p.app.try_recv().is_err());
+    let metrics = http_get(p.b.addr("admin"), "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "fedgate_sidecar_connections_total{direction=\"inbound\",listener=\"echo\",outcome=\"client_not_allowed\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+/// B holds the bundles of both cluster-a and cluster-b. A client whose SVID *claims*
+/// `cluster-a.test` but chains to cluster-b's CA must be refused: it is validated with
+/// cluster-a's bundle only (DESIGN.md invariant 1).
+#[tokio::test]
+async fn client_chaining_to_another_trust_domain_is_refused() {
+    let (ca_a, ca_b) = (TestCa::new("cluster-a.test"), TestCa::new("cluster-b.test"));
+    let ca_c = TestCa::new("cluster-c.test");
+    let dir = tempfile::tempdir().unwrap();
+    let files_b = ca_b.write_identity(&dir.path().join("b"), ECHO_B);
+    let map = dir.path().join("b/peers.json");
+    write_atomic(&map, &bundle_map_json(&[&ca_a]));
+    let (app_addr, mut app) = echo_app(true).await;
+    let mut b = RunningSidecar::start(
+        &dir.path().join("b"),
+        &format!(
+            "{}{}",
+            identity_toml("cluster-b.test", &files_b, Some(&map)),
+            inbound_toml(app_addr, &["*"], &[])
+        ),
+    )
+    .await;
+    let trust = bundle_set(&[&ca_a, &ca_b]);
+
+    async fn attempt(addr: std::net::SocketAddr, connector: tokio_rustls::TlsConnector) -> Vec<u8> {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        // TLS 1.3: the client may finish its side before the server refuses its certificate.
+        let Ok(mut tls) = connector
+            .connect(server_name("echo.cluster-b.test"), tcp)
+            .await
+        else {
+            return Vec::new();
+        };
+        let _ = tls.write_all(b"hello").await;
+        let _ = tls.shutdown().await;
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(harness::WAIT, tls.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "no EOF in time");
+        out
+    }
+
+    let confused = ca_b.issue(CLIENT_A).x509();
+    assert_eq!(
+        attempt(b.addr("echo"), tls_connector(&confused, trust.clone())).await,
+        b""
+    );
+    assert_eq!(b.next_event().await.outcome, "handshake_failed");
+
+    let stranger = ca_c
+        .issue("spiffe://cluster-c.test/ns/demo/sa/client")
+        .x509();
+    assert_eq!(
+        attempt(b.addr("echo"), tls_connector(&stranger, trust.clone())).await,
+        b""
+    );
+    assert_eq!(b.next_event().await.outcome, "handshake_failed");
+    assert!(app.try_recv().is_err());
+
+    // Control: the genuine cluster-a client gets through with the same server config.
+    let genuine = ca_a.issue(CLIENT_A).x509();
+    assert_eq!(
+        attempt(b.addr("echo"), tls_connector(&genuine, trust)).await,
+        b"hello"
+    );
+    assert!(app.recv().await.unwrap().header.is_some());
+}
+
+/// Sets up B with a trusted relay and returns (B, app receiver, relay connector, tempdir).
+async fn relay_setup(
+    allow: &[&str],
+) -> (
+    RunningSidecar,
+    tokio::sync::mpsc::UnboundedReceiver<harness::AppConn>,
+    tokio_rustls::TlsConnector,
+    tokio_rustls::TlsConnector,
+    tempfile::TempDir,
+) {
+    let (ca_a, ca_b) = (TestCa::new("cluster-a.test"), TestCa::new("cluster-b.test"));
+    let dir = tempfile::tempdir().unwrap();
+    let files_b = ca_b.write_identity(&dir.path().join("b"), ECHO_B);
+    let map = dir.path().join("b/peers.json");
+    write_atomic(&map, &bundle_map_json(&[&ca_a]));
+    let (app_addr, app) = echo_app(true).await;
+    let b = RunningSidecar::start(
+        &dir.path().join("b"),
+        &format!(
+            "{}{}",
+            identity_toml("cluster-b.test", &files_b, Some(&map)),
+            inbound_toml(app_addr, allow, &[RELAY_B])
+        ),
+    )
+    .await;
+    let trust = bundle_set(&[&ca_a, &ca_b]);
+    let relay = tls_connector(&ca_b.issue(RELAY_B).x509(), trust.clone());
+    let direct = tls_connector(&ca_a.issue(CLIENT_A).x509(), trust);
+    (b, app, relay, direct, dir)
+}
+
+async fn send_over_tls(
+    addr: std::net::SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+    bytes: &[u8],
+) -> Vec<u8> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect(server_name("echo.cluster-b.test"), tcp)
+        .await
+        .unwrap();
+    // Writes may fail once the sidecar has refused us; what comes back tells the outcome.
+    let _ = tls.write_all(bytes).await;
+    let _ = tls.shutdown().await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(harness::WAIT, tls.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "no EOF in time");
+    out
+}
+
+#[tokio::test]
+async fn trusted_relay_origin_is_passed_to_the_app() {
+    let (mut b, mut app, relay, _direct, _dir) = relay_setup(&[CLIENT_A]).await;
+    let addrs = (
+        "10.1.0.7:40000".parse().unwrap(),
+        "10.2.0.9:15002".parse().unwrap(),
+    );
+    let mut bytes = ProxyHeader::proxy(addrs.0, addrs.1)
+        .with_tlv(TLV_ORIGIN_ID, CLIENT_A.as_bytes())
+        .encode()
+        .unwrap();
+    bytes.extend_from_slice(b"payload");
+
+    assert_eq!(
+        send_over_tls(b.addr("echo"), &relay, &bytes).await,
+        b"payload"
+    );
+    let header = app.recv().await.unwrap().header.unwrap();
+    assert_eq!(header.tlv(TLV_SPIFFE_ID), Some(RELAY_B.as_bytes()));
+    assert_eq!(header.tlv(TLV_ORIGIN_ID), Some(CLIENT_A.as_bytes()));
+    // Addresses are the real sockets of the connection, not the relay's claims.
+    assert_ne!(header.addresses.unwrap(), addrs);
+    let ev = b.next_event().await;
+    assert_eq!(ev.outcome, "ok");
+    assert_eq!(ev.peer_id.unwrap().to_string(), RELAY_B);
+    assert_eq!(ev.origin_id.unwrap().to_string(), CLIENT_A);
+}
+
+#[tokio::test]
+async fn a_non_relay_clients_proxy_header_is_just_data() {
+    let (mut b, mut app, _relay, direct, _dir) = relay_setup(&[CLIENT_A]).await;
+    let mut bytes = ProxyHeader::local()
+        .with_tlv(
+            TLV_ORIGIN_ID,
+            b"spiffe://cluster-b.test/ns/admin/sa/root".to_vec(),
+        )
+        .encode()
+        .unwrap();
+    bytes.extend_from_slice(b"after");
+
+    // The whole fake header comes back as echoed application data.
+    assert_eq!(send_over_tls(b.addr("echo"), &direct, &bytes).await, bytes);
+    let header = app.recv().await.unwrap().header.unwrap();
+    assert_eq!(header.tlv(TLV_SPIFFE_ID), Some(CLIENT_A.as_bytes()));
+    assert_eq!(header.tlv(TLV_ORIGIN_ID), None);
+    let ev = b.next_event().await;
+    assert_eq!(ev.origin_id, None);
+}
+
+#[tokio::test]
+async fn relayed_origin_outside_the_allow_list_is_refused() {
+    let (mut b, mut app, relay, _direct, _dir) = relay_setup(&[CLIENT_A]).await;
+    let mut bytes = ProxyHeader::local()
+        .with_tlv(
+            TLV_ORIGIN_ID,
+            b"spiffe://cluster-a.test/ns/demo/sa/intruder".to_vec(),
+        )
+        .encode()
+        .unwrap();
+    bytes.extend_from_slice(b"payload");
+    assert_eq!(send_over_tls(b.addr("echo"), &relay, &bytes).await, b"");
+    assert_eq!(b.next_event().await.outcome, "origin_not_allowed");
+    assert!(app.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn relay_without_a_valid_proxy_header_is_refused() {
+    let (mut b, mut app, relay, _direct, _dir) = relay_setup(&[CLIENT_A]).await;
+    assert_eq!(
+        send_over_tls(b.addr("echo"), &relay, b"GET / HTTP/1.1\r\n\r\n").await,
+        b""
+    );
+    assert_eq!(b.next_event().await.outcome, "relay_proxy_header");
+
+    let bad_origin = ProxyHeader::local()
+        .with_tlv(TLV_ORIGIN_ID, b"not a spiffe id".to_vec())
+        .encode()
+        .unwrap();
+    assert_eq!(
+        send_over_tls(b.addr("echo"), &relay, &bad_origin).await,
+        b""
+    );
+    assert_eq!(b.next_event().await.outcome, "relay_invalid_origin");
+    assert!(app.try_recv().is_err());
+}
+
+/// An address nobody listens on (bound, then closed).
+async fn dead_addr() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn outbound_fails_over_to_the_next_endpoint_and_reports_none_reachable() {
+    let ca = TestCa::new("cluster-a.test");
+    let dir = tempfile::tempdir().unwrap();
+    let files_a = ca.write_identity(&dir.path().join("a"), CLIENT_A);
+    let files_b = ca.write_identity(&dir.path().join("b"), ECHO_A);
+    let (app_addr, _app) = echo_app(true).await;
+    let b = RunningSidecar::start(
+        &dir.path().join("b"),
+        &format!(
+            "{}{}",
+            identity_toml("cluster-a.test", &files_b, None),
+            inbound_toml(app_addr, &[CLIENT_A], &[])
+        ),
+    )
+    .await;
+    let (dead1, dead2) = (dead_addr().await, dead_addr().await);
+    let listeners = format!(
+        "[[outbound]]\nname = \"failover\"\nlisten = \"127.0.0.1:0\"\n\
+         server_name = \"echo.cluster-a.test\"\nconnect = [\"{dead1}\", \"{}\"]\n\
+         allow = [\"{ECHO_A}\"]\n\
+         [[outbound]]\nname = \"nowhere\"\nlisten = \"127.0.0.1:0\"\n\
+         server_name = \"echo.cluster-a.test\"\nconnect = [\"{dead1}\", \"{dead2}\"]\n\
+         allow = [\"{ECHO_A}\"]\n",
+        b.addr("echo")
+    );
+    let mut a = RunningSidecar::start(
+        &dir.path().join("a"),
+        &format!(
+            "{}{listeners}",
+            identity_toml("cluster-a.test", &files_a, None)
+        ),
+    )
+    .await;
+    // Round-robin starts at a different endpoint each time; every call must succeed.
+    for _ in 0..3 {
+        assert_eq!(round_trip(a.addr("failover"), b"ping").await, b"ping");
+        assert_eq!(a.next_event().await.outcome, "ok");
+    }
+    assert_eq!(round_trip(a.addr("nowhere"), b"ping").await, b"");
+    let ev = a.next_event().await;
+    assert_eq!(
+        (ev.listener.as_str(), ev.outcome),
+        ("nowhere", "upstream_unavailable")
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_completes_the_handshake_is_closed_at_the_timeout() {
+    let ca = TestCa::new("cluster-a.test");
+    let dir = tempfile::tempdir().unwrap();
+    let files_b = ca.write_identity(&dir.path().join("b"), ECHO_A);
+    let (app_addr, mut app) = echo_app(true).await;
+    let inbound = inbound_toml(app_addr, &["*"], &[]).replace("\"5s\"", "\"200ms\"");
+    let mut b = RunningSidecar::start(
+        &dir.path().join("b"),
+        &format!(
+            "{}{inbound}",
+            identity_toml("cluster-a.test", &files_b, None)
+        ),
+    )
+    .await;
+    let mut silent = TcpStream::connect(b.addr("echo")).await.unwrap();
+    assert_eq!(b.next_event().await.outcome, "handshake_timeout");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(harness::WAIT, silent.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "not closed");
+    assert!(app.try_recv().is_err());
+}
