@@ -39,7 +39,9 @@ while [ $# -gt 0 ]; do
 done
 LOADGEN="$H/loadgen/target/release/loadgen"
 PKI="$H/pki"
-[ -x "$LOADGEN" ] && [ -f "$PKI/.complete" ] || { echo "profile.sh: run bench/run.sh once first ($H)" >&2; exit 2; }
+if [ ! -x "$LOADGEN" ] || [ ! -f "$PKI/.complete" ]; then
+  echo "profile.sh: run bench/run.sh once first ($H)" >&2; exit 2
+fi
 [ -x "$GATEWAY_BIN" ] || { echo "profile.sh: build target/release/fedgate first" >&2; exit 2; }
 
 # The harness's scenario helpers, with this script as the "run": bench_spawn records PIDs here.
@@ -60,7 +62,7 @@ trap 'exit 130' INT TERM
 free_port() { python3 "$ROOT/bench/idle_rss.py" free-port; }
 WORKERS="${WORKERS:-2}"
 BACKEND_PORT="$(free_port)"
-BACKEND_SNI=backend.cluster-b.test
+export BACKEND_SNI=backend.cluster-b.test   # read by the scenario files
 
 # --- backend: the harness's nginx HTTPS (mTLS) backend --------------------------------------
 SCEN_NAME=backend; SCEN_DIR="$WORK/backend"; mkdir -p "$SCEN_DIR/tmp"

@@ -27,10 +27,10 @@ if [ -z "$SHARED" ]; then
     [ -f "$d/run.sh" ] && { SHARED="$(cd "$d" && pwd)"; break; }
   done
 fi
-[ -n "$SHARED" ] && [ -f "$SHARED/run.sh" ] || {
+if [ -z "$SHARED" ] || [ ! -f "$SHARED/run.sh" ]; then
   echo "bench/run.sh: shared harness not found; set SHARED_BENCH=/path/to/shared/bench" >&2
   exit 2
-}
+fi
 export GATEWAY_BIN="${GATEWAY_BIN:-$ROOT/target/release/fedgate}"
 [ -x "$GATEWAY_BIN" ] || {
   echo "bench/run.sh: $GATEWAY_BIN is not built; run \`cargo build --release\` (or set GATEWAY_BIN)" >&2
@@ -43,11 +43,11 @@ mkdir -p "$COPY"
 tar -C "$SHARED" --exclude=./pki --exclude=./.run --exclude=./loadgen/target -cf - . | tar -C "$COPY" -xf -
 chmod -R u+w "$COPY"
 
-before="$(ls "$COPY/results" 2>/dev/null | sort)"
+before="$(find "$COPY/results" -maxdepth 1 -type f -printf '%f\n' 2>/dev/null | sort)"
 rc=0
 "$COPY/run.sh" --scenarios "$ROOT/bench/scenarios" "$@" || rc=$?
 mkdir -p "$ROOT/bench/results"
-for f in $(ls "$COPY/results" | sort); do
+while IFS= read -r f; do
   grep -qxF "$f" <<<"$before" || cp "$COPY/results/$f" "$ROOT/bench/results/"
-done
+done < <(find "$COPY/results" -maxdepth 1 -type f -printf '%f\n' | sort)
 exit "$rc"
