@@ -32,4 +32,6 @@ pub enum Command {
     Run(cmd::run::RunArgs),
     /// Run the workload-side mTLS proxy.
     Sidecar(cmd::sidecar::SidecarArgs),
+    /// Run both clusters on this machine and report six scenarios.
+    Demo(cmd::demo::DemoArgs),
 }

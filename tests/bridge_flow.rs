@@ -21,7 +21,9 @@ use bridge_certs::{IssuedSvid, TestCa};
 use fedgate::authz::AllowList;
 use fedgate::bridge::egress::{self, EgressRoutes, EgressState};
 use fedgate::bridge::ingress::{self, HeaderLimits, IngressRoutes, IngressState};
-use fedgate::bridge::metrics::{HandshakeLabels, ListenerLabels, ReasonLabels, RuleLabels};
+use fedgate::bridge::metrics::{
+    DirectionLabels, HandshakeLabels, ListenerLabels, ReasonLabels, RuleLabels,
+};
 use fedgate::bridge::policy::Upstreams;
 use fedgate::bridge::{
     listener, BridgeMetrics, BridgePeer, BridgePeers, EgressRoute, Identities, IngressRoute,
@@ -402,6 +404,23 @@ async fn workload_a_reaches_workload_b_across_the_bridge_and_b_learns_a() {
     assert_eq!(w.egress.handshakes("bridge-out", "upstream", "ok"), 1);
     assert_eq!(w.ingress.handshakes("bridge-in", "downstream", "ok"), 1);
     assert_eq!(w.ingress.handshakes("bridge-in", "upstream", "ok"), 1);
+    // Every byte the caller sent and got back was counted at both gateways.
+    let sent = (b"hello bridge".len() + big.len()) as u64;
+    for (g, listener) in [
+        (&w.egress.metrics, "bridge-out"),
+        (&w.ingress.metrics, "bridge-in"),
+    ] {
+        for direction in ["downstream_to_upstream", "upstream_to_downstream"] {
+            let n = g
+                .bytes
+                .get_or_create(&DirectionLabels {
+                    listener: listener.into(),
+                    direction,
+                })
+                .get();
+            assert_eq!(n, sent, "{listener} {direction}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -149,6 +149,31 @@ fn documented_examples_parse() {
     }
 }
 
+#[test]
+fn deployment_sidecar_configs_parse() {
+    let overlays = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/overlays");
+    let mut checked = 0;
+    for cluster in std::fs::read_dir(&overlays).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(cluster.path()).unwrap().flatten() {
+            let path = file.path();
+            let is_sidecar = path.extension().is_some_and(|e| e == "toml")
+                && path.file_name().is_some_and(|n| n != "gateway.toml");
+            if is_sidecar {
+                Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                checked += 1;
+            }
+        }
+    }
+    // The deployment may not be in every checkout; when it is, its sidecar configs must parse.
+    if overlays.exists() {
+        assert!(
+            checked > 0,
+            "no sidecar config under {}",
+            overlays.display()
+        );
+    }
+}
+
 #[tokio::test]
 async fn sighup_reloads_the_identity_at_once() {
     let dir = tempfile::tempdir().unwrap();

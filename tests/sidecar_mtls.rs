@@ -9,6 +9,7 @@ mod certs;
 mod harness;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use certs::{bundle_map_json, bundle_set, write_atomic, IdentityFiles, TestCa};
 use fedgate::proxy_protocol::{ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
@@ -503,4 +504,61 @@ async fn a_client_that_never_completes_the_handshake_is_closed_at_the_timeout() 
     let read = tokio::time::timeout(harness::WAIT, silent.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "not closed");
     assert!(app.try_recv().is_err());
+}
+
+/// The outbound direction of trust-domain confusion: a server presenting
+/// `spiffe://cluster-b.test/...` (the allowed ID) signed by cluster-a's CA is refused, as is one
+/// signed by a CA nobody trusts, although sidecar A holds both cluster-a's and cluster-b's bundles.
+#[tokio::test]
+async fn server_chaining_to_another_trust_domain_is_refused() {
+    use fedgate_federation::tls::{server_config, Authorizer, SpiffeClientVerifier};
+    let (ca_a, ca_b) = (TestCa::new("cluster-a.test"), TestCa::new("cluster-b.test"));
+    let ca_x = TestCa::new("cluster-b.test"); // same name, different key: not cluster-b's CA
+    let dir = tempfile::tempdir().unwrap();
+    let files_a = ca_a.write_identity(&dir.path().join("a"), CLIENT_A);
+    let map_a = dir.path().join("a/peers.json");
+    write_atomic(&map_a, &bundle_map_json(&[&ca_b]));
+
+    // Fake servers: each accepts mTLS from anyone cluster-a's bundle validates.
+    let mut upstreams = Vec::new();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<()>();
+    for impostor in [ca_a.issue(ECHO_B), ca_x.issue(ECHO_B)] {
+        let verifier = Arc::new(SpiffeClientVerifier::new(
+            bundle_set(&[&ca_a]),
+            Authorizer::any(),
+        ));
+        let cfg = server_config(&impostor.x509(), verifier).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        upstreams.push(listener.local_addr().unwrap());
+        let seen_tx = seen_tx.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let mut buf = [0; 1];
+                    if matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {
+                        let _ = seen_tx.send(());
+                    }
+                }
+            }
+        });
+    }
+    for upstream in upstreams {
+        let mut a = RunningSidecar::start(
+            &dir.path().join("a"),
+            &format!(
+                "{}{}",
+                identity_toml("cluster-a.test", &files_a, Some(&map_a)),
+                outbound_toml("echo.cluster-b.test", upstream, &[ECHO_B])
+            ),
+        )
+        .await;
+        assert_eq!(round_trip(a.addr("to-echo"), b"secret").await, b"");
+        assert_eq!(a.next_event().await.outcome, "handshake_failed");
+        a.stop().await;
+    }
+    assert!(
+        seen.try_recv().is_err(),
+        "an impostor received application data"
+    );
 }

@@ -68,6 +68,8 @@ pub enum AppError {
     Federation(#[from] FederationSetupError),
     #[error(transparent)]
     Bridge(#[from] crate::bridge::runtime::BridgeSetupError),
+    #[error(transparent)]
+    BridgeIssuer(#[from] crate::issuer::gateway::IssuedIdentityError),
     #[error("listener `{listener}`: routes do not build")]
     Routes {
         listener: String,
@@ -176,10 +178,18 @@ impl App {
             .iter()
             .map(|(n, tx)| (n.clone(), tx.subscribe()))
             .collect();
+        // `[bridge.issuer]`: obtain the first bridge SVID before the bridge listeners start.
+        let issued = crate::issuer::gateway::start_issued(
+            &config,
+            identity.as_ref().map(|(_, rx)| rx.clone()),
+            federation.as_ref().map(|f| f.bundles()),
+        )
+        .await?;
         let bridge = crate::bridge::runtime::BridgeRuntime::build(
             &config,
             identity.as_ref().map(|(_, rx)| rx.clone()),
             federation.as_ref().map(|f| f.bundles()),
+            issued,
             &listener_states,
             &mut registry,
         )?;

@@ -23,7 +23,6 @@ use tokio_rustls::TlsAcceptor;
 use super::policy::{authorize_egress, EgressRoute};
 use super::tls::{BridgeTlsError, Identities};
 use super::{upstream, BridgeMetrics, BridgeReject, Side, Timeouts};
-use crate::gateway::pump::pump;
 use crate::gateway::route::{RouteError, RouteTable};
 use crate::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID};
 
@@ -180,10 +179,14 @@ pub async fn handle_connection(
         listener = %state.listener, route = %route.name, %caller, %destination,
         "bridged connection forwarded"
     );
-    pump(downstream, upstream, state.timeouts.idle)
-        .await
-        .map_err(BridgeReject::Pump)?;
-    Ok(())
+    super::pump_counted(
+        &state.listener,
+        downstream,
+        upstream,
+        state.timeouts.idle,
+        &state.metrics,
+    )
+    .await
 }
 
 /// The PROXY v2 header the egress sends first: the caller's socket addresses, its verified ID

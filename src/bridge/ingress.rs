@@ -24,7 +24,6 @@ use super::policy::{
 use super::tls::{BridgeTlsError, Identities};
 use super::{upstream, BridgeMetrics, BridgeReject, Timeouts};
 use crate::authz::AllowList;
-use crate::gateway::pump::pump;
 use crate::gateway::route::{RouteError, RouteTable};
 use crate::proxy_protocol::{
     read_proxy_header, ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
@@ -168,10 +167,11 @@ pub async fn handle_connection(
             route: route.name.clone(),
             last: "no destination TLS configuration".into(),
         })?;
-    let server_name =
-        ServerName::try_from(destination.clone()).map_err(|_| BridgeReject::OriginInvalid {
-            reason: format!("destination {destination:?} is not a DNS name"),
-        })?;
+    let server_name = ServerName::try_from(destination.clone()).map_err(|_| {
+        BridgeReject::InvalidDestination {
+            destination: destination.clone(),
+        }
+    })?;
     let mut upstream = upstream::connect(
         &state.listener,
         &route.name,
@@ -198,10 +198,14 @@ pub async fn handle_connection(
         listener = %state.listener, route = %route.name, %peer, %origin, %destination,
         "bridged connection forwarded"
     );
-    pump(downstream, upstream, state.timeouts.idle)
-        .await
-        .map_err(BridgeReject::Pump)?;
-    Ok(())
+    super::pump_counted(
+        &state.listener,
+        downstream,
+        upstream,
+        state.timeouts.idle,
+        &state.metrics,
+    )
+    .await
 }
 
 /// The claims of a peer's PROXY header: the origin ID (`TLV_ORIGIN_ID`, must parse as a SPIFFE

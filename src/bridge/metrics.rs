@@ -30,6 +30,8 @@ pub struct BridgeMetrics {
     pub rejects: Family<ReasonLabels, Counter>,
     /// Connections authorized and forwarded (pumping started), by listener and route.
     pub forwarded: Family<RouteLabels, Counter>,
+    /// Bytes pumped, by listener and direction (`downstream_to_upstream` or the reverse).
+    pub bytes: Family<DirectionLabels, Counter>,
     /// Seconds until the bridge SVID's notAfter, computed at scrape time.
     pub svid_expiry: SvidExpiry,
 }
@@ -56,6 +58,12 @@ pub struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabels {
     pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub listener: String,
+    pub direction: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,6 +125,11 @@ impl BridgeMetrics {
             "Bridged connections authorized and forwarded, by listener and route",
             self.forwarded.clone(),
         );
+        r.register(
+            "bytes",
+            "Bytes pumped through bridged connections, by listener and direction",
+            self.bytes.clone(),
+        );
         r.register_collector(Box::new(self.svid_expiry.clone()));
     }
 
@@ -171,6 +184,20 @@ impl BridgeMetrics {
                 route: route.to_owned(),
             })
             .inc();
+    }
+
+    pub fn bytes(&self, listener: &str, stats: crate::gateway::pump::PumpStats) {
+        for (direction, n) in [
+            ("downstream_to_upstream", stats.client_to_upstream),
+            ("upstream_to_downstream", stats.upstream_to_client),
+        ] {
+            self.bytes
+                .get_or_create(&DirectionLabels {
+                    listener: listener.to_owned(),
+                    direction,
+                })
+                .inc_by(n);
+        }
     }
 
     fn origin_refused(&self, listener: &str) {

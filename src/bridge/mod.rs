@@ -82,6 +82,8 @@ pub enum BridgeReject {
     ProxyHeader(#[source] ProxyError),
     #[error("PROXY v2 header carries no destination (TLV_AUTHORITY)")]
     MissingAuthority,
+    #[error("destination {destination:?} is not a DNS name usable as SNI")]
+    InvalidDestination { destination: String },
     #[error("origin ID refused: {reason}")]
     OriginInvalid { reason: String },
     #[error("no upstream of route {route:?} accepted a connection (last error: {last})")]
@@ -124,6 +126,7 @@ impl BridgeReject {
             BridgeReject::Denied(d) => d.label(),
             BridgeReject::ProxyHeader(_) => "proxy_header",
             BridgeReject::MissingAuthority => "missing_authority",
+            BridgeReject::InvalidDestination { .. } => "invalid_destination",
             BridgeReject::OriginInvalid { .. } => "origin_invalid",
             BridgeReject::UpstreamUnavailable { .. } => "upstream_unavailable",
             BridgeReject::ProxyEncode(_) => "proxy_encode_failed",
@@ -159,6 +162,38 @@ async fn accept_tls(
                 side: Side::Downstream,
                 after: timeout,
             })
+        }
+    }
+}
+
+/// Pumps bytes between the two TLS sessions until both directions end, counting the bytes moved
+/// (also those moved before a failure).
+async fn pump_counted<A, B>(
+    listener: &str,
+    downstream: A,
+    upstream: B,
+    idle: Duration,
+    metrics: &BridgeMetrics,
+) -> Result<(), BridgeReject>
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use crate::gateway::pump::{pump, PumpError};
+    match pump(downstream, upstream, idle).await {
+        Ok(stats) => {
+            metrics.bytes(listener, stats);
+            Ok(())
+        }
+        Err(e) => {
+            let partial = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<PumpError>())
+                .map(|p| p.stats);
+            if let Some(stats) = partial {
+                metrics.bytes(listener, stats);
+            }
+            Err(BridgeReject::Pump(e))
         }
     }
 }

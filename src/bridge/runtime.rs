@@ -27,10 +27,12 @@ use super::tls::{BridgeTlsError, Identities};
 use super::{BridgeMetrics, StateCell, Timeouts};
 use crate::app::identity::{Identity, IdentityError, IdentityWatcher};
 use crate::config::{
-    BridgeListenerConfig, BridgeRouteConfig, Config, IdentityConfig, ListenerConfig, ListenerKind,
+    BridgeIdentity, BridgeListenerConfig, BridgeRouteConfig, Config, IdentityConfig,
+    ListenerConfig, ListenerKind,
 };
 use crate::gateway::route::RouteError;
 use crate::gateway::ListenerState;
+use crate::issuer::gateway::{BridgeIdentityTask, IssuedBridgeIdentity};
 use crate::telemetry::display_chain;
 
 /// Serves connections of one bridge listener with its current state; cheap to clone.
@@ -43,8 +45,9 @@ pub enum BridgeHandler {
 /// The bridge part of a gateway: per-listener state cells and what keeps them current.
 pub struct BridgeRuntime {
     handlers: HashMap<String, BridgeHandler>,
-    /// Polls the `[bridge]` SVID, key and bundle files.
-    watcher: IdentityWatcher,
+    /// Keeps the bridge identity current: polls the `[bridge]` SVID, key and bundle files, or
+    /// renews the SVID from `[bridge.issuer]` (`crate::issuer::gateway`).
+    watcher: BridgeIdentityTask,
     inputs: Inputs,
 }
 
@@ -117,10 +120,14 @@ impl BridgeRuntime {
     /// `listeners` holds the state channel of each listener (by name), so route and limit
     /// reloads reach the bridge too; `local` is the `[identity]` channel; `federated` the
     /// federation's bundle snapshots (see [`bridge_bundle`]).
+    ///
+    /// With `[bridge.issuer]`, `issued` is the bridge identity already started by
+    /// [`crate::issuer::gateway::start_issued`].
     pub fn build(
         config: &Config,
         local: Option<watch::Receiver<Arc<Identity>>>,
         federated: Option<watch::Receiver<BundleSet>>,
+        issued: Option<IssuedBridgeIdentity>,
         listeners: &HashMap<String, watch::Receiver<Arc<ListenerState>>>,
         registry: &mut Registry,
     ) -> Result<Option<BridgeRuntime>, BridgeSetupError> {
@@ -135,13 +142,22 @@ impl BridgeRuntime {
         let (Some(local), Some(bridge)) = (local, config.bridge.as_ref()) else {
             return Err(BridgeSetupError::MissingIdentity);
         };
-        let files = IdentityConfig {
-            svid: bridge.svid.clone(),
-            key: bridge.key.clone(),
-            bundle: bridge.bundle.clone(),
+        let (watcher, bridge_rx) = match (&bridge.identity, issued) {
+            (BridgeIdentity::Files { svid, key }, _) => {
+                let files = IdentityConfig {
+                    svid: svid.clone(),
+                    key: key.clone(),
+                    bundle: bridge.bundle.clone(),
+                };
+                let (watcher, rx) = IdentityWatcher::start(&files, &bridge.trust_domain)
+                    .map_err(|e| BridgeSetupError::Identity(Box::new(e)))?;
+                (BridgeIdentityTask::Files(watcher), rx)
+            }
+            (BridgeIdentity::Issuer(_), Some((task, rx))) => {
+                (BridgeIdentityTask::Issuer(Box::new(task)), rx)
+            }
+            (BridgeIdentity::Issuer(_), None) => return Err(BridgeSetupError::MissingIdentity),
         };
-        let (watcher, bridge_rx) = IdentityWatcher::start(&files, &bridge.trust_domain)
-            .map_err(|e| BridgeSetupError::Identity(Box::new(e)))?;
 
         let metrics = BridgeMetrics::new();
         metrics.register(registry);

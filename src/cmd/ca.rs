@@ -1,4 +1,4 @@
-//! `fedgate ca init|issue|rotate`: a small file-based CA for a trust domain or the bridge.
+//! `fedgate ca init|issue|rotate|serve`: a small file-based CA for a trust domain or the bridge.
 //!
 //! The CA logic is in [`crate::ca`]; this module parses arguments, loads and saves the CA
 //! directory, and reports what it wrote. Errors are returned with context (exit 1); argument
@@ -61,6 +61,13 @@ pub enum CaCommand {
         /// Second phase of a rotation: drop the old roots from the bundle; no new key.
         #[arg(long)]
         retire_old: bool,
+    },
+    /// Run the bridge CA's issuing endpoint: gateways authenticate with their local SVID and
+    /// get the bridge SVID the policy maps them to (see docs/bridge-ca.md).
+    Serve {
+        /// The endpoint's configuration (ca-serve.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
 }
 
@@ -157,6 +164,7 @@ pub async fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
             print_root(&ca, &ca_dir);
             Ok(ExitCode::SUCCESS)
         }
+        CaCommand::Serve { config } => crate::issuer::cmd::serve(&config).await,
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod ca;
 pub mod config;
+pub mod demo;
 pub mod id;
 pub mod run;
 pub mod sidecar;
@@ -23,5 +24,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(c) => config::run(c).await,
         Command::Run(a) => run::run(a).await,
         Command::Sidecar(a) => sidecar::run(a).await,
+        Command::Demo(a) => demo::run(a).await,
     }
 }

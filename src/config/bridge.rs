@@ -20,6 +20,7 @@ use toml::Spanned;
 use super::file::{FileListener, FileRoute, Text};
 use super::{ConfigError, Cx, ListenerKind};
 use crate::authz::AllowList;
+use crate::issuer::gateway::IssuerSettings;
 
 /// Default `proxy_header_timeout` of a bridge ingress.
 pub const DEFAULT_PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,10 +36,24 @@ pub const MAX_PROXY_HEADER_RANGE: std::ops::RangeInclusive<usize> = 64..=(16 + 6
 #[serde(deny_unknown_fields)]
 pub(super) struct FileBridge {
     pub trust_domain: Text,
-    pub svid: Text,
-    pub key: Text,
+    pub svid: Option<Text>,
+    pub key: Option<Text>,
     pub bundle: Text,
     pub session_resumption: Option<bool>,
+    /// Instead of `svid`/`key`: obtain the bridge SVID from `fedgate ca serve`.
+    pub issuer: Option<FileBridgeIssuer>,
+}
+
+/// `[bridge.issuer]` as written (see docs/bridge-ca.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileBridgeIssuer {
+    pub url: Text,
+    pub endpoint_id: Text,
+    pub id: Text,
+    pub ttl: Option<Text>,
+    pub out_dir: Option<Text>,
+    pub startup_timeout: Option<Text>,
 }
 
 /// `[[listeners.bridge_peers]]` as written.
@@ -54,11 +69,20 @@ pub(super) struct FileBridgePeer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BridgeConfig {
     pub trust_domain: TrustDomain,
-    pub svid: PathBuf,
-    pub key: PathBuf,
+    /// Where the bridge SVID comes from.
+    pub identity: BridgeIdentity,
     pub bundle: PathBuf,
     /// TLS session resumption on the bridge listeners' hops (off by default).
     pub session_resumption: bool,
+}
+
+/// Where the gateway's bridge SVID comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BridgeIdentity {
+    /// `svid` and `key` files, watched and reloaded.
+    Files { svid: PathBuf, key: PathBuf },
+    /// `[bridge.issuer]`: obtained and renewed from the bridge CA's issuing endpoint.
+    Issuer(IssuerSettings),
 }
 
 /// What a bridge listener adds to a listener.
@@ -118,12 +142,100 @@ impl Cx<'_> {
                 ),
             ));
         }
+        let identity = match (&b.svid, &b.key, &b.issuer) {
+            (Some(svid), Some(key), None) => BridgeIdentity::Files {
+                svid: self.nonempty_path("bridge.svid", svid)?,
+                key: self.nonempty_path("bridge.key", key)?,
+            },
+            (None, None, Some(issuer)) => {
+                BridgeIdentity::Issuer(self.bridge_issuer(issuer, &trust_domain)?)
+            }
+            (_, _, Some(issuer)) => {
+                return Err(self.err(
+                    "bridge.issuer",
+                    issuer.url.span(),
+                    "give either `svid` + `key` (files) or [bridge.issuer] (obtained from \
+                     `fedgate ca serve`), not both",
+                ))
+            }
+            _ => {
+                return Err(self.err(
+                    "bridge.svid",
+                    b.trust_domain.span(),
+                    "[bridge] needs `svid` and `key` (the bridge SVID files), or a \
+                     [bridge.issuer] table to obtain it from `fedgate ca serve`",
+                ))
+            }
+        };
         Ok(BridgeConfig {
             trust_domain,
-            svid: self.nonempty_path("bridge.svid", &b.svid)?,
-            key: self.nonempty_path("bridge.key", &b.key)?,
+            identity,
             bundle: self.nonempty_path("bridge.bundle", &b.bundle)?,
             session_resumption: b.session_resumption.unwrap_or(false),
+        })
+    }
+
+    /// `[bridge.issuer]`: the endpoint URL (https, no userinfo), its ID and the requested ID,
+    /// both in the bridge trust domain.
+    fn bridge_issuer(
+        &self,
+        i: &FileBridgeIssuer,
+        bridge_td: &TrustDomain,
+    ) -> Result<IssuerSettings, ConfigError> {
+        let url: reqwest::Url = i.url.get_ref().parse().map_err(|e| {
+            self.err(
+                "bridge.issuer.url",
+                i.url.span(),
+                format!("`{}` is not a URL ({e})", i.url.get_ref()),
+            )
+        })?;
+        if url.scheme() != "https" || !url.username().is_empty() || url.password().is_some() {
+            return Err(self.err(
+                "bridge.issuer.url",
+                i.url.span(),
+                "must be an https URL without userinfo, e.g. \"https://bridge-ca.example:9600/\"",
+            ));
+        }
+        let bridge_id = |key: &str, t: &Text| {
+            let id = SpiffeId::parse(t.get_ref()).map_err(|e| {
+                self.err(
+                    key,
+                    t.span(),
+                    format!("`{}` is not a SPIFFE ID ({e})", t.get_ref()),
+                )
+            })?;
+            if id.trust_domain() != bridge_td || id.path().is_empty() {
+                return Err(self.err(
+                    key,
+                    t.span(),
+                    format!(
+                        "`{id}` must be an ID with a path in the bridge trust domain {bridge_td}"
+                    ),
+                ));
+            }
+            Ok(id)
+        };
+        let endpoint_id = bridge_id("bridge.issuer.endpoint_id", &i.endpoint_id)?;
+        let id = bridge_id("bridge.issuer.id", &i.id)?;
+        let ttl = match &i.ttl {
+            Some(t) => Some(self.duration("bridge.issuer.ttl", Some(t), Duration::ZERO)?),
+            None => None,
+        };
+        Ok(IssuerSettings {
+            url,
+            endpoint_id,
+            id,
+            ttl,
+            out_dir: i
+                .out_dir
+                .as_ref()
+                .map(|t| self.nonempty_path("bridge.issuer.out_dir", t))
+                .transpose()?,
+            startup_timeout: self.duration(
+                "bridge.issuer.startup_timeout",
+                i.startup_timeout.as_ref(),
+                crate::issuer::gateway::DEFAULT_STARTUP_TIMEOUT,
+            )?,
         })
     }
 
@@ -458,7 +570,13 @@ max_proxy_header = 2048
         let c = parse(&format!("{HEAD}{EGRESS}{INGRESS}")).unwrap();
         let b = c.bridge.unwrap();
         assert_eq!(b.trust_domain.as_str(), "bridge.test");
-        assert_eq!(b.svid, Path::new("/etc/fedgate/bridge/svid.pem"));
+        assert_eq!(
+            b.identity,
+            BridgeIdentity::Files {
+                svid: "/etc/fedgate/bridge/svid.pem".into(),
+                key: "/etc/fedgate/bridge/svid.key".into(),
+            }
+        );
         assert!(!b.session_resumption);
 
         let out = &c.listeners[0];
@@ -648,5 +766,64 @@ max_proxy_header = 2048
         );
         let e = error(&format!("{HEAD}{src}"));
         assert!(e.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn bridge_issuer_replaces_svid_files() {
+        let files = "svid = \"bridge/svid.pem\"\nkey = \"bridge/svid.key\"\n";
+        let issuer = "[bridge.issuer]\nurl = \"https://ca.bridge.test:9600/\"\n\
+                      endpoint_id = \"spiffe://bridge.test/ca-endpoint\"\n\
+                      id = \"spiffe://bridge.test/gateway/cluster-a\"\n";
+        let head = HEAD.replace(files, "");
+        let c = parse(&format!(
+            "{head}{issuer}ttl = \"10m\"\nout_dir = \"bridge-svid\"\n{EGRESS}"
+        ))
+        .unwrap();
+        let BridgeIdentity::Issuer(s) = c.bridge.unwrap().identity else {
+            panic!("expected [bridge.issuer]");
+        };
+        assert_eq!(s.url.as_str(), "https://ca.bridge.test:9600/");
+        assert_eq!(s.id.to_string(), "spiffe://bridge.test/gateway/cluster-a");
+        assert_eq!(s.ttl, Some(Duration::from_secs(600)));
+        assert_eq!(s.out_dir, Some(PathBuf::from("/etc/fedgate/bridge-svid")));
+        assert_eq!(
+            s.startup_timeout,
+            crate::issuer::gateway::DEFAULT_STARTUP_TIMEOUT
+        );
+
+        let cases = [
+            (format!("{HEAD}{issuer}"), "bridge.issuer", "not both"),
+            (head.clone(), "bridge.svid", "[bridge.issuer]"),
+            (
+                format!("{head}{}", issuer.replace("https://", "http://")),
+                "bridge.issuer.url",
+                "https URL",
+            ),
+            (
+                format!(
+                    "{head}{}",
+                    issuer.replace("bridge.test/gateway", "cluster-a.test/gateway")
+                ),
+                "bridge.issuer.id",
+                "bridge trust domain",
+            ),
+            (
+                format!(
+                    "{head}{}",
+                    issuer.replace("bridge.test/ca-endpoint", "bridge.test")
+                ),
+                "bridge.issuer.endpoint_id",
+                "with a path",
+            ),
+            (
+                format!("{head}{issuer}ttl = \"soon\"\n"),
+                "bridge.issuer.ttl",
+                "not a duration",
+            ),
+        ];
+        for (src, key, hint) in cases {
+            let e = error(&format!("{src}{EGRESS}"));
+            assert!(e.contains(key) && e.contains(hint), "{key}/{hint}: {e}");
+        }
     }
 }

@@ -20,7 +20,9 @@ use fedgate_federation::{SpiffeId, TrustDomain};
 use reqwest::Url;
 
 use crate::gateway::route::RouteTable;
-pub use bridge::{BridgeConfig, BridgeListenerConfig, BridgePeerConfig, BridgeRouteConfig};
+pub use bridge::{
+    BridgeConfig, BridgeIdentity, BridgeListenerConfig, BridgePeerConfig, BridgeRouteConfig,
+};
 use file::{FileConfig, FileListener, FileProfile, Text};
 
 /// Default `drain_timeout`.

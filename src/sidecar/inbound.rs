@@ -109,6 +109,8 @@ impl Inbound {
             _ => None,
         };
         let server_config = {
+            // Every snapshot is built from the same config as `self.index`, one config per
+            // listener in order, so the index is always in range.
             let snapshot = self.tls.borrow();
             snapshot.inbound[self.index].clone()
         };

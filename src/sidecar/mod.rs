@@ -70,6 +70,9 @@ pub enum BuildError {
     /// The identity files are missing or unusable: an operator error (exit 64).
     #[error(transparent)]
     Identity(#[from] LoadError),
+    /// The blocking task loading the identity panicked or was cancelled.
+    #[error("the identity loading task failed")]
+    LoadTask(#[source] tokio::task::JoinError),
     #[error("cannot bind {what} listener {name:?} to {addr}")]
     Bind {
         what: &'static str,
@@ -113,11 +116,7 @@ impl Sidecar {
             let config = config.clone();
             tokio::task::spawn_blocking(move || reload::load(&config, 0))
                 .await
-                .map_err(|e| {
-                    BuildError::Identity(LoadError::Tls(rustls::Error::General(format!(
-                        "identity loading task failed: {e}"
-                    ))))
-                })??
+                .map_err(BuildError::LoadTask)??
         };
         tracing::info!(id = %snapshot.id, "workload identity loaded");
         let (tls_tx, tls_rx) = watch::channel(Arc::new(snapshot));
@@ -387,6 +386,7 @@ async fn accept_outbound(
                         .bytes(Direction::Outbound, &name, to_peer, from_peer);
                 }
                 ctx.finish(Direction::Outbound, &name, outcome, peer, None);
+                // Closed only now: the metric and event above precede the app's EOF.
                 drop(app);
             }
             .instrument(span),
@@ -437,6 +437,7 @@ async fn accept_inbound(
                     None => (None, None),
                 };
                 ctx.finish(Direction::Inbound, &name, outcome, client, origin);
+                // Closed only now: the metric and event above precede the peer's EOF.
                 drop(tcp);
             }
             .instrument(span),

@@ -81,6 +81,8 @@ impl Outbound {
     ) -> Result<PumpStats, OutboundError> {
         // Take the configs first: a reload during the dial must not mix two snapshots.
         let client_config = {
+            // Every snapshot is built from the same config as `self.index`, one config per
+            // listener in order, so the index is always in range.
             let snapshot = self.tls.borrow();
             snapshot.outbound[self.index].clone()
         };

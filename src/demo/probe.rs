@@ -1,0 +1,284 @@
+//! The demo's probes: a call through a sidecar's outbound listener, a plain HTTP GET of an
+//! admin endpoint, and a look at the certificate a TLS server presents. Each runs in process,
+//! or as a hidden child (`fedgate demo call|http-get|peek-cert`) inside a network namespace.
+//!
+//! Invariants: every probe is bounded by a deadline and reads a bounded amount; a call counts
+//! as *denied* only when the connection was accepted and then closed (or reset) without a
+//! greeting, and as *failed* for anything else (e.g. nothing listening), so a broken setup is
+//! never mistaken for a refusal.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+
+use super::echo::Greeting;
+
+/// Most bytes a probe reads from a response.
+const MAX_RESPONSE: usize = 1 << 20;
+
+/// What a call through a sidecar produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The echo answered and echoed our message back.
+    Answered(Greeting),
+    /// The connection was accepted, then closed without an answer: someone refused it.
+    Denied(String),
+    /// Anything else (connect refused, timeout, a garbled answer).
+    Failed(String),
+}
+
+// === impl CallOutcome ===
+
+impl CallOutcome {
+    /// One line for the report.
+    pub fn describe(&self) -> String {
+        match self {
+            CallOutcome::Answered(g) => g.line(),
+            CallOutcome::Denied(why) => format!("denied ({why})"),
+            CallOutcome::Failed(why) => format!("failed ({why})"),
+        }
+    }
+
+    /// The exit code of `fedgate demo call` for this outcome.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CallOutcome::Answered(_) => 0,
+            CallOutcome::Denied(_) => 3,
+            CallOutcome::Failed(_) => 1,
+        }
+    }
+
+    /// Rebuilds the outcome from a `fedgate demo call` child's exit code and output.
+    pub fn from_child(code: Option<i32>, stdout: &str, stderr: &str) -> Self {
+        let first = |s: &str| s.lines().next().unwrap_or("").trim().to_owned();
+        match code {
+            Some(0) => match Greeting::parse(&first(stdout)) {
+                Some(g) => CallOutcome::Answered(g),
+                None => CallOutcome::Failed(format!("unexpected output {:?}", first(stdout))),
+            },
+            Some(3) => CallOutcome::Denied(first(stderr)),
+            _ => CallOutcome::Failed(first(stderr)),
+        }
+    }
+}
+
+/// Connects to a sidecar's outbound listener at `addr`, sends `message` and expects the echo's
+/// greeting followed by `message` back.
+pub async fn call(addr: SocketAddr, message: &str, deadline: Duration) -> CallOutcome {
+    match tokio::time::timeout(deadline, call_inner(addr, message)).await {
+        Ok(outcome) => outcome,
+        Err(_) => CallOutcome::Failed(format!(
+            "no answer from {addr} within {}",
+            humantime::format_duration(deadline)
+        )),
+    }
+}
+
+async fn call_inner(addr: SocketAddr, message: &str) -> CallOutcome {
+    let mut stream = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => return CallOutcome::Failed(format!("cannot connect to {addr}: {e}")),
+    };
+    let line = format!("{}\n", message.trim_end());
+    if let Err(e) = stream.write_all(line.as_bytes()).await {
+        return CallOutcome::Denied(format!("closed while sending: {e}"));
+    }
+    let mut reader = BufReader::new(stream).take(MAX_RESPONSE as u64);
+    let mut greeting = String::new();
+    match reader.read_line(&mut greeting).await {
+        Ok(0) => return CallOutcome::Denied("connection closed without an answer".into()),
+        Ok(_) => {}
+        Err(e) => return CallOutcome::Denied(format!("connection ended without an answer: {e}")),
+    }
+    let Some(g) = Greeting::parse(&greeting) else {
+        return CallOutcome::Failed(format!("unexpected answer {:?}", greeting.trim_end()));
+    };
+    let mut echoed = String::new();
+    match reader.read_line(&mut echoed).await {
+        Ok(_) if echoed == line => CallOutcome::Answered(g),
+        Ok(_) => CallOutcome::Failed(format!(
+            "echo mismatch: sent {:?}, got {:?}",
+            line.trim_end(),
+            echoed.trim_end()
+        )),
+        Err(e) => CallOutcome::Failed(format!("echo not received: {e}")),
+    }
+}
+
+/// `GET path` over plain HTTP/1.1 to `addr`: the status code and the body.
+pub async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    deadline: Duration,
+) -> anyhow::Result<(u16, String)> {
+    match tokio::time::timeout(deadline, http_get_inner(addr, path)).await {
+        Ok(r) => r,
+        Err(_) => bail!(
+            "GET http://{addr}{path}: no response within {}",
+            humantime::format_duration(deadline)
+        ),
+    }
+}
+
+async fn http_get_inner(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("GET http://{addr}{path}: cannot connect"))?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .with_context(|| format!("GET http://{addr}{path}: cannot send the request"))?;
+    let mut raw = Vec::new();
+    (&mut stream)
+        .take(MAX_RESPONSE as u64)
+        .read_to_end(&mut raw)
+        .await
+        .with_context(|| format!("GET http://{addr}{path}: cannot read the response"))?;
+    parse_response(&raw).with_context(|| format!("GET http://{addr}{path}"))
+}
+
+/// Parses an HTTP/1.1 response (`Connection: close`; plain or chunked body).
+pub fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, String)> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("the response has no end of headers")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let code: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body).context("bad chunked body")?
+    } else {
+        body.to_owned()
+    };
+    Ok((code, body))
+}
+
+fn dechunk(mut s: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = s.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        s = rest.get(size..)?.strip_prefix("\r\n")?;
+    }
+}
+
+/// The DER of the leaf certificate the TLS server at `addr` presents for `server_name`. The
+/// handshake is aborted right after the server's certificate arrives: nothing is trusted and
+/// no data is exchanged.
+pub async fn peek_cert(
+    addr: SocketAddr,
+    server_name: &str,
+    deadline: Duration,
+) -> anyhow::Result<Vec<u8>> {
+    let seen = Arc::new(Mutex::new(None));
+    let verifier = Arc::new(Capture {
+        seen: Arc::clone(&seen),
+        schemes: fedgate_federation::tls::provider()
+            .signature_verification_algorithms
+            .supported_schemes(),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(fedgate_federation::tls::provider())
+        .with_safe_default_protocol_versions()
+        .context("cannot build a TLS client")?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    let name = ServerName::try_from(server_name.to_owned())
+        .with_context(|| format!("{server_name:?} is not a valid TLS server name"))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let attempt = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        // The handshake fails by design (Capture refuses every certificate).
+        let _ = connector.connect(name, tcp).await;
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(deadline, attempt)
+        .await
+        .with_context(|| {
+            format!(
+                "no TLS handshake with {addr} within {}",
+                humantime::format_duration(deadline)
+            )
+        })??;
+    let der = seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("certificate capture lock poisoned"))?
+        .take();
+    der.with_context(|| format!("{addr} presented no certificate"))
+}
+
+/// Records the server's leaf certificate, then refuses it.
+#[derive(Debug)]
+struct Capture {
+    seen: Arc<Mutex<Option<Vec<u8>>>>,
+    schemes: Vec<SignatureScheme>,
+}
+
+impl ServerCertVerifier for Capture {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(end_entity.as_ref().to_vec());
+        }
+        Err(rustls::Error::General(
+            "certificate captured; handshake aborted on purpose".into(),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("not used".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("not used".into()))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.clone()
+    }
+}
+
+/// Lowercase hex SHA-256 of `der`, as `fedgate svid inspect` prints fingerprints.
+pub fn fingerprint(der: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, der);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}

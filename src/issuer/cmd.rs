@@ -1,0 +1,84 @@
+//! `fedgate ca serve --config FILE`: load the config, bind, print `listening on <addr>`, serve
+//! until SIGTERM/SIGINT, drain.
+//!
+//! Exit codes: 64 when the config file is unusable (the message names the file and key), 1 for
+//! any other startup or runtime failure.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use super::{Issuer, ServeConfig};
+
+/// sysexits `EX_USAGE`: the configuration is unusable.
+const EX_CONFIG: u8 = 64;
+
+/// Runs the issuing endpoint described by the config file at `path`.
+pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config = match ServeConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fedgate ca serve: {}", super::error_chain(&e));
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
+    let issuer = Issuer::build(&config).await.with_context(|| {
+        format!(
+            "cannot start the issuing endpoint configured in {}",
+            path.display()
+        )
+    })?;
+    let addr = issuer
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let mut banner = format!("listening on {addr}\n");
+    if let Some(admin) = issuer.admin_addr() {
+        let admin = admin.context("cannot read the admin address")?;
+        banner.push_str(&format!("admin listening on {admin}\n"));
+    }
+    // A closed stdout (the reader went away) must not stop the endpoint.
+    let mut stdout = std::io::stdout();
+    if let Err(e) = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        tracing::warn!(error = %e, "cannot write the listening address to stdout");
+    }
+    tracing::info!(%addr, members = config.members.len(), policy = config.policy.len(), "bridge CA issuing endpoint listening");
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone())?;
+    issuer.run(shutdown).await;
+    tracing::info!("bridge CA issuing endpoint stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down: draining connections");
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+/// Human-readable logs on stderr; `RUST_LOG` overrides the default `info`. A subscriber set
+/// earlier (tests, another command) is kept.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

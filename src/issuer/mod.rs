@@ -1,0 +1,187 @@
+//! The bridge CA's issuing endpoint (`fedgate ca serve`) and the gateway's renewal client.
+//!
+//! ```text
+//! gateway ──mTLS (local SVID)──▶ fedgate ca serve ──▶ policy: local ID → bridge ID ──▶ CA signs
+//!    ▲                                                                                 │
+//!    └──────────────── bridge SVID (PEM chain), renewed at 2/3 of its lifetime ◀───────┘
+//! ```
+//!
+//! * [`config`]: `ca-serve.toml` → [`ServeConfig`].
+//! * [`policy`]: the exact local → bridge mapping and the pure CSR/TTL checks ([`Refusal`]).
+//! * [`sources`]: the CA directory, member bundles and endpoint SVID, polled and published.
+//! * [`server`]: the HTTPS endpoint ([`IssuerServer`]) and its metrics.
+//! * [`client`]: [`IssuerClient`], which obtains and renews a bridge SVID for a gateway.
+//!
+//! Invariants: a bridge SVID is issued only to a caller whose local SVID verified against its
+//! own member trust domain's bundle, only for the bridge ID the policy maps that caller to, and
+//! only as a leaf; every refusal is logged and counted; no key is ever logged.
+
+pub mod client;
+pub mod cmd;
+pub mod config;
+pub mod gateway;
+pub mod policy;
+pub mod server;
+pub mod sources;
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse as _;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use client::{renew_at, IssuerClient, IssuerClientConfig, IssuerClientError};
+pub use config::{ConfigError, Member, ServeConfig};
+pub use policy::{inspect_csr, CsrInfo, Grant, IdMismatch, Policy, PolicyError, Refusal};
+pub use server::{IssuerMetrics, IssuerServer};
+pub use sources::{SourceError, Sources};
+
+/// Everything `fedgate ca serve` runs, built and bound but not yet running.
+pub struct Issuer {
+    server: IssuerServer,
+    sources: Sources,
+    listener: TcpListener,
+    admin: Option<(TcpListener, Router)>,
+    metrics: IssuerMetrics,
+}
+
+/// Why the issuing endpoint cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssuerError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("the issuing policy does not fit the CA's trust domain")]
+    Policy(#[from] PolicyError),
+    #[error("cannot listen on {addr} ({key})")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+// === impl Issuer ===
+
+impl Issuer {
+    /// Loads the CA, member bundles and endpoint SVID, builds the policy and binds the
+    /// listeners (so that [`Issuer::local_addr`] is known before [`Issuer::run`]).
+    pub async fn build(config: &ServeConfig) -> Result<Self, IssuerError> {
+        let (sources, ca, tls) = Sources::load(config)?;
+        let bridge_td = ca.borrow().trust_domain().clone();
+        let policy = Policy::new(
+            bridge_td,
+            config.policy.iter().cloned(),
+            config.default_ttl,
+            config.max_ttl,
+        )?;
+        let mut registry = Registry::default();
+        let metrics = IssuerMetrics::register(&mut registry);
+        let server = IssuerServer::new(policy, ca, tls, metrics.clone())
+            .with_handshake_timeout(config.handshake_timeout)
+            .with_max_connections(config.max_connections);
+        let bind = |key, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| IssuerError::Bind { key, addr, source })
+        };
+        let listener = bind("listen", config.listen).await?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some((bind("admin_listen", addr).await?, admin_router(registry))),
+            None => None,
+        };
+        Ok(Self {
+            server,
+            sources,
+            listener,
+            admin,
+            metrics,
+        })
+    }
+
+    /// The bound address of the issuing endpoint.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The bound address of the admin listener, if configured.
+    pub fn admin_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.admin.as_ref().map(|(l, _)| l.local_addr())
+    }
+
+    pub fn metrics(&self) -> &IssuerMetrics {
+        &self.metrics
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tasks = tokio_util::task::TaskTracker::new();
+        tasks.spawn(self.sources.run(shutdown.clone()));
+        if let Some((listener, router)) = self.admin {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await
+                {
+                    tracing::warn!(error = %e, "issuer admin listener failed");
+                }
+            });
+        }
+        tasks.close();
+        self.server.run(self.listener, shutdown.clone()).await;
+        shutdown.cancel();
+        tasks.wait().await;
+    }
+}
+
+/// `/healthz` and `/metrics` (Prometheus text) over plain HTTP.
+fn admin_router(registry: Registry) -> Router {
+    let registry = Arc::new(Mutex::new(registry));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut text = String::new();
+                    let encoded = {
+                        let reg = registry.lock().unwrap_or_else(PoisonError::into_inner);
+                        prometheus_client::encoding::text::encode(&mut text, &reg)
+                    };
+                    match encoded {
+                        Ok(()) => (
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            text,
+                        )
+                            .into_response(),
+                        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n")
+                            .into_response(),
+                    }
+                }
+            }),
+        )
+}
+
+/// `e` and its sources, joined with `: ` (for one-line log messages).
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
