@@ -216,6 +216,7 @@ fn egress_routes(ingress: SocketAddr) -> Arc<EgressRoutes> {
         upstreams: Upstreams::from_socket_addrs([ingress]),
         peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
         allow: Authorizer::from_patterns(allow).unwrap(),
+        send_proxy_header: true,
     };
     let client = "spiffe://cluster-a.test/ns/demo/sa/client";
     Arc::new(
@@ -798,4 +799,83 @@ async fn renewed_bridge_svid_keeps_live_connections_and_is_used_by_new_ones() {
 
     // The long-lived connection still works after all of that.
     assert_eq!(round_trip(&mut long_lived, b"still").await, b"still");
+}
+
+/// An egress route with `send_proxy_header = false` re-originates straight to a plain mTLS
+/// server (one gateway between two trust domains, as in `bench/scenarios/70-fedgate-bridge-1hop.sh`):
+/// the server sees the egress's upstream identity and the caller's bytes first, with no header.
+#[tokio::test]
+async fn egress_without_proxy_header_reaches_a_plain_mtls_server() {
+    let pki = Pki::new();
+    // The destination: cluster-b mTLS server that echoes every byte it gets, header or not.
+    let verifier = SpiffeClientVerifier::new(
+        BundleSet::new().with(pki.b.bundle()),
+        Authorizer::member_of(pki.b.td.clone()),
+    );
+    let config =
+        fedgate_federation::tls::server_config(&pki.echo.svid(), Arc::new(verifier)).unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let (listener, dest) = bind().await;
+    let (peer_tx, mut peer_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let tls = acceptor.accept(tcp).await.unwrap();
+        let _ = peer_tx.send(fedgate_federation::tls::peer_id(tls.get_ref().1).unwrap());
+        workloads::echo(tls).await;
+    });
+
+    // The egress's upstream ("bridge") identity is its cluster-b SVID, verified by the
+    // destination with cluster-b's bundle; the destination is pinned to the echo ID.
+    let ids = Identities::new(
+        pki.egress_local.svid(),
+        pki.a.bundle(),
+        pki.ingress_local.svid(),
+        pki.b.bundle(),
+        false,
+    )
+    .unwrap();
+    let routes = Arc::new(
+        EgressRoutes::new([(
+            DEST.to_owned(),
+            EgressRoute {
+                name: "direct".into(),
+                upstreams: Upstreams::from_socket_addrs([dest]),
+                peer_id: pki.echo.id.clone(),
+                allow: Authorizer::from_patterns(&["spiffe://cluster-a.test/ns/demo/sa/client"])
+                    .unwrap(),
+                send_proxy_header: false,
+            },
+        )])
+        .unwrap(),
+    );
+    let metrics = BridgeMetrics::new();
+    let state = Arc::new(
+        EgressState::new("direct-out", routes, &ids, timeouts(), metrics.clone()).unwrap(),
+    );
+    let (egress_listener, egress) = bind().await;
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (tcp, _) = egress_listener.accept().await.unwrap();
+        egress::serve_connection(state, tcp).await;
+        let _ = done_tx.send(());
+    });
+
+    let mut conn = call(&pki, &pki.client, egress, DEST).await.unwrap();
+    // Byte-exact echo: a PROXY header sent upstream would have come back ahead of the message.
+    assert_eq!(round_trip(&mut conn, b"no header").await, b"no header");
+    assert_eq!(peer_rx.recv().await.unwrap(), pki.ingress_local.id);
+    conn.shutdown().await.unwrap();
+    assert!(drain(&mut conn).await.is_empty());
+    tokio::time::timeout(Duration::from_secs(10), done.recv())
+        .await
+        .expect("egress connection did not finish")
+        .unwrap();
+    let forwarded = metrics
+        .forwarded
+        .get_or_create(&fedgate::bridge::metrics::RouteLabels {
+            listener: "direct-out".into(),
+            route: "direct".into(),
+        })
+        .get();
+    assert_eq!(forwarded, 1);
 }

@@ -5,7 +5,9 @@
 //! Invariants: the caller is verified with the local bundle only and must be a member of the
 //! local trust domain; the destination is the SNI the caller sent and nothing else; no route or
 //! no allow rule → refused before any upstream connection; the peer ingress is pinned to the
-//! route's `peer_id` during the handshake; the PROXY header is flushed before pumping.
+//! route's `peer_id` during the handshake; the PROXY header is flushed before pumping. A route
+//! with `send_proxy_header = false` (an upstream that is a plain mTLS server, not a fedgate
+//! ingress) sends no header: the first bytes upstream are the caller's own.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -161,14 +163,16 @@ pub async fn handle_connection(
     )
     .await?;
 
-    let header = origin_header(caller_addr, local_addr, &caller, &destination);
-    upstream
-        .write_all(&header.encode().map_err(BridgeReject::ProxyEncode)?)
-        .await
-        .map_err(BridgeReject::ProxySend)?;
-    // tokio-rustls may keep the record buffered when the socket write was Pending; without the
-    // flush the ingress could wait forever for the header (bench/README.md "Caveats").
-    upstream.flush().await.map_err(BridgeReject::ProxySend)?;
+    if route.send_proxy_header {
+        let header = origin_header(caller_addr, local_addr, &caller, &destination);
+        upstream
+            .write_all(&header.encode().map_err(BridgeReject::ProxyEncode)?)
+            .await
+            .map_err(BridgeReject::ProxySend)?;
+        // tokio-rustls may keep the record buffered when the socket write was Pending; without
+        // the flush the ingress could wait forever for the header (bench/README.md "Caveats").
+        upstream.flush().await.map_err(BridgeReject::ProxySend)?;
+    }
 
     state.metrics.forwarded(&state.listener, &route.name);
     tracing::debug!(

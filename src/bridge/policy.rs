@@ -26,6 +26,9 @@ pub struct EgressRoute {
     pub peer_id: SpiffeId,
     /// Caller IDs allowed; empty denies everyone.
     pub allow: Authorizer,
+    /// Send the PROXY v2 origin header first inside the upstream TLS session (true for a fedgate
+    /// bridge ingress, which requires it; false for an upstream that is a plain mTLS server).
+    pub send_proxy_header: bool,
 }
 
 /// An ingress route: origins in `allow` may reach the destination `upstreams`, whose local SVID
@@ -301,6 +304,7 @@ mod tests {
                 peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
                 allow: Authorizer::from_patterns(&["spiffe://cluster-a.test/ns/demo/sa/client"])
                     .unwrap(),
+                send_proxy_header: true,
             },
         )
         .unwrap();
@@ -311,6 +315,7 @@ mod tests {
                 upstreams: Upstreams::from_socket_addrs(["127.0.0.1:1".parse().unwrap()]),
                 peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
                 allow: Authorizer::any_of([]),
+                send_proxy_header: true,
             },
         )
         .unwrap();

@@ -378,7 +378,12 @@ fn build_handler(
         Some(BridgeListenerConfig::Egress) => {
             let mut routes = Vec::with_capacity(l.routes.len());
             for r in &l.routes {
-                let Some(BridgeRouteConfig::Egress { peer_id, allow }) = &r.bridge else {
+                let Some(BridgeRouteConfig::Egress {
+                    peer_id,
+                    allow,
+                    send_proxy_header,
+                }) = &r.bridge
+                else {
                     return Err(BuildError::RouteKind(r.name.clone()));
                 };
                 routes.push((
@@ -388,6 +393,7 @@ fn build_handler(
                         upstreams: upstreams(r),
                         peer_id: peer_id.clone(),
                         allow: allow.clone(),
+                        send_proxy_header: *send_proxy_header,
                     },
                 ));
             }

@@ -1,6 +1,7 @@
 //! The bridge keys of the config file: the `[bridge]` table, the `bridge-egress` and
 //! `bridge-ingress` listener kinds with their `bridge_peers`, and the bridge keys of routes
 //! (`peer_id`, `allow`, `server_id`, `send_proxy_header`). Documented in docs/configuration.md.
+//! `send_proxy_header` defaults to true on egress routes and to false on ingress routes.
 //!
 //! Invariants: a bridge listener exists only with a `[bridge]` table and an `[identity]` (the
 //! local SVID it terminates and re-originates with); the bridge trust domain differs from the
@@ -109,6 +110,9 @@ pub enum BridgeRouteConfig {
         peer_id: SpiffeId,
         /// Caller IDs allowed; empty denies everyone.
         allow: Authorizer,
+        /// Send the PROXY v2 origin header upstream (default true: a fedgate ingress needs it;
+        /// false for an upstream that is a plain mTLS server).
+        send_proxy_header: bool,
     },
     Ingress {
         /// Destination IDs accepted when re-originating.
@@ -385,14 +389,14 @@ impl Cx<'_> {
         bridge: Option<&BridgeConfig>,
     ) -> Result<Option<BridgeRouteConfig>, ConfigError> {
         let egress_only = [("peer_id", r.peer_id.as_ref().map(|t| t.span()))];
-        let ingress_only = [
-            ("server_id", r.server_id.as_ref().map(|t| t.span())),
+        let ingress_only = [("server_id", r.server_id.as_ref().map(|t| t.span()))];
+        let bridge_only = [
+            ("allow", r.allow.as_ref().map(|t| t.span())),
             (
                 "send_proxy_header",
                 r.send_proxy_header.as_ref().map(|t| t.span()),
             ),
         ];
-        let bridge_only = [("allow", r.allow.as_ref().map(|t| t.span()))];
         let refuse = |keys: &[(&str, Option<std::ops::Range<usize>>)]| match keys
             .iter()
             .find(|(_, s)| s.is_some())
@@ -440,6 +444,9 @@ impl Cx<'_> {
                 Ok(Some(BridgeRouteConfig::Egress {
                     peer_id,
                     allow: self.allow_list(&format!("{rkey}.allow"), r.allow.as_ref())?,
+                    // On by default: the usual upstream is a fedgate ingress, which refuses a
+                    // connection without the header.
+                    send_proxy_header: r.send_proxy_header.as_ref().is_none_or(|b| *b.get_ref()),
                 }))
             }
             ListenerKind::BridgeIngress => {
@@ -576,7 +583,11 @@ max_proxy_header = 2048
         assert_eq!(out.kind, ListenerKind::BridgeEgress);
         assert_eq!(out.bridge, Some(BridgeListenerConfig::Egress));
         match &out.routes[0].bridge {
-            Some(BridgeRouteConfig::Egress { peer_id, allow }) => {
+            Some(BridgeRouteConfig::Egress {
+                peer_id,
+                allow,
+                send_proxy_header,
+            }) => {
                 assert_eq!(
                     peer_id.to_string(),
                     "spiffe://bridge.test/gateway/cluster-b"
@@ -586,6 +597,8 @@ max_proxy_header = 2048
                     Authorizer::from_patterns(&["spiffe://cluster-a.test/ns/demo/sa/client"])
                         .unwrap()
                 );
+                // Egress routes send the origin header unless told otherwise.
+                assert!(send_proxy_header);
             }
             other => panic!("{other:?}"),
         }
@@ -643,6 +656,19 @@ max_proxy_header = 2048
     }
 
     #[test]
+    fn egress_route_can_turn_the_proxy_header_off() {
+        let src = EGRESS.replace("  allow = [", "  send_proxy_header = false\n  allow = [");
+        let c = parse(&format!("{HEAD}{src}")).unwrap();
+        assert!(matches!(
+            &c.listeners[0].routes[0].bridge,
+            Some(BridgeRouteConfig::Egress {
+                send_proxy_header: false,
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn refusals_name_the_key_and_what_to_do() {
         let no_bridge = HEAD.split("[bridge]").next().unwrap().to_owned();
         let cases: Vec<(String, &str, &str)> = vec![
@@ -690,6 +716,11 @@ max_proxy_header = 2048
             (
                 format!("{HEAD}{}", EGRESS.replace("bridge-egress", "passthrough")),
                 "listeners[0].routes[0].peer_id",
+                "is not a key of routes of kind = \"passthrough\"",
+            ),
+            (
+                format!("{HEAD}{}", EGRESS.replace("bridge-egress", "passthrough").replace("  peer_id = \"spiffe://bridge.test/gateway/cluster-b\"\n  allow = [\"spiffe://cluster-a.test/ns/demo/sa/client\"]\n", "  send_proxy_header = false\n")),
+                "listeners[0].routes[0].send_proxy_header",
                 "is not a key of routes of kind = \"passthrough\"",
             ),
             (

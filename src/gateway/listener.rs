@@ -201,8 +201,12 @@ impl Listener {
                         (ListenerKind::Passthrough, _) => {
                             passthrough::serve(stream, peer, &state, &cx).await
                         }
+                        // Boxed: a bridge connection's future holds two rustls connections
+                        // and their handshake state (kilobytes). Inline, it would size every
+                        // connection task of every listener, so each idle passthrough
+                        // connection would carry it too (bench/idle_rss.sh, docs/benchmarks.md).
                         (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, Some(b)) => {
-                            b.serve(stream).await
+                            Box::pin(b.serve(stream)).await
                         }
                         // `App::build` attaches a handler to every bridge listener; refuse if not.
                         (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, None) => {

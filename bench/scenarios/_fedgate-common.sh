@@ -1,0 +1,33 @@
+# shellcheck shell=bash disable=SC2034
+# _fedgate-common.sh — helpers shared by fedgate's scenario files (sourced by them; the
+# leading "_" makes the harness skip this file as a scenario).
+#
+# Settings, the same as the peers' (../shared/bench/README.md "Fairness settings"):
+#   * TOKIO_WORKER_THREADS=$WORKERS (2): the peers run 2 nginx workers / 2 haproxy threads;
+#   * --log-level warn: no per-connection log lines (the peers run with access logs off);
+#   * bridges: [bridge] session_resumption = false (no tickets, no session cache, no client
+#     session store), so every bridged connection does a full TLS 1.3 handshake on every hop;
+#   * the admin server listens on a port inside the scenario's reserved range.
+
+FEDGATE_BIN="${GATEWAY_BIN:-}"
+
+fedgate_enabled() { [ -n "$FEDGATE_BIN" ] && [ -x "$FEDGATE_BIN" ]; }
+
+# fedgate_bundle TD PEM OUT — a SPIFFE bundle (JWKS) for TD from a PEM root (the gateway takes
+# bundles, not PEM roots).
+fedgate_bundle() {
+  "$FEDGATE_BIN" bundle create --trust-domain "$1" --pem "$2" --out "$3" >/dev/null \
+    || { log "fedgate bundle create failed for $1 ($2)"; return 1; }
+}
+
+# fedgate_check CONF — `fedgate config check`, so a config error shows up as such
+fedgate_check() {
+  "$FEDGATE_BIN" config check "$1" >&2 || { log "fedgate config check failed: $1"; return 1; }
+}
+
+# fedgate_spawn LOGNAME CONF — run `fedgate run` in the foreground (env execs, so the recorded
+# PID is fedgate's own)
+fedgate_spawn() {
+  bench_spawn "$1" env TOKIO_WORKER_THREADS="${WORKERS:-2}" \
+    "$FEDGATE_BIN" run --config "$2" --log-level warn
+}
