@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod distribute;
 pub mod endpoint;
 pub mod metrics;
+pub mod net;
 pub mod refresh;
 pub mod spiffe_id;
 pub mod store;

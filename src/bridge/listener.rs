@@ -7,8 +7,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
+use fedgate_federation::net::Acceptor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -30,29 +30,8 @@ pub async fn run<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let limit = Arc::new(Semaphore::new(max_connections));
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return,
-            r = listener.accept() => r,
-        };
-        let tcp = match accepted {
-            Ok((tcp, _)) => {
-                backoff = Duration::from_millis(5);
-                tcp
-            }
-            Err(e) => {
-                // E.g. EMFILE: keep serving the live connections, retry later.
-                tracing::warn!(listener = %name, error = %e, ?backoff, "accept failed; backing off");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
+    let mut acceptor = Acceptor::new(listener, name.clone());
+    while let Some((tcp, _)) = acceptor.next(&shutdown).await {
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             tracing::warn!(listener = %name, max_connections, "connection limit reached; closing");
             metrics

@@ -9,8 +9,8 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
+use fedgate_federation::net::Acceptor;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -161,29 +161,8 @@ impl Listener {
             metrics: self.metrics,
             hard_stop: self.hard_stop,
         };
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                r = listener.accept() => r,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => {
-                    backoff = Duration::from_millis(5);
-                    a
-                }
-                Err(e) => {
-                    // EMFILE and friends: wait and retry instead of spinning or exiting.
-                    tracing::warn!(listener = %self.name, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            };
+        let mut acceptor = Acceptor::new(listener, &*self.name);
+        while let Some((stream, peer)) = acceptor.next(&shutdown).await {
             let state = self.state.borrow().clone();
             let Ok(permit) = state.limit.clone().try_acquire_owned() else {
                 tracing::info!(listener = %self.name, %peer, reason = "over_limit", "connection refused");

@@ -33,6 +33,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use fedgate_federation::net::Acceptor;
 use fedgate_federation::spiffe_id::SpiffeId;
 use fedgate_federation::tls::{peer_id, verify_error_of};
 use fedgate_federation::VerifyError;
@@ -166,28 +167,8 @@ impl IssuerServer {
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
         let router = router(self.shared.clone());
         let tracker = TaskTracker::new();
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = listener.accept() => r,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(c) => {
-                    backoff = Duration::from_millis(10);
-                    c
-                }
-                Err(e) => {
-                    // e.g. EMFILE: wait instead of spinning, never give up.
-                    tracing::warn!(error = %e, "issuing endpoint accept failed");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            };
+        let mut acceptor = Acceptor::new(listener, "issuing endpoint");
+        while let Some((tcp, peer)) = acceptor.next(&shutdown).await {
             let Ok(permit) = self.connections.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, reason = "too_many_connections", "issuing endpoint at its connection limit; closing");
                 self.shared.metrics.refuse("too_many_connections");

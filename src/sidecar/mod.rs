@@ -26,8 +26,8 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use fedgate_federation::net::Acceptor;
 use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -326,26 +326,9 @@ async fn accept_loop<F>(listener: TcpListener, shutdown: CancellationToken, mut 
 where
     F: FnMut(TcpStream, SocketAddr),
 {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, addr)) => {
-                backoff = Duration::from_millis(10);
-                spawn(stream, addr);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
+    let mut acceptor = Acceptor::new(listener, "sidecar");
+    while let Some((stream, addr)) = acceptor.next(&shutdown).await {
+        spawn(stream, addr);
     }
 }
 

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bundle::{Bundle, BundleError};
+use crate::net::Acceptor;
 use crate::spiffe_id::TrustDomain;
 use crate::svid::{SvidError, X509Svid};
 use crate::tls;
@@ -169,28 +170,8 @@ impl BundleEndpoint {
     ) -> Result<(), EndpointError> {
         let router = self.router();
         let tracker = TaskTracker::new();
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = listener.accept() => r,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(c) => {
-                    backoff = Duration::from_millis(10);
-                    c
-                }
-                Err(e) => {
-                    // e.g. EMFILE: wait instead of spinning, never give up.
-                    tracing::warn!(error = %e, "bundle endpoint accept failed");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            };
+        let mut acceptor = Acceptor::new(listener, "bundle endpoint");
+        while let Some((tcp, peer)) = acceptor.next(&shutdown).await {
             let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.borrow().clone());
             let router = router.clone();
             let timeout = self.handshake_timeout;
