@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{Issuer, ServeConfig};
+use crate::cmd::bundle::serve::{init_logging, spawn_signal_handler};
 
 /// sysexits `EX_USAGE`: the configuration is unusable.
 const EX_CONFIG: u8 = 64;
@@ -55,30 +56,4 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     issuer.run(shutdown).await;
     tracing::info!("bridge CA issuing endpoint stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("shutting down: draining connections");
-        shutdown.cancel();
-    });
-    Ok(())
-}
-
-/// Human-readable logs on stderr; `RUST_LOG` overrides the default `info`. A subscriber set
-/// earlier (tests, another command) is kept.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
