@@ -19,3 +19,4 @@ pub mod proxy_protocol;
 pub mod shutdown;
 pub mod sidecar;
 pub mod telemetry;
+pub mod workers;

@@ -3,7 +3,9 @@
 # leading "_" makes the harness skip this file as a scenario).
 #
 # Settings, the same as the peers' (../shared/bench/README.md "Fairness settings"):
-#   * TOKIO_WORKER_THREADS=$WORKERS (2): the peers run 2 nginx workers / 2 haproxy threads;
+#   * --workers $WORKERS (2) data-plane threads: the peers run 2 nginx workers / 2 haproxy
+#     threads (TOKIO_WORKER_THREADS=1 sizes the mostly idle control-plane runtime: admin,
+#     reload, federation);
 #   * --log-level warn: no per-connection log lines (the peers run with access logs off);
 #   * bridges: [bridge] session_resumption = false (no tickets, no session cache, no client
 #     session store), so every bridged connection does a full TLS 1.3 handshake on every hop;
@@ -28,6 +30,6 @@ fedgate_check() {
 # fedgate_spawn LOGNAME CONF — run `fedgate run` in the foreground (env execs, so the recorded
 # PID is fedgate's own)
 fedgate_spawn() {
-  bench_spawn "$1" env TOKIO_WORKER_THREADS="${WORKERS:-2}" \
-    "$FEDGATE_BIN" run --config "$2" --log-level warn
+  bench_spawn "$1" env TOKIO_WORKER_THREADS=1 \
+    "$FEDGATE_BIN" run --config "$2" --workers "${WORKERS:-2}" --log-level warn
 }

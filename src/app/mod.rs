@@ -1,11 +1,17 @@
 //! `Config` → [`App::build`] (bind every listener, load the identity, set up federation) →
 //! [`App::run`] (serve until shutdown, then drain).
 //!
+//! Two kinds of threads: the data plane runs on `workers` threads ([`crate::workers`]), each
+//! accepting from every listener (a `dup` of the same listening socket, registered with its
+//! own runtime) and serving the connections it accepted to the end; everything else (admin,
+//! reload, identity, federation, bridge TLS state) runs on the caller's runtime.
+//!
 //! Invariants: `build` binds every socket before anything is served, so a bad address fails
 //! startup and tests can read the bound ports; `run` stops accepting on shutdown, marks the
-//! gateway not ready, waits for live connections up to `drain_timeout`, then closes whatever
-//! is left and returns; background components (reload, identity, federation, admin) stop
-//! only after the drain.
+//! gateway not ready only once every worker has closed its copy of every listening socket
+//! (so the kernel refuses new connections), waits for live connections up to
+//! `drain_timeout`, then closes whatever is left, stops the workers and returns; background
+//! components (reload, identity, federation, admin) stop only after the drain.
 
 pub mod federation;
 pub mod identity;
@@ -34,7 +40,10 @@ pub use reload::{ReloadError, ReloadEvent, Reloader};
 
 /// A gateway with every socket bound, ready to [`run`](App::run).
 pub struct App {
-    listeners: Vec<(String, TcpListener, Listener)>,
+    /// Not yet registered with any runtime: each worker registers its own `dup`.
+    listeners: Vec<(String, std::net::TcpListener, Listener)>,
+    /// Data-plane worker threads to start.
+    workers: usize,
     admin: TcpListener,
     shared: Arc<Shared>,
     /// Connection tasks of every listener; drained on shutdown.
@@ -76,6 +85,15 @@ pub enum AppError {
         #[source]
         source: crate::gateway::route::RouteError,
     },
+    #[error("cannot start the data plane")]
+    Workers(#[from] crate::workers::WorkerError),
+    #[error("cannot share listener `{listener}` with data-plane worker {worker}")]
+    ShareListener {
+        listener: String,
+        worker: usize,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("admin server failed")]
     Admin(#[source] std::io::Error),
 }
@@ -115,11 +133,13 @@ impl App {
         let mut states = HashMap::new();
         let mut views = Vec::new();
         for l in &config.listeners {
-            let tcp = bind(l.listen).map_err(|source| AppError::Bind {
-                what: format!("listener `{}`", l.name),
-                addr: l.listen,
-                source,
-            })?;
+            let tcp = bind(l.listen)
+                .and_then(|tcp| tcp.into_std())
+                .map_err(|source| AppError::Bind {
+                    what: format!("listener `{}`", l.name),
+                    addr: l.listen,
+                    source,
+                })?;
             let addr = tcp.local_addr().map_err(|source| AppError::Bind {
                 what: l.name.clone(),
                 addr: l.listen,
@@ -210,6 +230,7 @@ impl App {
         });
         Ok(App {
             listeners,
+            workers: config.workers.unwrap_or_else(crate::workers::default_count),
             admin,
             shared,
             tracker,
@@ -276,6 +297,12 @@ impl App {
         self
     }
 
+    /// Runs `count` data-plane workers instead of the configured number (`--workers`).
+    pub fn with_workers(mut self, count: usize) -> App {
+        self.workers = count.max(1);
+        self
+    }
+
     /// How often the config file is checked for changes (default 2 s).
     pub fn with_config_poll(mut self, interval: Duration) -> App {
         self.config_poll = interval;
@@ -300,13 +327,35 @@ impl App {
         let admin_stop = background.clone();
         let admin = tokio::spawn(crate::admin::run(self.admin, source, admin_stop));
 
-        let mut accepting = tokio::task::JoinSet::new();
-        for (name, tcp, listener) in self.listeners {
+        // Every worker's accept loops; the listening sockets close when all of them end.
+        let accepting = TaskTracker::new();
+        // Cancelled after the drain: workers then stop, dropping what is left.
+        let release = CancellationToken::new();
+        for (name, tcp, _) in &self.listeners {
             if let Ok(addr) = tcp.local_addr() {
-                tracing::info!(listener = %name, %addr, "listening");
+                tracing::info!(listener = %name, %addr, workers = self.workers, "listening");
             }
-            accepting.spawn(listener.run(tcp, shutdown.clone()));
         }
+        let per_worker = share_listeners(self.listeners, self.workers)?;
+        let workers = crate::workers::Workers::start("fedgate-worker", per_worker, {
+            let (accepting, shutdown, release) =
+                (accepting.clone(), shutdown.clone(), release.clone());
+            move |_, listeners: Vec<(std::net::TcpListener, Listener)>| {
+                for (tcp, listener) in listeners {
+                    let tcp = TcpListener::from_std(tcp)?;
+                    tokio::spawn(accepting.track_future(listener.run(tcp, shutdown.clone())));
+                }
+                Ok(release.clone().cancelled_owned())
+            }
+        })
+        .await;
+        let workers = match workers {
+            Ok(w) => w,
+            Err(e) => {
+                release.cancel();
+                return Err(e.into());
+            }
+        };
         tasks.spawn(
             self.reloader
                 .clone()
@@ -333,7 +382,8 @@ impl App {
 
         // Flip readiness only once every listening socket is closed, so "not ready" also
         // means "new connections are refused".
-        while accepting.join_next().await.is_some() {}
+        accepting.close();
+        accepting.wait().await;
         self.shared.phase.store(DRAINING, Ordering::SeqCst);
         let drain_timeout = self.reloader.current().drain_timeout;
         let live = self.tracker.len();
@@ -347,6 +397,8 @@ impl App {
             // Each connection task returns promptly once `hard_stop` fires.
             let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
         }
+        release.cancel();
+        workers.join().await;
         background.cancel();
         while tasks.join_next().await.is_some() {}
         // Graceful shutdown closes idle keep-alive connections; bound it anyway.
@@ -357,6 +409,28 @@ impl App {
             _ => Ok(()),
         }
     }
+}
+
+/// One set of listening sockets per worker: `dup`s of each bound socket, the last worker
+/// taking the originals, so no copy outlives the workers' accept loops.
+fn share_listeners(
+    listeners: Vec<(String, std::net::TcpListener, Listener)>,
+    workers: usize,
+) -> Result<Vec<Vec<(std::net::TcpListener, Listener)>>, AppError> {
+    let workers = workers.max(1);
+    let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+    for (name, tcp, listener) in listeners {
+        for (worker, sockets) in per_worker.iter_mut().enumerate().take(workers - 1) {
+            let copy = tcp.try_clone().map_err(|source| AppError::ShareListener {
+                listener: name.clone(),
+                worker,
+                source,
+            })?;
+            sockets.push((copy, listener.clone()));
+        }
+        per_worker[workers - 1].push((tcp, listener));
+    }
+    Ok(per_worker)
 }
 
 /// Receives from an optional channel; pending forever when there is none or it closed.

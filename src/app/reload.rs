@@ -203,6 +203,7 @@ impl Reloader {
             ("[federation]", old.federation != new.federation),
             ("[bridge]", old.bridge != new.bridge),
             ("log_format", old.log_format != new.log_format),
+            ("workers", old.workers != new.workers),
         ];
         for (what, changed) in cold {
             if changed {

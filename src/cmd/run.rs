@@ -25,6 +25,9 @@ pub struct RunArgs {
     /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Data-plane worker threads; overrides `workers` in the config file (default: one per CPU).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::config::MAX_WORKERS as i64))]
+    pub workers: Option<u16>,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -45,9 +48,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(config = %args.config.display(), summary = %config.summary(), "starting");
     let (shutdown, reloads) =
         crate::shutdown::install().context("cannot install signal handlers")?;
-    let app = App::build(config)
+    let mut app = App::build(config)
         .await
         .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
+    if let Some(n) = args.workers {
+        app = app.with_workers(usize::from(n));
+    }
     for (name, addr) in app.listener_addrs() {
         println!("listener {name} listening on {addr}");
     }

@@ -17,6 +17,7 @@ pub(super) struct FileConfig {
     pub trust_domain: Text,
     pub log_format: Option<Spanned<FileLogFormat>>,
     pub drain_timeout: Option<Text>,
+    pub workers: Option<Spanned<i64>>,
     pub identity: Option<FileIdentity>,
     pub admin: Option<FileAdmin>,
     pub federation: Option<FileFederation>,

@@ -25,6 +25,9 @@ pub use bridge::{
 };
 use file::{FileConfig, FileListener, FileProfile, Text};
 
+/// The largest `workers` value accepted (a typo guard, far above any useful count).
+pub const MAX_WORKERS: usize = 1024;
+
 /// Default `drain_timeout`.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest accepted `max_client_hello`: far above any real ClientHello (post-quantum ones are
@@ -41,6 +44,9 @@ pub struct Config {
     pub trust_domain: TrustDomain,
     pub log_format: LogFormat,
     pub drain_timeout: Duration,
+    /// Data-plane worker threads (each with its own runtime; see `crate::workers`). `None`:
+    /// one per CPU, decided at start.
+    pub workers: Option<usize>,
     /// The gateway's own SVID and its trust domain's bundle. Optional: a pure passthrough
     /// gateway holds no key (DESIGN.md invariant 5).
     pub identity: Option<IdentityConfig>,
@@ -389,6 +395,21 @@ impl Cx<'_> {
         Ok(d)
     }
 
+    fn workers(&self, w: &toml::Spanned<i64>) -> Result<usize, ConfigError> {
+        match usize::try_from(*w.get_ref()) {
+            Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+            _ => Err(self.err(
+                "workers",
+                w.span(),
+                format!(
+                    "{} is not a worker count; write a number from 1 to {MAX_WORKERS}, or leave \
+                     `workers` out to run one worker per CPU",
+                    w.get_ref()
+                ),
+            )),
+        }
+    }
+
     fn socket_addr(&self, key: &str, t: &Text) -> Result<SocketAddr, ConfigError> {
         t.get_ref().parse().map_err(|_| {
             self.err(key, t.span(), format!("`{}` is not an IP:port address; write e.g. \"0.0.0.0:15443\" or \"[::]:15443\"", t.get_ref()))
@@ -419,6 +440,10 @@ impl Cx<'_> {
             raw.drain_timeout.as_ref(),
             DEFAULT_DRAIN_TIMEOUT,
         )?;
+        let workers = match &raw.workers {
+            None => None,
+            Some(w) => Some(self.workers(w)?),
+        };
         let identity = match &raw.identity {
             None => None,
             Some(i) => Some(IdentityConfig {
@@ -480,6 +505,7 @@ impl Cx<'_> {
             trust_domain,
             log_format,
             drain_timeout,
+            workers,
             identity,
             admin,
             federation,

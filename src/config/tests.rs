@@ -29,6 +29,7 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.trust_domain.as_str(), "cluster-a.test");
     assert_eq!(c.log_format, LogFormat::Human);
     assert_eq!(c.drain_timeout, Duration::from_secs(30));
+    assert_eq!(c.workers, None, "one worker per CPU, decided at start");
     assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());
     assert!(c.identity.is_none() && c.federation.is_none());
     let l = &c.listeners[0];
@@ -252,4 +253,26 @@ proptest::proptest! {
         let up = Upstream::parse(&format!("{host}:{port}")).unwrap();
         proptest::prop_assert_eq!(Upstream::parse(&up.to_string()).unwrap(), up);
     }
+}
+
+#[test]
+fn workers_is_a_positive_bounded_count() {
+    let with = |v: &str| {
+        MINIMAL.replacen(
+            "cluster-a.test\"",
+            &format!("cluster-a.test\"\nworkers = {v}"),
+            1,
+        )
+    };
+    assert_eq!(parse(&with("4")).unwrap().workers, Some(4));
+    for bad in ["0", "-1", "1025", "\"4\""] {
+        let e = error(&with(bad));
+        assert!(
+            e.contains("`workers`") || e.contains("workers"),
+            "{bad}: {e}"
+        );
+        assert!(e.contains("gw.toml:"), "{bad}: {e}");
+    }
+    let e = error(&with("0"));
+    assert!(e.contains("from 1 to 1024"), "{e}");
 }

@@ -38,7 +38,8 @@ pub struct RouteTarget {
     next: AtomicUsize,
 }
 
-/// One bound listener, ready to `run`.
+/// One listener's accept loop, ready to `run` (cloned once per data-plane worker).
+#[derive(Clone)]
 pub struct Listener {
     name: Arc<str>,
     state: watch::Receiver<Arc<ListenerState>>,
