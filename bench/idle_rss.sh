@@ -110,7 +110,7 @@ max_connections = $((CONNS * 2))
   sni = "$SNI"
   upstreams = ["127.0.0.1:$SINK_PORT"]
 CFG
-      TOKIO_WORKER_THREADS=2 "$GATEWAY_BIN" run --config "$dir/gateway.toml" --log-level warn \
+      TOKIO_WORKER_THREADS=1 "$GATEWAY_BIN" run --config "$dir/gateway.toml" --workers 2 --log-level warn \
         >"$dir/out.log" 2>&1 &
       ;;
     haproxy)

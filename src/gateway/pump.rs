@@ -8,8 +8,10 @@
 //!   [`io::ErrorKind::TimedOut`];
 //! * every error returned carries a [`PumpError`] (which side failed, bytes moved so far); get
 //!   it back with [`PumpError::from_io`];
-//! * memory per connection is bounded: two userspace buffers of at most [`MAX_BUFFER`] bytes,
-//!   or, with splice, at most one kernel pipe per direction that is actively moving data.
+//! * memory per connection is bounded: for [`pump`], two userspace buffers of at most
+//!   [`MAX_BUFFER`] bytes; for [`pump_tcp`] on Linux, nothing while idle, and while moving data
+//!   at most one read's worth of bytes the destination has not taken yet plus one kernel pipe
+//!   per direction in bulk.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -75,12 +77,8 @@ enum Side {
     Upstream,
 }
 
-/// Pumps TCP↔TCP, zero-copy with splice(2) on Linux, userspace copy elsewhere.
-///
-/// On Linux each direction moves data socket → pipe → socket with `splice(2)`; a pipe is taken
-/// from a small process-wide pool only while that direction has data in flight, so idle
-/// connections hold no pipes. If the kernel refuses splice for these sockets (EINVAL, ENOSYS)
-/// before any byte has moved, or no pipe can be created then, this falls back to [`pump`].
+/// Pumps TCP↔TCP: on Linux small messages through a stack buffer and bulk data zero-copy with
+/// splice(2) (see `splice`), holding no buffer or pipe while idle; [`pump`] elsewhere.
 pub async fn pump_tcp(
     client: TcpStream,
     upstream: TcpStream,
@@ -88,14 +86,13 @@ pub async fn pump_tcp(
 ) -> io::Result<PumpStats> {
     #[cfg(target_os = "linux")]
     {
-        match splice::pump(&client, &upstream, idle).await {
-            Ok(result) => return result,
-            Err(splice::Unsupported(reason)) => {
-                tracing::debug!(%reason, "splice unavailable, using userspace copy");
-            }
-        }
+        let (mut client, mut upstream) = (client, upstream);
+        splice::pump(&mut client, &mut upstream, idle).await
     }
-    pump(client, upstream, idle).await
+    #[cfg(not(target_os = "linux"))]
+    {
+        pump(client, upstream, idle).await
+    }
 }
 
 /// Pumps any two streams (e.g. TLS) with userspace buffers.

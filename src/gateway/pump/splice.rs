@@ -1,28 +1,42 @@
-//! Zero-copy TCP↔TCP pumping with splice(2): socket → pipe → socket, per direction.
+//! TCP↔TCP pumping: small messages through a stack buffer, bulk through splice(2).
+//!
+//! Each direction starts every burst with one `read` into a 16 KiB buffer on the stack,
+//! written straight on. tokio clears a socket's readiness after a read that did not fill the
+//! buffer (the socket is drained), so a small request costs one `read` and one `write` and no
+//! extra call that only returns EAGAIN. A read that fills the buffer means bulk: the direction
+//! then moves data socket → pipe → socket with `splice(2)` (no copy through userspace) until
+//! the source has nothing more, and goes back to reading.
 //!
 //! Invariants:
+//! * no per-connection buffer while idle: the read buffer lives on the stack for one poll; bytes
+//!   the destination does not take at once go to a heap buffer that is freed once written;
 //! * a direction splices from its source only into an EMPTY pipe, so EAGAIN on that call can
 //!   only mean "socket not readable", and EAGAIN while draining only "socket not writable":
 //!   tokio's readiness (`try_io`) is never cleared for the wrong reason;
 //! * a direction holds a pipe only while it has data in flight: once the pipe is drained and the
-//!   source has nothing more, the empty pipe goes back to a bounded process-wide pool. Idle
-//!   connections hold no pipes (pipes count against the per-user `pipe-user-pages-soft` limit,
-//!   beyond which the kernel shrinks new pipes to a page or two);
+//!   source has nothing more, the empty pipe goes back to a bounded pool. Idle connections hold
+//!   no pipes (pipes count against the per-user `pipe-user-pages-soft` limit, beyond which the
+//!   kernel shrinks new pipes to a page or two);
 //! * a pipe holding data is never pooled: on error it is closed;
-//! * `Unsupported` is returned only if no byte has been read in either direction, so falling
-//!   back to the userspace pump loses nothing.
+//! * if the kernel refuses splice for a socket (EINVAL, ENOSYS, EOPNOTSUPP: nothing was read)
+//!   or no pipe can be created, that direction keeps reading and writing through userspace.
 
+use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use nix::unistd::pipe2;
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWriteExt, Interest, ReadBuf};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -32,38 +46,43 @@ use super::{idle_deadline, pump_error, side_failure, PumpFailure, PumpStats, Sid
 /// the kernel refuses (EPERM) beyond `/proc/sys/fs/pipe-max-size` or the per-user budget, in
 /// which case the pipe keeps its default size (64 KiB).
 const PIPE_SIZE: usize = 256 * 1024;
-/// Empty pipes kept for reuse. Bounded so that a burst of connections does not keep
-/// `pipe-user-pages-soft` budget or file descriptors (two per pipe) forever.
+/// Empty pipes kept for reuse per worker thread. Bounded so that a burst of connections does
+/// not keep `pipe-user-pages-soft` budget or file descriptors (two per pipe) forever.
 const POOL_CAPACITY: usize = 32;
-
-/// splice is not usable for these sockets; nothing has been read, fall back to userspace.
-#[derive(Debug)]
-pub(super) struct Unsupported(pub(super) io::Error);
+/// Bytes read per userspace step; a read that fills it switches the direction to splice.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// Runs both directions until both end, one fails, or the connection is idle for `idle`.
 pub(super) async fn pump(
-    client: &TcpStream,
-    upstream: &TcpStream,
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
     idle: Duration,
-) -> Result<io::Result<PumpStats>, Unsupported> {
+) -> io::Result<PumpStats> {
     let shared = Shared::new();
-    let c2u = direction(client, upstream, Side::Client, &shared, &shared.c2u);
-    let u2c = direction(upstream, client, Side::Upstream, &shared, &shared.u2c);
+    let (client_read, client_write) = client.split();
+    let (upstream_read, upstream_write) = upstream.split();
+    let c2u = direction(
+        client_read,
+        upstream_write,
+        Side::Client,
+        &shared,
+        &shared.c2u,
+    );
+    let u2c = direction(
+        upstream_read,
+        client_write,
+        Side::Upstream,
+        &shared,
+        &shared.u2c,
+    );
     let result = tokio::select! {
         r = futures_util::future::try_join(c2u, u2c) => r.map(|_| ()),
-        () = shared.idle_expired(idle) => Err(Fault::Failed(PumpFailure::Idle(idle))),
+        () = shared.idle_expired(idle) => Err(PumpFailure::Idle(idle)),
     };
     let stats = shared.stats();
-    match result {
-        Ok(()) => Ok(Ok(stats)),
-        Err(Fault::Unsupported(e)) => Err(Unsupported(e)),
-        Err(Fault::Failed(failure)) => Ok(Err(pump_error(failure, stats))),
-    }
-}
-
-enum Fault {
-    Unsupported(io::Error),
-    Failed(PumpFailure),
+    result
+        .map(|()| stats)
+        .map_err(|failure| pump_error(failure, stats))
 }
 
 /// State both directions and the idle watcher share. Atomics because the pump future must be
@@ -72,8 +91,6 @@ struct Shared {
     start: Instant,
     /// Nanoseconds since `start` at the last byte moved in either direction.
     last_activity: AtomicU64,
-    /// Set once any splice has read a byte; after that, falling back is no longer lossless.
-    moved_any: AtomicBool,
     c2u: AtomicU64,
     u2c: AtomicU64,
 }
@@ -85,7 +102,6 @@ impl Shared {
         Self {
             start: Instant::now(),
             last_activity: AtomicU64::new(0),
-            moved_any: AtomicBool::new(false),
             c2u: AtomicU64::new(0),
             u2c: AtomicU64::new(0),
         }
@@ -114,77 +130,160 @@ impl Shared {
             upstream_to_client: self.u2c.load(Ordering::Relaxed),
         }
     }
+
+    fn moved(&self, counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        self.touch();
+    }
+}
+
+/// Which end of a direction failed.
+enum Fault {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// What one userspace step did.
+struct Step {
+    /// Bytes read; 0 is EOF.
+    read: usize,
+    /// Of those, bytes the destination took at once (the rest is in `pending`).
+    written: usize,
 }
 
 /// Moves bytes from `src` to `dst` until EOF, then shuts down `dst`'s write half.
 async fn direction(
-    src: &TcpStream,
-    dst: &TcpStream,
+    mut src: ReadHalf<'_>,
+    mut dst: WriteHalf<'_>,
     from: Side,
     shared: &Shared,
     moved: &AtomicU64,
-) -> Result<(), Fault> {
-    let read_fault = |e| Fault::Failed(side_failure(from, e));
-    let write_fault = |e| Fault::Failed(side_failure(from.other(), e));
-    let mut pipe: Option<Pipe> = None;
+) -> Result<(), PumpFailure> {
+    let fault = |f| match f {
+        Fault::Read(e) => side_failure(from, e),
+        Fault::Write(e) => side_failure(from.other(), e),
+    };
+    let mut splice_ok = true;
+    let mut pending = Vec::new();
     loop {
-        let p = match pipe.as_mut() {
-            Some(p) => p,
-            None => {
-                src.readable().await.map_err(read_fault)?;
-                match Pipe::take() {
-                    Ok(p) => pipe.insert(p),
-                    Err(e) if !shared.moved_any.load(Ordering::Relaxed) => {
-                        return Err(Fault::Unsupported(e))
-                    }
-                    Err(e) => return Err(Fault::Failed(PumpFailure::Local(e))),
-                }
-            }
-        };
-        // The pipe is empty here (invariant): EAGAIN means the socket has nothing.
-        let n = match src.try_io(Interest::READABLE, || p.fill_from(src)) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Nothing in flight: give the pipe back while waiting.
-                if let Some(p) = pipe.take() {
-                    p.release();
-                }
-                continue;
-            }
-            Err(e) if is_unsupported(&e) && !shared.moved_any.load(Ordering::Relaxed) => {
-                return Err(Fault::Unsupported(e));
-            }
-            Err(e) => return Err(read_fault(e)),
-        };
-        if n == 0 {
+        let step = poll_fn(|cx| poll_step(cx, &mut src, dst.as_ref(), &mut pending))
+            .await
+            .map_err(fault)?;
+        if step.read == 0 {
             break;
         }
-        shared.moved_any.store(true, Ordering::Relaxed);
-        shared.touch();
+        shared.moved(moved, step.written);
+        if !pending.is_empty() {
+            dst.write_all(&pending)
+                .await
+                .map_err(|e| fault(Fault::Write(e)))?;
+            shared.moved(moved, pending.len());
+            // Freed, not kept: an idle connection holds no buffer.
+            pending = Vec::new();
+        }
+        if step.read == READ_BUFFER && splice_ok {
+            match splice_burst(src.as_ref(), dst.as_ref(), shared, moved).await {
+                Ok(Burst::Drained) => {}
+                Ok(Burst::Eof) => break,
+                Ok(Burst::Unsupported(reason)) => {
+                    tracing::debug!(%reason, "splice unavailable; copying through userspace");
+                    splice_ok = false;
+                }
+                Err(f) => return Err(fault(f)),
+            }
+        }
+    }
+    socket2::SockRef::from(dst.as_ref())
+        .shutdown(Shutdown::Write)
+        .map_err(|e| fault(Fault::Write(e)))
+}
+
+/// Reads once into a stack buffer and writes what was read without waiting; the part `dst`
+/// does not take now is appended to `pending` (empty on entry).
+fn poll_step(
+    cx: &mut Context<'_>,
+    src: &mut ReadHalf<'_>,
+    dst: &TcpStream,
+    pending: &mut Vec<u8>,
+) -> Poll<Result<Step, Fault>> {
+    let mut buf = [MaybeUninit::<u8>::uninit(); READ_BUFFER];
+    let mut rb = ReadBuf::uninit(&mut buf);
+    ready!(Pin::new(src).poll_read(cx, &mut rb)).map_err(Fault::Read)?;
+    let data = rb.filled();
+    if data.is_empty() {
+        return Poll::Ready(Ok(Step {
+            read: 0,
+            written: 0,
+        }));
+    }
+    let written = match dst.try_write(data) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Poll::Ready(Err(Fault::Write(e))),
+    };
+    pending.extend_from_slice(&data[written..]);
+    Poll::Ready(Ok(Step {
+        read: data.len(),
+        written,
+    }))
+}
+
+/// How a splice burst ended.
+enum Burst {
+    /// The source has nothing more for now; the pipe is back in the pool.
+    Drained,
+    /// The source reached EOF.
+    Eof,
+    /// splice(2) cannot be used here (nothing was read by the failed call).
+    Unsupported(io::Error),
+}
+
+/// Splices `src` → pipe → `dst` until `src` has nothing more to read (or EOF).
+async fn splice_burst(
+    src: &TcpStream,
+    dst: &TcpStream,
+    shared: &Shared,
+    moved: &AtomicU64,
+) -> Result<Burst, Fault> {
+    let pipe = match Pipe::take() {
+        Ok(p) => p,
+        Err(e) => return Ok(Burst::Unsupported(e)),
+    };
+    loop {
+        // The pipe is empty here (invariant): EAGAIN means the socket has nothing.
+        let n = match src.try_io(Interest::READABLE, || pipe.fill_from(src)) {
+            Ok(0) => {
+                pipe.release();
+                return Ok(Burst::Eof);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                pipe.release();
+                return Ok(Burst::Drained);
+            }
+            Err(e) if is_unsupported(&e) => {
+                pipe.release();
+                return Ok(Burst::Unsupported(e));
+            }
+            Err(e) => return Err(Fault::Read(e)),
+        };
         let mut left = n;
         while left > 0 {
-            dst.writable().await.map_err(write_fault)?;
-            match dst.try_io(Interest::WRITABLE, || p.drain_into(dst, left)) {
+            dst.writable().await.map_err(Fault::Write)?;
+            match dst.try_io(Interest::WRITABLE, || pipe.drain_into(dst, left)) {
                 Ok(0) => {
                     let e = io::Error::new(io::ErrorKind::WriteZero, "splice wrote no bytes");
-                    return Err(write_fault(e));
+                    return Err(Fault::Write(e));
                 }
                 Ok(m) => {
                     left -= m;
-                    moved.fetch_add(m as u64, Ordering::Relaxed);
-                    shared.touch();
+                    shared.moved(moved, m);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(write_fault(e)),
+                Err(e) => return Err(Fault::Write(e)),
             }
         }
     }
-    if let Some(p) = pipe.take() {
-        p.release();
-    }
-    socket2::SockRef::from(dst)
-        .shutdown(Shutdown::Write)
-        .map_err(write_fault)
 }
 
 fn is_unsupported(e: &io::Error) -> bool {
@@ -202,14 +301,18 @@ struct Pipe {
     capacity: usize,
 }
 
-static POOL: Mutex<Vec<Pipe>> = Mutex::new(Vec::new());
+thread_local! {
+    /// Per worker thread: a connection's task never leaves its thread (src/workers.rs), so a
+    /// pipe is taken and returned without a lock.
+    static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+}
 
 // === impl Pipe ===
 
 impl Pipe {
     /// An empty pipe from the pool, or a new one.
     fn take() -> io::Result<Pipe> {
-        match POOL.lock().ok().and_then(|mut pool| pool.pop()) {
+        match POOL.with_borrow_mut(Vec::pop) {
             Some(p) => Ok(p),
             None => Pipe::new(),
         }
@@ -236,11 +339,11 @@ impl Pipe {
 
     /// Returns an EMPTY pipe to the pool (callers guarantee emptiness), or closes it.
     fn release(self) {
-        if let Ok(mut pool) = POOL.lock() {
+        POOL.with_borrow_mut(|pool| {
             if pool.len() < POOL_CAPACITY {
                 pool.push(self);
             }
-        }
+        });
     }
 
     fn fill_from(&self, src: &TcpStream) -> io::Result<usize> {
@@ -282,14 +385,19 @@ mod tests {
         (connected.unwrap(), accepted.unwrap().0)
     }
 
-    /// Proves the splice path itself runs on this kernel (`pump_tcp` would silently fall back).
-    #[tokio::test]
-    async fn splice_is_used_for_tcp_and_returns_pipes_to_the_pool() {
-        let (mut client, gw_client) = tcp_pair().await;
-        let (gw_upstream, mut upstream) = tcp_pair().await;
+    fn pooled() -> usize {
+        POOL.with_borrow(Vec::len)
+    }
+
+    /// Bulk proves the splice path runs on this kernel (a refusal would silently copy).
+    #[tokio::test(flavor = "current_thread")]
+    async fn bulk_is_spliced_and_pipes_return_to_the_pool() {
+        let (mut client, mut gw_client) = tcp_pair().await;
+        let (mut gw_upstream, mut upstream) = tcp_pair().await;
+        // Queued before the pump starts, so its first read fills the buffer: bulk.
+        client.write_all(&[7u8; 100_000]).await.unwrap();
+        client.shutdown().await.unwrap();
         let apps = async {
-            client.write_all(&[7u8; 100_000]).await.unwrap();
-            client.shutdown().await.unwrap();
             let mut got = Vec::new();
             upstream.read_to_end(&mut got).await.unwrap();
             assert_eq!(got, vec![7u8; 100_000]);
@@ -299,16 +407,70 @@ mod tests {
             client.read_to_end(&mut reply).await.unwrap();
             assert_eq!(reply, b"bye");
         };
-        let pumped = pump(&gw_client, &gw_upstream, Duration::from_secs(30));
+        let pumped = pump(&mut gw_client, &mut gw_upstream, Duration::from_secs(30));
         let (result, ()) = tokio::join!(pumped, apps);
-        let stats = result.expect("splice unsupported").unwrap();
+        let stats = result.unwrap();
         assert_eq!(stats.client_to_upstream, 100_000);
         assert_eq!(stats.upstream_to_client, 3);
-        let pooled = POOL.lock().unwrap().len();
         assert!(
-            (1..=POOL_CAPACITY).contains(&pooled),
-            "{pooled} pipes pooled"
+            (1..=POOL_CAPACITY).contains(&pooled()),
+            "{} pipes pooled",
+            pooled()
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn small_messages_take_no_pipe() {
+        let (mut client, mut gw_client) = tcp_pair().await;
+        let (mut gw_upstream, mut upstream) = tcp_pair().await;
+        let apps = async {
+            let mut buf = [0u8; 64];
+            for i in 0..20u8 {
+                client.write_all(&[i; 64]).await.unwrap();
+                upstream.read_exact(&mut buf).await.unwrap();
+                assert_eq!(buf, [i; 64]);
+                upstream.write_all(&[i; 32]).await.unwrap();
+                client.read_exact(&mut buf[..32]).await.unwrap();
+                assert_eq!(buf[..32], [i; 32]);
+            }
+            client.shutdown().await.unwrap();
+            upstream.shutdown().await.unwrap();
+        };
+        let pumped = pump(&mut gw_client, &mut gw_upstream, Duration::from_secs(30));
+        let (result, ()) = tokio::join!(pumped, apps);
+        let stats = result.unwrap();
+        assert_eq!(
+            (stats.client_to_upstream, stats.upstream_to_client),
+            (1280, 640)
+        );
+        assert_eq!(pooled(), 0, "no pipe was ever created");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_step_keeps_what_the_destination_cannot_take_yet() {
+        let (mut src_peer, mut src) = tcp_pair().await;
+        let (dst, mut dst_peer) = tcp_pair().await;
+        // Fill dst's send buffer (and its peer's receive buffer): dst takes nothing now.
+        let mut queued = 0usize;
+        loop {
+            match dst.try_write(&[1u8; 65536]) {
+                Ok(n) => queued += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        src_peer.write_all(b"hello").await.unwrap();
+        let (mut read_half, _) = src.split();
+        let mut pending = Vec::new();
+        let step = poll_fn(|cx| poll_step(cx, &mut read_half, &dst, &mut pending))
+            .await
+            .unwrap_or_else(|_| panic!("step failed"));
+        assert_eq!((step.read, step.written), (5, 0));
+        assert_eq!(pending, b"hello");
+        // What was queued still arrives first, intact.
+        let mut got = vec![0u8; queued];
+        dst_peer.read_exact(&mut got).await.unwrap();
+        assert!(got.iter().all(|b| *b == 1));
     }
 
     #[test]
