@@ -1,6 +1,6 @@
 //! Byte pumps over real sockets on 127.0.0.1: bulk integrity both ways, half-close, idle
-//! timeout, and resets mid-stream, for both the splice path (`pump_tcp`) and the userspace path
-//! (`pump`).
+//! timeout, and resets mid-stream, for the TCP pump with splice (`pump_tcp(.., true)`) and
+//! without (`pump_tcp(.., false)`, the default), and the generic userspace pump (`pump`).
 
 // Helpers outside `#[test]` fns are not covered by clippy.toml's allow-*-in-tests; a panic in
 // test code is a test failure with a backtrace, which is what we want.
@@ -21,6 +21,7 @@ const HANG: Duration = Duration::from_secs(30);
 #[derive(Clone, Copy, Debug)]
 enum Mode {
     Splice,
+    TcpCopy,
     Userspace,
 }
 
@@ -43,7 +44,8 @@ async fn relay(mode: Mode, idle: Duration) -> Relay {
     let (gw_upstream, upstream) = tcp_pair().await;
     let pump = tokio::spawn(async move {
         match mode {
-            Mode::Splice => pump_tcp(gw_client, gw_upstream, idle).await,
+            Mode::Splice => pump_tcp(gw_client, gw_upstream, idle, true).await,
+            Mode::TcpCopy => pump_tcp(gw_client, gw_upstream, idle, false).await,
             Mode::Userspace => pump(gw_client, gw_upstream, idle).await,
         }
     });
@@ -128,6 +130,11 @@ async fn splice_moves_8_mib_each_way_byte_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_copy_moves_8_mib_each_way_byte_exact() {
+    bulk_both_ways(Mode::TcpCopy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn userspace_moves_8_mib_each_way_byte_exact() {
     bulk_both_ways(Mode::Userspace).await;
 }
@@ -167,6 +174,11 @@ async fn splice_half_close_keeps_the_other_direction() {
 }
 
 #[tokio::test]
+async fn tcp_copy_half_close_keeps_the_other_direction() {
+    half_close(Mode::TcpCopy).await;
+}
+
+#[tokio::test]
 async fn userspace_half_close_keeps_the_other_direction() {
     half_close(Mode::Userspace).await;
 }
@@ -193,6 +205,11 @@ async fn idle_timeout(mode: Mode) {
 #[tokio::test]
 async fn splice_idle_timeout_fires() {
     idle_timeout(Mode::Splice).await;
+}
+
+#[tokio::test]
+async fn tcp_copy_idle_timeout_fires() {
+    idle_timeout(Mode::TcpCopy).await;
 }
 
 #[tokio::test]
@@ -226,6 +243,11 @@ async fn traffic_defers_idle_timeout(mode: Mode) {
 #[tokio::test]
 async fn splice_traffic_defers_idle_timeout() {
     traffic_defers_idle_timeout(Mode::Splice).await;
+}
+
+#[tokio::test]
+async fn tcp_copy_traffic_defers_idle_timeout() {
+    traffic_defers_idle_timeout(Mode::TcpCopy).await;
 }
 
 #[tokio::test]
@@ -286,6 +308,11 @@ async fn splice_upstream_reset_is_an_upstream_error() {
 }
 
 #[tokio::test]
+async fn tcp_copy_upstream_reset_is_an_upstream_error() {
+    reset_mid_stream(Mode::TcpCopy, true).await;
+}
+
+#[tokio::test]
 async fn userspace_upstream_reset_is_an_upstream_error() {
     reset_mid_stream(Mode::Userspace, true).await;
 }
@@ -293,6 +320,11 @@ async fn userspace_upstream_reset_is_an_upstream_error() {
 #[tokio::test]
 async fn splice_client_reset_is_a_client_error() {
     reset_mid_stream(Mode::Splice, false).await;
+}
+
+#[tokio::test]
+async fn tcp_copy_client_reset_is_a_client_error() {
+    reset_mid_stream(Mode::TcpCopy, false).await;
 }
 
 #[tokio::test]

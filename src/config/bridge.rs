@@ -714,6 +714,11 @@ max_proxy_header = 2048
                 "belongs to kind = \"bridge-ingress\"",
             ),
             (
+                format!("{HEAD}{}", EGRESS.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nsplice = true")),
+                "listeners[0].splice",
+                "belongs to kind = \"passthrough\"",
+            ),
+            (
                 format!("{HEAD}{}", EGRESS.replace("bridge-egress", "passthrough")),
                 "listeners[0].routes[0].peer_id",
                 "is not a key of routes of kind = \"passthrough\"",

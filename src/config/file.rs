@@ -108,6 +108,7 @@ pub(super) struct FileListener {
     pub max_client_hello: Option<Spanned<i64>>,
     pub connect_timeout: Option<Text>,
     pub idle_timeout: Option<Text>,
+    pub splice: Option<Spanned<bool>>,
     pub default_route: Option<Text>,
     /// bridge-ingress only (see `super::bridge`).
     pub proxy_header_timeout: Option<Text>,

@@ -135,6 +135,9 @@ pub struct ListenerConfig {
     pub limits: ListenerLimits,
     /// Name of the route used when the SNI is missing or matches no route.
     pub default_route: Option<String>,
+    /// Passthrough only: move bulk data with splice(2) instead of copying it through
+    /// userspace (`crate::gateway::pump`).
+    pub splice: bool,
     pub routes: Vec<RouteConfig>,
     /// Set for the bridge kinds only.
     pub bridge: Option<BridgeListenerConfig>,
@@ -143,7 +146,7 @@ pub struct ListenerConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ListenerKind {
-    /// Route on the ClientHello's SNI and splice bytes; never terminates TLS.
+    /// Route on the ClientHello's SNI and relay bytes; never terminates TLS.
     Passthrough,
     /// Terminate local mTLS, authorize, re-originate over the bridge (`crate::bridge::egress`).
     BridgeEgress,
@@ -862,12 +865,28 @@ impl Cx<'_> {
                 ));
             }
         }
+        let splice = match &l.splice {
+            Some(s) if kind != ListenerKind::Passthrough => {
+                return Err(self.err(
+                    format!("{key}.splice"),
+                    s.span(),
+                    format!(
+                        "belongs to kind = \"passthrough\" (bridge listeners decrypt, so their \
+                         bytes pass through userspace anyway), not kind = \"{}\"",
+                        kind.as_str()
+                    ),
+                ))
+            }
+            Some(s) => *s.get_ref(),
+            None => false,
+        };
         Ok(ListenerConfig {
             name,
             listen,
             kind,
             limits,
             default_route: l.default_route.map(|d| d.into_inner()),
+            splice,
             routes,
             bridge: bridge_listener,
         })

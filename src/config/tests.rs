@@ -276,3 +276,24 @@ fn workers_is_a_positive_bounded_count() {
     let e = error(&with("0"));
     assert!(e.contains("from 1 to 1024"), "{e}");
 }
+
+#[test]
+fn splice_is_off_unless_asked_for() {
+    assert!(!parse(MINIMAL).unwrap().listeners[0].splice);
+    let on = MINIMAL.replacen(
+        "kind = \"passthrough\"",
+        "kind = \"passthrough\"\nsplice = true",
+        1,
+    );
+    assert!(parse(&on).unwrap().listeners[0].splice);
+    let bad = MINIMAL.replacen(
+        "kind = \"passthrough\"",
+        "kind = \"passthrough\"\nsplice = \"yes\"",
+        1,
+    );
+    let e = error(&bad);
+    assert!(
+        e.contains("listeners[0].splice") || e.contains("splice"),
+        "{e}"
+    );
+}

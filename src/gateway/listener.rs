@@ -199,7 +199,7 @@ impl Listener {
                     }
                 };
                 // Past the drain deadline every phase ends; `serve` is polled first so a
-                // spliced connection still records its `drained` outcome.
+                // relayed connection still records its `drained` outcome.
                 tokio::select! {
                     biased;
                     () = serve => {}
@@ -243,6 +243,7 @@ mod tests {
                 ..ListenerLimits::DEFAULT
             },
             default_route: default_route.map(String::from),
+            splice: false,
             routes: routes
                 .iter()
                 .map(|(sni, ups)| RouteConfig {

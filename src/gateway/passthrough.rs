@@ -1,5 +1,5 @@
 //! SNI passthrough: peek the ClientHello, route on its SNI, dial an upstream, replay the
-//! peeked bytes, splice.
+//! peeked bytes, relay (`pump::pump_tcp`).
 //!
 //! Invariants (DESIGN.md 5 and 7): TLS is never terminated and no key is held; the peek
 //! buffer never exceeds the listener's `max_client_hello`; the ClientHello must be complete
@@ -44,7 +44,7 @@ pub enum Reject {
     Io(#[source] std::io::Error),
 }
 
-/// How a spliced connection ended (the `outcome` label of `fedgate_connections_total`).
+/// How a relayed connection ended (the `outcome` label of `fedgate_connections_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Finish {
     /// Both sides closed.
@@ -129,7 +129,7 @@ pub(crate) async fn serve(
     drop(peeked);
 
     let result = tokio::select! {
-        r = pump_tcp(client, upstream, limits.idle_timeout) => r,
+        r = pump_tcp(client, upstream, limits.idle_timeout, state.config.splice) => r,
         _ = cx.hard_stop.cancelled() => Err(std::io::Error::other("drain deadline passed")),
     };
     let (finish, stats, error) = match result {

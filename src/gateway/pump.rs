@@ -1,4 +1,5 @@
-//! Bidirectional byte pumping with half-close and an idle timeout; splice(2) for TCP↔TCP.
+//! Bidirectional byte pumping with half-close and an idle timeout; optional splice(2) for
+//! TCP↔TCP.
 //!
 //! Invariants:
 //! * both directions run concurrently; when one side reaches EOF, the other side's write half is
@@ -24,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 #[cfg(target_os = "linux")]
-mod splice;
+mod tcp;
 
 /// First userspace buffer size per direction: one TLS record, and what an idle connection costs.
 pub const INITIAL_BUFFER: usize = 16 * 1024;
@@ -77,20 +78,22 @@ enum Side {
     Upstream,
 }
 
-/// Pumps TCP↔TCP: on Linux small messages through a stack buffer and bulk data zero-copy with
-/// splice(2) (see `splice`), holding no buffer or pipe while idle; [`pump`] elsewhere.
+/// Pumps TCP↔TCP holding no buffer while idle: on Linux through a stack buffer, and with
+/// `splice` set bulk data zero-copy with splice(2) (see `tcp`); [`pump`] elsewhere.
 pub async fn pump_tcp(
     client: TcpStream,
     upstream: TcpStream,
     idle: Duration,
+    splice: bool,
 ) -> io::Result<PumpStats> {
     #[cfg(target_os = "linux")]
     {
         let (mut client, mut upstream) = (client, upstream);
-        splice::pump(&mut client, &mut upstream, idle).await
+        tcp::pump(&mut client, &mut upstream, idle, splice).await
     }
     #[cfg(not(target_os = "linux"))]
     {
+        let _ = splice;
         pump(client, upstream, idle).await
     }
 }

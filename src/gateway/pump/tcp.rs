@@ -1,11 +1,12 @@
-//! TCP↔TCP pumping: small messages through a stack buffer, bulk through splice(2).
+//! TCP↔TCP pumping through a stack buffer, with optional splice(2) for bulk.
 //!
-//! Each direction starts every burst with one `read` into a 16 KiB buffer on the stack,
-//! written straight on. tokio clears a socket's readiness after a read that did not fill the
-//! buffer (the socket is drained), so a small request costs one `read` and one `write` and no
-//! extra call that only returns EAGAIN. A read that fills the buffer means bulk: the direction
+//! Each direction reads into a 16 KiB buffer on the stack and writes what it got straight on.
+//! tokio clears a socket's readiness after a read that did not fill the buffer (the socket is
+//! drained), so a small request costs one `read` and one `write` and no extra call that only
+//! returns EAGAIN. With `splice` set, a read that fills the buffer means bulk: the direction
 //! then moves data socket → pipe → socket with `splice(2)` (no copy through userspace) until
-//! the source has nothing more, and goes back to reading.
+//! the source has nothing more, and goes back to reading. splice roughly halves the CPU per GB
+//! but, on loopback, also cut throughput by 15–20 % (docs/benchmarks.md), so it is opt-in.
 //!
 //! Invariants:
 //! * no per-connection buffer while idle: the read buffer lives on the stack for one poll; bytes
@@ -57,24 +58,13 @@ pub(super) async fn pump(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     idle: Duration,
+    splice: bool,
 ) -> io::Result<PumpStats> {
     let shared = Shared::new();
     let (client_read, client_write) = client.split();
     let (upstream_read, upstream_write) = upstream.split();
-    let c2u = direction(
-        client_read,
-        upstream_write,
-        Side::Client,
-        &shared,
-        &shared.c2u,
-    );
-    let u2c = direction(
-        upstream_read,
-        client_write,
-        Side::Upstream,
-        &shared,
-        &shared.u2c,
-    );
+    let c2u = direction(client_read, upstream_write, Side::Client, splice, &shared);
+    let u2c = direction(upstream_read, client_write, Side::Upstream, splice, &shared);
     let result = tokio::select! {
         r = futures_util::future::try_join(c2u, u2c) => r.map(|_| ()),
         () = shared.idle_expired(idle) => Err(PumpFailure::Idle(idle)),
@@ -156,14 +146,18 @@ async fn direction(
     mut src: ReadHalf<'_>,
     mut dst: WriteHalf<'_>,
     from: Side,
+    splice: bool,
     shared: &Shared,
-    moved: &AtomicU64,
 ) -> Result<(), PumpFailure> {
+    let moved = match from {
+        Side::Client => &shared.c2u,
+        Side::Upstream => &shared.u2c,
+    };
     let fault = |f| match f {
         Fault::Read(e) => side_failure(from, e),
         Fault::Write(e) => side_failure(from.other(), e),
     };
-    let mut splice_ok = true;
+    let mut splice_ok = splice;
     let mut pending = Vec::new();
     loop {
         let step = poll_fn(|cx| poll_step(cx, &mut src, dst.as_ref(), &mut pending))
@@ -407,7 +401,12 @@ mod tests {
             client.read_to_end(&mut reply).await.unwrap();
             assert_eq!(reply, b"bye");
         };
-        let pumped = pump(&mut gw_client, &mut gw_upstream, Duration::from_secs(30));
+        let pumped = pump(
+            &mut gw_client,
+            &mut gw_upstream,
+            Duration::from_secs(30),
+            true,
+        );
         let (result, ()) = tokio::join!(pumped, apps);
         let stats = result.unwrap();
         assert_eq!(stats.client_to_upstream, 100_000);
@@ -436,7 +435,12 @@ mod tests {
             client.shutdown().await.unwrap();
             upstream.shutdown().await.unwrap();
         };
-        let pumped = pump(&mut gw_client, &mut gw_upstream, Duration::from_secs(30));
+        let pumped = pump(
+            &mut gw_client,
+            &mut gw_upstream,
+            Duration::from_secs(30),
+            true,
+        );
         let (result, ()) = tokio::join!(pumped, apps);
         let stats = result.unwrap();
         assert_eq!(
