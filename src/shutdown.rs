@@ -1,8 +1,10 @@
 //! Process signals and bounded drain.
 //!
-//! Protocol: SIGTERM or SIGINT cancels the returned token once (a second signal is ignored;
-//! the drain deadline bounds shutdown instead); SIGHUP sends one reload request, coalesced
-//! if a reload is already pending. `drain` closes a `TaskTracker` and waits for its tasks up
+//! Protocol: SIGTERM or SIGINT cancels the shutdown token once (a second signal is ignored;
+//! the drain deadline bounds shutdown instead). For commands that reload ([`install`]: `run`,
+//! `sidecar`) SIGHUP sends one reload request, coalesced if a reload is already pending;
+//! commands that watch their files instead ([`cancel_on_termination`]: `bundle serve|fetch`,
+//! `ca serve`) leave SIGHUP alone. `drain` closes a `TaskTracker` and waits for its tasks up
 //! to a deadline, so shutdown time is bounded no matter what connections do.
 
 use std::time::Duration;
@@ -34,6 +36,20 @@ pub fn install() -> std::io::Result<(CancellationToken, mpsc::Receiver<()>)> {
         }
     });
     Ok((shutdown, reload_rx))
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+pub fn cancel_on_termination(shutdown: CancellationToken) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
 }
 
 /// Closes `tracker` and waits for its tasks for at most `timeout`. Returns `true` if every

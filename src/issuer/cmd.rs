@@ -12,14 +12,13 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{Issuer, ServeConfig};
-use crate::cmd::bundle::serve::{init_logging, spawn_signal_handler};
 
 /// sysexits `EX_USAGE`: the configuration is unusable.
 const EX_CONFIG: u8 = 64;
 
 /// Runs the issuing endpoint described by the config file at `path`.
 pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
-    init_logging();
+    crate::telemetry::init_default();
     let config = match ServeConfig::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -52,7 +51,8 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     tracing::info!(%addr, members = config.members.len(), policy = config.policy.len(), "bridge CA issuing endpoint listening");
 
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone())?;
+    crate::shutdown::cancel_on_termination(shutdown.clone())
+        .context("cannot install the SIGTERM/SIGINT handlers")?;
     issuer.run(shutdown).await;
     tracing::info!("bridge CA issuing endpoint stopped");
     Ok(ExitCode::SUCCESS)

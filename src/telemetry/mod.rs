@@ -30,6 +30,16 @@ pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Human-readable logs on stderr filtered by `RUST_LOG` (default `info`), for the commands
+/// without `--log-format`/`--log-level` flags; a no-op if a subscriber is already installed.
+pub fn init_default() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// An error and its causes on one line, `error: cause: cause`, for logs and stderr.
 pub fn display_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

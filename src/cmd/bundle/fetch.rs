@@ -22,7 +22,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
-use super::serve::{init_logging, spawn_signal_handler, ProfileArg, EX_USAGE};
+use super::serve::{ProfileArg, EX_USAGE};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -66,7 +66,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    init_logging();
+    crate::telemetry::init_default();
     let rel = match relationship(&args) {
         Ok(rel) => rel,
         Err(msg) => {
@@ -163,7 +163,8 @@ async fn watch(
         last_written = Some((**lkg).clone());
     }
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone())?;
+    crate::shutdown::cancel_on_termination(shutdown.clone())
+        .context("cannot install the SIGTERM/SIGINT handlers")?;
     let task = tokio::spawn(refresher.run(shutdown.clone()));
     loop {
         tokio::select! {

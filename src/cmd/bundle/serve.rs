@@ -65,7 +65,7 @@ pub enum ProfileArg {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    init_logging();
+    crate::telemetry::init_default();
     let files = match tls_files(&args) {
         Ok(f) => f,
         Err(msg) => {
@@ -101,7 +101,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     tracing::info!(%addr, trust_domain = %td, path = %args.path, "bundle endpoint listening");
 
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone())?;
+    crate::shutdown::cancel_on_termination(shutdown.clone())
+        .context("cannot install the SIGTERM/SIGINT handlers")?;
     let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(source.run(shutdown.clone()));
     tasks.spawn(tls_source.run(shutdown.clone()));
@@ -147,30 +148,4 @@ fn tls_files(args: &Args) -> Result<ServerTlsFiles, String> {
             }
         }
     }
-}
-
-/// Logs to stderr (`RUST_LOG` filter, default `info`) unless a subscriber is already set.
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-pub(crate) fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("signal received, shutting down");
-        shutdown.cancel();
-    });
-    Ok(())
 }
