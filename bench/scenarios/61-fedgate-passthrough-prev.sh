@@ -20,24 +20,7 @@ scen_start() {
   SCEN_PORT=$SCEN_PORT_BASE
   SCEN_SNI=$BACKEND_SNI
   SCEN_CA=$PKI/cluster-b-root.crt
-  cat >"$SCEN_DIR/gateway.toml" <<CFG
-trust_domain = "cluster-b.test"
-
-[admin]
-listen = "127.0.0.1:$((SCEN_PORT_BASE + 5))"
-
-[[listeners]]
-name = "passthrough"
-kind = "passthrough"
-listen = "127.0.0.1:$SCEN_PORT"
-peek_timeout = "5s"
-connect_timeout = "5s"
-
-  [[listeners.routes]]
-  name = "backend"
-  sni = "$BACKEND_SNI"
-  upstreams = ["127.0.0.1:$BACKEND_PORT"]
-CFG
+  fedgate_passthrough_config "$SCEN_DIR/gateway.toml"
   "$FEDGATE_PREV_BIN" config check "$SCEN_DIR/gateway.toml" >&2 \
     || { log "fedgate (previous build) config check failed"; return 1; }
   bench_spawn fedgate-prev env TOKIO_WORKER_THREADS="${WORKERS:-2}" \

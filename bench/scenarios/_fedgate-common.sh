@@ -33,3 +33,27 @@ fedgate_spawn() {
   bench_spawn "$1" env TOKIO_WORKER_THREADS=1 \
     "$FEDGATE_BIN" run --config "$2" --workers "${WORKERS:-2}" --log-level warn
 }
+
+# fedgate_passthrough_config OUT — the passthrough gateway config of the passthrough scenarios
+# (same settings as passthrough-haproxy: unknown SNI refused, 5 s for a complete ClientHello).
+# A passthrough gateway holds no key: no [identity].
+fedgate_passthrough_config() {
+  cat >"$1" <<CFG
+trust_domain = "cluster-b.test"
+
+[admin]
+listen = "127.0.0.1:$((SCEN_PORT_BASE + 5))"
+
+[[listeners]]
+name = "passthrough"
+kind = "passthrough"
+listen = "127.0.0.1:$SCEN_PORT"
+peek_timeout = "5s"
+connect_timeout = "5s"
+
+  [[listeners.routes]]
+  name = "backend"
+  sni = "$BACKEND_SNI"
+  upstreams = ["127.0.0.1:$BACKEND_PORT"]
+CFG
+}

@@ -320,13 +320,6 @@ impl App {
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
 
-        if let Ok(addr) = self.admin.local_addr() {
-            tracing::info!(%addr, "admin server listening");
-        }
-        let source: Arc<dyn AdminSource> = self.shared.clone();
-        let admin_stop = background.clone();
-        let admin = tokio::spawn(crate::admin::run(self.admin, source, admin_stop));
-
         // Every worker's accept loops; the listening sockets close when all of them end.
         let accepting = TaskTracker::new();
         // Cancelled after the drain: workers then stop, dropping what is left.
@@ -352,10 +345,18 @@ impl App {
         let workers = match workers {
             Ok(w) => w,
             Err(e) => {
+                // Stops the workers that did start (their accept loops are dropped with them).
                 release.cancel();
                 return Err(e.into());
             }
         };
+
+        if let Ok(addr) = self.admin.local_addr() {
+            tracing::info!(%addr, "admin server listening");
+        }
+        let source: Arc<dyn AdminSource> = self.shared.clone();
+        let admin_stop = background.clone();
+        let admin = tokio::spawn(crate::admin::run(self.admin, source, admin_stop));
         tasks.spawn(
             self.reloader
                 .clone()

@@ -379,6 +379,17 @@ mod tests {
         (connected.unwrap(), accepted.unwrap().0)
     }
 
+    /// Pumps with splice enabled while `apps` runs, and returns the pump's stats.
+    async fn spliced_while(
+        gw_client: &mut TcpStream,
+        gw_upstream: &mut TcpStream,
+        apps: impl std::future::Future<Output = ()>,
+    ) -> PumpStats {
+        let pumped = pump(gw_client, gw_upstream, Duration::from_secs(30), true);
+        let (result, ()) = tokio::join!(pumped, apps);
+        result.unwrap()
+    }
+
     fn pooled() -> usize {
         POOL.with_borrow(Vec::len)
     }
@@ -401,14 +412,7 @@ mod tests {
             client.read_to_end(&mut reply).await.unwrap();
             assert_eq!(reply, b"bye");
         };
-        let pumped = pump(
-            &mut gw_client,
-            &mut gw_upstream,
-            Duration::from_secs(30),
-            true,
-        );
-        let (result, ()) = tokio::join!(pumped, apps);
-        let stats = result.unwrap();
+        let stats = spliced_while(&mut gw_client, &mut gw_upstream, apps).await;
         assert_eq!(stats.client_to_upstream, 100_000);
         assert_eq!(stats.upstream_to_client, 3);
         assert!(
@@ -435,14 +439,7 @@ mod tests {
             client.shutdown().await.unwrap();
             upstream.shutdown().await.unwrap();
         };
-        let pumped = pump(
-            &mut gw_client,
-            &mut gw_upstream,
-            Duration::from_secs(30),
-            true,
-        );
-        let (result, ()) = tokio::join!(pumped, apps);
-        let stats = result.unwrap();
+        let stats = spliced_while(&mut gw_client, &mut gw_upstream, apps).await;
         assert_eq!(
             (stats.client_to_upstream, stats.upstream_to_client),
             (1280, 640)
