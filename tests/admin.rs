@@ -45,6 +45,10 @@ async fn admin_endpoints_report_the_running_gateway() {
     )
     .await;
 
+    // The refused connection's task ends on a worker thread just after its socket closes;
+    // wait for its gauge decrement before reading the snapshot.
+    app.wait_metric("fedgate_active_connections{listener=\"egress\"}", 1.0)
+        .await;
     let (code, status) = get(app.admin, "/status").await;
     assert_eq!(code, 200);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
@@ -62,6 +66,8 @@ async fn admin_endpoints_report_the_running_gateway() {
 
     close(live).await;
     app.wait_metric("fedgate_connections_total{listener=\"egress\",route=\"*.cluster-b.test\",outcome=\"closed\"}", 1.0).await;
+    app.wait_metric("fedgate_active_connections{listener=\"egress\"}", 0.0)
+        .await;
     let (code, metrics) = get(app.admin, "/metrics").await;
     assert_eq!(code, 200);
     for family in [

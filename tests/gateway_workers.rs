@@ -37,6 +37,9 @@ async fn workers_serve_while_the_control_runtime_is_blocked_and_stop_with_the_ap
     // `with_workers` (the `--workers` flag) overrides the file's `workers = 2`.
     let app = TestApp::start_with(&cfg, |a| a.with_workers(3)).await;
     assert_eq!(worker_threads(), 3, "one thread per configured worker");
+    let (_, status) = get(app.admin, "/status").await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["workers"], 3, "{status}");
 
     // Blocking I/O on the test thread: the ClientHello must reach the upstream through the
     // gateway (peek, route, connect, replay) and the reply must come back.

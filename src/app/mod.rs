@@ -19,7 +19,7 @@ pub mod reload;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,6 +101,8 @@ pub enum AppError {
 /// State the admin server reads.
 struct Shared {
     phase: AtomicU8,
+    /// Data-plane worker threads running (0 until `run` starts them).
+    workers: AtomicUsize,
     registry: Registry,
     reloader: Reloader,
     listeners: Vec<ListenerView>,
@@ -223,6 +225,7 @@ impl App {
         let reloader = Reloader::new(config.clone(), states, metrics);
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(STARTING),
+            workers: AtomicUsize::new(0),
             registry,
             reloader: reloader.clone(),
             listeners: views,
@@ -343,7 +346,10 @@ impl App {
         })
         .await;
         let workers = match workers {
-            Ok(w) => w,
+            Ok(w) => {
+                self.shared.workers.store(w.len(), Ordering::SeqCst);
+                w
+            }
             Err(e) => {
                 // Stops the workers that did start (their accept loops are dropped with them).
                 release.cancel();
@@ -498,6 +504,7 @@ impl AdminSource for Shared {
         serde_json::json!({
             "trust_domain": config.trust_domain.as_str(),
             "state": phase,
+            "workers": self.workers.load(Ordering::SeqCst),
             "listeners": listeners,
             "peers": self.federation.as_ref().map_or(serde_json::json!([]), |f| f.peers()),
         })
