@@ -1,5 +1,5 @@
-//! Test certificate factory for the bridge tests: one self-signed CA per trust domain (rcgen),
-//! SVIDs with one SPIFFE URI SAN, optionally with a chosen validity window.
+//! Test certificate factory for the bridge tests: the shared [`TestCa`] (`spiffe_ca.rs`) issuing
+//! by path inside its trust domain, optionally with a chosen validity window.
 //!
 //! Declared from each test file with `#[path = "support/bridge_certs.rs"] mod bridge_certs;`.
 #![allow(dead_code)]
@@ -9,19 +9,12 @@
 
 use std::time::Duration;
 
-use fedgate_federation::{Bundle, SpiffeId, TrustDomain, X509Svid};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use fedgate_federation::{SpiffeId, X509Svid};
 use time::OffsetDateTime;
 
-/// A trust domain's CA.
-pub struct TestCa {
-    pub td: TrustDomain,
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
+#[path = "spiffe_ca.rs"]
+mod spiffe_ca;
+pub use spiffe_ca::TestCa;
 
 /// An issued SVID as PEM, plus the parsed value.
 pub struct IssuedSvid {
@@ -31,39 +24,6 @@ pub struct IssuedSvid {
 }
 
 impl TestCa {
-    pub fn new(td: &str) -> TestCa {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{td} test CA"));
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params
-            .subject_alt_names
-            .push(SanType::URI(format!("spiffe://{td}").try_into().unwrap()));
-        params.not_before = OffsetDateTime::now_utc() - time::Duration::days(1);
-        params.not_after = OffsetDateTime::now_utc() + time::Duration::days(365);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        TestCa {
-            td: TrustDomain::new(td).unwrap(),
-            cert,
-            key,
-        }
-    }
-
-    /// The trust domain's bundle: this CA only.
-    pub fn bundle(&self) -> Bundle {
-        let mut b = Bundle::new(self.td.clone());
-        b.add_x509_authority(self.cert.der().clone());
-        b
-    }
-
     /// An SVID for `spiffe://<td><path>` valid from a minute ago for a day.
     pub fn issue(&self, path: &str) -> IssuedSvid {
         let now = OffsetDateTime::now_utc();
@@ -101,23 +61,11 @@ impl TestCa {
         not_after: OffsetDateTime,
     ) -> IssuedSvid {
         let id = format!("spiffe://{}{}", self.td, path);
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.subject_alt_names = vec![SanType::URI(id.clone().try_into().unwrap())];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = not_before;
-        params.not_after = not_after;
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let signed = self.sign_svid(&id, not_before, not_after);
         IssuedSvid {
             id: SpiffeId::parse(&id).unwrap(),
-            chain_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            chain_pem: signed.chain_pem,
+            key_pem: signed.key_pem,
         }
     }
 }

@@ -376,54 +376,21 @@ pub fn listener(name: &str, extra: &str, routes: &[(&str, &[SocketAddr])]) -> St
 /// The config header every test uses (admin on port 0).
 pub const HEADER: &str = "trust_domain = \"cluster-a.test\"\ndrain_timeout = \"5s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
 
-/// A SPIFFE trust domain's CA for tests: writes its bundle and issues X509-SVIDs as files.
-pub struct SpiffeCa {
-    pub td: String,
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-}
+#[path = "spiffe_ca.rs"]
+mod spiffe_ca;
+/// A SPIFFE trust domain's CA for tests (the shared `spiffe_ca::TestCa`), writing files.
+pub use spiffe_ca::TestCa as SpiffeCa;
 
 impl SpiffeCa {
-    pub fn new(td: &str) -> SpiffeCa {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("{td} test ca"));
-        params.subject_alt_names = vec![rcgen::SanType::URI(
-            rcgen::Ia5String::try_from(format!("spiffe://{td}")).unwrap(),
-        )];
-        let cert = params.self_signed(&key).unwrap();
-        SpiffeCa {
-            td: td.to_string(),
-            cert,
-            key,
-        }
-    }
-
     /// Writes the trust domain's bundle (SPIFFE JWKS) to `path`.
     pub fn write_bundle(&self, path: &std::path::Path) {
-        let td = fedgate_federation::TrustDomain::new(&self.td).unwrap();
-        let mut bundle = fedgate_federation::Bundle::new(td);
-        bundle.add_x509_authority(self.cert.der().clone());
-        std::fs::write(path, bundle.to_json()).unwrap();
+        std::fs::write(path, self.bundle_json()).unwrap();
     }
 
     /// Issues an X509-SVID for `spiffe://<td><path>` and writes chain and key PEM files.
     pub fn write_svid(&self, path: &str, chain: &std::path::Path, key_path: &std::path::Path) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.subject_alt_names = vec![rcgen::SanType::URI(
-            rcgen::Ia5String::try_from(format!("spiffe://{}{path}", self.td)).unwrap(),
-        )];
-        let leaf = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        std::fs::write(chain, leaf.pem()).unwrap();
-        std::fs::write(key_path, key.serialize_pem()).unwrap();
+        let svid = self.sign_svid_now(&format!("spiffe://{}{path}", self.td));
+        std::fs::write(chain, svid.chain_pem).unwrap();
+        std::fs::write(key_path, svid.key_pem).unwrap();
     }
 }

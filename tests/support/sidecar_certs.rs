@@ -1,31 +1,14 @@
-//! Test certificate factory for the sidecar tests (rcgen): one CA per trust domain, SVIDs with
-//! exactly one SPIFFE URI SAN, bundles and bundle maps, identity files written atomically.
+//! Test certificate factory for the sidecar tests: the shared [`TestCa`] (`spiffe_ca.rs`) issuing
+//! by full SPIFFE ID, bundles and bundle maps, identity files written atomically.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::{Path, PathBuf};
 
-use fedgate_federation::{Bundle, BundleSet, TrustDomain, X509Svid};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
-use rustls_pki_types::CertificateDer;
-use time::{Duration, OffsetDateTime};
+use fedgate_federation::{BundleSet, X509Svid};
 
-/// A self-signed root CA of one trust domain.
-pub struct TestCa {
-    pub td: TrustDomain,
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-/// An issued SVID in PEM, plus its leaf DER for comparisons.
-#[derive(Clone)]
-pub struct TestSvid {
-    pub chain_pem: String,
-    pub key_pem: String,
-    pub leaf: CertificateDer<'static>,
-}
+#[path = "spiffe_ca.rs"]
+mod spiffe_ca;
+pub use spiffe_ca::{SignedSvid as TestSvid, TestCa};
 
 /// The identity files of one workload in a directory.
 #[derive(Clone, Debug)]
@@ -37,68 +20,9 @@ pub struct IdentityFiles {
 }
 
 impl TestCa {
-    pub fn new(td: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("{td} test root"));
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.subject_alt_names = vec![SanType::URI(format!("spiffe://{td}").try_into().unwrap())];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(30);
-        let cert = params.self_signed(&key).unwrap();
-        Self {
-            td: TrustDomain::new(td).unwrap(),
-            cert,
-            key,
-        }
-    }
-
-    pub fn der(&self) -> CertificateDer<'static> {
-        self.cert.der().clone()
-    }
-
-    pub fn bundle(&self) -> Bundle {
-        let mut b = Bundle::new(self.td.clone());
-        b.add_x509_authority(self.der());
-        b
-    }
-
-    pub fn bundle_json(&self) -> Vec<u8> {
-        self.bundle().to_json()
-    }
-
-    /// Issues an SVID for `id` (a full `spiffe://` ID, which may name another trust domain:
-    /// that is how trust-domain confusion is tested).
+    /// Issues an SVID for the full ID `id`, valid from a minute ago for a day.
     pub fn issue(&self, id: &str) -> TestSvid {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, id);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::NoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + Duration::days(1);
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        TestSvid {
-            chain_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            leaf: cert.der().clone(),
-        }
+        self.sign_svid_now(id)
     }
 
     /// Issues an SVID and writes it with this CA's bundle into `dir`.
