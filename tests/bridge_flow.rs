@@ -180,34 +180,7 @@ async fn spawn_ingress(ids: &Identities, dest: SocketAddr) -> Gateway<IngressSta
         metrics.clone(),
     )
     .unwrap();
-    let cell = Arc::new(StateCell::new(Arc::new(state)));
-    let (listener, addr) = bind().await;
-    let (tx, done) = mpsc::unbounded_channel();
-    let shutdown = CancellationToken::new();
-    let c = Arc::clone(&cell);
-    tokio::spawn(listener::run(
-        listener,
-        "bridge-in".into(),
-        1000,
-        metrics.clone(),
-        shutdown.clone(),
-        TaskTracker::new(),
-        move |tcp| {
-            let state = c.load();
-            let tx = tx.clone();
-            async move {
-                ingress::serve_connection(state, tcp).await;
-                let _ = tx.send(());
-            }
-        },
-    ));
-    Gateway {
-        addr,
-        cell,
-        metrics,
-        done,
-        _shutdown: shutdown.drop_guard(),
-    }
+    spawn_gateway("bridge-in", state, metrics, ingress::serve_connection).await
 }
 
 fn egress_routes(ingress: SocketAddr) -> Arc<EgressRoutes> {
@@ -244,6 +217,22 @@ async fn spawn_egress(ids: &Identities, ingress: SocketAddr) -> Gateway<EgressSt
         metrics.clone(),
     )
     .unwrap();
+    spawn_gateway("bridge-out", state, metrics, egress::serve_connection).await
+}
+
+/// Serves `state` with `serve` on a fresh loopback listener; each finished connection is
+/// reported on `Gateway::done`.
+async fn spawn_gateway<S, F, Fut>(
+    name: &str,
+    state: S,
+    metrics: BridgeMetrics,
+    serve: F,
+) -> Gateway<S>
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let cell = Arc::new(StateCell::new(Arc::new(state)));
     let (listener, addr) = bind().await;
     let (tx, done) = mpsc::unbounded_channel();
@@ -251,16 +240,16 @@ async fn spawn_egress(ids: &Identities, ingress: SocketAddr) -> Gateway<EgressSt
     let c = Arc::clone(&cell);
     tokio::spawn(listener::run(
         listener,
-        "bridge-out".into(),
+        name.into(),
         1000,
         metrics.clone(),
         shutdown.clone(),
         TaskTracker::new(),
         move |tcp| {
-            let state = c.load();
+            let connection = serve(c.load(), tcp);
             let tx = tx.clone();
             async move {
-                egress::serve_connection(state, tcp).await;
+                connection.await;
                 let _ = tx.send(());
             }
         },

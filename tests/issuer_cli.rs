@@ -42,14 +42,7 @@ async fn serve_prints_its_address_and_issues() {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     let url: reqwest::Url = format!("https://{addr}/").parse().unwrap();
-    let c = client(client_config(
-        &pki,
-        &url,
-        Pki::svid(&pki.a, GW_A),
-        BRIDGE_A,
-        None,
-        None,
-    ));
+    let c = gw_a_client(&pki, &url);
     let result = c.fetch_once().await;
     child.kill().unwrap();
     child.wait().unwrap();

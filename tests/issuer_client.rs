@@ -201,14 +201,7 @@ async fn retries_until_the_endpoint_trusts_the_gateway() {
     let srv = Running::start(&pki.write_config("")).await;
     let mut events = srv.metrics.subscribe();
 
-    let c = client(client_config(
-        &pki,
-        &srv.url,
-        Pki::svid(&pki.a, GW_A),
-        BRIDGE_A,
-        None,
-        None,
-    ));
+    let c = gw_a_client(&pki, &srv.url);
     let mut rx = c.subscribe();
     let stop = CancellationToken::new();
     let task = tokio::spawn(c.run(stop.clone()));

@@ -48,14 +48,7 @@ async fn member_bundle_from_its_federation_endpoint() {
     std::fs::write(&config, text).unwrap();
     let srv = Running::start(&config).await;
 
-    let c = client(client_config(
-        &pki,
-        &srv.url,
-        Pki::svid(&pki.a, GW_A),
-        BRIDGE_A,
-        None,
-        None,
-    ));
+    let c = gw_a_client(&pki, &srv.url);
     let mut rx = c.subscribe();
     let task = tokio::spawn(c.run(stop.clone()));
     let got = tokio::time::timeout(Duration::from_secs(15), rx.wait_for(Option::is_some))

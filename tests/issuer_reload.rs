@@ -54,14 +54,7 @@ async fn endpoint_leaf(pki: &Pki, url: &reqwest::Url) -> Vec<u8> {
 async fn rotated_ca_and_replaced_endpoint_svid_are_picked_up() {
     let mut pki = Pki::new();
     let srv = Running::start(&pki.write_config("")).await;
-    let c = client(client_config(
-        &pki,
-        &srv.url,
-        Pki::svid(&pki.a, GW_A),
-        BRIDGE_A,
-        None,
-        None,
-    ));
+    let c = gw_a_client(&pki, &srv.url);
     let old_root = pki.bridge.root().clone();
     let first = c.fetch_once().await.unwrap();
     let bridge_td = pki.bridge.trust_domain().clone();
@@ -77,14 +70,7 @@ async fn rotated_ca_and_replaced_endpoint_svid_are_picked_up() {
     pki.bridge.save(&pki.path("bridge-ca")).unwrap();
     let new_root = pki.bridge.root().clone();
     // The gateways' bridge bundle now lists both roots.
-    let c = client(client_config(
-        &pki,
-        &srv.url,
-        Pki::svid(&pki.a, GW_A),
-        BRIDGE_A,
-        None,
-        None,
-    ));
+    let c = gw_a_client(&pki, &srv.url);
     eventually("issuing from the rotated CA", || async {
         let svid = c.fetch_once().await.unwrap();
         verify(svid.chain(), &only(&new_root), UnixTime::now())
@@ -142,14 +128,7 @@ async fn a_broken_member_bundle_keeps_the_last_good_one() {
     .await;
     assert!(srv.metrics.refusals("untrusted_issuer") >= 1);
     // Member a's last good bundle is still in force.
-    let c = client(client_config(
-        &pki,
-        &srv.url,
-        Pki::svid(&pki.a, GW_A),
-        BRIDGE_A,
-        None,
-        None,
-    ));
+    let c = gw_a_client(&pki, &srv.url);
     assert_eq!(c.fetch_once().await.unwrap().id(), &id(BRIDGE_A));
     srv.stop().await;
 }
@@ -174,14 +153,7 @@ async fn a_silent_client_is_cut_at_the_handshake_timeout() {
     Running::await_events(&mut events, 1).await;
     assert_eq!(srv.metrics.refusals("handshake_timeout"), 1);
     // Still serving.
-    let c = client(client_config(
-        &pki,
-        &srv.url,
-        Pki::svid(&pki.a, GW_A),
-        BRIDGE_A,
-        None,
-        None,
-    ));
+    let c = gw_a_client(&pki, &srv.url);
     assert!(c.fetch_once().await.is_ok());
     srv.stop().await;
 }
@@ -210,14 +182,7 @@ async fn connections_over_the_limit_are_closed_and_counted() {
     // Once the first goes away, its permit is free again.
     drop(silent);
     Running::await_events(&mut events, 2).await;
-    let c = client(client_config(
-        &pki,
-        &srv.url,
-        Pki::svid(&pki.a, GW_A),
-        BRIDGE_A,
-        None,
-        None,
-    ));
+    let c = gw_a_client(&pki, &srv.url);
     assert!(c.fetch_once().await.is_ok());
     srv.stop().await;
 }

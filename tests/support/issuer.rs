@@ -230,6 +230,18 @@ pub fn client(cfg: IssuerClientConfig) -> IssuerClient {
         .with_request_timeout(Duration::from_secs(10))
 }
 
+/// The usual client: gateway A's SVID asking for its bridge ID, default TTL, no files.
+pub fn gw_a_client(pki: &Pki, url: &reqwest::Url) -> IssuerClient {
+    client(client_config(
+        pki,
+        url,
+        Pki::svid(&pki.a, GW_A),
+        BRIDGE_A,
+        None,
+        None,
+    ))
+}
+
 /// A raw `POST /v1/issue` with `body` as `content_type`, authenticated with `local`, the
 /// endpoint verified as the tests' endpoint ID. Returns status and body.
 pub async fn post_raw(
