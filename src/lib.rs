@@ -16,6 +16,7 @@ pub mod demo;
 pub mod gateway;
 pub mod issuer;
 pub mod proxy_protocol;
+pub mod relay;
 pub mod shutdown;
 pub mod sidecar;
 pub mod telemetry;

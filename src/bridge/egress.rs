@@ -5,9 +5,12 @@
 //! Invariants: the caller is verified with the local bundle only and must be a member of the
 //! local trust domain; the destination is the SNI the caller sent and nothing else; no route or
 //! no allow rule → refused before any upstream connection; the peer ingress is pinned to the
-//! route's `peer_id` during the handshake; the PROXY header is flushed before pumping. A route
-//! with `send_proxy_header = false` (an upstream that is a plain mTLS server, not a fedgate
-//! ingress) sends no header: the first bytes upstream are the caller's own.
+//! route's `peer_id` during the handshake; the PROXY header is flushed before pumping. The header
+//! is sent only on a connection that negotiated the relay protocol ([`crate::relay`]), which is
+//! offered only by routes with `send_proxy_header = true`: an upstream that did not accept it is
+//! refused before any byte is sent. A route with `send_proxy_header = false` (an upstream that is
+//! a plain mTLS server, not a fedgate ingress) neither offers the protocol nor sends a header:
+//! the first bytes upstream are the caller's own, and a fedgate ingress refuses such a connection.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -30,8 +33,9 @@ use crate::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID};
 #[derive(Debug)]
 pub struct EgressRoutes {
     table: RouteTable<EgressRoute>,
-    /// Every distinct `peer_id` of the routes: one bridge client config is built per peer.
-    peer_ids: BTreeSet<SpiffeId>,
+    /// Every distinct `(peer_id, send_proxy_header)` of the routes: one bridge client config is
+    /// built for each (the relay protocol is offered only with the header).
+    peer_ids: BTreeSet<(SpiffeId, bool)>,
 }
 
 /// Everything an egress connection needs, immutable; swapped as a whole on SVID, bundle or route
@@ -41,7 +45,7 @@ pub struct EgressState {
     pub listener: String,
     routes: Arc<EgressRoutes>,
     server: Arc<ServerConfig>,
-    to_peers: HashMap<SpiffeId, Arc<ClientConfig>>,
+    to_peers: HashMap<(SpiffeId, bool), Arc<ClientConfig>>,
     pub timeouts: Timeouts,
     pub metrics: BridgeMetrics,
 }
@@ -56,7 +60,7 @@ impl EgressRoutes {
         let mut table = RouteTable::new();
         let mut peer_ids = BTreeSet::new();
         for (pattern, route) in routes {
-            peer_ids.insert(route.peer_id.clone());
+            peer_ids.insert((route.peer_id.clone(), route.send_proxy_header));
             table.insert(&pattern, route)?;
         }
         Ok(Self { table, peer_ids })
@@ -80,8 +84,11 @@ impl EgressState {
     ) -> Result<Self, BridgeTlsError> {
         let server = ids.egress_server_config()?;
         let mut to_peers = HashMap::new();
-        for peer in &routes.peer_ids {
-            to_peers.insert(peer.clone(), ids.bridge_client_config(peer)?);
+        for (peer, relay) in &routes.peer_ids {
+            to_peers.insert(
+                (peer.clone(), *relay),
+                ids.bridge_client_config(peer, *relay)?,
+            );
         }
         Ok(Self {
             listener: listener.into(),
@@ -141,7 +148,7 @@ pub async fn handle_connection(
     let route = authorize_egress(state.routes.table(), &destination, &caller)?;
     let config = state
         .to_peers
-        .get(&route.peer_id)
+        .get(&(route.peer_id.clone(), route.send_proxy_header))
         .cloned()
         // Built for every route's peer_id in `EgressState::new`; absence would be a bug, and
         // refusing is the safe answer.
@@ -164,6 +171,7 @@ pub async fn handle_connection(
     .await?;
 
     if route.send_proxy_header {
+        super::require_relay(&upstream, &route.name)?;
         let header = origin_header(caller_addr, local_addr, &caller, &destination);
         upstream
             .write_all(&header.encode().map_err(BridgeReject::ProxyEncode)?)

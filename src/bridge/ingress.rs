@@ -33,8 +33,9 @@ use crate::proxy_protocol::{
 #[derive(Debug)]
 pub struct IngressRoutes {
     table: RouteTable<IngressEntry>,
-    /// `server_id` of each route, by slot: one destination client config is built per slot.
-    server_ids: Vec<Authorizer>,
+    /// `server_id` and `send_proxy_header` of each route, by slot: one destination client config
+    /// is built per slot.
+    server_ids: Vec<(Authorizer, bool)>,
 }
 
 /// A route and the slot of its destination TLS config in `IngressState::to_destinations`.
@@ -77,7 +78,7 @@ impl IngressRoutes {
         let mut server_ids = Vec::new();
         for (pattern, route) in routes {
             let slot = server_ids.len();
-            server_ids.push(route.server_id.clone());
+            server_ids.push((route.server_id.clone(), route.send_proxy_header));
             table.insert(&pattern, IngressEntry { slot, route })?;
         }
         Ok(Self { table, server_ids })
@@ -107,7 +108,7 @@ impl IngressState {
         let to_destinations = routes
             .server_ids
             .iter()
-            .map(|allow| ids.destination_client_config(allow))
+            .map(|(allow, relay)| ids.destination_client_config(allow, *relay))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             listener: listener.into(),
@@ -149,6 +150,11 @@ pub async fn handle_connection(
     let (_, conn) = downstream.get_ref();
     let peer = fedgate_federation::tls::peer_id(conn).ok_or(BridgeReject::NoPeerId)?;
     authorize_peer(&state.peers, &peer)?;
+    // The header is read only from a peer that negotiated the relay role (invariant 9): without
+    // it, the first bytes are whatever the peer's caller wrote.
+    if !crate::relay::negotiated(conn) {
+        return Err(BridgeReject::RelayNotNegotiated { peer });
+    }
 
     let header = read_proxy_header(&mut downstream, state.header.max_len, state.header.timeout)
         .await
@@ -184,6 +190,7 @@ pub async fn handle_connection(
     .await?;
 
     if route.send_proxy_header {
+        super::require_relay(&upstream, &route.name)?;
         let relayed = relay_header(header.addresses, &origin, &peer, &destination);
         upstream
             .write_all(&relayed.encode().map_err(BridgeReject::ProxyEncode)?)

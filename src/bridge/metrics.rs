@@ -164,7 +164,7 @@ impl BridgeMetrics {
                     self.origin_refused(listener);
                 }
             }
-            R::OriginInvalid { .. } => self.origin_refused(listener),
+            R::OriginInvalid { .. } | R::RelayNotNegotiated { .. } => self.origin_refused(listener),
             R::ProxyHeader(e) => {
                 self.proxy_header_errors
                     .get_or_create(&ReasonLabels {

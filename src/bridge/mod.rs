@@ -80,6 +80,20 @@ pub enum BridgeReject {
     Denied(#[from] Denial),
     #[error("PROXY v2 header refused: {0}")]
     ProxyHeader(#[source] ProxyError),
+    #[error(
+        "bridge peer {peer} did not negotiate the relay protocol (ALPN {:?}), so its first bytes \
+         are not read as an origin header; the peer egress route must have \
+         send_proxy_header = true (the default)",
+        String::from_utf8_lossy(crate::relay::RELAY_ALPN)
+    )]
+    RelayNotNegotiated { peer: fedgate_federation::SpiffeId },
+    #[error(
+        "the upstream of route {route:?} did not accept the relay protocol (ALPN {:?}), so the \
+         origin header cannot be sent; set send_proxy_header = false on the route if the upstream \
+         is not a fedgate bridge ingress or a sidecar that lists this gateway in trusted_relays",
+        String::from_utf8_lossy(crate::relay::RELAY_ALPN)
+    )]
+    RelayRefusedUpstream { route: String },
     #[error("PROXY v2 header carries no destination (TLV_AUTHORITY)")]
     MissingAuthority,
     #[error("destination {destination:?} is not a DNS name usable as SNI")]
@@ -125,6 +139,8 @@ impl BridgeReject {
             BridgeReject::NoDestination => "no_destination",
             BridgeReject::Denied(d) => d.label(),
             BridgeReject::ProxyHeader(_) => "proxy_header",
+            BridgeReject::RelayNotNegotiated { .. } => "relay_not_negotiated",
+            BridgeReject::RelayRefusedUpstream { .. } => "relay_refused_upstream",
             BridgeReject::MissingAuthority => "missing_authority",
             BridgeReject::InvalidDestination { .. } => "invalid_destination",
             BridgeReject::OriginInvalid { .. } => "origin_invalid",
@@ -163,6 +179,20 @@ async fn accept_tls(
                 after: timeout,
             })
         }
+    }
+}
+
+/// Refuses to send a relay header on `upstream` unless its handshake selected the relay protocol.
+fn require_relay(
+    upstream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    route: &str,
+) -> Result<(), BridgeReject> {
+    if crate::relay::negotiated(upstream.get_ref().1) {
+        Ok(())
+    } else {
+        Err(BridgeReject::RelayRefusedUpstream {
+            route: route.to_owned(),
+        })
     }
 }
 

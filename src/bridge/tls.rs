@@ -134,46 +134,56 @@ impl Identities {
     }
 
     /// Egress, towards a peer ingress: the bridge SVID; the server must be exactly `peer_id`,
-    /// verified with the bridge bundle only.
+    /// verified with the bridge bundle only. `relay`: offer the relay protocol (the route sends
+    /// the origin header), see [`crate::relay`].
     pub fn bridge_client_config(
         &self,
         peer_id: &SpiffeId,
+        relay: bool,
     ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
         let verifier = SpiffeServerVerifier::new(
             BundleSet::new().with(self.bridge_bundle.clone()),
             Authorizer::exact(peer_id.clone()),
         );
-        let config =
+        let mut config =
             fedgate_federation::tls::client_config(Some(&self.bridge_svid), Arc::new(verifier))
                 .map_err(|source| BridgeTlsError::Rustls {
                     what: "bridge client",
                     source,
                 })?;
+        config.alpn_protocols = crate::relay::alpn_offer(relay);
         Ok(Arc::new(self.client_resumption(config)))
     }
 
     /// Ingress, towards peer egresses: the bridge SVID; clients must be members of the bridge
     /// domain, verified with the bridge bundle only. Which peers are configured is checked after
-    /// the handshake, before any byte is read, so the refusal is counted by peer ID.
+    /// the handshake, before any byte is read, so the refusal is counted by peer ID. The only
+    /// application protocol is the relay protocol: a peer that did not negotiate it is refused
+    /// after the handshake, before any byte is read (see [`crate::relay`]).
     pub fn ingress_server_config(&self) -> Result<Arc<ServerConfig>, BridgeTlsError> {
         let verifier = SpiffeClientVerifier::new(
             BundleSet::new().with(self.bridge_bundle.clone()),
             Authorizer::member_of(self.bridge_domain().clone()),
         );
-        let config = fedgate_federation::tls::server_config(&self.bridge_svid, Arc::new(verifier))
-            .map_err(|source| BridgeTlsError::Rustls {
-                what: "ingress server",
-                source,
-            })?;
+        let mut config =
+            fedgate_federation::tls::server_config(&self.bridge_svid, Arc::new(verifier)).map_err(
+                |source| BridgeTlsError::Rustls {
+                    what: "ingress server",
+                    source,
+                },
+            )?;
+        config.alpn_protocols = crate::relay::alpn_offer(true);
         Ok(Arc::new(self.server_resumption(config)))
     }
 
     /// Ingress, towards a destination: the local SVID; the server must verify with the local
     /// bundle and its ID must be allowed by `server_id`, checked inside the handshake so a
-    /// destination that is not allowed never gets a byte of application data.
+    /// destination that is not allowed never gets a byte of application data. `relay`: offer the
+    /// relay protocol (the route forwards the origin), see [`crate::relay`].
     pub fn destination_client_config(
         &self,
         server_id: &Authorizer,
+        relay: bool,
     ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
         // Membership of the local domain needs no rule of its own: the bundle set holds only the
         // local bundle, so a server of any other domain fails verification (no bundle for it).
@@ -181,12 +191,13 @@ impl Identities {
             BundleSet::new().with(self.local_bundle.clone()),
             server_id.clone(),
         );
-        let config =
+        let mut config =
             fedgate_federation::tls::client_config(Some(&self.local_svid), Arc::new(verifier))
                 .map_err(|source| BridgeTlsError::Rustls {
                     what: "destination client",
                     source,
                 })?;
+        config.alpn_protocols = crate::relay::alpn_offer(relay);
         Ok(Arc::new(self.client_resumption(config)))
     }
 
@@ -350,7 +361,7 @@ mod tests {
         for (resumption, second) in [(false, HandshakeKind::Full), (true, HandshakeKind::Resumed)] {
             let (egress, ingress, peer) = identities(resumption);
             // One client config and one server config, reused, as on a running gateway.
-            let client = egress.bridge_client_config(&peer).unwrap();
+            let client = egress.bridge_client_config(&peer, true).unwrap();
             let server = ingress.ingress_server_config().unwrap();
             assert_eq!(
                 handshake(client.clone(), server.clone()),
@@ -368,7 +379,7 @@ mod tests {
     fn bridge_client_pins_the_peer_id() {
         let (egress, ingress, _) = identities(false);
         let other = SpiffeId::parse("spiffe://bridge.test/gateway/c").unwrap();
-        let client = egress.bridge_client_config(&other).unwrap();
+        let client = egress.bridge_client_config(&other, true).unwrap();
         let server = ingress.ingress_server_config().unwrap();
         let name = ServerName::try_from("x.test").unwrap();
         let mut c = ClientConnection::new(client, name).unwrap();

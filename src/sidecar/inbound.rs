@@ -4,9 +4,11 @@
 //! Invariants:
 //! * a client certificate is required and validated with the bundle of the client's own trust
 //!   domain; the client must be in `allow` or `trusted_relays`, else the handshake fails;
-//! * only a client in `trusted_relays` has a PROXY v2 header read from inside TLS (with a
-//!   deadline and a size limit); it must be there and well formed. Anyone else's bytes are
-//!   application data, never interpreted;
+//! * a PROXY v2 header is read from inside TLS (with a deadline and a size limit) only on a
+//!   connection that negotiated the relay protocol ([`crate::relay`]) *and* whose client is in
+//!   `trusted_relays`; it must be there and well formed. A client that negotiated the protocol
+//!   without being a trusted relay, and a trusted relay that did not negotiate it, are refused.
+//!   Anyone else's bytes are application data, never interpreted (DESIGN.md invariant 9);
 //! * the identity that must be in `allow` is the relayed origin when a relay names one, else the
 //!   verified client itself (default deny);
 //! * the app is dialled only after all of the above, so a refused peer never reaches it;
@@ -23,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::timeout;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
 use super::config::InboundConfig;
 use super::tls::{is_not_allowed, rustls_error, TlsSnapshot};
@@ -53,6 +55,16 @@ pub enum InboundError {
     Handshake(#[source] io::Error),
     #[error("client presented no SPIFFE ID")]
     NoPeerId,
+    #[error(
+        "client {client} negotiated the relay protocol but is not in trusted_relays; add it to \
+         trusted_relays if it is a fedgate gateway that relays callers to this workload"
+    )]
+    NotATrustedRelay { client: SpiffeId },
+    #[error(
+        "trusted relay {relay} did not negotiate the relay protocol, so its first bytes are not \
+         read as a relay header; the relaying route must set send_proxy_header = true"
+    )]
+    RelayNotNegotiated { relay: SpiffeId },
     #[error("trusted relay {relay} sent no valid PROXY v2 header")]
     ProxyHeader {
         relay: SpiffeId,
@@ -108,14 +120,20 @@ impl Inbound {
             (Ok(src), Ok(dst)) => Some((src, dst)),
             _ => None,
         };
-        let server_config = {
+        let configs = {
             // Every snapshot is built from the same config as `self.index`, one config per
             // listener in order, so the index is always in range.
             let snapshot = self.tls.borrow();
             snapshot.inbound[self.index].clone()
         };
         let _ = tcp.set_nodelay(true);
-        let handshake = TlsAcceptor::from(server_config).accept(tcp);
+        // The ClientHello picks the config: the relay config only for a client offering the
+        // relay protocol (so other clients' ALPN offers are not refused for want of a match).
+        let handshake = async {
+            let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+            let offers_relay = crate::relay::offered(start.client_hello().alpn());
+            start.into_stream(configs.for_client(offers_relay)).await
+        };
         let mut tls = match timeout(self.config.handshake_timeout, handshake).await {
             Err(_) => return Err(InboundError::HandshakeTimeout),
             Ok(Err(e)) if rustls_error(&e).is_some_and(is_not_allowed) => {
@@ -125,7 +143,15 @@ impl Inbound {
             Ok(Ok(tls)) => tls,
         };
         let client = peer_id(tls.get_ref().1).ok_or(InboundError::NoPeerId)?;
-        let origin = if self.config.trusted_relays.allows(&client) {
+        let relay = crate::relay::negotiated(tls.get_ref().1);
+        let trusted = self.config.trusted_relays.allows(&client);
+        let origin = if relay != trusted {
+            return Err(if relay {
+                InboundError::NotATrustedRelay { client }
+            } else {
+                InboundError::RelayNotNegotiated { relay: client }
+            });
+        } else if relay {
             let header = read_proxy_header(
                 &mut tls,
                 self.config.max_proxy_header,
@@ -247,6 +273,8 @@ impl InboundError {
             Self::ClientNotAllowed | Self::NotAllowed { .. } => "client_not_allowed",
             Self::Handshake(_) => "handshake_failed",
             Self::NoPeerId => "no_peer_id",
+            Self::NotATrustedRelay { .. } => "not_a_trusted_relay",
+            Self::RelayNotNegotiated { .. } => "relay_not_negotiated",
             Self::ProxyHeader { .. } => "relay_proxy_header",
             Self::InvalidOrigin { .. } => "relay_invalid_origin",
             Self::OriginNotAllowed { .. } => "origin_not_allowed",

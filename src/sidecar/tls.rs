@@ -10,6 +10,9 @@
 //! * every config is built with `fedgate_federation::tls::provider()`;
 //! * TLS session resumption is off in both directions, so every connection is verified against
 //!   the bundles and allow lists in force when it is opened;
+//! * an inbound listener has a relay config (ALPN [`crate::relay::RELAY_ALPN`] only) if and only
+//!   if it has `trusted_relays`; it is used for a client that offers the relay protocol, and the
+//!   plain config (no ALPN) for every other client, so other clients' ALPN offers keep working;
 //! * a [`TlsSnapshot`] is immutable; a reload builds a new one.
 
 use std::sync::Arc;
@@ -36,7 +39,30 @@ pub struct TlsSnapshot {
     /// The trust domains whose bundles these configs trust (in the bundle set's order).
     pub trust_domains: Vec<TrustDomain>,
     pub outbound: Vec<Arc<ClientConfig>>,
-    pub inbound: Vec<Arc<ServerConfig>>,
+    pub inbound: Vec<InboundTls>,
+}
+
+/// The server configs of one inbound listener.
+#[derive(Clone, Debug)]
+pub struct InboundTls {
+    /// For clients that do not offer the relay protocol: no ALPN is selected.
+    pub plain: Arc<ServerConfig>,
+    /// For clients that offer it, when the listener has `trusted_relays`: selects it.
+    pub relay: Option<Arc<ServerConfig>>,
+}
+
+// === impl InboundTls ===
+
+impl InboundTls {
+    /// The config for a client whose ClientHello does (`true`) or does not offer the relay
+    /// protocol. Without `trusted_relays` the plain config answers both, so a relay's offer is
+    /// not selected and the relay refuses to send its header.
+    pub fn for_client(&self, offers_relay: bool) -> Arc<ServerConfig> {
+        match (&self.relay, offers_relay) {
+            (Some(relay), true) => Arc::clone(relay),
+            _ => Arc::clone(&self.plain),
+        }
+    }
 }
 
 // === impl TlsSnapshot ===
@@ -71,10 +97,18 @@ impl TlsSnapshot {
                     identity.bundles.clone(),
                     Authorizer::any_of([i.allow.clone(), i.trusted_relays.clone()]),
                 ));
-                let mut cfg = fedtls::server_config(&identity.svid, verifier)?;
-                cfg.session_storage = Arc::new(NoServerSessionStorage {});
-                cfg.send_tls13_tickets = 0;
-                Ok(Arc::new(cfg))
+                let mut plain = fedtls::server_config(&identity.svid, verifier)?;
+                plain.session_storage = Arc::new(NoServerSessionStorage {});
+                plain.send_tls13_tickets = 0;
+                let relay = (!i.trusted_relays.allows_nothing()).then(|| {
+                    let mut relay = plain.clone();
+                    relay.alpn_protocols = crate::relay::alpn_offer(true);
+                    Arc::new(relay)
+                });
+                Ok(InboundTls {
+                    plain: Arc::new(plain),
+                    relay,
+                })
             })
             .collect::<Result<Vec<_>, rustls::Error>>()?;
         Ok(Self {
