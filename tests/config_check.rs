@@ -2,6 +2,9 @@
 // Helpers outside #[test] fns unwrap too: a failed step is a test failure.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/bridge_certs.rs"]
+mod bridge_certs;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -67,4 +70,92 @@ fn errors_name_file_line_key_and_exit_64() {
         stderr.contains("cannot read config file") && stderr.contains("missing.toml"),
         "{stderr}"
     );
+}
+
+/// `--sidecar`: an ingress route that sends no header, into a sidecar that lists the gateway in
+/// `trusted_relays`, is reported (the gateway's ID is read from its SVID file); the matching
+/// setting is not. Warnings go to stderr and leave the exit status at 0.
+#[test]
+fn relay_mismatch_with_a_sidecar_is_a_warning_naming_route_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = bridge_certs::TestCa::new("cluster-b.test");
+    let bridge = bridge_certs::TestCa::new("bridge.test");
+    b.issue("/ns/gateway/sa/ingress").write(dir.path(), "local");
+    b.write_bundle(dir.path(), "local.json");
+    bridge.issue("/gateway/cluster-b").write(dir.path(), "bridge");
+    bridge.write_bundle(dir.path(), "bridge.json");
+    let gateway = |send: bool| {
+        format!(
+            r#"
+trust_domain = "cluster-b.test"
+[identity]
+svid = "local.pem"
+key = "local.key"
+bundle = "local.json"
+[bridge]
+trust_domain = "bridge.test"
+svid = "bridge.pem"
+key = "bridge.key"
+bundle = "bridge.json"
+[[listeners]]
+name = "bridge-in"
+kind = "bridge-ingress"
+listen = "127.0.0.1:0"
+  [[listeners.bridge_peers]]
+  id = "spiffe://bridge.test/gateway/cluster-a"
+  may_speak_for = ["cluster-a.test"]
+  [[listeners.routes]]
+  name = "echo"
+  sni = "echo.cluster-b.test"
+  upstreams = ["127.0.0.1:9001"]
+  server_id = ["spiffe://cluster-b.test/ns/demo/sa/echo"]
+  allow = ["spiffe://cluster-a.test/ns/demo/sa/client"]
+  send_proxy_header = {send}
+"#
+        )
+    };
+    std::fs::write(
+        dir.path().join("sidecar.toml"),
+        r#"
+trust_domain = "cluster-b.test"
+[identity]
+svid = "svid.pem"
+key = "svid.key"
+bundle = "bundle.json"
+[[inbound]]
+name = "echo"
+listen = "127.0.0.1:9001"
+forward = "127.0.0.1:8080"
+allow = ["spiffe://cluster-a.test/ns/demo/sa/client"]
+trusted_relays = ["spiffe://cluster-b.test/ns/gateway/sa/ingress"]
+"#,
+    )
+    .unwrap();
+    for (send, warned) in [(false, true), (true, false)] {
+        let path = dir.path().join(format!("gateway-{send}.toml"));
+        std::fs::write(&path, gateway(send)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_fedgate"))
+            .args(["config", "check"])
+            .arg(&path)
+            .arg("--sidecar")
+            .arg(dir.path().join("sidecar.toml"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: "));
+        if warned {
+            assert!(
+                stderr.starts_with(&format!(
+                    "warning: {}: listeners[0].routes[0] (route \"echo\"): cannot work:",
+                    path.display()
+                )),
+                "{stderr}"
+            );
+            assert!(stderr.contains("set send_proxy_header = true"), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        } else {
+            assert!(stderr.is_empty(), "{stderr}");
+        }
+    }
 }
