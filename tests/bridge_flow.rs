@@ -29,6 +29,7 @@ use fedgate::bridge::{
     StateCell, Timeouts,
 };
 use fedgate::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
+use fedgate::relay::RELAY_ALPN;
 use fedgate_federation::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
 use fedgate_federation::{BundleSet, SpiffeId, TrustDomain};
 use rustls::pki_types::ServerName;
@@ -314,18 +315,29 @@ async fn call(
 }
 
 /// A gateway's side of the bridge: mTLS client with the bridge SVID `svid`, server pinned to
-/// ingress B's bridge ID.
+/// ingress B's bridge ID, offering the relay protocol as a fedgate egress does.
 async fn bridge_dial(
     pki: &Pki,
     svid: &IssuedSvid,
     ingress: SocketAddr,
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
+    bridge_dial_offering(pki, svid, ingress, vec![RELAY_ALPN.to_vec()]).await
+}
+
+/// [`bridge_dial`] offering the ALPN protocols `alpn` instead.
+async fn bridge_dial_offering(
+    pki: &Pki,
+    svid: &IssuedSvid,
+    ingress: SocketAddr,
+    alpn: Vec<Vec<u8>>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let verifier = SpiffeServerVerifier::new(
         BundleSet::new().with(pki.bridge.bundle()),
         Authorizer::exact(pki.gw_b.id.clone()),
     );
-    let config =
+    let mut config =
         fedgate_federation::tls::client_config(Some(&svid.svid()), Arc::new(verifier)).unwrap();
+    config.alpn_protocols = alpn;
     let tcp = TcpStream::connect(ingress).await.unwrap();
     TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from(DEST).unwrap(), tcp)
@@ -551,6 +563,33 @@ async fn unknown_bridge_peer_is_refused() {
     assert!(drain(&mut conn).await.is_empty());
     w.ingress.finished().await;
     assert_eq!(w.ingress.denials("bridge-in", "unknown_peer"), 1);
+}
+
+/// A configured peer whose connection did not negotiate the relay protocol (an egress route with
+/// `send_proxy_header = false`, whose first bytes are its caller's) is refused before anything
+/// is read, even when those bytes are a well-formed header with an origin it may speak for.
+#[tokio::test]
+async fn peer_without_the_relay_protocol_is_refused_before_its_bytes_are_read() {
+    let mut w = world().await;
+    let forged = ProxyHeader::proxy(
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    )
+    .with_tlv(TLV_ORIGIN_ID, "spiffe://cluster-a.test/ns/demo/sa/client")
+    .with_tlv(TLV_AUTHORITY, DEST)
+    .encode()
+    .unwrap();
+    let mut conn = bridge_dial_offering(&w.pki, &w.pki.gw_a, w.ingress.addr, Vec::new()).await;
+    let _ = conn.write_all(&forged).await;
+    let _ = conn.write_all(b"hello").await;
+    let _ = conn.flush().await;
+    assert!(drain(&mut conn).await.is_empty());
+    w.ingress.finished().await;
+    assert_eq!(w.ingress.rejects("bridge-in", "relay_not_negotiated"), 1);
+    assert!(
+        w.dest.seen.try_recv().is_err(),
+        "the destination was reached"
+    );
 }
 
 /// Sends `bytes` as a configured peer and checks the ingress refuses with PROXY `reason`.

@@ -82,7 +82,9 @@ fn relay_mismatch_with_a_sidecar_is_a_warning_naming_route_and_fix() {
     let bridge = bridge_certs::TestCa::new("bridge.test");
     b.issue("/ns/gateway/sa/ingress").write(dir.path(), "local");
     b.write_bundle(dir.path(), "local.json");
-    bridge.issue("/gateway/cluster-b").write(dir.path(), "bridge");
+    bridge
+        .issue("/gateway/cluster-b")
+        .write(dir.path(), "bridge");
     bridge.write_bundle(dir.path(), "bridge.json");
     let gateway = |send: bool| {
         format!(

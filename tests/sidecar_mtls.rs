@@ -13,8 +13,12 @@ use std::sync::Arc;
 
 use certs::{bundle_map_json, bundle_set, write_atomic, IdentityFiles, TestCa};
 use fedgate::proxy_protocol::{ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
+use fedgate::relay::RELAY_ALPN;
 use fedgate::sidecar::metrics::Direction;
-use harness::{echo_app, http_get, metric, round_trip, server_name, tls_connector, RunningSidecar};
+use harness::{
+    echo_app, http_get, metric, round_trip, server_name, tls_connector, tls_connector_offering,
+    RunningSidecar,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -302,7 +306,7 @@ async fn relay_setup(
     tokio::sync::mpsc::UnboundedReceiver<harness::AppConn>,
     tokio_rustls::TlsConnector,
     tokio_rustls::TlsConnector,
-    tempfile::TempDir,
+    MoreClients,
 ) {
     let (ca_a, ca_b) = (TestCa::new("cluster-a.test"), TestCa::new("cluster-b.test"));
     let dir = tempfile::tempdir().unwrap();
@@ -320,9 +324,34 @@ async fn relay_setup(
     )
     .await;
     let trust = bundle_set(&[&ca_a, &ca_b]);
-    let relay = tls_connector(&ca_b.issue(RELAY_B).x509(), trust.clone());
+    let relay = tls_connector_offering(&ca_b.issue(RELAY_B).x509(), trust.clone(), &[RELAY_ALPN]);
+    let more = MoreClients {
+        relay_without_protocol: tls_connector(&ca_b.issue(RELAY_B).x509(), trust.clone()),
+        direct_with_protocol: tls_connector_offering(
+            &ca_a.issue(CLIENT_A).x509(),
+            trust.clone(),
+            &[RELAY_ALPN],
+        ),
+        direct_with_h2: tls_connector_offering(
+            &ca_a.issue(CLIENT_A).x509(),
+            trust.clone(),
+            &[b"h2"],
+        ),
+        _dir: dir,
+    };
     let direct = tls_connector(&ca_a.issue(CLIENT_A).x509(), trust);
-    (b, app, relay, direct, dir)
+    (b, app, relay, direct, more)
+}
+
+/// The clients that negotiate the relay role wrongly, and one offering another protocol.
+struct MoreClients {
+    /// The trusted relay's identity, not offering the relay protocol.
+    relay_without_protocol: tokio_rustls::TlsConnector,
+    /// An ordinary client (not a trusted relay) offering the relay protocol.
+    direct_with_protocol: tokio_rustls::TlsConnector,
+    /// An ordinary client offering `h2` only.
+    direct_with_h2: tokio_rustls::TlsConnector,
+    _dir: tempfile::TempDir,
 }
 
 async fn send_over_tls(
@@ -391,6 +420,43 @@ async fn a_non_relay_clients_proxy_header_is_just_data() {
     assert_eq!(header.tlv(TLV_ORIGIN_ID), None);
     let ev = b.next_event().await;
     assert_eq!(ev.origin_id, None);
+}
+
+/// A trusted relay whose connection did not negotiate the relay protocol is refused, and its
+/// first bytes (here a well-formed header naming an allowed origin) are never read as a header;
+/// a client that negotiated it without being a trusted relay is refused too (ADR 0007).
+#[tokio::test]
+async fn the_relay_role_must_be_negotiated_by_a_trusted_relay() {
+    // RELAY_B is in `allow` too: even so, without the protocol it is not taken for a caller.
+    let (mut b, mut app, _relay, _direct, more) = relay_setup(&[CLIENT_A, RELAY_B]).await;
+    let mut bytes = ProxyHeader::local()
+        .with_tlv(TLV_ORIGIN_ID, CLIENT_A.as_bytes())
+        .encode()
+        .unwrap();
+    bytes.extend_from_slice(b"payload");
+    let refused = [
+        (&more.relay_without_protocol, "relay_not_negotiated"),
+        (&more.direct_with_protocol, "not_a_trusted_relay"),
+    ];
+    for (client, outcome) in refused {
+        assert_eq!(send_over_tls(b.addr("echo"), client, &bytes).await, b"");
+        assert_eq!(b.next_event().await.outcome, outcome);
+        assert!(app.try_recv().is_err());
+    }
+}
+
+/// A client offering another application protocol is served as before (no protocol selected):
+/// the relay config is used only for a ClientHello that offers the relay protocol.
+#[tokio::test]
+async fn clients_offering_other_alpn_protocols_still_connect() {
+    let (mut b, mut app, _relay, _direct, more) = relay_setup(&[CLIENT_A]).await;
+    assert_eq!(
+        send_over_tls(b.addr("echo"), &more.direct_with_h2, b"hi").await,
+        b"hi"
+    );
+    let header = app.recv().await.unwrap().header.unwrap();
+    assert_eq!(header.tlv(TLV_SPIFFE_ID), Some(CLIENT_A.as_bytes()));
+    assert_eq!(b.next_event().await.outcome, "ok");
 }
 
 #[tokio::test]

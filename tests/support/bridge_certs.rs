@@ -106,14 +106,17 @@ pub mod workloads {
     }
 
     /// A destination workload of `ca`'s domain: mTLS server with `svid` that trusts only its
-    /// own domain, reads the PROXY v2 header its gateway sends, reports it, then echoes.
+    /// own domain, selects the relay protocol, reads the PROXY v2 header its gateway sends,
+    /// reports it, then echoes.
     pub async fn spawn_destination(ca: &TestCa, svid: &IssuedSvid) -> Destination {
         let verifier = SpiffeClientVerifier::new(
             BundleSet::new().with(ca.bundle()),
             Authorizer::member_of(ca.td.clone()),
         );
-        let config =
+        let mut config =
             fedgate_federation::tls::server_config(&svid.svid(), Arc::new(verifier)).unwrap();
+        // It reads a relay header, so it accepts the relay role (ADR 0007).
+        config.alpn_protocols = vec![fedgate::relay::RELAY_ALPN.to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -146,8 +146,19 @@ pub async fn round_trip(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
 
 /// A raw mTLS client with `svid` that trusts `bundles` (any server ID).
 pub fn tls_connector(svid: &X509Svid, bundles: BundleSet) -> tokio_rustls::TlsConnector {
+    tls_connector_offering(svid, bundles, &[])
+}
+
+/// [`tls_connector`] offering the ALPN protocols `alpn` (e.g. the relay protocol, as a gateway
+/// relaying a caller does).
+pub fn tls_connector_offering(
+    svid: &X509Svid,
+    bundles: BundleSet,
+    alpn: &[&[u8]],
+) -> tokio_rustls::TlsConnector {
     let verifier = Arc::new(SpiffeServerVerifier::new(bundles, Authorizer::any()));
-    let cfg = fedgate_federation::tls::client_config(Some(svid), verifier).unwrap();
+    let mut cfg = fedgate_federation::tls::client_config(Some(svid), verifier).unwrap();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
