@@ -115,6 +115,35 @@ fn ignored_entries_produce_warnings() {
 }
 
 #[test]
+fn non_string_use_or_kty_is_an_unknown_use_or_kty_and_ignored() {
+    let a = ca();
+    let doc = json!({"keys": [
+        {"use": 1, "kty": "EC", "x5c": [b64(&a)]},
+        {"use": null, "kty": "EC", "x5c": [b64(&a)]},
+        {"use": {"x": "x509-svid"}, "kty": "EC"},
+        {"use": ["x509-svid"], "kty": "EC"},
+        {"use": "x509-svid", "kty": 7, "x5c": [b64(&a)]},
+        {"use": "x509-svid", "kty": null, "x5c": [b64(&a)]},
+        {"use": "jwt-svid", "kty": {"EC": true}, "kid": "k"},
+        {"use": "jwt-svid", "kty": false, "kid": "k"},
+        x509_entry(&a),
+    ]});
+    let (bundle, warnings) = parse(doc).unwrap();
+    assert_eq!(bundle.x509_authorities(), &[a]);
+    assert!(bundle.jwt_authorities().is_empty());
+    assert_eq!(warnings.len(), 8, "{warnings:?}");
+    for (i, w) in warnings.iter().enumerate() {
+        let what = if i < 4 { "`use`" } else { "`kty`" };
+        assert!(
+            w.0.contains(&format!("keys[{i}] ignored")) && w.0.contains(what),
+            "{w}"
+        );
+    }
+    assert!(warnings[0].0.contains("number 1"), "{}", warnings[0]);
+    assert!(warnings[5].0.contains("null"), "{}", warnings[5]);
+}
+
+#[test]
 fn only_the_first_x5c_value_is_used() {
     let a = ca();
     let doc = json!({"keys": [{"use": "x509-svid", "kty": "EC", "x5c": [b64(&a), "junk"]}]});
@@ -142,8 +171,8 @@ fn malformed_x509_entries_name_index_and_reason() {
     assert!(matches!(r, EntryError::KtyMismatch { .. }));
     let (_, r) = bad_entry(json!({"keys": ["string"]}));
     assert!(matches!(r, EntryError::NotAnObject));
-    let (_, r) = bad_entry(json!({"keys": [{"use": 1, "kty": "EC"}]}));
-    assert!(matches!(r, EntryError::NotAString("use")));
+    let (_, r) = bad_entry(json!({"keys": [{"use": "jwt-svid", "kty": "EC", "kid": 1}]}));
+    assert!(matches!(r, EntryError::NotAString("kid")));
     let msg = parse(json!({"keys": [{"use": "x509-svid", "kty": "EC", "x5c": ["%"]}]}))
         .unwrap_err()
         .to_string();
@@ -372,6 +401,22 @@ proptest! {
     fn arbitrary_json_never_panics(v in json_value()) {
         let _ = Bundle::parse(&td(), v.to_string().as_bytes());
         let _ = Bundle::parse(&td(), json!({"keys": [v]}).to_string().as_bytes());
+    }
+
+    /// Any non-string `use` or `kty` makes its entry ignored with a warning naming it, and
+    /// the other entries of the bundle still count.
+    #[test]
+    fn non_string_use_or_kty_is_ignored(v in json_value().prop_filter("not a string", |v| !v.is_string()),
+                                        member in prop_oneof![Just("use"), Just("kty")]) {
+        let a = ca();
+        let mut entry = x509_entry(&a);
+        entry[member] = v;
+        let doc = json!({"keys": [x509_entry(&a), entry]});
+        let (bundle, warnings) = parse(doc).unwrap();
+        prop_assert_eq!(bundle.x509_authorities(), &[a][..]);
+        prop_assert_eq!(warnings.len(), 1);
+        prop_assert!(warnings[0].0.contains("keys[1] ignored"), "{}", warnings[0]);
+        prop_assert!(warnings[0].0.contains(&format!("`{member}`")), "{}", warnings[0]);
     }
 
     #[test]
