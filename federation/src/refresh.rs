@@ -3,8 +3,11 @@
 //!
 //! Invariants (DESIGN.md 2 and 3):
 //! * A peer's bundle is replaced only by a bundle fetched from that peer's configured
-//!   relationship (same trust domain, same profile); a lower `spiffe_sequence` is refused,
-//!   counted and logged.
+//!   relationship (same trust domain, same profile); a lower `spiffe_sequence`, or none where
+//!   the bundle in force has one, is refused as a rollback, counted and logged.
+//! * The last-known-good store seeds a peer at start only if the stored record was fetched
+//!   from the same endpoint URL with the same profile (and, for `https_spiffe`, the same
+//!   endpoint SPIFFE ID) as configured now; otherwise it is ignored with a warning.
 //! * A failed fetch changes nothing but the status and the counters: the last-known-good
 //!   bundle stays in force, and its own expiry (not the failure) bounds trust.
 //! * Bundles are never merged: each snapshot maps a trust domain to exactly one bundle.
@@ -25,7 +28,7 @@ use crate::distribute::Distributor;
 use crate::endpoint::{self, FetchOptions, FetchOutcome, Relationship};
 use crate::metrics::FederationMetrics;
 use crate::spiffe_id::TrustDomain;
-use crate::store::Store;
+use crate::store::{Origin, Store};
 
 /// When to poll next (pure).
 #[derive(Clone, Debug, PartialEq)]
@@ -234,15 +237,25 @@ impl Refresher {
             };
             if let Some(store) = &store {
                 match store.load(&td) {
-                    Ok(Some(stored)) => {
-                        tracing::info!(trust_domain = %td, sequence = ?stored.bundle.sequence(), "seeded peer bundle from the last-known-good store");
-                        if let Some(m) = &metrics {
-                            m.record_bundle(&stored.bundle, stored.fetched_at);
+                    Ok(Some(stored)) => match seed_refusal(&stored.origin, &peer.relationship) {
+                        Some(differs) => tracing::warn!(
+                            trust_domain = %td,
+                            path = %store.path_for(&td).display(),
+                            %differs,
+                            "not seeding this peer from the last-known-good store: the stored \
+                             bundle was fetched over another relationship than the one \
+                             configured; waiting for the first fetch"
+                        ),
+                        None => {
+                            tracing::info!(trust_domain = %td, sequence = ?stored.bundle.sequence(), "seeded peer bundle from the last-known-good store");
+                            if let Some(m) = &metrics {
+                                m.record_bundle(&stored.bundle, stored.fetched_at);
+                            }
+                            ps.last_success = Some(stored.fetched_at);
+                            ps.fetched_at = Some(stored.fetched_at);
+                            ps.current = Some(Arc::new(stored.bundle));
                         }
-                        ps.last_success = Some(stored.fetched_at);
-                        ps.fetched_at = Some(stored.fetched_at);
-                        ps.current = Some(Arc::new(stored.bundle));
-                    }
+                    },
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(trust_domain = %td, error = %endpoint::error_chain(&e), "ignoring stored bundle")
@@ -436,7 +449,8 @@ impl PeerTask {
                     "bundle fetched"
                 );
                 if let Some(store) = &self.store {
-                    if let Err(e) = store.save(&bundle, url, now) {
+                    let origin = Origin::of(&self.peer.relationship);
+                    if let Err(e) = store.save(&bundle, &origin, now) {
                         tracing::error!(trust_domain = %td, error = %endpoint::error_chain(&e), "cannot persist the fetched bundle");
                     }
                 }
@@ -589,6 +603,12 @@ impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Why a stored bundle must not seed the peer configured as `rel` (what differs), or `None`
+/// if it was fetched over that very relationship (pure).
+fn seed_refusal(stored: &Origin, rel: &Relationship) -> Option<String> {
+    stored.mismatch(&Origin::of(rel))
 }
 
 fn snapshot(state: &State) -> BundleSet {
