@@ -80,6 +80,37 @@ pub struct PeerStatus {
     pub time_until_trust_loss: Option<f64>,
     /// Number of X.509 authorities in force.
     pub authorities: usize,
+    /// When the X.509 authorities in force expire (chains anchored at an expired authority
+    /// are refused).
+    #[serde(flatten)]
+    pub expiry: AuthorityExpiry,
+}
+
+/// The expiry of a bundle's X.509 authorities, for `/status`.
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq)]
+pub struct AuthorityExpiry {
+    /// RFC 3339 `notAfter` of each X.509 authority, in bundle order.
+    pub x509_authorities_not_after: Vec<String>,
+    /// The earliest of them: from then on, chains anchored at that authority are refused.
+    pub earliest_authority_expiry: Option<String>,
+}
+
+impl AuthorityExpiry {
+    /// The expiry of `bundle`'s X.509 authorities (`bundle` absent: none).
+    pub fn of(bundle: Option<&Bundle>) -> Self {
+        let Some(bundle) = bundle else {
+            return Self::default();
+        };
+        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        Self {
+            x509_authorities_not_after: bundle
+                .x509_authorities_not_after()
+                .into_iter()
+                .map(rfc3339)
+                .collect(),
+            earliest_authority_expiry: bundle.earliest_authority_expiry().map(rfc3339),
+        }
+    }
 }
 
 /// One finished poll, as sent to [`RefresherHandle::events`] subscribers.
@@ -594,6 +625,7 @@ impl RefresherHandle {
                     .and_then(|b| b.trust_expires_at())
                     .map(|t| secs(now, t)),
                 authorities: p.current.as_ref().map_or(0, |b| b.x509_authorities().len()),
+                expiry: AuthorityExpiry::of(p.current.as_deref()),
             })
             .collect()
     }
@@ -679,6 +711,37 @@ mod tests {
             assert!(f <= S(100), "backoff above interval: {f:?}");
         }
         assert!(seen_low && seen_high, "jitter is not spread");
+    }
+
+    #[test]
+    fn authority_expiry_lists_every_root_and_the_earliest() {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let root = |year: i32| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(year, 6, 1);
+            p.self_signed(&KeyPair::generate().unwrap())
+                .unwrap()
+                .der()
+                .clone()
+        };
+        let mut b = Bundle::new(TrustDomain::new("b.test").unwrap());
+        assert_eq!(AuthorityExpiry::of(Some(&b)), AuthorityExpiry::default());
+        assert_eq!(AuthorityExpiry::of(None), AuthorityExpiry::default());
+        b.add_x509_authority(root(2040));
+        b.add_x509_authority(root(2031));
+        let e = AuthorityExpiry::of(Some(&b));
+        assert_eq!(
+            e.x509_authorities_not_after,
+            ["2040-06-01T00:00:00Z", "2031-06-01T00:00:00Z"]
+        );
+        assert_eq!(
+            e.earliest_authority_expiry.as_deref(),
+            Some("2031-06-01T00:00:00Z")
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["earliest_authority_expiry"], "2031-06-01T00:00:00Z");
     }
 
     #[test]
