@@ -325,6 +325,42 @@ fn remove_authority_updates_anchors() {
 }
 
 #[test]
+fn each_trust_anchor_keeps_its_certificate_validity() {
+    let (early, late) = (
+        ca_with(&rcgen::PKCS_ECDSA_P256_SHA256, 2031),
+        ca_with(&rcgen::PKCS_ED25519, 2045),
+    );
+    let mut b = Bundle::new(td());
+    b.add_x509_authority(early.clone());
+    b.add_x509_authority(late.clone());
+    let secs = |y: i32| rcgen::date_time_ymd(y, 1, 1).unix_timestamp();
+    let not_afters = |b: &Bundle| {
+        b.trust_anchors()
+            .iter()
+            .map(|a| b.anchor_info(a).unwrap().not_after)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(not_afters(&b), [secs(2031), secs(2045)]);
+    assert_eq!(
+        b.anchor_info(&b.trust_anchors()[0]).unwrap().not_before,
+        secs(2020)
+    );
+    // Found by value too (a copy of the anchor, not the bundle's own).
+    let copy = webpki::anchor_from_trusted_cert(&late).unwrap().to_owned();
+    assert_eq!(b.anchor_info(&copy).unwrap().not_after, secs(2045));
+    // Removing an authority keeps anchors and their validity aligned.
+    b.remove_x509_authority(&early);
+    assert_eq!(not_afters(&b), [secs(2045)]);
+    assert!(b
+        .anchor_info(&webpki::anchor_from_trusted_cert(&early).unwrap())
+        .is_none());
+    assert_eq!(
+        b.earliest_authority_expiry(),
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(secs(2045) as u64))
+    );
+}
+
+#[test]
 fn bundle_set_refuses_duplicate_trust_domains_and_never_falls_back() {
     let other = TrustDomain::new("cluster-b.test").unwrap();
     let set = BundleSet::from_bundles([Bundle::new(td()), Bundle::new(other.clone())]).unwrap();
