@@ -907,3 +907,83 @@ async fn egress_without_proxy_header_reaches_a_plain_mtls_server() {
         .get();
     assert_eq!(forwarded, 1);
 }
+
+/// X509-SVID.md §4.3 over the bridge: an egress whose bridge SVID chains through an
+/// intermediate without keyCertSign is refused by the ingress; through a proper intermediate
+/// it gets through.
+#[tokio::test]
+async fn bridge_svid_through_an_intermediate_without_key_cert_sign_is_refused_by_the_ingress() {
+    use rcgen::KeyUsagePurpose;
+    let mut w = world().await;
+    let bad = w.pki.bridge.issue_via_intermediate(
+        "/gateway/cluster-a",
+        Some(vec![KeyUsagePurpose::DigitalSignature]),
+    );
+    let state = EgressState::new(
+        "bridge-out",
+        egress_routes(w.ingress.addr),
+        &w.pki.egress_ids(&bad),
+        timeouts(),
+        w.egress.metrics.clone(),
+    )
+    .unwrap();
+    w.egress.cell.store(Arc::new(state));
+    let mut conn = call(&w.pki, &w.pki.client, w.egress.addr, DEST)
+        .await
+        .unwrap();
+    let _ = conn.write_all(b"hi").await;
+    let _ = conn.flush().await;
+    assert!(drain(&mut conn).await.is_empty());
+    w.ingress.finished().await;
+    w.egress.finished().await;
+    assert_eq!(w.ingress.handshakes("bridge-in", "downstream", "error"), 1);
+    assert!(w.dest.seen.try_recv().is_err());
+
+    // Control: the same shape of chain with keyCertSign is accepted.
+    let good = w.pki.bridge.issue_via_intermediate(
+        "/gateway/cluster-a",
+        Some(vec![KeyUsagePurpose::KeyCertSign]),
+    );
+    let state = EgressState::new(
+        "bridge-out",
+        egress_routes(w.ingress.addr),
+        &w.pki.egress_ids(&good),
+        timeouts(),
+        w.egress.metrics.clone(),
+    )
+    .unwrap();
+    w.egress.cell.store(Arc::new(state));
+    let mut conn = call(&w.pki, &w.pki.client, w.egress.addr, DEST)
+        .await
+        .unwrap();
+    assert_eq!(round_trip(&mut conn, b"hello").await, b"hello");
+    assert_eq!(w.ingress.handshakes("bridge-in", "downstream", "ok"), 1);
+}
+
+#[tokio::test]
+async fn bridge_svid_through_an_intermediate_without_key_cert_sign_is_refused_by_the_egress() {
+    let mut w = world().await;
+    let bad = w
+        .pki
+        .bridge
+        .issue_via_intermediate("/gateway/cluster-b", None);
+    let state = IngressState::new(
+        "bridge-in",
+        ingress_peers(),
+        ingress_routes(w.dest.addr),
+        &w.pki.ingress_ids(&bad),
+        header_limits(),
+        timeouts(),
+        w.ingress.metrics.clone(),
+    )
+    .unwrap();
+    w.ingress.cell.store(Arc::new(state));
+    let mut conn = call(&w.pki, &w.pki.client, w.egress.addr, DEST)
+        .await
+        .unwrap();
+    assert!(drain(&mut conn).await.is_empty());
+    w.egress.finished().await;
+    assert_eq!(w.egress.handshakes("bridge-out", "upstream", "error"), 1);
+    assert_eq!(w.egress.rejects("bridge-out", "upstream_unavailable"), 1);
+    assert!(w.dest.seen.try_recv().is_err());
+}

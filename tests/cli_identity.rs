@@ -605,3 +605,99 @@ fn svid_inspect_json_describes_the_leaf() {
     );
     fedgate(&["svid", "inspect", &write(dir.path(), "e.pem", "")]).fails_with(2);
 }
+
+/// Writes a CA directory (`ca.pem`, `ca.key`, `root.pem`) whose signing CA is an intermediate
+/// of the root in `root_dir` with `key_usages`, so that `forge_leaf` chains through it.
+fn forge_intermediate(
+    root_dir: &Path,
+    dir: &Path,
+    name: &str,
+    key_usages: Vec<rcgen::KeyUsagePurpose>,
+) -> std::path::PathBuf {
+    let root_pem = std::fs::read_to_string(root_dir.join("ca.pem")).unwrap();
+    let root_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(root_dir.join("ca.key")).unwrap())
+            .unwrap();
+    let root = rcgen::CertificateParams::from_ca_cert_pem(&root_pem)
+        .unwrap()
+        .self_signed(&root_key)
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} intermediate"));
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.key_usages = key_usages;
+    let now = time::OffsetDateTime::now_utc();
+    p.not_before = now - time::Duration::hours(1);
+    p.not_after = now + time::Duration::days(1);
+    let cert = p.signed_by(&key, &root, &root_key).unwrap();
+    let out = dir.join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("ca.pem"), cert.pem()).unwrap();
+    std::fs::write(out.join("ca.key"), key.serialize_pem()).unwrap();
+    std::fs::write(out.join("root.pem"), root_pem).unwrap();
+    out
+}
+
+#[test]
+fn intermediate_without_key_cert_sign_is_refused() {
+    use rcgen::KeyUsagePurpose::{CrlSign, DigitalSignature, KeyCertSign};
+    let dir = tempfile::tempdir().unwrap();
+    let root = ca_init(dir.path(), "a", "a.test", &[]);
+    let bundle = root.join("bundle.json");
+    for (name, kus) in [("ds", vec![DigitalSignature]), ("none", vec![])] {
+        let bad = forge_intermediate(&root, dir.path(), name, kus);
+        let chain = write(
+            dir.path(),
+            &format!("{name}.pem"),
+            &forge_leaf(&bad, "spiffe://a.test/x", |_| {}),
+        );
+        let r = verify(Path::new(&chain), &[("a.test", &bundle)], &[]);
+        let line = r.fails_with(1);
+        assert!(
+            line.contains("keyCertSign") && line.contains(&chain),
+            "{line}"
+        );
+        assert_eq!(r.stdout, "");
+    }
+    // Control: the same chain shape with keyCertSign verifies.
+    let good = forge_intermediate(&root, dir.path(), "good", vec![KeyCertSign, CrlSign]);
+    let chain = write(
+        dir.path(),
+        "good.pem",
+        &forge_leaf(&good, "spiffe://a.test/x", |_| {}),
+    );
+    assert_eq!(
+        verify(Path::new(&chain), &[("a.test", &bundle)], &[]).ok(),
+        "spiffe://a.test/x\n"
+    );
+}
+
+#[test]
+fn chain_to_an_expired_root_is_refused_at_the_validation_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = ca_init(dir.path(), "a", "a.test", &["--ttl", "48h"]);
+    let bundle = root.join("bundle.json");
+    // A leaf outliving its root: valid for ten days.
+    let chain = write(
+        dir.path(),
+        "long.pem",
+        &forge_leaf(&root, "spiffe://a.test/x", |p| {
+            p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(10)
+        }),
+    );
+    assert_eq!(
+        verify(Path::new(&chain), &[("a.test", &bundle)], &[]).ok(),
+        "spiffe://a.test/x\n"
+    );
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::days(5))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let r = verify(Path::new(&chain), &[("a.test", &bundle)], &["--at", &later]);
+    let line = r.fails_with(1);
+    assert!(
+        line.contains("trust anchor") && line.contains("expired") && line.contains("a.test"),
+        "{line}"
+    );
+}

@@ -33,6 +33,19 @@ fn gateway_b(dir: &std::path::Path, peer_url: &str) -> String {
     )
 }
 
+/// `value` is an RFC 3339 time between 364 and 366 days from now.
+// A test helper: a panic here is the test failure, with a backtrace.
+#[allow(clippy::unwrap_used)]
+fn assert_about_a_year_ahead(value: &serde_json::Value) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {value}"));
+    let at = humantime::parse_rfc3339(text).unwrap();
+    let ahead = at.duration_since(std::time::SystemTime::now()).unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    assert!(ahead > 364 * day && ahead < 366 * day, "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_bundle_fetched_reported_stored_and_distributed() {
     let files = tempfile::tempdir().unwrap();
@@ -51,6 +64,24 @@ async fn peer_bundle_fetched_reported_stored_and_distributed() {
     assert_eq!(peer["profile"], "https_spiffe");
     assert_eq!(peer["authorities"], 1);
     assert!(peer["last_success"].is_string(), "{peer}");
+    // The anchor expiry of the peer bundle: A's root, valid for a year (spiffe_ca.rs).
+    let roots = peer["x509_authorities_not_after"].as_array().unwrap();
+    assert_eq!(roots.len(), 1, "{peer}");
+    assert_eq!(peer["earliest_authority_expiry"], roots[0], "{peer}");
+    assert_about_a_year_ahead(&roots[0]);
+    // B has no [identity], so no local bundle.
+    assert!(status["local_bundle"].is_null(), "{status}");
+    // A reports its own (local) bundle the same way.
+    let (_, status_a) = get(a.admin, "/status").await;
+    let status_a: serde_json::Value = serde_json::from_str(&status_a).unwrap();
+    let local = &status_a["local_bundle"];
+    assert_eq!(local["trust_domain"], "cluster-a.test", "{status_a}");
+    assert_eq!(local["authorities"], 1, "{local}");
+    assert_eq!(
+        local["x509_authorities_not_after"],
+        peer["x509_authorities_not_after"]
+    );
+    assert_about_a_year_ahead(&local["earliest_authority_expiry"]);
 
     let (_, metrics) = get(b.admin, "/metrics").await;
     assert!(

@@ -628,3 +628,136 @@ async fn server_chaining_to_another_trust_domain_is_refused() {
         "an impostor received application data"
     );
 }
+
+/// X509-SVID.md §4.3: a client whose chain runs through an intermediate CA without keyCertSign
+/// is refused by the inbound side (a real handshake with sidecar B), although the chain
+/// otherwise reaches cluster-a's root; the same chain through a proper intermediate passes.
+#[tokio::test]
+async fn client_whose_intermediate_lacks_key_cert_sign_is_refused() {
+    use rcgen::KeyUsagePurpose;
+    let (ca_a, ca_b) = (TestCa::new("cluster-a.test"), TestCa::new("cluster-b.test"));
+    let dir = tempfile::tempdir().unwrap();
+    let files_b = ca_b.write_identity(&dir.path().join("b"), ECHO_B);
+    let map = dir.path().join("b/peers.json");
+    write_atomic(&map, &bundle_map_json(&[&ca_a]));
+    let (app_addr, mut app) = echo_app(true).await;
+    let mut b = RunningSidecar::start(
+        &dir.path().join("b"),
+        &format!(
+            "{}{}",
+            identity_toml("cluster-b.test", &files_b, Some(&map)),
+            inbound_toml(app_addr, &["*"], &[])
+        ),
+    )
+    .await;
+    let trust = bundle_set(&[&ca_a, &ca_b]);
+
+    async fn attempt(addr: std::net::SocketAddr, connector: tokio_rustls::TlsConnector) -> Vec<u8> {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        // TLS 1.3: the client may finish its side before the server refuses its certificate.
+        let Ok(mut tls) = connector
+            .connect(server_name("echo.cluster-b.test"), tcp)
+            .await
+        else {
+            return Vec::new();
+        };
+        let _ = tls.write_all(b"hello").await;
+        let _ = tls.shutdown().await;
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(harness::WAIT, tls.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "no EOF in time");
+        out
+    }
+
+    for bad in [Some(vec![KeyUsagePurpose::DigitalSignature]), None] {
+        let svid = ca_a.sign_svid_via_intermediate(CLIENT_A, bad).x509();
+        assert_eq!(svid.chain().len(), 2);
+        assert_eq!(
+            attempt(b.addr("echo"), tls_connector(&svid, trust.clone())).await,
+            b""
+        );
+        assert_eq!(b.next_event().await.outcome, "handshake_failed");
+    }
+    assert!(app.try_recv().is_err());
+
+    // Control: the same shape of chain, with keyCertSign on the intermediate, gets through.
+    let good = ca_a
+        .sign_svid_via_intermediate(CLIENT_A, Some(vec![KeyUsagePurpose::KeyCertSign]))
+        .x509();
+    assert_eq!(
+        attempt(b.addr("echo"), tls_connector(&good, trust)).await,
+        b"hello"
+    );
+    assert!(app.recv().await.unwrap().header.is_some());
+}
+
+/// The outbound direction: a server presenting the allowed ID through an intermediate without
+/// keyCertSign is refused by sidecar A before any application data reaches it.
+#[tokio::test]
+async fn server_whose_intermediate_lacks_key_cert_sign_is_refused() {
+    use fedgate_federation::tls::{server_config, Authorizer, SpiffeClientVerifier};
+    use rcgen::KeyUsagePurpose;
+    let (ca_a, ca_b) = (TestCa::new("cluster-a.test"), TestCa::new("cluster-b.test"));
+    let dir = tempfile::tempdir().unwrap();
+    let files_a = ca_a.write_identity(&dir.path().join("a"), CLIENT_A);
+    let map_a = dir.path().join("a/peers.json");
+    write_atomic(&map_a, &bundle_map_json(&[&ca_b]));
+
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut upstreams = Vec::new();
+    for kus in [
+        Some(vec![KeyUsagePurpose::DigitalSignature]),
+        Some(vec![KeyUsagePurpose::KeyCertSign]),
+    ] {
+        let svid = ca_b.sign_svid_via_intermediate(ECHO_B, kus).x509();
+        let verifier = Arc::new(SpiffeClientVerifier::new(
+            bundle_set(&[&ca_a]),
+            Authorizer::any(),
+        ));
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(Arc::new(server_config(&svid, verifier).unwrap()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        upstreams.push(listener.local_addr().unwrap());
+        let seen_tx = seen_tx.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let mut buf = [0; 6];
+                    if tls.read_exact(&mut buf).await.is_ok() {
+                        let _ = seen_tx.send(());
+                        let _ = tls.write_all(&buf).await;
+                        let _ = tls.shutdown().await;
+                    }
+                }
+            }
+        });
+    }
+    // The bad server first: refused, and it never sees data.
+    let mut a = RunningSidecar::start(
+        &dir.path().join("a"),
+        &format!(
+            "{}{}",
+            identity_toml("cluster-a.test", &files_a, Some(&map_a)),
+            outbound_toml("echo.cluster-b.test", upstreams[0], &[ECHO_B])
+        ),
+    )
+    .await;
+    assert_eq!(round_trip(a.addr("to-echo"), b"secret").await, b"");
+    assert_eq!(a.next_event().await.outcome, "handshake_failed");
+    a.stop().await;
+    assert!(seen.try_recv().is_err(), "the bad server received data");
+
+    // Control: the good server is reached through the same sidecar config.
+    let a = RunningSidecar::start(
+        &dir.path().join("a"),
+        &format!(
+            "{}{}",
+            identity_toml("cluster-a.test", &files_a, Some(&map_a)),
+            outbound_toml("echo.cluster-b.test", upstreams[1], &[ECHO_B])
+        ),
+    )
+    .await;
+    assert_eq!(round_trip(a.addr("to-echo"), b"secret").await, b"secret");
+    a.stop().await;
+    assert!(seen.recv().await.is_some());
+}

@@ -3,8 +3,11 @@
 //!
 //! Invariants (DESIGN.md 2 and 3):
 //! * A peer's bundle is replaced only by a bundle fetched from that peer's configured
-//!   relationship (same trust domain, same profile); a lower `spiffe_sequence` is refused,
-//!   counted and logged.
+//!   relationship (same trust domain, same profile); a lower `spiffe_sequence`, or none where
+//!   the bundle in force has one, is refused as a rollback, counted and logged.
+//! * The last-known-good store seeds a peer at start only if the stored record was fetched
+//!   from the same endpoint URL with the same profile (and, for `https_spiffe`, the same
+//!   endpoint SPIFFE ID) as configured now; otherwise it is ignored with a warning.
 //! * A failed fetch changes nothing but the status and the counters: the last-known-good
 //!   bundle stays in force, and its own expiry (not the failure) bounds trust.
 //! * Bundles are never merged: each snapshot maps a trust domain to exactly one bundle.
@@ -25,7 +28,7 @@ use crate::distribute::Distributor;
 use crate::endpoint::{self, FetchOptions, FetchOutcome, Relationship};
 use crate::metrics::FederationMetrics;
 use crate::spiffe_id::TrustDomain;
-use crate::store::Store;
+use crate::store::{Origin, Store};
 
 /// When to poll next (pure).
 #[derive(Clone, Debug, PartialEq)]
@@ -77,6 +80,37 @@ pub struct PeerStatus {
     pub time_until_trust_loss: Option<f64>,
     /// Number of X.509 authorities in force.
     pub authorities: usize,
+    /// When the X.509 authorities in force expire (chains anchored at an expired authority
+    /// are refused).
+    #[serde(flatten)]
+    pub expiry: AuthorityExpiry,
+}
+
+/// The expiry of a bundle's X.509 authorities, for `/status`.
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq)]
+pub struct AuthorityExpiry {
+    /// RFC 3339 `notAfter` of each X.509 authority, in bundle order.
+    pub x509_authorities_not_after: Vec<String>,
+    /// The earliest of them: from then on, chains anchored at that authority are refused.
+    pub earliest_authority_expiry: Option<String>,
+}
+
+impl AuthorityExpiry {
+    /// The expiry of `bundle`'s X.509 authorities (`bundle` absent: none).
+    pub fn of(bundle: Option<&Bundle>) -> Self {
+        let Some(bundle) = bundle else {
+            return Self::default();
+        };
+        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        Self {
+            x509_authorities_not_after: bundle
+                .x509_authorities_not_after()
+                .into_iter()
+                .map(rfc3339)
+                .collect(),
+            earliest_authority_expiry: bundle.earliest_authority_expiry().map(rfc3339),
+        }
+    }
 }
 
 /// One finished poll, as sent to [`RefresherHandle::events`] subscribers.
@@ -234,15 +268,25 @@ impl Refresher {
             };
             if let Some(store) = &store {
                 match store.load(&td) {
-                    Ok(Some(stored)) => {
-                        tracing::info!(trust_domain = %td, sequence = ?stored.bundle.sequence(), "seeded peer bundle from the last-known-good store");
-                        if let Some(m) = &metrics {
-                            m.record_bundle(&stored.bundle, stored.fetched_at);
+                    Ok(Some(stored)) => match seed_refusal(&stored.origin, &peer.relationship) {
+                        Some(differs) => tracing::warn!(
+                            trust_domain = %td,
+                            path = %store.path_for(&td).display(),
+                            %differs,
+                            "not seeding this peer from the last-known-good store: the stored \
+                             bundle was fetched over another relationship than the one \
+                             configured; waiting for the first fetch"
+                        ),
+                        None => {
+                            tracing::info!(trust_domain = %td, sequence = ?stored.bundle.sequence(), "seeded peer bundle from the last-known-good store");
+                            if let Some(m) = &metrics {
+                                m.record_bundle(&stored.bundle, stored.fetched_at);
+                            }
+                            ps.last_success = Some(stored.fetched_at);
+                            ps.fetched_at = Some(stored.fetched_at);
+                            ps.current = Some(Arc::new(stored.bundle));
                         }
-                        ps.last_success = Some(stored.fetched_at);
-                        ps.fetched_at = Some(stored.fetched_at);
-                        ps.current = Some(Arc::new(stored.bundle));
-                    }
+                    },
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(trust_domain = %td, error = %endpoint::error_chain(&e), "ignoring stored bundle")
@@ -436,7 +480,8 @@ impl PeerTask {
                     "bundle fetched"
                 );
                 if let Some(store) = &self.store {
-                    if let Err(e) = store.save(&bundle, url, now) {
+                    let origin = Origin::of(&self.peer.relationship);
+                    if let Err(e) = store.save(&bundle, &origin, now) {
                         tracing::error!(trust_domain = %td, error = %endpoint::error_chain(&e), "cannot persist the fetched bundle");
                     }
                 }
@@ -580,6 +625,7 @@ impl RefresherHandle {
                     .and_then(|b| b.trust_expires_at())
                     .map(|t| secs(now, t)),
                 authorities: p.current.as_ref().map_or(0, |b| b.x509_authorities().len()),
+                expiry: AuthorityExpiry::of(p.current.as_deref()),
             })
             .collect()
     }
@@ -589,6 +635,12 @@ impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Why a stored bundle must not seed the peer configured as `rel` (what differs), or `None`
+/// if it was fetched over that very relationship (pure).
+fn seed_refusal(stored: &Origin, rel: &Relationship) -> Option<String> {
+    stored.mismatch(&Origin::of(rel))
 }
 
 fn snapshot(state: &State) -> BundleSet {
@@ -659,6 +711,37 @@ mod tests {
             assert!(f <= S(100), "backoff above interval: {f:?}");
         }
         assert!(seen_low && seen_high, "jitter is not spread");
+    }
+
+    #[test]
+    fn authority_expiry_lists_every_root_and_the_earliest() {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let root = |year: i32| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(year, 6, 1);
+            p.self_signed(&KeyPair::generate().unwrap())
+                .unwrap()
+                .der()
+                .clone()
+        };
+        let mut b = Bundle::new(TrustDomain::new("b.test").unwrap());
+        assert_eq!(AuthorityExpiry::of(Some(&b)), AuthorityExpiry::default());
+        assert_eq!(AuthorityExpiry::of(None), AuthorityExpiry::default());
+        b.add_x509_authority(root(2040));
+        b.add_x509_authority(root(2031));
+        let e = AuthorityExpiry::of(Some(&b));
+        assert_eq!(
+            e.x509_authorities_not_after,
+            ["2040-06-01T00:00:00Z", "2031-06-01T00:00:00Z"]
+        );
+        assert_eq!(
+            e.earliest_authority_expiry.as_deref(),
+            Some("2031-06-01T00:00:00Z")
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["earliest_authority_expiry"], "2031-06-01T00:00:00Z");
     }
 
     #[test]

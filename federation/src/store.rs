@@ -7,15 +7,22 @@
 //! * A file only ever holds the bundle of the trust domain its name and its
 //!   `trust_domain` field say; a mismatch or a corrupt file is reported and ignored at load,
 //!   never fatal and never used.
+//! * A record says which relationship it was fetched over ([`Origin`]: URL, profile and, for
+//!   `https_spiffe`, the endpoint SPIFFE ID). [`Origin::mismatch`] tells a caller whether a
+//!   stored bundle belongs to the relationship configured now; a record written before the
+//!   profile was recorded never matches (it is not trusted for seeding).
 //!
 //! File format (JSON): `{"trust_domain": "b.test", "url": "https://...",
-//! "fetched_at": <unix seconds>, "bundle": <the SPIFFE bundle JWKS>}`.
+//! "profile": "https_web" | "https_spiffe", "endpoint_spiffe_id": "spiffe://..." (https_spiffe
+//! only), "fetched_at": <unix seconds>, "bundle": <the SPIFFE bundle JWKS>}`. `profile` and
+//! `endpoint_spiffe_id` were added later; older files load without them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::bundle::{Bundle, BundleError};
+use crate::endpoint::{Profile, Relationship};
 use crate::spiffe_id::TrustDomain;
 
 /// A directory of last-known-good peer bundles.
@@ -28,8 +35,19 @@ pub struct Store {
 #[derive(Clone, Debug)]
 pub struct StoredBundle {
     pub bundle: Bundle,
-    pub url: String,
+    pub origin: Origin,
     pub fetched_at: SystemTime,
+}
+
+/// The relationship a stored bundle was fetched over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The configured endpoint URL.
+    pub url: String,
+    /// `https_web` or `https_spiffe`; `None` in records written before it was recorded.
+    pub profile: Option<String>,
+    /// The pinned endpoint SPIFFE ID (`https_spiffe` only).
+    pub endpoint_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +98,61 @@ pub enum StoreError {
 struct Record {
     trust_domain: String,
     url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoint_spiffe_id: Option<String>,
     fetched_at: u64,
     bundle: serde_json::Value,
+}
+
+// === impl Origin ===
+
+impl Origin {
+    /// The origin of bundles fetched over `rel`.
+    pub fn of(rel: &Relationship) -> Self {
+        Self {
+            url: rel.url.to_string(),
+            profile: Some(rel.profile.name().to_owned()),
+            endpoint_id: match &rel.profile {
+                Profile::HttpsSpiffe { endpoint_id, .. } => Some(endpoint_id.to_string()),
+                _ => None,
+            },
+        }
+    }
+
+    /// `None` if a bundle stored with this origin belongs to `configured`; otherwise what
+    /// differs, for the operator (pure).
+    pub fn mismatch(&self, configured: &Origin) -> Option<String> {
+        let mut diffs = Vec::new();
+        if self.url != configured.url {
+            diffs.push(format!(
+                "endpoint URL {} (configured: {})",
+                self.url, configured.url
+            ));
+        }
+        match (&self.profile, &configured.profile) {
+            (None, _) => diffs.push(
+                "no recorded profile (written by an older fedgate; it will be replaced by the \
+                 next successful fetch)"
+                    .to_owned(),
+            ),
+            (Some(stored), Some(now)) if stored != now => {
+                diffs.push(format!("profile {stored} (configured: {now})"))
+            }
+            (Some(_), None) => diffs.push("profile (configured: none)".to_owned()),
+            _ => {}
+        }
+        if self.profile.is_some() && self.endpoint_id != configured.endpoint_id {
+            let show = |id: &Option<String>| id.clone().unwrap_or_else(|| "none".to_owned());
+            diffs.push(format!(
+                "endpoint SPIFFE ID {} (configured: {})",
+                show(&self.endpoint_id),
+                show(&configured.endpoint_id)
+            ));
+        }
+        (!diffs.is_empty()).then(|| diffs.join("; "))
+    }
 }
 
 // === impl Store ===
@@ -112,17 +183,20 @@ impl Store {
         self.dir.join(format!("{}.json", td.as_str()))
     }
 
-    /// Atomically replaces the stored bundle of `bundle`'s trust domain.
+    /// Atomically replaces the stored bundle of `bundle`'s trust domain, fetched over
+    /// `origin`.
     pub fn save(
         &self,
         bundle: &Bundle,
-        url: &str,
+        origin: &Origin,
         fetched_at: SystemTime,
     ) -> Result<(), StoreError> {
         let path = self.path_for(bundle.trust_domain());
         let record = Record {
             trust_domain: bundle.trust_domain().to_string(),
-            url: url.to_owned(),
+            url: origin.url.clone(),
+            profile: origin.profile.clone(),
+            endpoint_spiffe_id: origin.endpoint_id.clone(),
             fetched_at: fetched_at
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -214,7 +288,11 @@ fn parse_record(path: &Path, td: &TrustDomain, bytes: &[u8]) -> Result<StoredBun
     })?;
     Ok(StoredBundle {
         bundle,
-        url: record.url,
+        origin: Origin {
+            url: record.url,
+            profile: record.profile,
+            endpoint_id: record.endpoint_spiffe_id,
+        },
         fetched_at: UNIX_EPOCH + Duration::from_secs(record.fetched_at),
     })
 }
@@ -273,6 +351,88 @@ mod tests {
             "{:?}",
             bad[1]
         );
+    }
+
+    fn origin(url: &str, profile: Option<&str>, id: Option<&str>) -> Origin {
+        Origin {
+            url: url.to_owned(),
+            profile: profile.map(str::to_owned),
+            endpoint_id: id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn origin_mismatch_names_what_differs() {
+        let web = origin("https://b.test/bundle", Some("https_web"), None);
+        let spiffe = origin(
+            "https://b.test/bundle",
+            Some("https_spiffe"),
+            Some("spiffe://b.test/bundle-endpoint"),
+        );
+        assert_eq!(web.mismatch(&web), None);
+        assert_eq!(spiffe.mismatch(&spiffe), None);
+        let cases = [
+            (
+                origin("https://evil.test/bundle", Some("https_web"), None),
+                &web,
+                "endpoint URL https://evil.test/bundle",
+            ),
+            (
+                spiffe.clone(),
+                &web,
+                "profile https_spiffe (configured: https_web)",
+            ),
+            (
+                web.clone(),
+                &spiffe,
+                "profile https_web (configured: https_spiffe)",
+            ),
+            (
+                origin(
+                    "https://b.test/bundle",
+                    Some("https_spiffe"),
+                    Some("spiffe://b.test/other"),
+                ),
+                &spiffe,
+                "endpoint SPIFFE ID spiffe://b.test/other",
+            ),
+            (
+                origin("https://b.test/bundle", None, None),
+                &web,
+                "no recorded profile",
+            ),
+        ];
+        for (stored, configured, want) in cases {
+            let got = stored.mismatch(configured);
+            assert!(
+                got.as_deref().is_some_and(|g| g.contains(want)),
+                "{stored:?} vs {configured:?}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn origin_round_trips_and_old_records_load_without_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let td = TrustDomain::new("b.test").unwrap();
+        let o = origin(
+            "https://b.test/x",
+            Some("https_spiffe"),
+            Some("spiffe://b.test/ep"),
+        );
+        store
+            .save(&Bundle::new(td.clone()), &o, UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(store.load(&td).unwrap().unwrap().origin, o);
+        std::fs::write(
+            store.path_for(&td),
+            br#"{"trust_domain":"b.test","url":"https://b.test/x","fetched_at":5,"bundle":{"keys":[]}}"#,
+        )
+        .unwrap();
+        let old = store.load(&td).unwrap().unwrap();
+        assert_eq!(old.origin, origin("https://b.test/x", None, None));
+        assert!(old.origin.mismatch(&o).is_some());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use fed_support::*;
 use fedgate_federation::endpoint::{fetch, Relationship};
 use fedgate_federation::metrics::{encode_text, FederationMetrics};
 use fedgate_federation::refresh::{Peer, RefreshPolicy, Refresher};
-use fedgate_federation::store::Store;
+use fedgate_federation::store::{Origin, Store};
 use fedgate_federation::{Bundle, TrustDomain};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -59,7 +59,7 @@ async fn assert_refused(w: &World, rel: Relationship, label: &str) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store
-        .save(&w.lkg, rel.url.as_str(), SystemTime::now())
+        .save(&w.lkg, &Origin::of(&rel), SystemTime::now())
         .unwrap();
     let metrics = FederationMetrics::new();
     let mut registry = Registry::default();
@@ -225,6 +225,20 @@ async fn sequence_rollback_is_refused() {
     assert_refused(&w, web_rel(&td(), &srv.url("/"), &w.web), "rollback").await;
 }
 
+/// A bundle without `spiffe_sequence` cannot be ordered after the sequenced one in force:
+/// refused as a rollback, like a lower sequence.
+#[tokio::test]
+async fn dropping_the_sequence_is_refused_as_a_rollback() {
+    let w = world();
+    let mut other = w.peer.bundle();
+    other.add_x509_authority(TestCa::new("b.test").der());
+    other.set_sequence(None);
+    let body = other.to_json();
+    assert!(!String::from_utf8_lossy(&body).contains("spiffe_sequence"));
+    let srv = Hostile::start(w.server.web_tls(), move |_, _| Reply::json(&body)).await;
+    assert_refused(&w, web_rel(&td(), &srv.url("/"), &w.web), "rollback").await;
+}
+
 #[tokio::test]
 async fn http_500_keeps_last_known_good_then_recovers() {
     let w = world();
@@ -247,7 +261,7 @@ async fn http_500_keeps_last_known_good_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store
-        .save(&w.lkg, rel.url.as_str(), SystemTime::now())
+        .save(&w.lkg, &Origin::of(&rel), SystemTime::now())
         .unwrap();
     let metrics = FederationMetrics::new();
     let mut registry = Registry::default();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use fed_support::*;
 use fedgate_federation::distribute::{parse_bundle_map, subject_hash, Distributor};
 use fedgate_federation::refresh::{Peer, RefreshPolicy, Refresher};
-use fedgate_federation::store::Store;
+use fedgate_federation::store::{Origin, Store};
 use fedgate_federation::{BundleSet, TrustDomain};
 use tokio_util::sync::CancellationToken;
 
@@ -253,4 +253,104 @@ async fn rotation_is_followed_with_no_gap_and_restart_keeps_last_known_good() {
     assert!(status[0].time_until_trust_loss.unwrap() > 0.0);
     shutdown.cancel();
     task.await.unwrap();
+}
+
+/// The last-known-good store seeds a peer at start only if the stored bundle was fetched over
+/// the relationship configured now: same URL, same profile, same pinned endpoint ID. A record
+/// from an older fedgate (no profile) does not seed either.
+#[test]
+fn stored_bundle_seeds_only_the_relationship_it_was_fetched_over() {
+    let peer = TestCa::new("b.test");
+    let web = TestCa::web("Web Test CA");
+    let tdb = peer.td.clone();
+    let stored = with_seq(peer.bundle(), 7);
+    let url = "https://bundles.b.test/bundle";
+    let web_configured = web_rel(&tdb, url, &web);
+    let spiffe_configured = spiffe_rel(&tdb, url, &peer.id("/endpoint"), peer.bundle());
+
+    // (name, relationship stored with, relationship configured, seeded?)
+    let cases = [
+        (
+            "same web relationship",
+            web_configured.clone(),
+            web_configured.clone(),
+            true,
+        ),
+        (
+            "same spiffe relationship",
+            spiffe_configured.clone(),
+            spiffe_configured.clone(),
+            true,
+        ),
+        (
+            "other URL",
+            web_rel(&tdb, "https://elsewhere.test/bundle", &web),
+            web_configured.clone(),
+            false,
+        ),
+        (
+            "other profile",
+            web_configured.clone(),
+            spiffe_configured.clone(),
+            false,
+        ),
+        (
+            "other endpoint ID",
+            spiffe_rel(&tdb, url, &peer.id("/other"), peer.bundle()),
+            spiffe_configured.clone(),
+            false,
+        ),
+    ];
+    let seeded = |configured: fedgate_federation::endpoint::Relationship, state: &Path| {
+        let (_refresher, handle) = Refresher::new(
+            vec![],
+            vec![Peer {
+                relationship: configured,
+                fetch: fast_opts(),
+            }],
+            fast_policy(),
+            Some(Store::open(state).unwrap()),
+            None,
+            None,
+        );
+        let in_force = handle.bundles().get(&tdb).cloned();
+        let status = handle.status();
+        assert_eq!(status.len(), 1);
+        match in_force {
+            Some(b) => {
+                assert!(b.same_authorities(&stored));
+                assert_eq!(status[0].sequence, Some(7));
+                true
+            }
+            None => {
+                assert_eq!(status[0].sequence, None);
+                assert_eq!(status[0].last_success, None);
+                false
+            }
+        }
+    };
+    for (name, stored_with, configured, want) in cases {
+        let state = tempfile::tempdir().unwrap();
+        Store::open(state.path())
+            .unwrap()
+            .save(
+                &stored,
+                &Origin::of(&stored_with),
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        assert_eq!(seeded(configured, state.path()), want, "{name}");
+    }
+
+    // A record written before the profile was recorded: not seeded.
+    let state = tempfile::tempdir().unwrap();
+    let store = Store::open(state.path()).unwrap();
+    let record = serde_json::json!({
+        "trust_domain": "b.test",
+        "url": url,
+        "fetched_at": 1_700_000_000u64,
+        "bundle": serde_json::from_slice::<serde_json::Value>(&stored.to_json()).unwrap(),
+    });
+    std::fs::write(store.path_for(&tdb), record.to_string()).unwrap();
+    assert!(!seeded(web_configured, state.path()), "old record");
 }

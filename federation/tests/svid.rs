@@ -346,3 +346,144 @@ proptest::proptest! {
         let _ = verify(std::slice::from_ref(&der), set, now());
     }
 }
+
+// === roles along the verified path (X509-SVID.md §4.3, threat model: bundle expiry) ===
+
+#[test]
+fn intermediate_without_key_cert_sign_is_refused() {
+    let root = TestCa::new("cluster-a.test");
+    let cases: Vec<(&str, Option<Vec<KeyUsagePurpose>>)> = vec![
+        (
+            "digitalSignature only",
+            Some(vec![KeyUsagePurpose::DigitalSignature]),
+        ),
+        ("cRLSign only", Some(vec![KeyUsagePurpose::CrlSign])),
+        ("no key usage extension", None),
+    ];
+    for (name, kus) in cases {
+        let bad = root.child_ca_with(kus.clone());
+        let chain = bad.chain(&LeafSpec::svid(a_id()));
+        match verify(&chain, &root.bundle_set(), now()) {
+            Err(e @ VerifyError::IntermediateMissingKeyCertSign { .. }) if kus.is_some() => {
+                assert!(e.to_string().contains("keyCertSign"), "{e}");
+                assert!(e.to_string().contains("intermediate 1"), "{name}: {e}");
+            }
+            Err(VerifyError::IntermediateWithoutKeyUsage { subject }) if kus.is_none() => {
+                assert!(subject.contains("intermediate 1"), "{subject}")
+            }
+            other => panic!("{name}: expected a keyCertSign refusal, got {other:?}"),
+        }
+        // Deeper in the path too: a good intermediate below the bad one.
+        let chain = bad.child_ca().chain(&LeafSpec::svid(a_id()));
+        assert_eq!(chain.len(), 3);
+        let err = verify(&chain, &root.bundle_set(), now()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VerifyError::IntermediateMissingKeyCertSign { .. }
+                    | VerifyError::IntermediateWithoutKeyUsage { .. }
+            ),
+            "{name}: {err:?}"
+        );
+        for usage in [Usage::Server, Usage::Client] {
+            assert!(verify_for(&chain, &root.bundle_set(), now(), usage).is_err());
+        }
+    }
+}
+
+/// Only certificates of the verified path count: a presented intermediate that webpki
+/// tries first and that lacks keyCertSign does not hide a valid path through its twin.
+#[test]
+fn unusable_extra_intermediate_does_not_refuse_a_valid_path() {
+    let root = TestCa::new("cluster-a.test");
+    let good = root.child_ca();
+    let bad_twin = good.reissued_by(&root, Some(vec![KeyUsagePurpose::DigitalSignature]));
+    let mut chain = good.chain(&LeafSpec::svid(a_id()));
+    // Bad twin first, so webpki builds (and our check refuses) the path through it first.
+    chain.insert(1, bad_twin.clone());
+    assert_eq!(chain.len(), 3);
+    assert!(verify(&chain, &root.bundle_set(), now()).is_ok());
+    // Control: with only the twin, the same leaf is refused.
+    let only_bad = vec![chain[0].clone(), bad_twin];
+    assert!(matches!(
+        verify(&only_bad, &root.bundle_set(), now()),
+        Err(VerifyError::IntermediateMissingKeyCertSign { .. })
+    ));
+}
+
+#[test]
+fn chain_to_an_expired_or_not_yet_valid_anchor_is_refused() {
+    let expired = TestCa::with_validity("cluster-a.test", -365, -1);
+    let err = verify(
+        &expired.chain(&LeafSpec::svid(a_id())),
+        &expired.bundle_set(),
+        now(),
+    )
+    .unwrap_err();
+    match &err {
+        VerifyError::AnchorExpired { td, not_after, .. } => {
+            assert_eq!(td.as_str(), "cluster-a.test");
+            assert!(*not_after < support::now_secs() as i64);
+        }
+        other => panic!("expected AnchorExpired, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("cluster-a.test") && msg.contains("expired"),
+        "{msg}"
+    );
+    // Through an intermediate as well.
+    let chain = expired.child_ca().chain(&LeafSpec::svid(a_id()));
+    assert!(matches!(
+        verify(&chain, &expired.bundle_set(), now()),
+        Err(VerifyError::AnchorExpired { .. })
+    ));
+
+    let future = TestCa::with_validity("cluster-a.test", 1, 365);
+    assert!(matches!(
+        verify(
+            &future.chain(&LeafSpec::svid(a_id())),
+            &future.bundle_set(),
+            now()
+        ),
+        Err(VerifyError::AnchorNotYetValid { .. })
+    ));
+}
+
+/// During rotation a bundle holds several roots: only the anchor of the verified path counts.
+#[test]
+fn expired_root_beside_a_valid_root_only_refuses_its_own_chains() {
+    let old = TestCa::with_validity("cluster-a.test", -365, -1);
+    let new = TestCa::new("cluster-a.test");
+    for order in [[&old, &new], [&new, &old]] {
+        let mut bundle = Bundle::new(td("cluster-a.test"));
+        for ca in order {
+            bundle.add_x509_authority(ca.root_der());
+        }
+        let set = BundleSet::from_bundles([bundle]).unwrap();
+        assert!(verify(&new.chain(&LeafSpec::svid(a_id())), &set, now()).is_ok());
+        assert!(verify(&new.child_ca().chain(&LeafSpec::svid(a_id())), &set, now()).is_ok());
+        assert!(matches!(
+            verify(&old.chain(&LeafSpec::svid(a_id())), &set, now()),
+            Err(VerifyError::AnchorExpired { .. })
+        ));
+    }
+}
+
+#[test]
+fn anchor_validity_is_judged_at_the_validation_time() {
+    // Valid now, expired in 400 days: the same chain verifies now and is refused then.
+    let ca = TestCa::with_validity("cluster-a.test", -1, 400);
+    let chain = ca.chain(&LeafSpec {
+        not_after_days: 1000,
+        ..LeafSpec::svid(a_id())
+    });
+    assert!(verify(&chain, &ca.bundle_set(), now()).is_ok());
+    let later = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        support::now_secs() + 401 * 86_400,
+    ));
+    assert!(matches!(
+        verify(&chain, &ca.bundle_set(), later),
+        Err(VerifyError::AnchorExpired { .. })
+    ));
+}

@@ -12,7 +12,7 @@ use fedgate_federation::tls::{
     self, verify_error_of, Authorizer, SpiffeClientVerifier, SpiffeServerVerifier,
 };
 use fedgate_federation::{SpiffeId, VerifyError, X509Svid};
-use rcgen::ExtendedKeyUsagePurpose;
+use rcgen::{ExtendedKeyUsagePurpose, KeyUsagePurpose};
 use rustls::{CertificateError, ClientConnection, ServerConnection};
 use rustls_pki_types::ServerName;
 use support::{td, LeafSpec, TestCa};
@@ -378,4 +378,50 @@ fn a_single_bundle_answers_only_for_its_own_trust_domain() {
     let bundle = w.a.bundle();
     assert!(bundle.bundle_for(&td("cluster-a.test")).is_some());
     assert!(bundle.bundle_for(&td("cluster-b.test")).is_none());
+}
+
+// === roles along the verified path ===
+
+fn no_key_cert_sign() -> Option<Vec<KeyUsagePurpose>> {
+    Some(vec![KeyUsagePurpose::DigitalSignature])
+}
+
+#[test]
+fn server_refuses_client_whose_intermediate_lacks_key_cert_sign() {
+    let w = world();
+    let mut s = baseline(&w);
+    s.client_svid = Some(w.a.child_ca_with(no_key_cert_sign()).svid("/client"));
+    let e = cert_error(Side::Server, s.run());
+    assert_verify_error(&e, |v| {
+        matches!(v, VerifyError::IntermediateMissingKeyCertSign { .. })
+    });
+}
+
+#[test]
+fn client_refuses_server_whose_intermediate_lacks_key_cert_sign() {
+    let w = world();
+    let mut s = baseline(&w);
+    s.server_svid = w.b.child_ca_with(None).svid("/server");
+    let e = cert_error(Side::Client, s.run());
+    assert_verify_error(&e, |v| {
+        matches!(v, VerifyError::IntermediateWithoutKeyUsage { .. })
+    });
+}
+
+#[test]
+fn both_sides_refuse_peers_anchored_at_an_expired_root() {
+    let a = TestCa::with_validity("cluster-a.test", -365, -1);
+    let b = TestCa::with_validity("cluster-b.test", -365, -1);
+    let both = BundleSet::from_bundles([a.bundle(), b.bundle()]).unwrap();
+    let w = World { a, b, both };
+    let e = cert_error(Side::Client, baseline(&w).run());
+    assert_verify_error(&e, |v| matches!(v, VerifyError::AnchorExpired { .. }));
+
+    // The server side, with a valid server identity and an expired client root.
+    let valid_b = TestCa::new("cluster-b.test");
+    let mut s = baseline(&w);
+    s.server_svid = valid_b.svid("/server");
+    s.client_bundles = BundleSet::from_bundles([w.a.bundle(), valid_b.bundle()]).unwrap();
+    let e = cert_error(Side::Server, s.run());
+    assert_verify_error(&e, |v| matches!(v, VerifyError::AnchorExpired { .. }));
 }

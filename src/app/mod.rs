@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fedgate_federation::refresh::AuthorityExpiry;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -107,6 +108,8 @@ struct Shared {
     reloader: Reloader,
     listeners: Vec<ListenerView>,
     federation: Option<Arc<dyn FederationView>>,
+    /// The gateway identity as reloaded, for the local bundle in `/status`.
+    identity: Option<watch::Receiver<Arc<Identity>>>,
 }
 
 struct ListenerView {
@@ -230,6 +233,7 @@ impl App {
             reloader: reloader.clone(),
             listeners: views,
             federation: federation.as_ref().map(|f| f.view()),
+            identity: identity.as_ref().map(|(_, rx)| rx.clone()),
         });
         Ok(App {
             listeners,
@@ -454,6 +458,23 @@ async fn recv(rx: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
     }
 }
 
+/// `/status` `local_bundle`: the gateway's own trust bundle and when its X.509 authorities
+/// expire (same fields as each peer's).
+fn local_bundle_status(bundle: &fedgate_federation::Bundle) -> serde_json::Value {
+    let mut doc = serde_json::json!({
+        "trust_domain": bundle.trust_domain().as_str(),
+        "sequence": bundle.sequence(),
+        "authorities": bundle.x509_authorities().len(),
+    });
+    let expiry = AuthorityExpiry::of(Some(bundle));
+    if let (Some(doc), Ok(serde_json::Value::Object(expiry))) =
+        (doc.as_object_mut(), serde_json::to_value(expiry))
+    {
+        doc.extend(expiry);
+    }
+    doc
+}
+
 // === impl Shared ===
 
 impl AdminSource for Shared {
@@ -506,6 +527,7 @@ impl AdminSource for Shared {
             "state": phase,
             "workers": self.workers.load(Ordering::SeqCst),
             "listeners": listeners,
+            "local_bundle": self.identity.as_ref().map(|rx| local_bundle_status(&rx.borrow().bundle)),
             "peers": self.federation.as_ref().map_or(serde_json::json!([]), |f| f.peers()),
         })
     }

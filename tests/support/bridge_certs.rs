@@ -54,6 +54,22 @@ impl TestCa {
         )
     }
 
+    /// An SVID for `spiffe://<td><path>` issued through an intermediate CA with `key_usages`
+    /// (`None`: no key usage extension); the chain is the leaf, then the intermediate.
+    pub fn issue_via_intermediate(
+        &self,
+        path: &str,
+        key_usages: Option<Vec<rcgen::KeyUsagePurpose>>,
+    ) -> IssuedSvid {
+        let id = format!("spiffe://{}{}", self.td, path);
+        let signed = self.sign_svid_via_intermediate(&id, key_usages);
+        IssuedSvid {
+            id: SpiffeId::parse(&id).unwrap(),
+            chain_pem: signed.chain_pem,
+            key_pem: signed.key_pem,
+        }
+    }
+
     pub fn issue_valid(
         &self,
         path: &str,

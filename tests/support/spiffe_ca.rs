@@ -34,6 +34,20 @@ pub struct SignedSvid {
 
 impl TestCa {
     pub fn new(td: &str) -> TestCa {
+        let now = OffsetDateTime::now_utc();
+        TestCa::with_validity(
+            td,
+            now - time::Duration::days(1),
+            now + time::Duration::days(365),
+        )
+    }
+
+    /// A root valid from `not_before` to `not_after` (e.g. an expired one).
+    pub fn with_validity(
+        td: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> TestCa {
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params
@@ -46,9 +60,8 @@ impl TestCa {
             KeyUsagePurpose::DigitalSignature,
         ];
         params.subject_alt_names = vec![SanType::URI(format!("spiffe://{td}").try_into().unwrap())];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(365);
+        params.not_before = not_before;
+        params.not_after = not_after;
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         TestCa {
@@ -102,6 +115,43 @@ impl TestCa {
             key_pem: key.serialize_pem(),
             leaf: cert.der().clone(),
         }
+    }
+
+    /// An SVID for the full ID `id`, valid from a minute ago for a day, issued through a fresh
+    /// intermediate CA (`CA:TRUE`) of this root with `key_usages` (`None`: no key usage
+    /// extension). The chain PEM is the leaf, then the intermediate.
+    pub fn sign_svid_via_intermediate(
+        &self,
+        id: &str,
+        key_usages: Option<Vec<KeyUsagePurpose>>,
+    ) -> SignedSvid {
+        let now = OffsetDateTime::now_utc();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{} test intermediate", self.td));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = key_usages.unwrap_or_default();
+        params.subject_alt_names = vec![SanType::URI(
+            format!("spiffe://{}", self.td).try_into().unwrap(),
+        )];
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(30);
+        let ca_key = KeyPair::generate().unwrap();
+        let intermediate = params.signed_by(&ca_key, &self.cert, &self.key).unwrap();
+        let intermediate_ca = TestCa {
+            td: self.td.clone(),
+            cert: intermediate,
+            key: ca_key,
+        };
+        let mut svid = intermediate_ca.sign_svid(
+            id,
+            now - time::Duration::minutes(1),
+            now + time::Duration::days(1),
+        );
+        svid.chain_pem.push_str(&intermediate_ca.cert.pem());
+        svid
     }
 
     /// [`sign_svid`](Self::sign_svid) valid from a minute ago for a day.

@@ -3,8 +3,8 @@
 //! Invariants: parsing is pure (bytes in, typed parts or a `BundleError` out) and never panics
 //! on any input; every `x509-svid` authority it returns is a DER certificate that x509-parser and
 //! webpki (as a trust anchor) accept, whose public key matches the JWK key parameters when present;
-//! entries the spec says to ignore (missing/unknown `use`, unknown `kty`, `x509-svid` without
-//! `x5c`) come back as `BundleWarning`s, never silently dropped.
+//! entries the spec says to ignore (missing/unknown `use`, unknown `kty` — a non-string `use` or
+//! `kty` counts as unknown —, `x509-svid` without `x5c`) come back as `BundleWarning`s, never silently dropped.
 
 use std::time::Duration;
 
@@ -236,11 +236,18 @@ fn parse_entry(entry: &Value) -> Result<Entry, EntryError> {
     let Value::Object(jwk) = entry else {
         return Err(EntryError::NotAnObject);
     };
-    // §4.2.2: a missing or unknown `use` means the whole entry is ignored.
+    // §4.2.2: a missing or unknown `use` means the whole entry is ignored; a `use` that is not
+    // a string (number, object, null, ...) names no use this implementation knows, so it is an
+    // unknown use too.
     let usage = match jwk.get("use") {
         None => return Ok(Entry::Ignored("no `use` parameter".into())),
         Some(Value::String(u)) => u.as_str(),
-        Some(_) => return Err(EntryError::NotAString("use")),
+        Some(other) => {
+            return Ok(Entry::Ignored(format!(
+                "unknown `use` {} (not a string)",
+                json_kind(other)
+            )))
+        }
     };
     if usage != USE_X509_SVID && usage != USE_JWT_SVID {
         return Ok(Entry::Ignored(format!("unknown `use` {usage:?}")));
@@ -248,7 +255,13 @@ fn parse_entry(entry: &Value) -> Result<Entry, EntryError> {
     let kty = match jwk.get("kty") {
         None => return Err(EntryError::MissingKty),
         Some(Value::String(k)) => k.as_str(),
-        Some(_) => return Err(EntryError::NotAString("kty")),
+        // §4.2.1: an unknown key type is ignored; a non-string `kty` is an unknown key type.
+        Some(other) => {
+            return Ok(Entry::Ignored(format!(
+                "unknown `kty` {} (not a string)",
+                json_kind(other)
+            )))
+        }
     };
     if !KNOWN_KTY.contains(&kty) {
         return Ok(Entry::Ignored(format!("unknown `kty` {kty:?}")));
@@ -257,6 +270,18 @@ fn parse_entry(entry: &Value) -> Result<Entry, EntryError> {
         parse_x509_entry(jwk, kty)
     } else {
         parse_jwt_entry(jwk, kty)
+    }
+}
+
+/// A short description of a JSON value's type and (for scalars) value, for warnings.
+fn json_kind(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "array".into(),
+        Value::Object(_) => "object".into(),
     }
 }
 

@@ -27,6 +27,21 @@ pub struct Bundle {
     /// webpki trust anchors of `x509_authorities`, kept in step with it so that
     /// verification never re-parses the certificates per handshake.
     anchors: Vec<TrustAnchor<'static>>,
+    /// The certificate facts webpki anchors lack (validity, subject), `anchors[i]` ↔
+    /// `anchor_info[i]`: a trust anchor's certificate must be within its validity window at
+    /// verification time (threat model: a bundle's expiry bounds trust).
+    anchor_info: Vec<AnchorInfo>,
+}
+
+/// What verification needs to know about the certificate behind one trust anchor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnchorInfo {
+    /// `notBefore`, unix seconds.
+    pub not_before: i64,
+    /// `notAfter`, unix seconds.
+    pub not_after: i64,
+    /// The certificate's subject, as x509-parser prints it (for error messages).
+    pub subject: String,
 }
 
 /// A JWT-SVID signing key (`use = "jwt-svid"`), kept as its JWK so it round-trips.
@@ -112,6 +127,7 @@ impl Bundle {
             refresh_hint: None,
             sequence: None,
             anchors: Vec::new(),
+            anchor_info: Vec::new(),
         }
     }
 
@@ -172,8 +188,11 @@ impl Bundle {
         if self.x509_authorities.contains(&der) {
             return;
         }
-        match webpki::anchor_from_trusted_cert(&der) {
-            Ok(anchor) => self.anchors.push(anchor.to_owned()),
+        match anchor_of(&der) {
+            Ok((anchor, info)) => {
+                self.anchors.push(anchor);
+                self.anchor_info.push(info);
+            }
             Err(e) => tracing::warn!(
                 trust_domain = %self.trust_domain,
                 error = %e,
@@ -185,20 +204,45 @@ impl Bundle {
 
     pub fn remove_x509_authority(&mut self, der: &CertificateDer<'_>) {
         self.x509_authorities.retain(|a| a.as_ref() != der.as_ref());
-        self.anchors = self
+        (self.anchors, self.anchor_info) = self
             .x509_authorities
             .iter()
-            .filter_map(|a| {
-                webpki::anchor_from_trusted_cert(a)
-                    .ok()
-                    .map(|t| t.to_owned())
-            })
-            .collect();
+            .filter_map(|a| anchor_of(a).ok())
+            .unzip();
     }
 
     /// The webpki trust anchors of the X.509 authorities, parsed once.
     pub fn trust_anchors(&self) -> &[TrustAnchor<'static>] {
         &self.anchors
+    }
+
+    /// The certificate facts behind `anchor`, which must be one of [`Self::trust_anchors`]
+    /// (found by identity, else by equal subject and key).
+    pub fn anchor_info(&self, anchor: &TrustAnchor<'_>) -> Option<&AnchorInfo> {
+        let index = self
+            .anchors
+            .iter()
+            .position(|a| std::ptr::eq(a, anchor))
+            .or_else(|| {
+                self.anchors.iter().position(|a| {
+                    a.subject.as_ref() == anchor.subject.as_ref()
+                        && a.subject_public_key_info.as_ref()
+                            == anchor.subject_public_key_info.as_ref()
+                })
+            })?;
+        self.anchor_info.get(index)
+    }
+
+    /// The `notAfter` of each X.509 authority, in bundle order (authorities whose
+    /// certificate does not parse are left out).
+    pub fn x509_authorities_not_after(&self) -> Vec<SystemTime> {
+        self.x509_authorities.iter().filter_map(not_after).collect()
+    }
+
+    /// The earliest `notAfter` of the X.509 authorities: from then on, chains anchored at
+    /// that authority are refused. `None` for a bundle without X.509 authorities.
+    pub fn earliest_authority_expiry(&self) -> Option<SystemTime> {
+        self.x509_authorities_not_after().into_iter().min()
     }
 
     /// The moment after which no X.509 authority of this bundle is valid any more
@@ -273,6 +317,21 @@ impl std::fmt::Display for BundleWarning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The webpki trust anchor of an authority, with the validity and subject webpki drops.
+fn anchor_of(der: &CertificateDer<'_>) -> Result<(TrustAnchor<'static>, AnchorInfo), String> {
+    let anchor = webpki::anchor_from_trusted_cert(der)
+        .map_err(|e| e.to_string())?
+        .to_owned();
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| format!("cannot read the certificate's validity: {e}"))?;
+    let info = AnchorInfo {
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        subject: cert.subject().to_string(),
+    };
+    Ok((anchor, info))
 }
 
 /// `notAfter` of a DER certificate, or `None` if it does not parse.

@@ -115,6 +115,35 @@ fn ignored_entries_produce_warnings() {
 }
 
 #[test]
+fn non_string_use_or_kty_is_an_unknown_use_or_kty_and_ignored() {
+    let a = ca();
+    let doc = json!({"keys": [
+        {"use": 1, "kty": "EC", "x5c": [b64(&a)]},
+        {"use": null, "kty": "EC", "x5c": [b64(&a)]},
+        {"use": {"x": "x509-svid"}, "kty": "EC"},
+        {"use": ["x509-svid"], "kty": "EC"},
+        {"use": "x509-svid", "kty": 7, "x5c": [b64(&a)]},
+        {"use": "x509-svid", "kty": null, "x5c": [b64(&a)]},
+        {"use": "jwt-svid", "kty": {"EC": true}, "kid": "k"},
+        {"use": "jwt-svid", "kty": false, "kid": "k"},
+        x509_entry(&a),
+    ]});
+    let (bundle, warnings) = parse(doc).unwrap();
+    assert_eq!(bundle.x509_authorities(), &[a]);
+    assert!(bundle.jwt_authorities().is_empty());
+    assert_eq!(warnings.len(), 8, "{warnings:?}");
+    for (i, w) in warnings.iter().enumerate() {
+        let what = if i < 4 { "`use`" } else { "`kty`" };
+        assert!(
+            w.0.contains(&format!("keys[{i}] ignored")) && w.0.contains(what),
+            "{w}"
+        );
+    }
+    assert!(warnings[0].0.contains("number 1"), "{}", warnings[0]);
+    assert!(warnings[5].0.contains("null"), "{}", warnings[5]);
+}
+
+#[test]
 fn only_the_first_x5c_value_is_used() {
     let a = ca();
     let doc = json!({"keys": [{"use": "x509-svid", "kty": "EC", "x5c": [b64(&a), "junk"]}]});
@@ -142,8 +171,8 @@ fn malformed_x509_entries_name_index_and_reason() {
     assert!(matches!(r, EntryError::KtyMismatch { .. }));
     let (_, r) = bad_entry(json!({"keys": ["string"]}));
     assert!(matches!(r, EntryError::NotAnObject));
-    let (_, r) = bad_entry(json!({"keys": [{"use": 1, "kty": "EC"}]}));
-    assert!(matches!(r, EntryError::NotAString("use")));
+    let (_, r) = bad_entry(json!({"keys": [{"use": "jwt-svid", "kty": "EC", "kid": 1}]}));
+    assert!(matches!(r, EntryError::NotAString("kid")));
     let msg = parse(json!({"keys": [{"use": "x509-svid", "kty": "EC", "x5c": ["%"]}]}))
         .unwrap_err()
         .to_string();
@@ -296,6 +325,42 @@ fn remove_authority_updates_anchors() {
 }
 
 #[test]
+fn each_trust_anchor_keeps_its_certificate_validity() {
+    let (early, late) = (
+        ca_with(&rcgen::PKCS_ECDSA_P256_SHA256, 2031),
+        ca_with(&rcgen::PKCS_ED25519, 2045),
+    );
+    let mut b = Bundle::new(td());
+    b.add_x509_authority(early.clone());
+    b.add_x509_authority(late.clone());
+    let secs = |y: i32| rcgen::date_time_ymd(y, 1, 1).unix_timestamp();
+    let not_afters = |b: &Bundle| {
+        b.trust_anchors()
+            .iter()
+            .map(|a| b.anchor_info(a).unwrap().not_after)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(not_afters(&b), [secs(2031), secs(2045)]);
+    assert_eq!(
+        b.anchor_info(&b.trust_anchors()[0]).unwrap().not_before,
+        secs(2020)
+    );
+    // Found by value too (a copy of the anchor, not the bundle's own).
+    let copy = webpki::anchor_from_trusted_cert(&late).unwrap().to_owned();
+    assert_eq!(b.anchor_info(&copy).unwrap().not_after, secs(2045));
+    // Removing an authority keeps anchors and their validity aligned.
+    b.remove_x509_authority(&early);
+    assert_eq!(not_afters(&b), [secs(2045)]);
+    assert!(b
+        .anchor_info(&webpki::anchor_from_trusted_cert(&early).unwrap())
+        .is_none());
+    assert_eq!(
+        b.earliest_authority_expiry(),
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(secs(2045) as u64))
+    );
+}
+
+#[test]
 fn bundle_set_refuses_duplicate_trust_domains_and_never_falls_back() {
     let other = TrustDomain::new("cluster-b.test").unwrap();
     let set = BundleSet::from_bundles([Bundle::new(td()), Bundle::new(other.clone())]).unwrap();
@@ -372,6 +437,22 @@ proptest! {
     fn arbitrary_json_never_panics(v in json_value()) {
         let _ = Bundle::parse(&td(), v.to_string().as_bytes());
         let _ = Bundle::parse(&td(), json!({"keys": [v]}).to_string().as_bytes());
+    }
+
+    /// Any non-string `use` or `kty` makes its entry ignored with a warning naming it, and
+    /// the other entries of the bundle still count.
+    #[test]
+    fn non_string_use_or_kty_is_ignored(v in json_value().prop_filter("not a string", |v| !v.is_string()),
+                                        member in prop_oneof![Just("use"), Just("kty")]) {
+        let a = ca();
+        let mut entry = x509_entry(&a);
+        entry[member] = v;
+        let doc = json!({"keys": [x509_entry(&a), entry]});
+        let (bundle, warnings) = parse(doc).unwrap();
+        prop_assert_eq!(bundle.x509_authorities(), &[a][..]);
+        prop_assert_eq!(warnings.len(), 1);
+        prop_assert!(warnings[0].0.contains("keys[1] ignored"), "{}", warnings[0]);
+        prop_assert!(warnings[0].0.contains(&format!("`{member}`")), "{}", warnings[0]);
     }
 
     #[test]

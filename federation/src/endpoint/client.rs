@@ -8,7 +8,8 @@
 //! * The body is read chunk by chunk and refused as soon as it exceeds
 //!   [`FetchOptions::max_body`]; a `Content-Length` over the limit is refused before reading.
 //! * A fetched bundle is returned only if it parses as a SPIFFE bundle for the relationship's
-//!   trust domain and its `spiffe_sequence` is not lower than the current bundle's.
+//!   trust domain and its `spiffe_sequence` is not lower than the current bundle's (nor absent
+//!   when the current bundle has one).
 //! * No cookies, no proxies from the environment, no HTTP authentication.
 
 use std::collections::HashSet;
@@ -173,6 +174,16 @@ pub enum FetchError {
         current: u64,
         fetched: u64,
     },
+    #[error(
+        "bundle endpoint {url} for {trust_domain}: the fetched bundle has no spiffe_sequence \
+         but the current one has sequence {current}; a bundle without a sequence cannot be \
+         ordered after it, so it is treated as a rollback; keeping the current bundle"
+    )]
+    SequenceDropped {
+        trust_domain: TrustDomain,
+        url: String,
+        current: u64,
+    },
     #[error("bundle endpoint {url} for {trust_domain}: transfer failed")]
     Transport {
         trust_domain: TrustDomain,
@@ -217,7 +228,7 @@ impl FetchError {
             FetchError::NotBundle { .. } => "not_bundle",
             FetchError::WrongTrustDomain { .. } => "wrong_trust_domain",
             FetchError::DuplicateTrustDomain { .. } => "duplicate_trust_domain",
-            FetchError::Rollback { .. } => "rollback",
+            FetchError::Rollback { .. } | FetchError::SequenceDropped { .. } => "rollback",
             FetchError::Transport { .. } => "transport",
         }
     }
@@ -389,17 +400,39 @@ pub fn check_body(
             }
         }
     }
-    if let (Some(cur), Some(new)) = (current.and_then(Bundle::sequence), bundle.sequence()) {
-        if new < cur {
-            return Err(FetchError::Rollback {
-                trust_domain: td.clone(),
-                url: url_s(),
-                current: cur,
-                fetched: new,
-            });
-        }
-    }
+    check_sequence(
+        td,
+        url,
+        current.and_then(Bundle::sequence),
+        bundle.sequence(),
+    )?;
     Ok(bundle)
+}
+
+/// Rollback protection: a fetched bundle must not go back in `spiffe_sequence` from the bundle
+/// in force. A bundle without a sequence cannot be ordered after one that has a sequence, so
+/// dropping the sequence counts as a rollback too (an attacker replaying an old, unsequenced
+/// bundle must not win). Without a current sequence anything goes.
+fn check_sequence(
+    td: &TrustDomain,
+    url: &Url,
+    current: Option<u64>,
+    fetched: Option<u64>,
+) -> Result<(), FetchError> {
+    match (current, fetched) {
+        (Some(current), Some(fetched)) if fetched < current => Err(FetchError::Rollback {
+            trust_domain: td.clone(),
+            url: url.as_str().to_owned(),
+            current,
+            fetched,
+        }),
+        (Some(current), None) => Err(FetchError::SequenceDropped {
+            trust_domain: td.clone(),
+            url: url.as_str().to_owned(),
+            current,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The TLS client configuration of one relationship, given the bundle currently in force.
@@ -596,6 +629,50 @@ mod tests {
         assert!(!ok("http://example.com/bundle"));
         assert!(!ok("https://user@example.com/"));
         assert!(!ok("https://user:pw@example.com/"));
+    }
+
+    #[test]
+    fn sequence_may_not_go_back_or_disappear() {
+        let td = TrustDomain::new("b.test").unwrap();
+        let url = Url::parse("https://b.test/").unwrap();
+        let body = |seq: Option<u64>| match seq {
+            Some(s) => format!(r#"{{"keys": [], "spiffe_sequence": {s}}}"#),
+            None => r#"{"keys": []}"#.to_owned(),
+        };
+        let bundle = |seq: Option<u64>| {
+            let mut b = Bundle::new(td.clone());
+            b.set_sequence(seq);
+            b
+        };
+        // (current, fetched) -> refused?
+        let table = [
+            (None, None, false),
+            (None, Some(3), false),
+            (Some(5), Some(5), false),
+            (Some(5), Some(6), false),
+            (Some(5), Some(4), true),
+            (Some(5), None, true),
+            (Some(0), None, true),
+        ];
+        for (current, fetched, refused) in table {
+            let got = check_body(&td, &url, body(fetched).as_bytes(), Some(&bundle(current)));
+            match got {
+                Ok(b) => {
+                    assert!(!refused, "{current:?} -> {fetched:?} accepted");
+                    assert_eq!(b.sequence(), fetched);
+                }
+                Err(e) => {
+                    assert!(refused, "{current:?} -> {fetched:?} refused: {e}");
+                    assert_eq!(e.reason_label(), "rollback", "{e}");
+                    assert!(e.to_string().contains("b.test"), "{e}");
+                }
+            }
+        }
+        let e = check_body(&td, &url, body(None).as_bytes(), Some(&bundle(Some(7)))).unwrap_err();
+        assert!(
+            e.to_string().contains("no spiffe_sequence") && e.to_string().contains('7'),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,15 +4,23 @@
 //! domain named in the leaf's SPIFFE ID (DESIGN.md security invariant 1; never a merged set);
 //! a `VerifiedSvid` exists only as the result of a successful [`verify`]/[`verify_for`]; time is
 //! an input, never read from the clock here.
+//!
+//! Every certificate of the verified path is checked for what its role requires (X509-SVID.md
+//! §4.3, §5): the leaf is no CA, has digitalSignature and neither keyCertSign nor cRLSign;
+//! every intermediate webpki used in the path has a key usage extension with keyCertSign; the
+//! bundle certificate that anchors the path is within its validity window. The role checks of
+//! the path run inside webpki's path building, so a refused candidate path (an extra presented
+//! certificate, an expired root beside a valid one during rotation) lets webpki try the others.
 
+use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::{CertificateDer, UnixTime};
-use webpki::{EndEntityCert, KeyUsage};
+use webpki::{EndEntityCert, KeyUsage, VerifiedPath};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
-use crate::bundle::BundleSource;
+use crate::bundle::{Bundle, BundleSource};
 use crate::spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 
 /// Proof that a chain was validated; only [`verify`] and [`verify_for`] build one.
@@ -63,6 +71,38 @@ pub enum VerifyError {
         "leaf certificate lacks digitalSignature key usage; leaves must set it (X509-SVID.md §4.3)"
     )]
     LeafMissingDigitalSignature,
+    #[error(
+        "intermediate CA certificate {subject:?} has no key usage extension; an X509-SVID \
+         signing certificate must set keyCertSign (X509-SVID.md §4.3); reissue the intermediate \
+         with keyUsage keyCertSign"
+    )]
+    IntermediateWithoutKeyUsage { subject: String },
+    #[error(
+        "intermediate CA certificate {subject:?} lacks keyCertSign key usage, so it may not sign \
+         certificates (X509-SVID.md §4.3); reissue the intermediate with keyUsage keyCertSign"
+    )]
+    IntermediateMissingKeyCertSign { subject: String },
+    #[error(
+        "the trust anchor {subject:?} in the bundle of trust domain {td} expired at {not_after} \
+         (unix seconds), validation time {now}; an expired authority trusts nothing: refresh \
+         the bundle or have {td} rotate to a current root"
+    )]
+    AnchorExpired {
+        td: TrustDomain,
+        subject: String,
+        not_after: i64,
+        now: u64,
+    },
+    #[error(
+        "the trust anchor {subject:?} in the bundle of trust domain {td} is not valid before \
+         {not_before} (unix seconds), validation time {now}; check the clock or the bundle"
+    )]
+    AnchorNotYetValid {
+        td: TrustDomain,
+        subject: String,
+        not_before: i64,
+        now: u64,
+    },
     #[error("no bundle for trust domain {0}; add or federate that trust domain's bundle")]
     NoBundleForTrustDomain(TrustDomain),
     #[error("the bundle for trust domain {0} is empty, so it trusts no SVID")]
@@ -139,16 +179,32 @@ pub fn verify_for(
     }
     let ee = EndEntityCert::try_from(leaf_der).map_err(|e| map_webpki(td, e))?;
     let check = |ku: KeyUsage| {
-        ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            anchors,
-            intermediates,
-            now,
-            ku,
-            None,
-            None,
-        )
-        .map(|_| ())
+        // The last role refusal of a candidate path; webpki only sees a stand-in error and
+        // goes on with the other candidates.
+        let refused: RefCell<Option<VerifyError>> = RefCell::new(None);
+        let check_path = |path: &VerifiedPath<'_>| {
+            check_path_roles(&bundle, path, now).map_err(|e| {
+                *refused.borrow_mut() = Some(e);
+                webpki::Error::UnknownIssuer
+            })
+        };
+        let result = ee
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                anchors,
+                intermediates,
+                now,
+                ku,
+                None,
+                Some(&check_path),
+            )
+            .map(|_| ());
+        match (result, refused.into_inner()) {
+            (Ok(()), _) => Ok(Ok(())),
+            // A path reached the bundle and failed only its role checks: say why.
+            (Err(_), Some(role)) => Ok(Err(role)),
+            (Err(e), None) => Err(e),
+        }
     };
     let result = match usage {
         Usage::Server => check(KeyUsage::server_auth()),
@@ -165,7 +221,7 @@ pub fn verify_for(
             Usage::Any => "server or client",
         }),
         e => map_webpki(td, e),
-    })?;
+    })??;
     Ok(VerifiedSvid { id, not_after })
 }
 
@@ -240,6 +296,60 @@ fn check_leaf_constraints(cert: &X509Certificate<'_>) -> Result<(), VerifyError>
         return Err(VerifyError::LeafMissingDigitalSignature);
     }
     Ok(())
+}
+
+/// The role checks webpki does not make, on one candidate path it built: every intermediate
+/// carries keyCertSign, and the anchor's certificate in `bundle` is valid at `now`.
+fn check_path_roles(
+    bundle: &Bundle,
+    path: &VerifiedPath<'_>,
+    now: UnixTime,
+) -> Result<(), VerifyError> {
+    for intermediate in path.intermediate_certificates() {
+        let der = intermediate.der();
+        check_intermediate_constraints(&parse_cert(&der)?)?;
+    }
+    let now = now.as_secs();
+    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    // Every anchor of the bundle has its info (they are built together); a missing one
+    // means a path anchored outside this bundle, which must not verify.
+    let Some(info) = bundle.anchor_info(path.anchor()) else {
+        return Err(VerifyError::UnknownIssuer(bundle.trust_domain().clone()));
+    };
+    if now_i > info.not_after {
+        return Err(VerifyError::AnchorExpired {
+            td: bundle.trust_domain().clone(),
+            subject: info.subject.clone(),
+            not_after: info.not_after,
+            now,
+        });
+    }
+    if now_i < info.not_before {
+        return Err(VerifyError::AnchorNotYetValid {
+            td: bundle.trust_domain().clone(),
+            subject: info.subject.clone(),
+            not_before: info.not_before,
+            now,
+        });
+    }
+    Ok(())
+}
+
+/// X509-SVID.md §4.3: a signing certificate sets keyCertSign (webpki already checks that an
+/// intermediate is a CA, its validity and path length, but not its key usage).
+fn check_intermediate_constraints(cert: &X509Certificate<'_>) -> Result<(), VerifyError> {
+    let ku = cert
+        .key_usage()
+        .map_err(|e| VerifyError::BadCertificate(format!("intermediate keyUsage: {e}")))?;
+    match ku {
+        None => Err(VerifyError::IntermediateWithoutKeyUsage {
+            subject: cert.subject().to_string(),
+        }),
+        Some(ku) if !ku.value.key_cert_sign() => Err(VerifyError::IntermediateMissingKeyCertSign {
+            subject: cert.subject().to_string(),
+        }),
+        Some(_) => Ok(()),
+    }
 }
 
 #[allow(deprecated)] // `RequiredEkuNotFound` is deprecated but may still be returned.

@@ -103,14 +103,57 @@ impl TestCa {
         }
     }
 
+    /// A self-signed root valid from `not_before_days` to `not_after_days` (relative to
+    /// [`now_secs`]), e.g. an expired root with `(-365, -1)`.
+    pub fn with_validity(trust_domain: &str, not_before_days: i64, not_after_days: i64) -> Self {
+        let td = td(trust_domain);
+        let key = KeyPair::generate().unwrap();
+        let mut params = ca_params(&td);
+        params.not_before = at_days(not_before_days);
+        params.not_after = at_days(not_after_days);
+        let cert = params.self_signed(&key).unwrap();
+        let root = cert.der().clone();
+        Self {
+            td,
+            key,
+            cert,
+            intermediates: Vec::new(),
+            root,
+        }
+    }
+
     /// An intermediate CA of the same trust domain, signed by this CA.
     pub fn child_ca(&self) -> Self {
-        let key = KeyPair::generate().unwrap();
+        self.child_ca_with(Some(vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+        ]))
+    }
+
+    /// An intermediate CA signed by this CA with the given key usages (`None`: no key usage
+    /// extension at all). It is `CA:TRUE`, so only its key usage can be wrong.
+    pub fn child_ca_with(&self, key_usages: Option<Vec<KeyUsagePurpose>>) -> Self {
+        self.child_ca_with_key(key_usages, KeyPair::generate().unwrap())
+    }
+
+    /// The intermediate this CA would be, re-issued by `parent` with the same name and key
+    /// but other key usages: a second certificate for the same issuer of this CA's leaves.
+    pub fn reissued_by(
+        &self,
+        parent: &TestCa,
+        key_usages: Option<Vec<KeyUsagePurpose>>,
+    ) -> CertificateDer<'static> {
+        let key = KeyPair::try_from(self.key.serialize_der()).unwrap();
+        parent.child_ca_with_key(key_usages, key).intermediates[0].clone()
+    }
+
+    fn child_ca_with_key(&self, key_usages: Option<Vec<KeyUsagePurpose>>, key: KeyPair) -> Self {
         let mut params = ca_params(&self.td);
         let depth = self.intermediates.len() + 1;
         params
             .distinguished_name
             .push(DnType::CommonName, format!("intermediate {depth}"));
+        params.key_usages = key_usages.unwrap_or_default();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         let mut intermediates = vec![cert.der().clone()];
         intermediates.extend(self.intermediates.iter().cloned());

@@ -16,7 +16,7 @@ use fedgate_federation::endpoint::{
     error_chain, fetch, FetchOptions, FetchOutcome, Profile, Relationship, WebRoots,
 };
 use fedgate_federation::refresh::{Peer, RefreshPolicy, Refresher};
-use fedgate_federation::store::{write_atomic, Store};
+use fedgate_federation::store::{write_atomic, Origin, Store};
 use fedgate_federation::{Bundle, SpiffeId, TrustDomain};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -111,7 +111,7 @@ async fn once(
         Ok(FetchOutcome::Updated { bundle, .. }) => {
             write_out(&args.out, &bundle)?;
             if let Some(s) = &store {
-                s.save(&bundle, rel.url.as_str(), SystemTime::now())
+                s.save(&bundle, &Origin::of(&rel), SystemTime::now())
                     .context("cannot persist the fetched bundle")?;
             }
             println!("{}", update_line(&bundle));
