@@ -490,7 +490,8 @@ impl Cx<'_> {
                 ));
             }
             let span = l.listen.span();
-            let listener = self.listener(&key, l, bridge.as_ref(), identity.is_some())?;
+            let listener =
+                self.listener(&key, l, bridge.as_ref(), identity.is_some(), &trust_domain)?;
             if listener.listen.port() != 0 {
                 if let Some((_, other)) = addrs.iter().find(|(a, _)| *a == listener.listen) {
                     return Err(self.err(
@@ -724,6 +725,7 @@ impl Cx<'_> {
         l: FileListener,
         bridge: Option<&BridgeConfig>,
         has_identity: bool,
+        local: &TrustDomain,
     ) -> Result<ListenerConfig, ConfigError> {
         let name = l.name.get_ref().clone();
         let valid_name = !name.is_empty()
@@ -746,7 +748,7 @@ impl Cx<'_> {
             file::FileListenerKind::BridgeEgress => ListenerKind::BridgeEgress,
             file::FileListenerKind::BridgeIngress => ListenerKind::BridgeIngress,
         };
-        let bridge_listener = self.bridge_listener(key, kind, &l, bridge, has_identity)?;
+        let bridge_listener = self.bridge_listener(key, kind, &l, bridge, has_identity, local)?;
         let d = ListenerLimits::DEFAULT;
         let max_connections = match &l.max_connections {
             None => d.max_connections,

@@ -4,10 +4,11 @@
 //! against the config file's directory; every error names the file and the key (and, for TOML
 //! syntax errors, the line and column) and says what would be valid. A loaded config has at
 //! least one member trust domain (each listed once), at least one policy entry, every policy
-//! entry's local ID in a member trust domain, and `0 < default_ttl <= max_ttl`. Checks that need
+//! entry's local ID in a member trust domain, no bridge ID mapped from two local IDs, and
+//! `0 < default_ttl <= max_ttl`. Checks that need
 //! the CA (the bridge trust domain) happen when the server is built ([`super::Policy::new`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -257,6 +258,8 @@ impl ServeConfig {
         }
         let mut policy = Vec::with_capacity(model.policy.len());
         let mut locals = BTreeSet::new();
+        // Bridge ID -> (index, local ID) of its first mapping: the policy is one-to-one.
+        let mut bridges: BTreeMap<SpiffeId, (usize, SpiffeId)> = BTreeMap::new();
         for (i, p) in model.policy.into_iter().enumerate() {
             let parse = |field: &str, s: &str| {
                 SpiffeId::parse(s)
@@ -279,6 +282,17 @@ impl ServeConfig {
                     format!("{local} is mapped twice; each local ID maps to one bridge ID"),
                 ));
             }
+            if let Some((j, first)) = bridges.get(&bridge) {
+                return Err(invalid(
+                    format!("policy[{i}].bridge"),
+                    format!(
+                        "{bridge} is already the bridge ID of {first} (policy[{j}]); {local} and \
+                         {first} would each be able to obtain the other's bridge identity: give \
+                         each local ID its own bridge ID"
+                    ),
+                ));
+            }
+            bridges.insert(bridge.clone(), (i, local.clone()));
             policy.push((local, bridge));
         }
 
@@ -534,6 +548,16 @@ bridge = "spiffe://bridge.demo/gateway/cluster-a"
                 ),
                 "`policy[1].local`",
                 "mapped twice",
+            ),
+            (
+                format!(
+                    "{GOOD}[[policy]]\nlocal = \"spiffe://cluster-b.demo/ns/fedgate/sa/gateway\"\n\
+                     bridge = \"spiffe://bridge.demo/gateway/cluster-a\"\n"
+                ),
+                "`policy[1].bridge`",
+                "spiffe://bridge.demo/gateway/cluster-a is already the bridge ID of \
+                 spiffe://cluster-a.demo/ns/fedgate/sa/gateway (policy[0]); \
+                 spiffe://cluster-b.demo/ns/fedgate/sa/gateway",
             ),
         ];
         for (text, key, hint) in cases {

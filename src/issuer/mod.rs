@@ -38,7 +38,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use client::{renew_at, IssuerClient, IssuerClientConfig, IssuerClientError};
 pub use config::{ConfigError, Member, ServeConfig};
-pub use policy::{inspect_csr, CsrInfo, Grant, IdMismatch, Policy, PolicyError, Refusal};
+pub use policy::{
+    inspect_csr, CsrInfo, Grant, IdMismatch, Policy, PolicyError, Refusal, SharedBridgeId,
+};
 pub use server::{IssuerMetrics, IssuerServer};
 pub use sources::{SourceError, Sources};
 
