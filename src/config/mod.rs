@@ -209,7 +209,7 @@ impl ListenerLimits {
     pub const DEFAULT: ListenerLimits = ListenerLimits {
         max_connections: 10_000,
         peek_timeout: Duration::from_secs(5),
-        max_client_hello: 16 * 1024,
+        max_client_hello: crate::gateway::sni::MAX_CLIENT_HELLO,
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(300),
     };
@@ -772,7 +772,7 @@ impl Cx<'_> {
                     self.err(
                         format!("{key}.max_client_hello"),
                         m.span(),
-                        format!("must be between {MIN_CLIENT_HELLO_LIMIT} and {MAX_CLIENT_HELLO_LIMIT} bytes (default 16384)"),
+                        format!("must be between {MIN_CLIENT_HELLO_LIMIT} and {MAX_CLIENT_HELLO_LIMIT} bytes (default {})", ListenerLimits::DEFAULT.max_client_hello),
                     )
                 })?,
         };
