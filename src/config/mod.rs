@@ -28,6 +28,9 @@ use file::{FileConfig, FileListener, FileProfile, Text};
 /// The largest `workers` value accepted (a typo guard, far above any useful count).
 pub const MAX_WORKERS: usize = 1024;
 
+/// Default `[federation.serve] max_connections` (as `fedgate ca serve`'s).
+pub const DEFAULT_SERVE_MAX_CONNECTIONS: usize =
+    fedgate_federation::endpoint::server::DEFAULT_MAX_CONNECTIONS;
 /// Default `drain_timeout`.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest accepted `max_client_hello`: far above any real ClientHello (post-quantum ones are
@@ -99,6 +102,8 @@ pub struct ServeConfig {
     pub profile: ServeProfile,
     /// The bundle file to serve: `bundle` if given, else `[identity] bundle`.
     pub bundle: PathBuf,
+    /// Connections beyond this many are closed before the TLS handshake and counted.
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -617,11 +622,28 @@ impl Cx<'_> {
                         ))
                     }
                 };
+                let max_connections = match &s.max_connections {
+                    None => DEFAULT_SERVE_MAX_CONNECTIONS,
+                    Some(m) => usize::try_from(*m.get_ref())
+                        .ok()
+                        .filter(|&m| m >= 1)
+                        .ok_or_else(|| {
+                            self.err(
+                                "federation.serve.max_connections",
+                                m.span(),
+                                format!(
+                                    "must be a positive integer (default \
+                                     {DEFAULT_SERVE_MAX_CONNECTIONS})"
+                                ),
+                            )
+                        })?,
+                };
                 Some(ServeConfig {
                     listen,
                     path,
                     profile,
                     bundle,
+                    max_connections,
                 })
             }
         };

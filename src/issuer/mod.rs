@@ -144,8 +144,9 @@ impl Issuer {
     }
 }
 
-/// `/healthz` and `/metrics` (Prometheus text) over plain HTTP.
-fn admin_router(registry: Registry) -> Router {
+/// `/healthz` and `/metrics` (Prometheus text) over plain HTTP (also `fedgate bundle serve
+/// --admin-listen`).
+pub(crate) fn admin_router(registry: Registry) -> Router {
     let registry = Arc::new(Mutex::new(registry));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

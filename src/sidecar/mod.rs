@@ -350,8 +350,9 @@ async fn accept_loop<F>(
                 outcome = "too_many_connections",
                 "listener at its connection limit; closing"
             );
-            drop(stream);
+            // Counted before the close, so a client that sees the close sees the count.
             ctx.finish(direction, name, "too_many_connections", None, None);
+            drop(stream);
             continue;
         };
         spawn(stream, addr, permit);
