@@ -16,6 +16,8 @@ use std::time::Duration;
 use fedgate_federation::spiffe_id::{SpiffeId, TrustDomain};
 use serde::Deserialize;
 
+use super::rate_limit::RateLimit;
+
 /// Default lifetime of an issued bridge SVID.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// Default upper bound of a requested lifetime.
@@ -44,6 +46,8 @@ pub struct ServeConfig {
     pub handshake_timeout: Duration,
     /// Connections beyond this many are closed at once (and counted).
     pub max_connections: usize,
+    /// Per-caller token bucket on `POST /v1/issue`.
+    pub rate_limit: RateLimit,
     /// Last-known-good store for bundles fetched from member endpoints.
     pub state_dir: Option<PathBuf>,
     /// Member trust domains whose SVIDs may authenticate, each with its bundle source.
@@ -120,6 +124,7 @@ struct FileModel {
     #[serde(default, with = "humantime_serde")]
     handshake_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    rate_limit: Option<RateLimitModel>,
     state_dir: Option<PathBuf>,
     #[serde(default)]
     members: Vec<MemberModel>,
@@ -137,6 +142,13 @@ struct MemberModel {
     endpoint_id: Option<String>,
     bootstrap_bundle: Option<PathBuf>,
     ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitModel {
+    per_minute: Option<u32>,
+    burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +232,29 @@ impl ServeConfig {
                 "must be at least 1".into(),
             ));
         }
+
+        let rate_limit = match &model.rate_limit {
+            None => RateLimit::default(),
+            Some(r) => {
+                let d = RateLimit::default();
+                let limit = RateLimit {
+                    per_minute: r.per_minute.unwrap_or(d.per_minute),
+                    burst: r.burst.unwrap_or(d.burst),
+                };
+                for (key, v, default) in [
+                    ("rate_limit.per_minute", limit.per_minute, d.per_minute),
+                    ("rate_limit.burst", limit.burst, d.burst),
+                ] {
+                    if v == 0 {
+                        return Err(invalid(
+                            key.into(),
+                            format!("must be at least 1 (default {default})"),
+                        ));
+                    }
+                }
+                limit
+            }
+        };
 
         if model.members.is_empty() {
             return Err(invalid(
@@ -307,6 +342,7 @@ impl ServeConfig {
             poll_interval,
             handshake_timeout,
             max_connections,
+            rate_limit,
             state_dir: model.state_dir.map(|d| base.join(d)),
             members,
             policy,
@@ -570,11 +606,31 @@ bridge = "spiffe://bridge.demo/gateway/cluster-a"
 
     #[test]
     fn optional_keys() {
+        assert_eq!(parse(GOOD).unwrap().rate_limit, RateLimit::default());
         let text = format!(
             "admin_listen = \"127.0.0.1:0\"\npoll_interval = \"250ms\"\n\
-             handshake_timeout = \"2s\"\nmax_connections = 8\n{GOOD}"
+             handshake_timeout = \"2s\"\nmax_connections = 8\n\
+             rate_limit = {{ per_minute = 6, burst = 2 }}\n{GOOD}"
         );
         let c = parse(&text).unwrap();
+        assert_eq!(
+            c.rate_limit,
+            RateLimit {
+                per_minute: 6,
+                burst: 2
+            }
+        );
+        let burst_only = parse(&format!("rate_limit = {{ burst = 3 }}\n{GOOD}")).unwrap();
+        assert_eq!(burst_only.rate_limit.per_minute, 60);
+        assert_eq!(burst_only.rate_limit.burst, 3);
+        for (bad, key) in [
+            ("rate_limit = { per_minute = 0 }", "`rate_limit.per_minute`"),
+            ("rate_limit = { burst = 0 }", "`rate_limit.burst`"),
+            ("rate_limit = { per_second = 1 }", "per_second"),
+        ] {
+            let msg = parse(&format!("{bad}\n{GOOD}")).unwrap_err().to_string();
+            assert!(msg.contains(key), "{bad}: {msg}");
+        }
         assert_eq!(c.admin_listen, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(c.poll_interval, Duration::from_millis(250));
         assert_eq!(c.handshake_timeout, Duration::from_secs(2));

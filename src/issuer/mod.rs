@@ -21,6 +21,7 @@ pub mod cmd;
 pub mod config;
 pub mod gateway;
 pub mod policy;
+pub mod rate_limit;
 pub mod server;
 pub mod sources;
 
@@ -88,7 +89,8 @@ impl Issuer {
         let metrics = IssuerMetrics::register(&mut registry);
         let server = IssuerServer::new(policy, ca, tls, metrics.clone())
             .with_handshake_timeout(config.handshake_timeout)
-            .with_max_connections(config.max_connections);
+            .with_max_connections(config.max_connections)
+            .with_rate_limit(config.rate_limit);
         let bind = |key, addr| async move {
             TcpListener::bind(addr)
                 .await
