@@ -987,3 +987,37 @@ async fn bridge_svid_through_an_intermediate_without_key_cert_sign_is_refused_by
     assert_eq!(w.egress.rejects("bridge-out", "upstream_unavailable"), 1);
     assert!(w.dest.seen.try_recv().is_err());
 }
+
+#[tokio::test]
+async fn ingress_state_refuses_a_peer_speaking_for_the_local_domain() {
+    let pki = Pki::new();
+    // The ingress gateway is in cluster-b: a peer allowed to speak for cluster-b could assert
+    // any of cluster-b's own workloads as the origin.
+    let peers = Arc::new(
+        BridgePeers::new([BridgePeer {
+            id: id("spiffe://bridge.test/gateway/cluster-a"),
+            may_speak_for: vec![
+                TrustDomain::new("cluster-a.test").unwrap(),
+                TrustDomain::new("cluster-b.test").unwrap(),
+            ],
+        }])
+        .unwrap(),
+    );
+    let err = IngressState::new(
+        "bridge-in",
+        peers,
+        ingress_routes("127.0.0.1:1".parse().unwrap()),
+        &pki.ingress_ids(&pki.gw_b),
+        header_limits(),
+        timeouts(),
+        BridgeMetrics::new(),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("spiffe://bridge.test/gateway/cluster-a")
+            && msg.contains("cluster-b.test")
+            && msg.contains("may_speak_for"),
+        "{msg}"
+    );
+}

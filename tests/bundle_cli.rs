@@ -411,3 +411,88 @@ fn one_shot_fetch_refusal_leaves_out_file_alone() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("refused (connect)"));
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
 }
+
+/// A plain-HTTP GET of `path` on `addr` (the admin listener); returns the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serve_closes_connections_over_max_connections_and_counts_them() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Ca::new("b.test CA", Some("spiffe://b.test"));
+    let web = Ca::new("Web CA", None);
+    let (cert, key) = web.leaf(
+        SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    put(&d.join("web.pem"), cert.as_bytes());
+    put(&d.join("web.key"), key.as_bytes());
+    put(&d.join("bundle.json"), &bundle_of(&[&ca]).to_json());
+    let p = Proc::spawn(&[
+        "bundle",
+        "serve",
+        "--trust-domain",
+        "b.test",
+        "--listen",
+        "127.0.0.1:0",
+        "--bundle",
+        s(&d.join("bundle.json")),
+        "--profile",
+        "https_web",
+        "--cert",
+        s(&d.join("web.pem")),
+        "--key",
+        s(&d.join("web.key")),
+        "--max-connections",
+        "1",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = p.expect_out(Duration::from_secs(30), |l| l.starts_with("listening on "));
+    let addr = addr.trim_start_matches("listening on ").to_owned();
+    let admin = p.expect_out(Duration::from_secs(30), |l| {
+        l.starts_with("admin listening on ")
+    });
+    let admin = admin.trim_start_matches("admin listening on ").to_owned();
+
+    // The first connection (accepted first: the accept queue is FIFO) holds the only slot ...
+    let first = std::net::TcpStream::connect(&addr).unwrap();
+    // ... so the second is closed before any TLS byte, and counted before it is closed.
+    let mut second = std::net::TcpStream::connect(&addr).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = second.read_to_end(&mut buf);
+    // EOF or a reset; a read timeout would mean it was not closed.
+    let closed = match &read {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    assert!(closed && buf.is_empty(), "{read:?} {buf:?}");
+    let metrics = http_get(&admin, "/metrics");
+    assert!(
+        metrics
+            .contains("fedgate_bundle_endpoint_refusals_total{reason=\"too_many_connections\"} 1"),
+        "{metrics}"
+    );
+    drop(first);
+    assert!(p.terminate().success());
+}

@@ -118,3 +118,32 @@ async fn not_ready_until_every_peer_has_a_bundle() {
     assert!(body.contains("cluster-a.test"), "{body}");
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_endpoint_closes_connections_over_max_connections_and_counts_them() {
+    use tokio::io::AsyncReadExt;
+    let files = tempfile::tempdir().unwrap();
+    let ca = SpiffeCa::new("cluster-a.test");
+    let cfg = format!("{}max_connections = 1\n", gateway_a(&ca, files.path()));
+    let a = TestApp::start(&cfg).await;
+    let endpoint = a.bundle_endpoint.expect("gateway A serves its bundle");
+    // The first connection (accepted first: the accept queue is FIFO) holds the only slot ...
+    let first = tokio::net::TcpStream::connect(endpoint).await.unwrap();
+    // ... so the second is closed before any TLS byte, and counted before it is closed.
+    let mut second = tokio::net::TcpStream::connect(endpoint).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        second.read_to_end(&mut out),
+    )
+    .await
+    .expect("the connection over the limit was not closed");
+    assert!(read.is_err() || out.is_empty(), "{out:?}");
+    assert_eq!(
+        a.metric("fedgate_bundle_endpoint_refusals_total{reason=\"too_many_connections\"}")
+            .await,
+        1.0
+    );
+    drop(first);
+    a.stop().await;
+}

@@ -339,3 +339,119 @@ async fn upstream_refusal_and_reset_close_only_that_connection() {
     close(live).await;
     app.stop().await;
 }
+
+/// A hand-built ClientHello handshake message of exactly `size` bytes for `name`, padded with a
+/// large key_share-like extension (as post-quantum key shares make them).
+fn large_client_hello_msg(name: &str, size: usize) -> Vec<u8> {
+    fn vec_u16(data: &[u8]) -> Vec<u8> {
+        let mut v = u16::try_from(data.len()).unwrap().to_be_bytes().to_vec();
+        v.extend_from_slice(data);
+        v
+    }
+    let build = |pad: usize| {
+        let mut sni = vec![0u8];
+        sni.extend_from_slice(&vec_u16(name.as_bytes()));
+        let mut exts = Vec::new();
+        exts.extend_from_slice(&0u16.to_be_bytes());
+        exts.extend_from_slice(&vec_u16(&vec_u16(&sni)));
+        exts.extend_from_slice(&0xfe00u16.to_be_bytes());
+        let share: Vec<u8> = (0..pad).map(|i| (i % 251) as u8).collect();
+        exts.extend_from_slice(&vec_u16(&share));
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]);
+        body.push(0);
+        body.extend_from_slice(&vec_u16(&[0x13, 0x01]));
+        body.extend_from_slice(&[1, 0]);
+        body.extend_from_slice(&vec_u16(&exts));
+        let mut msg = vec![1];
+        msg.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes()[1..]);
+        msg.extend_from_slice(&body);
+        msg
+    };
+    let pad = size - build(0).len();
+    let msg = build(pad);
+    assert_eq!(msg.len(), size);
+    msg
+}
+
+/// Frames a handshake message into TLS records of at most `record` bytes each.
+fn records(msg: &[u8], record: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in msg.chunks(record) {
+        out.extend_from_slice(&[0x16, 0x03, 0x01]);
+        out.extend_from_slice(&u16::try_from(chunk.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// An upstream that reads exactly `len` bytes of its first connection and reports them.
+async fn recording_upstream(
+    len: usize,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Receiver<Vec<u8>>,
+) {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut tcp, _) = l.accept().await.unwrap();
+        let mut buf = vec![0u8; len];
+        tcp.read_exact(&mut buf).await.unwrap();
+        let _ = tx.send(buf);
+    });
+    (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_post_quantum_client_hello_is_routed_with_its_exact_bytes() {
+    let msg = large_client_hello_msg("pq.cluster-b.test", 20 * 1024);
+    // A full 16 KiB record and the rest (what a TLS stack sends), and many small records.
+    for (record, what) in [(16 * 1024, "two records"), (700, "many small records")] {
+        let hello = records(&msg, record);
+        let (up, received) = recording_upstream(hello.len()).await;
+        let cfg = format!(
+            "{HEADER}{}",
+            listener("egress", "", &[("*.cluster-b.test", &[up])])
+        );
+        let app = TestApp::start(&cfg).await;
+        let mut tcp = TcpStream::connect(app.addr("egress")).await.unwrap();
+        tcp.write_all(&hello).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), received)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: upstream received nothing"))
+            .unwrap_or_else(|_| panic!("{what}: upstream gone"));
+        assert!(got == hello, "{what}: upstream received other bytes");
+        drop(tcp);
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_hello_over_the_configured_bound_is_refused() {
+    let (up, _u) = tcp_sink().await;
+    let cfg = format!(
+        "{HEADER}{}",
+        listener(
+            "egress",
+            "max_client_hello = 16384",
+            &[("*.cluster-b.test", &[up])]
+        )
+    );
+    let app = TestApp::start(&cfg).await;
+    let msg = large_client_hello_msg("pq.cluster-b.test", 20 * 1024);
+    refused(
+        &app,
+        "egress",
+        &records(&msg, 16 * 1024),
+        "client_hello_too_large",
+    )
+    .await;
+    // Declared within the bound, but framed in records whose headers push it past it: the
+    // buffer never grows beyond the bound.
+    let msg = large_client_hello_msg("pq.cluster-b.test", 16 * 1024 - 100);
+    refused(&app, "egress", &records(&msg, 10), "client_hello_too_large").await;
+    app.stop().await;
+}

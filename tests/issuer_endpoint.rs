@@ -6,6 +6,7 @@
 #[path = "support/issuer.rs"]
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fedgate_federation::svid::verify::verify;
@@ -293,5 +294,49 @@ async fn a_dribbled_body_is_cut_at_the_timeout() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("slow_body"), "{text}");
     assert_eq!(srv.metrics.refusals("slow_body"), 1);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_over_the_rate_limit_gets_429_with_retry_after() {
+    let pki = Pki::new();
+    let srv = Running::start(&pki.write_config("rate_limit = { per_minute = 1, burst = 2 }")).await;
+    let gw_a = Pki::svid(&pki.a, GW_A);
+    let post = |svid: Arc<fedgate_federation::X509Svid>, san: &'static str| {
+        let (pki, url) = (&pki, srv.url.clone());
+        async move {
+            post_raw_with_headers(
+                pki,
+                &url,
+                &svid,
+                "",
+                "application/pkcs10",
+                csr(&[san], vec![]),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // The burst passes ...
+    for _ in 0..2 {
+        let (status, _, body) = post(gw_a.clone(), BRIDGE_A).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // ... the next is refused with Retry-After (one token per minute: up to 60 s).
+    let (status, headers, body) = post(gw_a.clone(), BRIDGE_A).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("rate_limited"), "{body}");
+    let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&after), "{after}");
+    assert_eq!(srv.metrics.refusals("rate_limited"), 1);
+    assert_eq!(srv.metrics.issued_count(), 2);
+    // Another caller has its own bucket.
+    let (status, _, body) = post(Pki::svid(&pki.b, GW_B), BRIDGE_B).await;
+    assert_eq!(status, 200, "{body}");
+    let text = srv.metrics_text().await;
+    assert!(
+        text.contains("issuer_refusals_total{reason=\"rate_limited\"} 1"),
+        "{text}"
+    );
     srv.stop().await;
 }

@@ -72,6 +72,27 @@ async fn pair(
     outbound_allow: &[&str],
     inbound_allow: &[&str],
 ) -> Pair {
+    pair_with(
+        ca_a,
+        ca_b,
+        (client_id, server_id),
+        outbound_allow,
+        inbound_allow,
+        ("", ""),
+    )
+    .await
+}
+
+/// Like [`pair`], with `extra.0` appended to A's `[[outbound]]` and `extra.1` to B's
+/// `[[inbound]]`.
+async fn pair_with(
+    ca_a: &TestCa,
+    ca_b: &TestCa,
+    (client_id, server_id): (&str, &str),
+    outbound_allow: &[&str],
+    inbound_allow: &[&str],
+    extra: (&str, &str),
+) -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let files_a = ca_a.write_identity(&dir.path().join("a"), client_id);
     let files_b = ca_b.write_identity(&dir.path().join("b"), server_id);
@@ -88,18 +109,20 @@ async fn pair(
     let b = RunningSidecar::start(
         &dir.path().join("b"),
         &format!(
-            "{}{}",
+            "{}{}{}",
             identity_toml(&ca_b.td.to_string(), &files_b, federated.then_some(&*map_b)),
-            inbound_toml(app_addr, inbound_allow, &[])
+            inbound_toml(app_addr, inbound_allow, &[]),
+            extra.1
         ),
     )
     .await;
     let a = RunningSidecar::start(
         &dir.path().join("a"),
         &format!(
-            "{}{}",
+            "{}{}{}",
             identity_toml(&ca_a.td.to_string(), &files_a, federated.then_some(&*map_a)),
-            outbound_toml("echo.cluster-b.test", b.addr("echo"), outbound_allow)
+            outbound_toml("echo.cluster-b.test", b.addr("echo"), outbound_allow),
+            extra.0
         ),
     )
     .await;
@@ -760,4 +783,122 @@ async fn server_whose_intermediate_lacks_key_cert_sign_is_refused() {
     assert_eq!(round_trip(a.addr("to-echo"), b"secret").await, b"secret");
     a.stop().await;
     assert!(seen.recv().await.is_some());
+}
+
+/// A connection through the sidecar listener at `addr`, proven established end to end (one
+/// byte echoed by the app), held open by the caller.
+async fn held_connection(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_exact(&mut b))
+        .await
+        .expect("no echo in time")
+        .unwrap();
+    assert_eq!(&b, b"x");
+    s
+}
+
+/// A connection to `addr` that is closed without a byte (EOF or reset).
+async fn closed_at_once(addr: std::net::SocketAddr) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the connection over the limit was not closed");
+    assert!(read.is_err() || out.is_empty(), "{out:?}");
+}
+
+/// The next event of `s` with `outcome`, skipping others.
+async fn event_with(s: &mut RunningSidecar, outcome: &str) -> fedgate::sidecar::ConnectionEvent {
+    loop {
+        let ev = s.next_event().await;
+        if ev.outcome == outcome {
+            return ev;
+        }
+    }
+}
+
+#[tokio::test]
+async fn outbound_connections_over_the_limit_are_closed_and_counted() {
+    let ca = TestCa::new("cluster-a.test");
+    let mut p = pair_with(
+        &ca,
+        &ca,
+        (CLIENT_A, ECHO_A),
+        &[ECHO_A],
+        &["spiffe://cluster-a.test/ns/demo/*"],
+        ("max_connections = 2\n", ""),
+    )
+    .await;
+    let out = p.a.addr("to-echo");
+    let first = held_connection(out).await;
+    let _second = held_connection(out).await;
+    closed_at_once(out).await;
+    let ev = p.a.next_event().await;
+    assert_eq!(
+        (ev.direction, ev.outcome),
+        (Direction::Outbound, "too_many_connections")
+    );
+    let metrics = http_get(p.a.addr("admin"), "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "fedgate_sidecar_connections_total{direction=\"outbound\",listener=\"to-echo\",outcome=\"too_many_connections\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    // One closes; its slot is free again once its end is reported.
+    drop(first);
+    assert_eq!(
+        event_with(&mut p.a, "ok").await.direction,
+        Direction::Outbound
+    );
+    let _third = held_connection(out).await;
+    p.a.stop().await;
+    p.b.stop().await;
+}
+
+#[tokio::test]
+async fn inbound_connections_over_the_limit_are_closed_and_counted() {
+    let ca = TestCa::new("cluster-a.test");
+    let mut p = pair_with(
+        &ca,
+        &ca,
+        (CLIENT_A, ECHO_A),
+        &[ECHO_A],
+        &["spiffe://cluster-a.test/ns/demo/*"],
+        ("", "max_connections = 2\n"),
+    )
+    .await;
+    let out = p.a.addr("to-echo");
+    let first = held_connection(out).await;
+    let _second = held_connection(out).await;
+    // The third reaches B's inbound, which closes it before the handshake; A then closes the
+    // app's connection.
+    closed_at_once(out).await;
+    let ev = p.b.next_event().await;
+    assert_eq!(
+        (ev.direction, ev.outcome),
+        (Direction::Inbound, "too_many_connections")
+    );
+    assert!(ev.peer_id.is_none());
+    let metrics = http_get(p.b.addr("admin"), "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "fedgate_sidecar_connections_total{direction=\"inbound\",listener=\"echo\",outcome=\"too_many_connections\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    drop(first);
+    assert_eq!(
+        event_with(&mut p.b, "ok").await.direction,
+        Direction::Inbound
+    );
+    let _third = held_connection(out).await;
+    p.a.stop().await;
+    p.b.stop().await;
 }

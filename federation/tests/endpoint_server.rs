@@ -218,3 +218,77 @@ async fn silent_clients_are_disconnected_after_the_handshake_timeout() {
         FetchOutcome::Updated { .. }
     ));
 }
+
+/// Waits (bounded) until `cond` holds, re-checking after every metrics event.
+async fn until(events: &mut tokio::sync::watch::Receiver<u64>, mut cond: impl FnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !cond() {
+            events.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("condition not reached in time");
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_before_the_handshake_and_counted() {
+    use fedgate_federation::endpoint::{BundleEndpoint, EndpointMetrics};
+    use tokio::io::AsyncReadExt;
+
+    let ca = TestCa::new("a.test");
+    let web = TestCa::web("Web CA");
+    let tls = web.server(&["localhost"], true).web_tls();
+    let metrics = EndpointMetrics::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let mut events = metrics.subscribe();
+    let (_tls_tx, tls_rx) = tokio::sync::watch::channel(tls.server_config().unwrap());
+    let (_bundle_tx, bundle_rx) = tokio::sync::watch::channel(Arc::new(ca.bundle()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = BundleEndpoint::new("/", bundle_rx, tls_rx)
+        .with_max_connections(2)
+        .with_metrics(metrics.clone());
+    let task = tokio::spawn(server.run(listener, shutdown.clone()));
+    let url = format!("https://127.0.0.1:{}/", addr.port());
+
+    // Two connections with a completed handshake: each was accepted and holds a slot.
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(
+        client_tls_config(&web_rel(&a(), &url, &web), None).unwrap(),
+    ));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        held.push(connector.connect(name, tcp).await.unwrap());
+    }
+    assert_eq!(metrics.open_connections(), 2);
+
+    // The third is closed before any TLS byte.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut out))
+        .await
+        .expect("the connection over the limit was not closed");
+    assert!(read.is_err() || out.is_empty(), "{out:?}");
+    until(&mut events, || {
+        metrics.refusals("too_many_connections") == 1
+    })
+    .await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains("fedgate_bundle_endpoint_refusals_total{reason=\"too_many_connections\"} 1"),
+        "{text}"
+    );
+
+    // One closes; once its slot is free, a new client is served.
+    held.pop();
+    until(&mut events, || metrics.open_connections() == 1).await;
+    let r = http_client(&web, &url).get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(metrics.refusals("too_many_connections"), 1);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -16,7 +16,8 @@ use std::time::Duration;
 use fedgate_federation::distribute::Distributor;
 use fedgate_federation::endpoint::server::{ServerTlsFiles, ServerTlsSource};
 use fedgate_federation::endpoint::{
-    BundleEndpoint, BundleFileSource, EndpointError, FetchOptions, Profile, Relationship, WebRoots,
+    BundleEndpoint, BundleFileSource, EndpointError, EndpointMetrics, FetchOptions, Profile,
+    Relationship, WebRoots,
 };
 use fedgate_federation::metrics::FederationMetrics;
 use fedgate_federation::refresh::{Peer, RefreshPolicy, Refresher, RefresherHandle};
@@ -147,7 +148,7 @@ impl Federation {
         let (refresher, handle) =
             Refresher::new(local_bundles, peers, policy, store, sink, Some(metrics));
         let serve = match &config.serve {
-            Some(s) => Some(serve(s, local).await?),
+            Some(s) => Some(serve(s, local, registry).await?),
             None => None,
         };
         Ok(Federation {
@@ -270,7 +271,11 @@ fn peer(p: &PeerConfig) -> Result<Peer, FederationSetupError> {
     })
 }
 
-async fn serve(s: &ServeConfig, local: &TrustDomain) -> Result<Serve, FederationSetupError> {
+async fn serve(
+    s: &ServeConfig,
+    local: &TrustDomain,
+    registry: &mut Registry,
+) -> Result<Serve, FederationSetupError> {
     let endpoint_err = |e| FederationSetupError::Serve(Box::new(e));
     let (bundle, bundle_rx) =
         BundleFileSource::new(local.clone(), &s.bundle, SERVE_POLL).map_err(endpoint_err)?;
@@ -298,10 +303,19 @@ async fn serve(s: &ServeConfig, local: &TrustDomain) -> Result<Serve, Federation
     Ok(Serve {
         listener,
         addr,
-        endpoint: BundleEndpoint::new(s.path.clone(), bundle_rx, tls_rx),
+        endpoint: BundleEndpoint::new(s.path.clone(), bundle_rx, tls_rx)
+            .with_max_connections(s.max_connections)
+            .with_metrics(endpoint_metrics(registry)),
         bundle,
         tls,
     })
+}
+
+/// The bundle endpoint's metrics, registered in `registry`.
+fn endpoint_metrics(registry: &mut Registry) -> EndpointMetrics {
+    let metrics = EndpointMetrics::new();
+    metrics.register(registry);
+    metrics
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, FederationSetupError> {

@@ -4,7 +4,8 @@
 //! local SVID (optionally passing the origin on in a PROXY v2 header).
 //!
 //! Invariants (DESIGN.md 4, 6, 7): the peer is verified with the bridge bundle only and must be a
-//! configured bridge peer; nothing is dialed before the header is read and every check passed;
+//! configured bridge peer; no peer may speak for the local trust domain (refused when the state
+//! is built, whatever the config loader let through); nothing is dialed before the header is read and every check passed;
 //! a missing, junk, oversized or slow header closes the connection; the destination's ID must be
 //! on the route's `server_id` list, checked inside the handshake.
 
@@ -12,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fedgate_federation::tls::Authorizer;
-use fedgate_federation::SpiffeId;
+use fedgate_federation::{SpiffeId, TrustDomain};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
 use tokio::io::AsyncWriteExt;
@@ -43,6 +44,22 @@ pub struct IngressRoutes {
 struct IngressEntry {
     slot: usize,
     route: IngressRoute,
+}
+
+/// Why an [`IngressState`] cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngressStateError {
+    #[error(transparent)]
+    Tls(#[from] BridgeTlsError),
+    /// A peer listed as speaking for this gateway's own trust domain: it could then assert any
+    /// of our own workloads as the origin of a connection.
+    #[error(
+        "bridge peer {peer} may speak for {local}, the local trust domain of this gateway; a \
+         bridge peer must never speak for our own workloads: remove {local} from its \
+         may_speak_for"
+    )]
+    PeerSpeaksForLocal { peer: SpiffeId, local: TrustDomain },
 }
 
 /// Limits on the PROXY v2 header a peer egress sends.
@@ -103,7 +120,13 @@ impl IngressState {
         header: HeaderLimits,
         timeouts: Timeouts,
         metrics: BridgeMetrics,
-    ) -> Result<Self, BridgeTlsError> {
+    ) -> Result<Self, IngressStateError> {
+        if let Some(peer) = peers.speaking_for(ids.local_domain()) {
+            return Err(IngressStateError::PeerSpeaksForLocal {
+                peer: peer.id.clone(),
+                local: ids.local_domain().clone(),
+            });
+        }
         let server = ids.ingress_server_config()?;
         let to_destinations = routes
             .server_ids

@@ -221,6 +221,14 @@ impl BridgePeers {
         self.peers.get(id)
     }
 
+    /// A peer allowed to speak for `td`, if any (the lowest ID, so the answer is stable).
+    pub fn speaking_for(&self, td: &TrustDomain) -> Option<&BridgePeer> {
+        self.peers
+            .values()
+            .filter(|p| p.may_speak_for.contains(td))
+            .min_by(|a, b| a.id.cmp(&b.id))
+    }
+
     pub fn len(&self) -> usize {
         self.peers.len()
     }
@@ -436,6 +444,31 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.label(), "unknown_peer");
         assert!(authorize_peer(&peers, &id("spiffe://bridge.test/gateway/cluster-z")).is_err());
+    }
+
+    #[test]
+    fn speaking_for_finds_the_peers_of_a_domain() {
+        let peers = BridgePeers::new([
+            BridgePeer {
+                id: id("spiffe://bridge.test/gateway/z"),
+                may_speak_for: vec![td("cluster-a.test"), td("cluster-c.test")],
+            },
+            BridgePeer {
+                id: id("spiffe://bridge.test/gateway/b"),
+                may_speak_for: vec![td("cluster-c.test")],
+            },
+        ])
+        .unwrap();
+        let found = |d: &str| peers.speaking_for(&td(d)).map(|p| p.id.to_string());
+        assert_eq!(
+            found("cluster-a.test").as_deref(),
+            Some("spiffe://bridge.test/gateway/z")
+        );
+        assert_eq!(
+            found("cluster-c.test").as_deref(),
+            Some("spiffe://bridge.test/gateway/b")
+        );
+        assert_eq!(found("cluster-b.test"), None);
     }
 
     #[test]

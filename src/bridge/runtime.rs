@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::egress::{self, EgressRoutes, EgressState};
-use super::ingress::{self, HeaderLimits, IngressRoutes, IngressState};
+use super::ingress::{self, HeaderLimits, IngressRoutes, IngressState, IngressStateError};
 use super::policy::{BridgePeer, BridgePeers, EgressRoute, IngressRoute, UpstreamAddr, Upstreams};
 use super::tls::{BridgeTlsError, Identities};
 use super::{BridgeMetrics, StateCell, Timeouts};
@@ -76,6 +76,8 @@ pub enum BuildError {
     Routes(#[from] RouteError),
     #[error("bridge peer {0} is listed twice")]
     DuplicatePeer(fedgate_federation::SpiffeId),
+    #[error(transparent)]
+    Ingress(IngressStateError),
     #[error("route `{0}` has no bridge settings for this listener kind")]
     RouteKind(String),
     #[error("not a bridge listener")]
@@ -450,7 +452,11 @@ fn build_handler(
                 },
                 timeouts,
                 metrics.clone(),
-            )?;
+            )
+            .map_err(|e| match e {
+                IngressStateError::Tls(t) => BuildError::Tls(t),
+                other => BuildError::Ingress(other),
+            })?;
             Ok(BridgeHandler::Ingress(Arc::new(StateCell::new(Arc::new(
                 state,
             )))))

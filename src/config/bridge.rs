@@ -6,8 +6,8 @@
 //! Invariants: a bridge listener exists only with a `[bridge]` table and an `[identity]` (the
 //! local SVID it terminates and re-originates with); the bridge trust domain differs from the
 //! local one; every egress route pins a `peer_id` in the bridge trust domain; every ingress
-//! route names its allowed destination IDs; bridge listeners have no default route (no route
-//! → deny); keys of one kind are refused on another kind instead of being ignored.
+//! route names its allowed destination IDs; no bridge peer may speak for the local trust
+//! domain; bridge listeners have no default route (no route → deny); keys of one kind are refused on another kind instead of being ignored.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -248,6 +248,7 @@ impl Cx<'_> {
         l: &FileListener,
         bridge: Option<&BridgeConfig>,
         has_identity: bool,
+        local: &TrustDomain,
     ) -> Result<Option<BridgeListenerConfig>, ConfigError> {
         let kind_name = kind.as_str();
         let ingress_only = [
@@ -367,6 +368,17 @@ impl Cx<'_> {
                         t.span(),
                         "the bridge trust domain is not a workload domain; list the trust \
                          domains whose workloads this peer relays (e.g. \"cluster-a.test\")",
+                    ));
+                }
+                if &td == local {
+                    return Err(self.err(
+                        tkey,
+                        t.span(),
+                        format!(
+                            "`{td}` is this gateway's own trust domain (`trust_domain`); a bridge \
+                             peer must never speak for our own workloads: remove it and list only \
+                             the peer's trust domains"
+                        ),
                     ));
                 }
                 may_speak_for.push(td);
@@ -737,6 +749,11 @@ max_proxy_header = 2048
                 format!("{HEAD}{}", INGRESS.replace("may_speak_for = [\"cluster-b.test\"]", "may_speak_for = [\"bridge.test\"]")),
                 "listeners[0].bridge_peers[0].may_speak_for[0]",
                 "not a workload domain",
+            ),
+            (
+                format!("{HEAD}{}", INGRESS.replace("may_speak_for = [\"cluster-b.test\"]", "may_speak_for = [\"cluster-b.test\", \"cluster-a.test\"]")),
+                "listeners[0].bridge_peers[0].may_speak_for[1]",
+                "`cluster-a.test` is this gateway's own trust domain",
             ),
             (
                 format!("{HEAD}{}", INGRESS.replace("id = \"spiffe://bridge.test/gateway/cluster-b\"", "id = \"spiffe://cluster-b.test/gw\"")),

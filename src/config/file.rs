@@ -76,6 +76,7 @@ pub(super) struct FileServe {
     pub cert: Option<Text>,
     pub key: Option<Text>,
     pub bundle: Option<Text>,
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

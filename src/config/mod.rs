@@ -28,6 +28,9 @@ use file::{FileConfig, FileListener, FileProfile, Text};
 /// The largest `workers` value accepted (a typo guard, far above any useful count).
 pub const MAX_WORKERS: usize = 1024;
 
+/// Default `[federation.serve] max_connections` (as `fedgate ca serve`'s).
+pub const DEFAULT_SERVE_MAX_CONNECTIONS: usize =
+    fedgate_federation::endpoint::server::DEFAULT_MAX_CONNECTIONS;
 /// Default `drain_timeout`.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest accepted `max_client_hello`: far above any real ClientHello (post-quantum ones are
@@ -99,6 +102,8 @@ pub struct ServeConfig {
     pub profile: ServeProfile,
     /// The bundle file to serve: `bundle` if given, else `[identity] bundle`.
     pub bundle: PathBuf,
+    /// Connections beyond this many are closed before the TLS handshake and counted.
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,7 +214,7 @@ impl ListenerLimits {
     pub const DEFAULT: ListenerLimits = ListenerLimits {
         max_connections: 10_000,
         peek_timeout: Duration::from_secs(5),
-        max_client_hello: 16 * 1024,
+        max_client_hello: crate::gateway::sni::MAX_CLIENT_HELLO,
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(300),
     };
@@ -490,7 +495,8 @@ impl Cx<'_> {
                 ));
             }
             let span = l.listen.span();
-            let listener = self.listener(&key, l, bridge.as_ref(), identity.is_some())?;
+            let listener =
+                self.listener(&key, l, bridge.as_ref(), identity.is_some(), &trust_domain)?;
             if listener.listen.port() != 0 {
                 if let Some((_, other)) = addrs.iter().find(|(a, _)| *a == listener.listen) {
                     return Err(self.err(
@@ -616,11 +622,28 @@ impl Cx<'_> {
                         ))
                     }
                 };
+                let max_connections = match &s.max_connections {
+                    None => DEFAULT_SERVE_MAX_CONNECTIONS,
+                    Some(m) => usize::try_from(*m.get_ref())
+                        .ok()
+                        .filter(|&m| m >= 1)
+                        .ok_or_else(|| {
+                            self.err(
+                                "federation.serve.max_connections",
+                                m.span(),
+                                format!(
+                                    "must be a positive integer (default \
+                                     {DEFAULT_SERVE_MAX_CONNECTIONS})"
+                                ),
+                            )
+                        })?,
+                };
                 Some(ServeConfig {
                     listen,
                     path,
                     profile,
                     bundle,
+                    max_connections,
                 })
             }
         };
@@ -724,6 +747,7 @@ impl Cx<'_> {
         l: FileListener,
         bridge: Option<&BridgeConfig>,
         has_identity: bool,
+        local: &TrustDomain,
     ) -> Result<ListenerConfig, ConfigError> {
         let name = l.name.get_ref().clone();
         let valid_name = !name.is_empty()
@@ -746,7 +770,7 @@ impl Cx<'_> {
             file::FileListenerKind::BridgeEgress => ListenerKind::BridgeEgress,
             file::FileListenerKind::BridgeIngress => ListenerKind::BridgeIngress,
         };
-        let bridge_listener = self.bridge_listener(key, kind, &l, bridge, has_identity)?;
+        let bridge_listener = self.bridge_listener(key, kind, &l, bridge, has_identity, local)?;
         let d = ListenerLimits::DEFAULT;
         let max_connections = match &l.max_connections {
             None => d.max_connections,
@@ -770,7 +794,7 @@ impl Cx<'_> {
                     self.err(
                         format!("{key}.max_client_hello"),
                         m.span(),
-                        format!("must be between {MIN_CLIENT_HELLO_LIMIT} and {MAX_CLIENT_HELLO_LIMIT} bytes (default 16384)"),
+                        format!("must be between {MIN_CLIENT_HELLO_LIMIT} and {MAX_CLIENT_HELLO_LIMIT} bytes (default {})", ListenerLimits::DEFAULT.max_client_hello),
                     )
                 })?,
         };

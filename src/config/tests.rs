@@ -208,6 +208,16 @@ fn federation_rules() {
         .serve
         .unwrap();
     assert_eq!(serve.bundle, PathBuf::from("/etc/fedgate/b.json"));
+    assert_eq!(serve.max_connections, 1024);
+    let limited = format!("{web_with_bundle}max_connections = 3\n");
+    let serve = parse(&limited).unwrap().federation.unwrap().serve.unwrap();
+    assert_eq!(serve.max_connections, 3);
+    let zero = format!("{web_with_bundle}max_connections = 0\n");
+    let e = error(&zero);
+    assert!(
+        e.contains("`federation.serve.max_connections`") && e.contains("positive integer"),
+        "{e}"
+    );
     let web_without_bundle = web_with_bundle.replace("bundle = \"b.json\"\n", "");
     assert!(error(&web_without_bundle).contains("needs the local bundle to serve"));
     let bounds = format!("{base}min_refresh = \"1m\"\nmax_refresh = \"30s\"\n");

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::config::{ListenerLimits, Upstream};
 use crate::gateway::listener::{ConnContext, ListenerState, RouteTarget};
 use crate::gateway::pump::{pump_tcp, PumpError, PumpFailure, PumpStats};
-use crate::gateway::sni::{parse_client_hello, ClientHelloInfo, SniError};
+use crate::gateway::sni::{parse_client_hello_within, ClientHelloInfo, SniError};
 use crate::telemetry::metrics::{BytesLabels, ConnectionLabels, UpstreamLabels};
 
 /// Why a connection was closed before splicing. `label()` is the metric label.
@@ -227,7 +227,9 @@ async fn peek_client_hello(
             Ok(Ok(n)) => n,
         };
         buf.truncate(start + n);
-        match parse_client_hello(&buf) {
+        // The same bound applies to the handshake message: a hello declaring more is refused
+        // as soon as its length is visible, without waiting for the buffer to fill.
+        match parse_client_hello_within(&buf, limits.max_client_hello) {
             Ok(Some(info)) => return Ok((buf, info)),
             Err(e) => return Err(Reject::ClientHello(e)),
             Ok(None) if n == 0 => return Err(Reject::ClientClosed),

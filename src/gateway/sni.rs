@@ -11,21 +11,22 @@
 //!   lowercased, and a hello with two server names (duplicate extension or two `host_name`
 //!   entries) is refused, so routing can never disagree with the backend about the name.
 //!
-//! The caller bounds how much it buffers: [`MAX_CLIENT_HELLO`].
+//! The caller bounds how much it buffers (the listener's `max_client_hello`, default
+//! [`MAX_CLIENT_HELLO`]) and passes the same bound to [`parse_client_hello_within`].
 
 use std::borrow::Cow;
 
-/// The largest ClientHello handshake message (4-byte header included) fedgate accepts, and the
-/// number of bytes a caller should be prepared to peek before giving up.
+/// The default bound on a ClientHello handshake message (4-byte header included): the bound of
+/// [`parse_client_hello`] and the default of a listener's `max_client_hello`.
 ///
 /// Typical ClientHellos are 200-600 bytes; post-quantum hybrid key shares (X25519MLKEM768) bring
-/// them to ~1.8 KiB, and a few PSK tickets add a few hundred bytes more. 16 KiB is one full
-/// TLS record of plaintext and leaves ample headroom. The parser refuses a handshake whose
-/// declared length exceeds this bound ([`SniError::TooLarge`]) as soon as the length is visible;
-/// the caller must still cap its buffer (a hello split into tiny records carries a 5-byte record
-/// header per fragment), e.g. at `MAX_CLIENT_HELLO + 5 * 16` or simply at a fixed peek limit,
-/// and treat `Ok(None)` with a full buffer as too large.
-pub const MAX_CLIENT_HELLO: usize = 16 * 1024;
+/// them to ~1.8 KiB, and larger post-quantum key shares (several ML-KEM/hybrid shares, or
+/// bigger KEMs) bring them past one 16 KiB record, so the hello then spans several records.
+/// 64 KiB leaves ample headroom. The parser refuses a handshake whose declared length exceeds
+/// its bound ([`SniError::TooLarge`]) as soon as the length is visible; the caller must still
+/// cap its buffer (a hello split into tiny records carries a 5-byte record header per
+/// fragment) and treat `Ok(None)` with a full buffer as too large.
+pub const MAX_CLIENT_HELLO: usize = 64 * 1024;
 
 /// Largest record fragment tolerated: 2^14 plaintext bytes (RFC 8446 §5.1) plus 256 bytes of
 /// slack. A passthrough gateway is deliberately a little more tolerant than a TLS stack; the
@@ -64,8 +65,9 @@ pub enum SniError {
     /// The server_name is not a valid DNS host name (IP literal, bad characters, too long).
     #[error("invalid server name in ClientHello: {0}")]
     InvalidServerName(DnsNameError),
-    /// The ClientHello declares a length above [`MAX_CLIENT_HELLO`].
-    #[error("ClientHello larger than {MAX_CLIENT_HELLO} bytes")]
+    /// The ClientHello declares a length above the caller's bound (the listener's
+    /// `max_client_hello`, default [`MAX_CLIENT_HELLO`]).
+    #[error("ClientHello larger than the bound (the listener's max_client_hello)")]
     TooLarge,
 }
 
@@ -103,11 +105,22 @@ impl SniError {
     }
 }
 
-/// Parses the ClientHello at the start of `buf`. `Ok(None)`: incomplete, read more.
+/// Parses the ClientHello at the start of `buf` with the default bound [`MAX_CLIENT_HELLO`].
+/// `Ok(None)`: incomplete, read more.
 ///
 /// Bytes after the ClientHello (in its last record or in later records) are ignored.
 pub fn parse_client_hello(buf: &[u8]) -> Result<Option<ClientHelloInfo>, SniError> {
-    match reassemble(buf)? {
+    parse_client_hello_within(buf, MAX_CLIENT_HELLO)
+}
+
+/// Like [`parse_client_hello`], but refuses ([`SniError::TooLarge`]) a ClientHello whose
+/// handshake message (4-byte header included) declares more than `max` bytes, as soon as its
+/// length is visible.
+pub fn parse_client_hello_within(
+    buf: &[u8],
+    max: usize,
+) -> Result<Option<ClientHelloInfo>, SniError> {
+    match reassemble(buf, max)? {
         Some(body) => parse_body(&body).map(Some),
         None => Ok(None),
     }
@@ -154,15 +167,24 @@ pub fn normalize_dns_name(name: &[u8]) -> Result<String, DnsNameError> {
     Ok(s.to_ascii_lowercase())
 }
 
-/// Collects the first handshake message's body from consecutive handshake records.
+/// Collects the first handshake message's body from consecutive handshake records, refusing a
+/// message whose declared length (4-byte header included) exceeds `max`.
 ///
-/// Borrows from `buf` when the message lies in one record (the common case); copies only
-/// when it is fragmented.
-fn reassemble(buf: &[u8]) -> Result<Option<Cow<'_, [u8]>>, SniError> {
-    let mut rest = buf;
+/// Two passes: the first walks the record headers without copying (so a caller that calls
+/// again after every read pays per record, not per buffered byte) until the message's declared
+/// length is covered; the second borrows the body from `buf` when it lies in one record (the
+/// common case) and copies the fragments only when it is spread over several.
+fn reassemble(buf: &[u8], max: usize) -> Result<Option<Cow<'_, [u8]>>, SniError> {
+    let mut pos = 0;
     let mut first = true;
-    let mut msg: Cow<'_, [u8]> = Cow::Borrowed(&[]);
+    // The 4-byte handshake header, which may itself be split across records.
+    let mut head = [0u8; HANDSHAKE_HEADER_LEN];
+    let mut head_len = 0;
+    let mut have = 0;
+    let mut total = None;
+    let mut records = 0;
     loop {
+        let rest = buf.get(pos..).unwrap_or_default();
         // Check the record header byte by byte so that junk is refused at the earliest byte.
         let Some(&content_type) = rest.first() else {
             return Ok(None);
@@ -200,41 +222,75 @@ fn reassemble(buf: &[u8]) -> Result<Option<Cow<'_, [u8]>>, SniError> {
         if len > MAX_RECORD_LEN {
             return Err(SniError::Malformed("record longer than 2^14 + 256 bytes"));
         }
-        let end = RECORD_HEADER_LEN + len;
-        let fragment = &rest[RECORD_HEADER_LEN..end.min(rest.len())];
-        if msg.is_empty() {
-            msg = Cow::Borrowed(fragment);
-        } else {
-            msg.to_mut().extend_from_slice(fragment);
+        let fragment = rest
+            .get(RECORD_HEADER_LEN..(RECORD_HEADER_LEN + len).min(rest.len()))
+            .unwrap_or_default();
+        records += 1;
+        for &b in fragment.iter().take(HANDSHAKE_HEADER_LEN - head_len) {
+            head[head_len] = b;
+            head_len += 1;
         }
-
-        if let Some(&msg_type) = msg.first() {
-            if msg_type != HANDSHAKE_CLIENT_HELLO {
-                return Err(SniError::NotClientHello);
-            }
+        if head_len >= 1 && head[0] != HANDSHAKE_CLIENT_HELLO {
+            return Err(SniError::NotClientHello);
         }
-        if let Some(h) = msg.get(1..HANDSHAKE_HEADER_LEN) {
-            let body_len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
-            if body_len + HANDSHAKE_HEADER_LEN > MAX_CLIENT_HELLO {
+        if head_len == HANDSHAKE_HEADER_LEN && total.is_none() {
+            let body_len =
+                usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
+            if body_len + HANDSHAKE_HEADER_LEN > max {
                 return Err(SniError::TooLarge);
             }
-            let total = HANDSHAKE_HEADER_LEN + body_len;
-            if msg.len() >= total {
-                return Ok(Some(match msg {
-                    Cow::Borrowed(b) => Cow::Borrowed(&b[HANDSHAKE_HEADER_LEN..total]),
-                    Cow::Owned(mut v) => {
-                        v.truncate(total);
-                        v.drain(..HANDSHAKE_HEADER_LEN);
-                        Cow::Owned(v)
-                    }
-                }));
+            total = Some(HANDSHAKE_HEADER_LEN + body_len);
+        }
+        have += fragment.len();
+        if let Some(total) = total {
+            if have >= total {
+                return Ok(Some(collect_body(buf, records, total)));
             }
         }
-        if rest.len() < end {
+        if fragment.len() < len {
             return Ok(None);
         }
-        rest = &rest[end..];
+        pos += RECORD_HEADER_LEN + len;
         first = false;
+    }
+}
+
+/// The body of the handshake message of `total` bytes (header included) held by the first
+/// `records` records of `buf`, which [`reassemble`] has validated.
+fn collect_body(buf: &[u8], records: usize, total: usize) -> Cow<'_, [u8]> {
+    let fragments = RecordFragments { rest: buf }.take(records);
+    if records == 1 {
+        let fragment = RecordFragments { rest: buf }.next().unwrap_or_default();
+        return Cow::Borrowed(
+            fragment
+                .get(HANDSHAKE_HEADER_LEN..total)
+                .unwrap_or_default(),
+        );
+    }
+    let mut msg = Vec::with_capacity(total);
+    for fragment in fragments {
+        let want = total - msg.len();
+        msg.extend_from_slice(&fragment[..want.min(fragment.len())]);
+    }
+    msg.drain(..HANDSHAKE_HEADER_LEN.min(msg.len()));
+    Cow::Owned(msg)
+}
+
+/// The fragments of consecutive records (the last one possibly truncated by the buffer end).
+struct RecordFragments<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for RecordFragments<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let len_bytes = self.rest.get(3..RECORD_HEADER_LEN)?;
+        let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+        let end = (RECORD_HEADER_LEN + len).min(self.rest.len());
+        let fragment = self.rest.get(RECORD_HEADER_LEN..end)?;
+        self.rest = self.rest.get(end..).unwrap_or_default();
+        Some(fragment)
     }
 }
 

@@ -4,16 +4,19 @@
 //! against the config file's directory; every error names the file and the key (and, for TOML
 //! syntax errors, the line and column) and says what would be valid. A loaded config has at
 //! least one member trust domain (each listed once), at least one policy entry, every policy
-//! entry's local ID in a member trust domain, and `0 < default_ttl <= max_ttl`. Checks that need
+//! entry's local ID in a member trust domain, no bridge ID mapped from two local IDs, and
+//! `0 < default_ttl <= max_ttl`. Checks that need
 //! the CA (the bridge trust domain) happen when the server is built ([`super::Policy::new`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fedgate_federation::spiffe_id::{SpiffeId, TrustDomain};
 use serde::Deserialize;
+
+use super::rate_limit::RateLimit;
 
 /// Default lifetime of an issued bridge SVID.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -43,6 +46,8 @@ pub struct ServeConfig {
     pub handshake_timeout: Duration,
     /// Connections beyond this many are closed at once (and counted).
     pub max_connections: usize,
+    /// Per-caller token bucket on `POST /v1/issue`.
+    pub rate_limit: RateLimit,
     /// Last-known-good store for bundles fetched from member endpoints.
     pub state_dir: Option<PathBuf>,
     /// Member trust domains whose SVIDs may authenticate, each with its bundle source.
@@ -119,6 +124,7 @@ struct FileModel {
     #[serde(default, with = "humantime_serde")]
     handshake_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    rate_limit: Option<RateLimitModel>,
     state_dir: Option<PathBuf>,
     #[serde(default)]
     members: Vec<MemberModel>,
@@ -136,6 +142,13 @@ struct MemberModel {
     endpoint_id: Option<String>,
     bootstrap_bundle: Option<PathBuf>,
     ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitModel {
+    per_minute: Option<u32>,
+    burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +233,29 @@ impl ServeConfig {
             ));
         }
 
+        let rate_limit = match &model.rate_limit {
+            None => RateLimit::default(),
+            Some(r) => {
+                let d = RateLimit::default();
+                let limit = RateLimit {
+                    per_minute: r.per_minute.unwrap_or(d.per_minute),
+                    burst: r.burst.unwrap_or(d.burst),
+                };
+                for (key, v, default) in [
+                    ("rate_limit.per_minute", limit.per_minute, d.per_minute),
+                    ("rate_limit.burst", limit.burst, d.burst),
+                ] {
+                    if v == 0 {
+                        return Err(invalid(
+                            key.into(),
+                            format!("must be at least 1 (default {default})"),
+                        ));
+                    }
+                }
+                limit
+            }
+        };
+
         if model.members.is_empty() {
             return Err(invalid(
                 "members".into(),
@@ -257,6 +293,8 @@ impl ServeConfig {
         }
         let mut policy = Vec::with_capacity(model.policy.len());
         let mut locals = BTreeSet::new();
+        // Bridge ID -> (index, local ID) of its first mapping: the policy is one-to-one.
+        let mut bridges: BTreeMap<SpiffeId, (usize, SpiffeId)> = BTreeMap::new();
         for (i, p) in model.policy.into_iter().enumerate() {
             let parse = |field: &str, s: &str| {
                 SpiffeId::parse(s)
@@ -279,6 +317,17 @@ impl ServeConfig {
                     format!("{local} is mapped twice; each local ID maps to one bridge ID"),
                 ));
             }
+            if let Some((j, first)) = bridges.get(&bridge) {
+                return Err(invalid(
+                    format!("policy[{i}].bridge"),
+                    format!(
+                        "{bridge} is already the bridge ID of {first} (policy[{j}]); {local} and \
+                         {first} would each be able to obtain the other's bridge identity: give \
+                         each local ID its own bridge ID"
+                    ),
+                ));
+            }
+            bridges.insert(bridge.clone(), (i, local.clone()));
             policy.push((local, bridge));
         }
 
@@ -293,6 +342,7 @@ impl ServeConfig {
             poll_interval,
             handshake_timeout,
             max_connections,
+            rate_limit,
             state_dir: model.state_dir.map(|d| base.join(d)),
             members,
             policy,
@@ -535,6 +585,16 @@ bridge = "spiffe://bridge.demo/gateway/cluster-a"
                 "`policy[1].local`",
                 "mapped twice",
             ),
+            (
+                format!(
+                    "{GOOD}[[policy]]\nlocal = \"spiffe://cluster-b.demo/ns/fedgate/sa/gateway\"\n\
+                     bridge = \"spiffe://bridge.demo/gateway/cluster-a\"\n"
+                ),
+                "`policy[1].bridge`",
+                "spiffe://bridge.demo/gateway/cluster-a is already the bridge ID of \
+                 spiffe://cluster-a.demo/ns/fedgate/sa/gateway (policy[0]); \
+                 spiffe://cluster-b.demo/ns/fedgate/sa/gateway",
+            ),
         ];
         for (text, key, hint) in cases {
             let msg = parse(&text).unwrap_err().to_string();
@@ -546,11 +606,31 @@ bridge = "spiffe://bridge.demo/gateway/cluster-a"
 
     #[test]
     fn optional_keys() {
+        assert_eq!(parse(GOOD).unwrap().rate_limit, RateLimit::default());
         let text = format!(
             "admin_listen = \"127.0.0.1:0\"\npoll_interval = \"250ms\"\n\
-             handshake_timeout = \"2s\"\nmax_connections = 8\n{GOOD}"
+             handshake_timeout = \"2s\"\nmax_connections = 8\n\
+             rate_limit = {{ per_minute = 6, burst = 2 }}\n{GOOD}"
         );
         let c = parse(&text).unwrap();
+        assert_eq!(
+            c.rate_limit,
+            RateLimit {
+                per_minute: 6,
+                burst: 2
+            }
+        );
+        let burst_only = parse(&format!("rate_limit = {{ burst = 3 }}\n{GOOD}")).unwrap();
+        assert_eq!(burst_only.rate_limit.per_minute, 60);
+        assert_eq!(burst_only.rate_limit.burst, 3);
+        for (bad, key) in [
+            ("rate_limit = { per_minute = 0 }", "`rate_limit.per_minute`"),
+            ("rate_limit = { burst = 0 }", "`rate_limit.burst`"),
+            ("rate_limit = { per_second = 1 }", "per_second"),
+        ] {
+            let msg = parse(&format!("{bad}\n{GOOD}")).unwrap_err().to_string();
+            assert!(msg.contains(key), "{bad}: {msg}");
+        }
         assert_eq!(c.admin_listen, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(c.poll_interval, Duration::from_millis(250));
         assert_eq!(c.handshake_timeout, Duration::from_secs(2));

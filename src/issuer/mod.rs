@@ -21,6 +21,7 @@ pub mod cmd;
 pub mod config;
 pub mod gateway;
 pub mod policy;
+pub mod rate_limit;
 pub mod server;
 pub mod sources;
 
@@ -38,7 +39,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use client::{renew_at, IssuerClient, IssuerClientConfig, IssuerClientError};
 pub use config::{ConfigError, Member, ServeConfig};
-pub use policy::{inspect_csr, CsrInfo, Grant, IdMismatch, Policy, PolicyError, Refusal};
+pub use policy::{
+    inspect_csr, CsrInfo, Grant, IdMismatch, Policy, PolicyError, Refusal, SharedBridgeId,
+};
 pub use server::{IssuerMetrics, IssuerServer};
 pub use sources::{SourceError, Sources};
 
@@ -86,7 +89,8 @@ impl Issuer {
         let metrics = IssuerMetrics::register(&mut registry);
         let server = IssuerServer::new(policy, ca, tls, metrics.clone())
             .with_handshake_timeout(config.handshake_timeout)
-            .with_max_connections(config.max_connections);
+            .with_max_connections(config.max_connections)
+            .with_rate_limit(config.rate_limit);
         let bind = |key, addr| async move {
             TcpListener::bind(addr)
                 .await
@@ -142,8 +146,9 @@ impl Issuer {
     }
 }
 
-/// `/healthz` and `/metrics` (Prometheus text) over plain HTTP.
-fn admin_router(registry: Registry) -> Router {
+/// `/healthz` and `/metrics` (Prometheus text) over plain HTTP (also `fedgate bundle serve
+/// --admin-listen`).
+pub(crate) fn admin_router(registry: Registry) -> Router {
     let registry = Arc::new(Mutex::new(registry));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -6,6 +6,8 @@
 //! * The only bridge ID a caller can obtain is the one its local ID maps to; the ID the CSR
 //!   asks for must equal it exactly ([`Refusal::NotMappedId`]), so one gateway can never get
 //!   another gateway's bridge identity.
+//! * The mapping is one-to-one: two local IDs mapped to the same bridge ID are refused
+//!   ([`PolicyError::DuplicateBridge`]), since either could then act as the other.
 //! * A CSR must be well formed, self-signed by the key it carries (proof of possession), carry
 //!   exactly one URI SAN that is a SPIFFE ID, and must not ask for a CA certificate.
 //! * The lifetime is `default_ttl` unless the request asks for one; more than `max_ttl` is
@@ -85,12 +87,27 @@ pub struct IdMismatch {
     pub mapped: SpiffeId,
 }
 
+/// Two local IDs mapped to one bridge ID (boxed in [`PolicyError::DuplicateBridge`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedBridgeId {
+    pub bridge: SpiffeId,
+    /// The local ID mapped to `bridge` first (in the order given).
+    pub first: SpiffeId,
+    pub second: SpiffeId,
+}
+
 /// A policy that cannot be built (duplicate or foreign IDs, bad limits).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
     #[error("local ID {local} is mapped twice; each local ID maps to exactly one bridge ID")]
     DuplicateLocal { local: SpiffeId },
+    #[error(
+        "bridge ID {} is mapped from both {} and {}; two local IDs sharing a bridge ID could \
+         each obtain the other's bridge identity: give each local ID its own bridge ID",
+        .0.bridge, .0.first, .0.second
+    )]
+    DuplicateBridge(Box<SharedBridgeId>),
     #[error(
         "bridge ID {bridge} (for {local}) is not in the CA's trust domain {bridge_td}; \
          the CA issues only for its own trust domain"
@@ -123,6 +140,8 @@ impl Policy {
             });
         }
         let mut map = BTreeMap::new();
+        // Bridge ID -> the local ID it was first mapped from (the map must be injective).
+        let mut owners: BTreeMap<SpiffeId, SpiffeId> = BTreeMap::new();
         for (local, bridge) in mappings {
             if bridge.trust_domain() != &bridge_td {
                 return Err(PolicyError::ForeignBridgeId {
@@ -137,6 +156,14 @@ impl Policy {
             if map.contains_key(&local) {
                 return Err(PolicyError::DuplicateLocal { local });
             }
+            if let Some(first) = owners.get(&bridge) {
+                return Err(PolicyError::DuplicateBridge(Box::new(SharedBridgeId {
+                    first: first.clone(),
+                    bridge,
+                    second: local,
+                })));
+            }
+            owners.insert(bridge.clone(), local.clone());
             map.insert(local, bridge);
         }
         Ok(Self {

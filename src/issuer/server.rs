@@ -9,6 +9,9 @@
 //!   policy maps the caller's local ID to. `ttl` is a humantime duration (`90s`, `1h`), default
 //!   `default_ttl`, at most `max_ttl`.
 //! * `200`, `Content-Type: application/pem-certificate-chain`: the bridge SVID, leaf first.
+//! * Each caller (its verified SPIFFE ID) has a token bucket ([`super::rate_limit`]); a
+//!   request that finds it empty gets `429` with `Retry-After` (seconds), before anything else
+//!   is looked at.
 //! * Refusals: `403` (policy: unknown identity, someone else's bridge ID, CA CSR, bad CSR
 //!   signature or shape, ttl too long), `400` (bad request: content type, ttl syntax), `413`
 //!   (body over [`MAX_CSR_BYTES`]), `408` (body slower than the handshake timeout), `500` (the
@@ -51,6 +54,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use super::policy::{inspect_csr, Policy, Refusal, MAX_CSR_BYTES};
+use super::rate_limit::{Decision, RateLimit, RateLimiter};
 use crate::ca::{describe, Ca, CaError};
 
 /// Media type of the request body (RFC 5967).
@@ -93,6 +97,8 @@ struct Shared {
     /// The CA that signs; replaced by `Sources` when the CA directory changes.
     ca: watch::Receiver<Arc<Ca>>,
     metrics: IssuerMetrics,
+    /// Per-caller token buckets of `POST /v1/issue`.
+    rate: RateLimiter,
 }
 
 /// The verified local SPIFFE ID of the connection's client, set per connection.
@@ -117,6 +123,11 @@ enum Rejection {
     SlowBody(Duration),
     #[error("the CA cannot sign: {0}")]
     Issue(#[source] CaError),
+    #[error(
+        "too many requests from this caller; retry after {} s (rate_limit in ca-serve.toml)",
+        .0.as_secs()
+    )]
+    RateLimited(Duration),
 }
 
 // === impl IssuerServer ===
@@ -136,6 +147,7 @@ impl IssuerServer {
                 body_timeout: super::config::DEFAULT_HANDSHAKE_TIMEOUT,
                 ca,
                 metrics,
+                rate: RateLimiter::new(RateLimit::default()),
             }),
             tls,
             handshake_timeout: super::config::DEFAULT_HANDSHAKE_TIMEOUT,
@@ -149,6 +161,15 @@ impl IssuerServer {
     /// `too_many_connections`.
     pub fn with_max_connections(mut self, max: usize) -> Self {
         self.connections = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
+        self
+    }
+
+    /// The per-caller rate limit of `POST /v1/issue` (default 60 per minute, burst 10). Call
+    /// before [`run`](Self::run).
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.rate = RateLimiter::new(limit);
+        }
         self
     }
 
@@ -259,11 +280,16 @@ async fn issue(
             let reason = rejection.label();
             tracing::warn!(%caller, reason, error = %rejection, "bridge SVID request refused");
             shared.metrics.refuse(reason);
-            (
+            let mut r = (
                 rejection.status(),
                 format!("refused ({reason}): {rejection}\n"),
             )
-                .into_response()
+                .into_response();
+            if let Rejection::RateLimited(after) = rejection {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+            }
+            r
         }
     }
 }
@@ -278,6 +304,10 @@ impl Shared {
         headers: &HeaderMap,
         body: Body,
     ) -> Result<String, Rejection> {
+        // A caller over its rate is refused before anything else is done for it.
+        if let Decision::Limited { retry_after } = self.rate.check(caller) {
+            return Err(Rejection::RateLimited(retry_after));
+        }
         // Unknown callers are refused before anything they sent is looked at.
         self.policy.mapped(caller)?;
         let content_type = headers
@@ -339,6 +369,7 @@ impl Rejection {
             Self::TooLarge => "too_large",
             Self::SlowBody(_) => "slow_body",
             Self::Issue(_) => "issue_failed",
+            Self::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -349,6 +380,7 @@ impl Rejection {
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::SlowBody(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Issue(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }

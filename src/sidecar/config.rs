@@ -29,6 +29,8 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bound on concurrent connections per listener (as `ca serve`'s `max_connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 // A PROXY v2 header with two SPIFFE IDs (2 KiB each at most) and an authority fits easily.
 const DEFAULT_MAX_PROXY_HEADER: usize = 4096;
 // The v2 fixed part is 16 bytes; 65,551 is the most the 16-bit length field can declare.
@@ -77,6 +79,8 @@ pub struct OutboundConfig {
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Connections beyond this many are closed at once, before any TLS, and counted.
+    pub max_connections: usize,
 }
 
 /// Peer → mTLS → sidecar → plain TCP → app.
@@ -97,6 +101,8 @@ pub struct InboundConfig {
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Connections beyond this many are closed at once, before any TLS, and counted.
+    pub max_connections: usize,
 }
 
 /// Why a configuration file was refused.
@@ -177,6 +183,7 @@ struct FileOutbound {
     handshake_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     idle_timeout: Option<Duration>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,6 +207,7 @@ struct FileInbound {
     handshake_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     idle_timeout: Option<Duration>,
+    max_connections: Option<usize>,
 }
 
 // === impl Config ===
@@ -371,6 +379,7 @@ impl Validator<'_> {
                 o.idle_timeout,
                 DEFAULT_IDLE_TIMEOUT,
             )?,
+            max_connections: self.max_connections(&key("max_connections"), o.max_connections)?,
         })
     }
 
@@ -419,6 +428,7 @@ impl Validator<'_> {
                 o.idle_timeout,
                 DEFAULT_IDLE_TIMEOUT,
             )?,
+            max_connections: self.max_connections(&key("max_connections"), o.max_connections)?,
         })
     }
 
@@ -467,6 +477,17 @@ impl Validator<'_> {
 
     fn allow_list(&self, key: &str, patterns: &[String]) -> Result<Authorizer, ConfigError> {
         Authorizer::from_patterns(patterns).map_err(|e| self.invalid(key, e.to_string()))
+    }
+
+    fn max_connections(&self, key: &str, value: Option<usize>) -> Result<usize, ConfigError> {
+        match value {
+            Some(0) => Err(self.invalid(
+                key,
+                format!("must be at least 1 (default {DEFAULT_MAX_CONNECTIONS})"),
+            )),
+            Some(n) => Ok(n),
+            None => Ok(DEFAULT_MAX_CONNECTIONS),
+        }
     }
 
     fn timeout(

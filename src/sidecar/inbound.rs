@@ -309,6 +309,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
+            max_connections: 1,
         }
     }
 

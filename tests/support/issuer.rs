@@ -252,6 +252,20 @@ pub async fn post_raw(
     content_type: &str,
     body: Vec<u8>,
 ) -> Result<(u16, String), reqwest::Error> {
+    post_raw_with_headers(pki, url, local, query, content_type, body)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
+/// [`post_raw`], also returning the response headers.
+pub async fn post_raw_with_headers(
+    pki: &Pki,
+    url: &reqwest::Url,
+    local: &X509Svid,
+    query: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(u16, reqwest::header::HeaderMap, String), reqwest::Error> {
     let verifier = Arc::new(SpiffeServerVerifier::new(
         pki.bridge_bundles(),
         Authorizer::exact(id(ENDPOINT_ID)),
@@ -269,7 +283,8 @@ pub async fn post_raw(
         .send()
         .await?;
     let status = resp.status().as_u16();
-    Ok((status, resp.text().await?))
+    let headers = resp.headers().clone();
+    Ok((status, headers, resp.text().await?))
 }
 
 /// A DER CSR for the given URI SANs, with extra extensions.

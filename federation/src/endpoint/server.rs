@@ -6,6 +6,10 @@
 //!   channel, as `application/json` with a strong `ETag` (SHA-256 of the body); a matching
 //!   `If-None-Match` answers `304`. Other methods get `405` with `Allow`, other paths `404`.
 //! * The server never requests a client certificate.
+//! * At most `max_connections` connections are open at once (default
+//!   [`DEFAULT_MAX_CONNECTIONS`]); one more is closed at accept, before the TLS handshake, with
+//!   a log line and one `fedgate_bundle_endpoint_refusals_total{reason="too_many_connections"}`.
+//!   A connection's slot is free again before its end is signalled on [`EndpointMetrics`].
 //! * A connection's failure (handshake timeout, TLS error, HTTP error) ends that connection
 //!   only, with a log line; the accept loop backs off on accept errors and never exits on them.
 //! * [`BundleFileSource`] publishes a bundle whose `spiffe_sequence` grows with every change
@@ -22,11 +26,16 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,6 +44,9 @@ use crate::net::Acceptor;
 use crate::spiffe_id::TrustDomain;
 use crate::svid::{SvidError, X509Svid};
 use crate::tls;
+
+/// Default bound on concurrent connections (the same default as `fedgate ca serve`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// The federation endpoint server. Build it, then [`run`](Self::run) it on a bound listener.
 #[derive(Debug)]
@@ -47,6 +59,33 @@ pub struct BundleEndpoint {
     tls: watch::Receiver<Arc<ServerConfig>>,
     /// Bounds the TLS handshake and the wait for request headers of slow clients.
     handshake_timeout: Duration,
+    /// Connections beyond this many are closed at accept and counted.
+    max_connections: usize,
+    metrics: EndpointMetrics,
+}
+
+/// Metrics of a bundle endpoint server; cheap to clone (clones share the series).
+///
+/// * `fedgate_bundle_endpoint_refusals_total{reason}`: connections closed before a request,
+///   by reason (`too_many_connections`, `handshake_failed`, `handshake_timeout`);
+/// * `fedgate_bundle_endpoint_open_connections`: connections currently open.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointMetrics {
+    refusals: Family<ReasonLabel, Counter>,
+    open: Gauge,
+    /// Bumped after every refusal and every connection end (tests await it instead of polling).
+    events: Arc<watch::Sender<u64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// One connection's slot: on drop, frees the permit, then updates the gauge and signals.
+struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    metrics: EndpointMetrics,
 }
 
 /// The server's credentials: Web PKI certificate (`https_web`) or X509-SVID (`https_spiffe`).
@@ -142,7 +181,22 @@ impl BundleEndpoint {
             bundle,
             tls,
             handshake_timeout: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            metrics: EndpointMetrics::default(),
         }
+    }
+
+    /// Bounds the number of open connections (default [`DEFAULT_MAX_CONNECTIONS`], at least 1);
+    /// more are closed before the TLS handshake and counted as `too_many_connections`.
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Counts into `metrics` (register them with [`EndpointMetrics::register`]).
+    pub fn with_metrics(mut self, metrics: EndpointMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Bounds the TLS handshake and the request-header read (default 10 s).
@@ -170,21 +224,40 @@ impl BundleEndpoint {
     ) -> Result<(), EndpointError> {
         let router = self.router();
         let tracker = TaskTracker::new();
+        let limit = Arc::new(Semaphore::new(self.max_connections));
         let mut acceptor = Acceptor::new(listener, "bundle endpoint");
         while let Some((tcp, peer)) = acceptor.next(&shutdown).await {
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    %peer,
+                    reason = "too_many_connections",
+                    max_connections = self.max_connections,
+                    "bundle endpoint at its connection limit; closing"
+                );
+                // Counted before the close, so a client that sees the close sees the count.
+                self.metrics.refuse("too_many_connections");
+                drop(tcp);
+                continue;
+            };
+            let slot = Slot::new(permit, self.metrics.clone());
             let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.borrow().clone());
             let router = router.clone();
             let timeout = self.handshake_timeout;
             let shutdown = shutdown.clone();
+            let metrics = self.metrics.clone();
             tracker.spawn(async move {
+                // Held until the connection ends.
+                let _slot = slot;
                 let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::info!(%peer, error = %e, "bundle endpoint TLS handshake failed");
+                        metrics.refuse("handshake_failed");
                         return;
                     }
                     Err(_) => {
                         tracing::info!(%peer, "bundle endpoint TLS handshake timed out");
+                        metrics.refuse("handshake_timeout");
                         return;
                     }
                 };
@@ -215,6 +288,75 @@ impl BundleEndpoint {
         tracker.close();
         tracker.wait().await;
         Ok(())
+    }
+}
+
+// === impl EndpointMetrics ===
+
+impl EndpointMetrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `fedgate_bundle_endpoint_refusals_total{reason}` and
+    /// `fedgate_bundle_endpoint_open_connections` in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "fedgate_bundle_endpoint_refusals",
+            "Bundle endpoint connections closed before a request, by reason \
+             (too_many_connections, handshake_failed, handshake_timeout)",
+            self.refusals.clone(),
+        );
+        registry.register(
+            "fedgate_bundle_endpoint_open_connections",
+            "Bundle endpoint connections currently open",
+            self.open.clone(),
+        );
+    }
+
+    /// How many connections were refused with `reason`.
+    pub fn refusals(&self, reason: &'static str) -> u64 {
+        self.refusals.get_or_create(&ReasonLabel { reason }).get()
+    }
+
+    /// Connections currently open.
+    pub fn open_connections(&self) -> i64 {
+        self.open.get()
+    }
+
+    /// A receiver of the number of events (refusals and connection ends) so far.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.events.subscribe()
+    }
+
+    fn refuse(&self, reason: &'static str) {
+        self.refusals.get_or_create(&ReasonLabel { reason }).inc();
+        self.bump();
+    }
+
+    fn bump(&self) {
+        self.events.send_modify(|n| *n += 1);
+    }
+}
+
+// === impl Slot ===
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, metrics: EndpointMetrics) -> Self {
+        metrics.open.inc();
+        Self {
+            permit: Some(permit),
+            metrics,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Free the slot first, so that whoever sees the signal can connect again.
+        drop(self.permit.take());
+        self.metrics.open.dec();
+        self.metrics.bump();
     }
 }
 

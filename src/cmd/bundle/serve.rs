@@ -2,7 +2,11 @@
 //!
 //! The bundle file (and the certificate/SVID files) are polled, so that a new bundle is
 //! served without a restart; its `spiffe_sequence` grows with every change of the
-//! authorities. The bound address is printed as `listening on <addr>` on stdout.
+//! authorities. The bound address is printed as `listening on <addr>` on stdout (and, with
+//! `--admin-listen`, `admin listening on <addr>`). At most `--max-connections` connections are
+//! open at once; more are closed before the TLS handshake and counted in
+//! `fedgate_bundle_endpoint_refusals_total{reason="too_many_connections"}` (on the admin
+//! listener's `/metrics`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -12,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fedgate_federation::endpoint::server::{ServerTlsFiles, ServerTlsSource};
-use fedgate_federation::endpoint::{BundleEndpoint, BundleFileSource};
+use fedgate_federation::endpoint::{BundleEndpoint, BundleFileSource, EndpointMetrics};
 use fedgate_federation::TrustDomain;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +57,13 @@ pub struct Args {
     /// How often the bundle and credential files are checked for changes.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
+    /// Open connections beyond this many are closed before the TLS handshake and counted
+    /// (the same default as `fedgate ca serve`'s `max_connections`).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Plain-HTTP listener for `/healthz` and `/metrics` (Prometheus text), e.g. 127.0.0.1:9902.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// The two endpoint profiles of SPIFFE_Federation.md §5.2.
@@ -94,7 +105,25 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = EndpointMetrics::new();
+    metrics.register(&mut registry);
+    let admin = match args.admin_listen {
+        Some(admin_addr) => {
+            let l = TcpListener::bind(admin_addr).await.with_context(|| {
+                format!("cannot listen on {admin_addr} (--admin-listen); is the port in use?")
+            })?;
+            let bound = l
+                .local_addr()
+                .context("cannot read the admin listener's bound address")?;
+            Some((l, bound))
+        }
+        None => None,
+    };
     println!("listening on {addr}");
+    if let Some((_, bound)) = &admin {
+        println!("admin listening on {bound}");
+    }
     std::io::stdout()
         .flush()
         .context("cannot write to stdout")?;
@@ -106,8 +135,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(source.run(shutdown.clone()));
     tasks.spawn(tls_source.run(shutdown.clone()));
+    if let Some((listener, _)) = admin {
+        let router = crate::issuer::admin_router(registry);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
+                tracing::warn!(error = %e, "bundle endpoint admin listener failed");
+            }
+        });
+    }
     tasks.close();
-    let endpoint = BundleEndpoint::new(args.path, bundle_rx, tls_rx);
+    let endpoint = BundleEndpoint::new(args.path, bundle_rx, tls_rx)
+        .with_max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
+        .with_metrics(metrics);
     endpoint
         .run(listener, shutdown.clone())
         .await

@@ -329,33 +329,95 @@ fn non_handshake_record_inside_hello_is_refused() {
 
 #[test]
 fn oversized_hello_is_refused_without_reading_beyond() {
-    // A 64 KiB hello: an unknown extension padded out, framed into full records.
+    // A 60 KiB hello against a 16 KiB bound: an unknown extension padded out, framed into full
+    // records.
+    let bound = 16 * 1024;
     let msg = hello_msg(&[sni_ext(&[(0, b"a.example")]), (0xfe00, vec![0; 60 * 1024])]);
     assert!(msg.len() > 60 * 1024);
     let records = frame(&msg, &[16 * 1024, 16 * 1024, 16 * 1024]);
     // Any prefix: either still incomplete (header not yet visible) or refused as too large.
-    for end in [0, 1, 5, 6, 8, 9, 100, MAX_CLIENT_HELLO, records.len()] {
-        match parse_client_hello(&records[..end]) {
+    for end in [0, 1, 5, 6, 8, 9, 100, bound, records.len()] {
+        match parse_client_hello_within(&records[..end], bound) {
             Ok(None) => assert!(end < 9, "{end}"),
             Err(e) => assert_eq!(e, SniError::TooLarge),
             Ok(Some(_)) => panic!("oversized hello accepted"),
         }
     }
+    // Past the default bound (64 KiB) too.
+    let msg = hello_msg(&[(0xfe00, vec![0; 40_000]), (0xfe01, vec![0; 30_000])]);
+    assert!(msg.len() > MAX_CLIENT_HELLO);
+    let records = frame(&msg, &[16 * 1024; 5]);
+    assert_eq!(parse_client_hello(&records[..9]), Err(SniError::TooLarge));
     assert_eq!(SniError::TooLarge.label(), "client_hello_too_large");
 }
 
 #[test]
 fn largest_accepted_hello_parses() {
-    let padding = MAX_CLIENT_HELLO - hello_msg(&[(0xfe00, vec![])]).len();
-    let msg = hello_msg(&[(0xfe00, vec![0; padding])]);
-    assert_eq!(msg.len(), MAX_CLIENT_HELLO);
-    let records = frame(&msg, &[1000]);
-    assert!(parse_client_hello(&records).unwrap().is_some());
-    let msg = hello_msg(&[(0xfe00, vec![0; padding + 1])]);
-    assert_eq!(
-        parse_client_hello(&frame(&msg, &[1000])),
-        Err(SniError::TooLarge)
-    );
+    for bound in [16 * 1024, MAX_CLIENT_HELLO] {
+        let padding = bound - hello_msg(&[(0xfe00, vec![])]).len();
+        let msg = hello_msg(&[(0xfe00, vec![0; padding])]);
+        assert_eq!(msg.len(), bound);
+        let records = frame(&msg, &[1000; 70]);
+        assert!(parse_client_hello_within(&records, bound)
+            .unwrap()
+            .is_some());
+        let msg = hello_msg(&[(0xfe00, vec![0; padding + 1])]);
+        assert_eq!(
+            parse_client_hello_within(&frame(&msg, &[1000; 70]), bound),
+            Err(SniError::TooLarge)
+        );
+    }
+}
+
+/// A ~20 KiB ClientHello, as post-quantum key shares make them: SNI, ALPN and a large
+/// key_share-sized extension.
+fn big_hello_msg(size: usize) -> Vec<u8> {
+    let base = hello_msg(&[
+        sni_ext(&[(0, b"pq.cluster-b.example")]),
+        alpn_ext(&[b"h2"]),
+        (0xfe00, vec![]),
+    ]);
+    let pad = size - base.len();
+    let key_share: Vec<u8> = (0..pad).map(|i| (i % 251) as u8).collect();
+    hello_msg(&[
+        sni_ext(&[(0, b"pq.cluster-b.example")]),
+        alpn_ext(&[b"h2"]),
+        (0xfe00, key_share),
+    ])
+}
+
+#[test]
+fn hello_of_20_kib_over_two_records_parses() {
+    let msg = big_hello_msg(20 * 1024);
+    assert_eq!(msg.len(), 20 * 1024);
+    // A full 16 KiB record and the rest: what a TLS stack sends.
+    let records = frame(&msg, &[16 * 1024]);
+    assert_eq!(records.len(), msg.len() + 10, "two records");
+    let info = parse_client_hello(&records).unwrap().unwrap();
+    assert_eq!(info.server_name.as_deref(), Some("pq.cluster-b.example"));
+    assert_eq!(info.alpn, vec![b"h2".to_vec()]);
+    // Every prefix is incomplete; no prefix is refused.
+    for end in (0..records.len())
+        .step_by(97)
+        .chain([16 * 1024 + 4, 16 * 1024 + 5])
+    {
+        assert_eq!(parse_client_hello(&records[..end]), Ok(None), "{end}");
+    }
+}
+
+#[test]
+fn hello_of_20_kib_over_many_small_records_parses() {
+    let msg = big_hello_msg(20 * 1024);
+    for size in [1, 7, 100, 1000, 4096] {
+        let records = frame(&msg, &vec![size; msg.len() / size + 1]);
+        let info = parse_client_hello(&records).unwrap().unwrap();
+        assert_eq!(
+            info.server_name.as_deref(),
+            Some("pq.cluster-b.example"),
+            "{size}"
+        );
+        assert_eq!(parse_client_hello(&records[..records.len() - 1]), Ok(None));
+    }
 }
 
 #[test]
@@ -416,6 +478,24 @@ proptest! {
         let hello = sample_hello();
         let end = index.index(hello.len());
         prop_assert_eq!(parse_client_hello(&hello[..end]), Ok(None));
+    }
+
+    #[test]
+    fn big_hello_random_record_splits_parse_the_same(
+        size in 17usize * 1024..24 * 1024,
+        splits in proptest::collection::vec(1usize..=16 * 1024, 0..40),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let msg = big_hello_msg(size);
+        let expected = parse_client_hello(&frame(&msg, &[16 * 1024])).unwrap();
+        prop_assert!(expected.is_some());
+        // Full records after the random ones, so that no record exceeds 2^14 bytes.
+        let mut splits = splits;
+        splits.extend([16 * 1024; 2]);
+        let reframed = frame(&msg, &splits);
+        prop_assert_eq!(parse_client_hello(&reframed), Ok(expected));
+        let end = cut.index(reframed.len());
+        prop_assert_eq!(parse_client_hello(&reframed[..end]), Ok(None));
     }
 
     #[test]

@@ -179,6 +179,37 @@ fn policy_construction_errors() {
 }
 
 #[test]
+fn two_local_ids_for_one_bridge_id_are_refused() {
+    let a = id("spiffe://a.test/ns/fedgate/sa/gateway");
+    let b = id("spiffe://b.test/ns/fedgate/sa/gateway");
+    let c = id("spiffe://c.test/ns/fedgate/sa/gateway");
+    let shared = id("spiffe://bridge.test/gateway/shared");
+    let e = Policy::new(
+        td("bridge.test"),
+        [
+            (a.clone(), shared.clone()),
+            (c, id("spiffe://bridge.test/gateway/c")),
+            (b.clone(), shared.clone()),
+        ],
+        HOUR,
+        HOUR,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        PolicyError::DuplicateBridge(Box::new(SharedBridgeId {
+            bridge: shared.clone(),
+            first: a.clone(),
+            second: b.clone(),
+        }))
+    );
+    let msg = e.to_string();
+    for part in [a.to_string(), b.to_string(), shared.to_string()] {
+        assert!(msg.contains(&part), "{part}: {msg}");
+    }
+}
+
+#[test]
 fn csr_with_one_spiffe_uri_is_accepted() {
     let der = csr_with(&["spiffe://bridge.test/gateway/a"], vec![]);
     assert_eq!(

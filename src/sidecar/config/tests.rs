@@ -116,6 +116,16 @@ fn defaults_apply_and_missing_allow_denies() {
     assert!(!c.inbound[0].proxy_protocol);
     assert_eq!(c.inbound[0].idle_timeout, DEFAULT_IDLE_TIMEOUT);
     assert_eq!(c.outbound[0].connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(c.outbound[0].max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(c.inbound[0].max_connections, DEFAULT_MAX_CONNECTIONS);
+    let c = parse(&minimal(&format!(
+        "{OUT}max_connections = 3
+{IN}max_connections = 4
+"
+    )))
+    .unwrap();
+    assert_eq!(c.outbound[0].max_connections, 3);
+    assert_eq!(c.inbound[0].max_connections, 4);
 }
 
 #[test]
@@ -190,6 +200,14 @@ fn invalid_values_name_their_key() {
         (
             minimal(&format!("{IN}max_proxy_header = 8\n")),
             "inbound[0].max_proxy_header",
+        ),
+        (
+            minimal(&format!("{OUT}max_connections = 0\n")),
+            "outbound[0].max_connections",
+        ),
+        (
+            minimal(&format!("{IN}max_connections = 0\n")),
+            "inbound[0].max_connections",
         ),
         (
             minimal(&format!(
