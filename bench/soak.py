@@ -33,10 +33,12 @@ Subcommands:
         200.
   peer --addr HOST:PORT --td TD
         prints `<sequence> <authorities>` of peer TD from the gateway's /status.
+  active --addr HOST:PORT
+        prints the gateway's live connections (sum of active_connections on /status).
   metric --addr HOST:PORT --name NAME [--match SUBSTR]
         prints the sum of the samples of metric NAME (label set containing SUBSTR) on /metrics.
   summarize --dir DIR
-        reads DIR/events.csv, DIR/conns.csv, DIR/rss.csv (and DIR/metrics-*-end.txt), prints
+        reads DIR/events.csv, DIR/conns.csv[.gz], DIR/rss.csv (and DIR/metrics-*-end.txt), prints
         the summary and writes DIR/summary.txt and DIR/summary.json. Exit 1 if the run failed
         (any failed connection, or fewer connections than --min-conns per path).
 
@@ -46,6 +48,7 @@ Every wait is bounded; everything binds or dials 127.0.0.1 only.
 import argparse
 import asyncio
 import csv
+import gzip
 import http.client
 import json
 import os
@@ -377,7 +380,11 @@ def summarize(args) -> int:
     paths = {}
     failures = []
     conns_file = os.path.join(d, "conns.csv")
-    with open(conns_file) as f:
+    if not os.path.exists(conns_file) and os.path.exists(conns_file + ".gz"):
+        opener = lambda: gzip.open(conns_file + ".gz", "rt", newline="")  # noqa: E731
+    else:
+        opener = lambda: open(conns_file, newline="")  # noqa: E731
+    with opener() as f:
         for row in csv.DictReader(f):
             p = paths.setdefault(row["path"], {
                 "started": 0, "ok": 0, "skipped": 0,
@@ -415,22 +422,31 @@ def summarize(args) -> int:
             if bad:
                 failures.append((ts, row["path"], window, f"{outcome}: {row['error']}"))
 
-    # RSS and fds
+    # RSS, fds, threads, CPU
     procs = {}
     with open(os.path.join(d, "rss.csv")) as f:
         for row in csv.DictReader(f):
             if row["rss_kib"] in ("", "-"):
                 continue
+            cpu = row.get("cpu_ticks") or "-"
+            act = row.get("active") or "-"
             procs.setdefault(row["name"], []).append(
-                (float(row["epoch"]), int(row["rss_kib"]), int(row["fds"]), int(row["threads"])))
+                (float(row["epoch"]), int(row["rss_kib"]), int(row["fds"]), int(row["threads"]),
+                 int(cpu) if cpu.isdigit() else None, int(act) if act.isdigit() else None))
+    tck = os.sysconf("SC_CLK_TCK")
     mem = {}
     for name, s in procs.items():
         s = [x for x in s if t_term is None or x[0] < t_term]
+        idle = [x for x in s if t_load is not None and x[0] < t_load]
+        s = [x for x in s if t_load is None or x[0] >= t_load]
         if not s:
             continue
         r0, r1 = s[0][1], s[-1][1]
         rs = [x[1] for x in s]
         fds = [x[2] for x in s]
+        # Descriptors that are not connections: a gateway holds 2 per live connection (client
+        # and upstream side), counted from /status right after the fd count.
+        other = [x[2] - 2 * x[5] for x in s if x[5] is not None]
         # Least-squares slope over the second half (KiB/min): growth after warm-up.
         half = s[len(s) // 2:]
         slope = 0.0
@@ -441,23 +457,33 @@ def summarize(args) -> int:
             den = sum((x - mx) ** 2 for x in xs)
             slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else 0.0
         monotonic = len(rs) >= 4 and all(b >= a for a, b in zip(rs[1:], rs[2:])) and rs[-1] > rs[1]
-        fd_growth = fds[-1] - fds[0]
-        # Leak signal: RSS rising at every sample after warm-up and by more than 1 MiB, or a
-        # second-half slope above 0.5 %/min of the start, or fds up by more than 32 (sampled fds
-        # include the connections live at that instant, a few dozen at most).
+        fd_growth = (other[-1] - other[0]) if other else (fds[-1] - fds[0])
+        cpu_pct = None
+        if len(s) >= 2 and s[0][4] is not None and s[-1][4] is not None and s[-1][0] > s[0][0]:
+            cpu_pct = round(100.0 * (s[-1][4] - s[0][4]) / tck / (s[-1][0] - s[0][0]), 1)
+        # Leak signal (fedgate processes): RSS rising at every sample after warm-up and by more
+        # than 1 MiB, or a second-half slope above 0.5 %/min of the start (>= 5 samples), or
+        # non-connection fds (fds - 2 x live connections; plain fds where unknown) up by more
+        # than 16.
         leak = []
-        if monotonic and rs[-1] - rs[1] > 1024:
-            leak.append("RSS grew at every sample after warm-up")
-        if r0 and slope > 0.005 * r0 and len(half) >= 5:
-            leak.append(f"RSS slope {slope:.0f} KiB/min in the second half")
-        if fd_growth > 32:
-            leak.append(f"fds +{fd_growth}")
+        if not name.startswith("py-"):
+            if monotonic and rs[-1] - rs[1] > 1024:
+                leak.append("RSS grew at every sample after warm-up")
+            if r0 and slope > 0.005 * r0 and len(half) >= 5:
+                leak.append(f"RSS slope {slope:.0f} KiB/min in the second half")
+            if fd_growth > 16:
+                leak.append(f"non-connection fds +{fd_growth}")
         mem[name] = {
-            "samples": len(s), "rss_start_kib": r0, "rss_end_kib": r1, "rss_max_kib": max(rs),
+            "samples": len(s), "rss_idle_kib": idle[-1][1] if idle else None,
+            "rss_start_kib": r0, "rss_end_kib": r1, "rss_max_kib": max(rs),
             "drift_kib": r1 - r0, "drift_pct": round(100.0 * (r1 - r0) / r0, 1) if r0 else None,
             "slope_2nd_half_kib_per_min": round(slope, 1),
+            "fds_idle": idle[-1][2] if idle else None,
             "fds_start": fds[0], "fds_end": fds[-1], "fds_max": max(fds),
-            "threads_end": s[-1][3], "leak_signal": leak,
+            "other_fds_start": other[0] if other else None,
+            "other_fds_end": other[-1] if other else None,
+            "other_fds_max": max(other) if other else None,
+            "threads_end": s[-1][3], "cpu_pct": cpu_pct, "leak_signal": leak,
         }
 
     # Reloads and exits from the events and the metrics snapshots.
@@ -513,15 +539,22 @@ def summarize(args) -> int:
     add("   live@SIGTERM = started before gateway A's SIGTERM, still open at it; connections")
     add("   started after SIGTERM are refused by design: the listeners close at once)")
     add("")
-    add(f"{'process':<12} {'samples':>7} {'rss start':>10} {'rss end':>10} {'max':>10} {'drift KiB':>10} "
-        f"{'drift %':>8} {'slope KiB/min':>14} {'fds s/e/max':>13} {'threads':>7}")
+    add(f"{'process':<12} {'samples':>7} {'rss idle':>9} {'rss start':>10} {'rss end':>10} {'max':>10} "
+        f"{'drift KiB':>10} {'drift %':>8} {'slope KiB/min':>14} {'fds idle/s/e/max':>17} "
+        f"{'non-conn fds s/e/max':>21} {'threads':>7} {'CPU %':>6}")
     for name, m in sorted(mem.items()):
-        add(f"{name:<12} {m['samples']:>7} {m['rss_start_kib']:>10} {m['rss_end_kib']:>10} "
-            f"{m['rss_max_kib']:>10} {m['drift_kib']:>10} {m['drift_pct']:>8} "
-            f"{m['slope_2nd_half_kib_per_min']:>14} "
-            f"{m['fds_start']:>4}/{m['fds_end']}/{m['fds_max']:<4} {m['threads_end']:>7}")
-    add("  (RSS in KiB from /proc/PID/status VmRSS, sampled each interval until SIGTERM; slope:")
-    add("   least squares over the second half of the samples)")
+        fds = f"{m['fds_idle'] if m['fds_idle'] is not None else '-'}/{m['fds_start']}/{m['fds_end']}/{m['fds_max']}"
+        ofd = (f"{m['other_fds_start']}/{m['other_fds_end']}/{m['other_fds_max']}"
+               if m["other_fds_start"] is not None else "-")
+        add(f"{name:<12} {m['samples']:>7} {m['rss_idle_kib'] or '-':>9} {m['rss_start_kib']:>10} "
+            f"{m['rss_end_kib']:>10} {m['rss_max_kib']:>10} {m['drift_kib']:>10} {m['drift_pct']:>8} "
+            f"{m['slope_2nd_half_kib_per_min']:>14} {fds:>17} {ofd:>21} {m['threads_end']:>7} "
+            f"{m['cpu_pct'] if m['cpu_pct'] is not None else '-':>6}")
+    add("  (RSS in KiB from /proc/PID/status VmRSS; idle = before the load, start = first sample")
+    add("   under load, end = last sample before SIGTERM; slope: least squares over the second")
+    add("   half of the samples; fds = entries of /proc/PID/fd; non-conn fds = fds - 2 x the")
+    add("   gateway's live connections (/status); CPU % of one core, start..end;")
+    add("   py-* are the Python load client and backend, for the CPU budget)")
     add("")
     for name, info in gw.items():
         add(f"{name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
@@ -565,7 +598,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=60)
     p.add_argument("--max-conns", type=int, default=1_000_000)
     p.add_argument("--max-inflight", type=int, default=500)
-    p.add_argument("--hold-frac", type=float, default=0.1)
+    p.add_argument("--hold-frac", type=float, default=0.2)
     p.add_argument("--hold-min", type=float, default=0.5)
     p.add_argument("--hold-max", type=float, default=3.0)
     p.add_argument("--out", default="/dev/null")
@@ -579,6 +612,8 @@ def main() -> None:
     p = sub.add_parser("peer")
     p.add_argument("--addr", required=True)
     p.add_argument("--td", required=True)
+    p = sub.add_parser("active")
+    p.add_argument("--addr", required=True)
     p = sub.add_parser("metric")
     p.add_argument("--addr", required=True)
     p.add_argument("--name", required=True)
@@ -618,6 +653,14 @@ def main() -> None:
                 print(f"{peer.get('sequence')} {peer.get('authorities')}")
                 return
         sys.exit(1)
+    elif args.cmd == "active":
+        try:
+            _, body = http_get(args.addr, "/status")
+            st = json.loads(body)
+        except (OSError, ValueError) as e:
+            print(f"soak.py active: {e}", file=sys.stderr)
+            sys.exit(1)
+        print(sum(int(x.get("active_connections") or 0) for x in st.get("listeners", [])))
     elif args.cmd == "metric":
         try:
             _, body = http_get(args.addr, "/metrics")

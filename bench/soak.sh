@@ -21,7 +21,7 @@
 # to B; both drain the connections they carry; the load runs on for a few seconds (those
 # connections are refused by design) and stops.
 # The load client (bench/soak.py load) starts SOAK_RATE connections per second per path
-# (open loop), each a full TLS handshake + one request/response (10 % hold 0.5-3 s and send
+# (open loop), each a full TLS handshake + one request/response (20 % hold 0.5-3 s and send
 # a second request), and logs one CSV row per connection. RSS, fds and threads of every
 # fedgate process are sampled every SOAK_SAMPLE_SECS from /proc/PID.
 #
@@ -316,18 +316,22 @@ timeout 60 python3 "$PY" load "${LOAD_ARGS[@]}" --smoke 2>>"$OUT/logs/load.log" 
   || die "smoke connection failed (logs/load.log)"
 
 # --- the run ---------------------------------------------------------------------------------
-SAMPLED=("gw-a:$PID_A" "gw-b:$PID_B" "endpoint:$PID_EP")
-printf 'epoch,elapsed_s,name,pid,rss_kib,fds,threads\n' >"$OUT/rss.csv"
+SAMPLED=("gw-a:$PID_A:$ADMIN_A" "gw-b:$PID_B:$ADMIN_B" "endpoint:$PID_EP:")
+printf 'epoch,elapsed_s,name,pid,rss_kib,fds,threads,cpu_ticks,active\n' >"$OUT/rss.csv"
 T0=$SECONDS
 sample() {
-  local e name pid rss thr fds
+  local e name pid admin rss thr fds cpu act
   for e in "${SAMPLED[@]}"; do
-    name=${e%%:*} pid=${e#*:}
+    IFS=: read -r name pid admin <<<"$e"
     rss=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
     thr=$(awk '/^Threads:/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
     fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-    printf '%s,%s,%s,%s,%s,%s,%s\n' "$EPOCHREALTIME" "$((SECONDS - T0))" "$name" "$pid" \
-      "${rss:--}" "$fds" "${thr:--}" >>"$OUT/rss.csv"
+    # utime + stime (clock ticks): fields 14 and 15 after the ")" that ends the command name
+    cpu=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
+    act=-
+    [ -n "$admin" ] && act=$(python3 "$PY" active --addr "127.0.0.1:$admin" 2>/dev/null || echo -)
+    printf '%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$EPOCHREALTIME" "$((SECONDS - T0))" "$name" "$pid" \
+      "${rss:--}" "$fds" "${thr:--}" "${cpu:--}" "$act" >>"$OUT/rss.csv"
   done
 }
 peer_roots() { # ADMIN -> authorities of bridge.soak in the gateway's /status (or 0)
@@ -342,9 +346,10 @@ rebuilds() { python3 "$PY" metric --addr "127.0.0.1:$1" --name fedgate_bridge_re
 sample
 bench_spawn load python3 "$PY" load "${LOAD_ARGS[@]}" --rate "$SOAK_RATE" \
   --duration $((DUR + 120)) --max-conns $((SOAK_RATE * (DUR + 120))) \
-  --out "$OUT/conns.csv" --status "$WORK/load.json" --progress 60
+  --out "$OUT/conns.csv" --status "$WORK/load.json" --progress 20
 PID_LOAD=$SPAWNED
 event load_start "pid $PID_LOAD"
+SAMPLED+=("py-load:$PID_LOAD:" "py-backend:$PID_BACKEND:")
 
 ROT1_AT=$((DUR * 40 / 100))
 ROT3_AT=$((DUR * 60 / 100))
@@ -415,6 +420,7 @@ while :; do
 done
 [ "$state" -ge 6 ] || { event rotation_problem "the run ended in rotation state $state"; rot_problems=$((rot_problems + 1)); }
 [ "$state" = 6 ] && event rotation_end "run ended"
+event meta "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); CPU ticks/s: $(getconf CLK_TCK)"
 
 # --- drain -----------------------------------------------------------------------------------
 sample
@@ -423,22 +429,27 @@ for side in a b; do
   python3 "$PY" get --addr "127.0.0.1:$admin" --path /metrics --out "$OUT/metrics-gw-$side-end.txt" || true
   python3 "$PY" get --addr "127.0.0.1:$admin" --path /status --out "$OUT/status-gw-$side-end.json" || true
 done
-event sigterm_gw-a "pid $PID_A"
+usec() { echo "${EPOCHREALTIME/./}"; }
+event sigterm_gw-a "pid $PID_A; load still running"
 kill -TERM "$PID_A"
+t_term_a=$(usec)
 sleep 1
-event sigterm_gw-b "pid $PID_B"
+event sigterm_gw-b "pid $PID_B; load still running"
 kill -TERM "$PID_B"
-t_drain=$SECONDS
-for pid_name in "$PID_A:gw-a" "$PID_B:gw-b"; do
-  pid=${pid_name%%:*} name=${pid_name#*:}
-  while kill -0 "$pid" 2>/dev/null && [ $((SECONDS - t_drain)) -lt $((DRAIN_TIMEOUT + 15)) ]; do sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    event "exit_$name" "still running $((DRAIN_TIMEOUT + 15)) s after SIGTERM"
-  else
+t_term_b=$(usec)
+left="gw-a gw-b"
+for ((i = 0; i < (DRAIN_TIMEOUT + 15) * 20; i++)); do
+  for name in $left; do
+    if [ "$name" = gw-a ]; then pid=$PID_A t=$t_term_a; else pid=$PID_B t=$t_term_b; fi
+    kill -0 "$pid" 2>/dev/null && continue
     rc=0; wait "$pid" || rc=$?
-    event "exit_$name" "rc=$rc within $((SECONDS - t_drain)) s of the SIGTERMs"
-  fi
+    event "exit_$name" "rc=$rc $(( ($(usec) - t) / 1000 )) ms after its SIGTERM"
+    left=${left/$name/}
+  done
+  [ -z "${left// /}" ] && break
+  sleep 0.05
 done
+for name in $left; do event "exit_$name" "still running $((DRAIN_TIMEOUT + 15)) s after SIGTERM"; done
 sleep 3   # the load keeps going: these connections are refused (listeners closed)
 kill -TERM "$PID_LOAD" 2>/dev/null || true
 for ((i = 0; i < 450; i++)); do kill -0 "$PID_LOAD" 2>/dev/null || break; sleep 0.1; done
