@@ -33,8 +33,10 @@ Subcommands:
         200.
   peer --addr HOST:PORT --td TD
         prints `<sequence> <authorities>` of peer TD from the gateway's /status.
-  active --addr HOST:PORT
-        prints the gateway's live connections (sum of active_connections on /status).
+  active --addr HOST:PORT --pid PID
+        prints `<open fds> <live connections>` of a gateway: the fd count of /proc/PID/fd
+        (mean of a count just before and just after the request) and the sum of
+        active_connections on /status.
   metric --addr HOST:PORT --name NAME [--match SUBSTR]
         prints the sum of the samples of metric NAME (label set containing SUBSTR) on /metrics.
   summarize --dir DIR
@@ -614,6 +616,7 @@ def main() -> None:
     p.add_argument("--td", required=True)
     p = sub.add_parser("active")
     p.add_argument("--addr", required=True)
+    p.add_argument("--pid", type=int, required=True)
     p = sub.add_parser("metric")
     p.add_argument("--addr", required=True)
     p.add_argument("--name", required=True)
@@ -654,13 +657,18 @@ def main() -> None:
                 return
         sys.exit(1)
     elif args.cmd == "active":
+        # fds, then /status, then fds again (a few ms apart): the average fd count goes with
+        # the live-connection count taken between the two.
         try:
+            f0 = len(os.listdir(f"/proc/{args.pid}/fd"))
             _, body = http_get(args.addr, "/status")
+            f1 = len(os.listdir(f"/proc/{args.pid}/fd"))
             st = json.loads(body)
         except (OSError, ValueError) as e:
             print(f"soak.py active: {e}", file=sys.stderr)
             sys.exit(1)
-        print(sum(int(x.get("active_connections") or 0) for x in st.get("listeners", [])))
+        active = sum(int(x.get("active_connections") or 0) for x in st.get("listeners", []))
+        print(f"{(f0 + f1) // 2} {active}")
     elif args.cmd == "metric":
         try:
             _, body = http_get(args.addr, "/metrics")

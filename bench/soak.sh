@@ -329,7 +329,10 @@ sample() {
     # utime + stime (clock ticks): fields 14 and 15 after the ")" that ends the command name
     cpu=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
     act=-
-    [ -n "$admin" ] && act=$(python3 "$PY" active --addr "127.0.0.1:$admin" 2>/dev/null || echo -)
+    if [ -n "$admin" ]; then # a gateway: fds and live connections taken together
+      read -r fds act < <(python3 "$PY" active --addr "127.0.0.1:$admin" --pid "$pid" 2>/dev/null \
+        || echo "$fds -")
+    fi
     printf '%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$EPOCHREALTIME" "$((SECONDS - T0))" "$name" "$pid" \
       "${rss:--}" "$fds" "${thr:--}" "${cpu:--}" "$act" >>"$OUT/rss.csv"
   done
