@@ -22,8 +22,8 @@
 # connections are refused by design) and stops.
 # The load client (bench/soak.py load) starts SOAK_RATE connections per second per path
 # (open loop), each a full TLS handshake + one request/response (20 % hold 0.5-3 s and send
-# a second request), and logs one CSV row per connection. RSS, fds and threads of every
-# fedgate process are sampled every SOAK_SAMPLE_SECS from /proc/PID.
+# a second request), and logs one CSV row per connection. RSS, fds, threads and CPU time of
+# every fedgate process are sampled every SOAK_SAMPLE_SECS from /proc/PID.
 #
 # usage: SOAK_MINUTES=30 bench/soak.sh
 # env:   SOAK_MINUTES (30, 2..240)   SOAK_RATE (30 conn/s per path, 1..200)
@@ -34,7 +34,7 @@
 #        GATEWAY_BIN (target/release/fedgate)
 # Output in SOAK_OUT: summary.txt/summary.json (also printed), events.csv, conns.csv.gz,
 # rss.csv, metrics/status snapshots before the drain, logs/. Exit 0 only on PASS (no failed
-# connection, at least SOAK_MIN_CONNS per path).
+# connection, at least SOAK_MIN_CONNS per path, every rotation step observed).
 # Bounded: every wait has a deadline, the load stops by itself (time and count); everything
 # started here is stopped by PID on every exit path (trap); loopback only.
 set -euo pipefail
@@ -42,7 +42,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="$ROOT/bench/soak.py"
 export GATEWAY_BIN="${GATEWAY_BIN:-$ROOT/target/release/fedgate}"
-case "${1:-}" in -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 num() { # NAME VALUE MIN MAX
   if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$2" -lt "$3" ] || [ "$2" -gt "$4" ]; then
