@@ -9,7 +9,8 @@
 #                      their agreement with the overlays: NodePorts mapped by kind, pinned
 #                      ClusterIPs inside the serviceSubnet, peer EndpointSlice ports = the peer's
 #                      NodePorts, embedded TOML configs parse and name this cluster's trust domain
-#   5. shellcheck      e2e/*.sh, ci/*.sh and the scripts shipped in ConfigMaps
+#   5. shellcheck      e2e/*.sh, ci/*.sh, bench/*.sh, bench/scenarios/*.sh and the scripts
+#                      shipped in ConfigMaps
 #   6. hadolint        deploy/Dockerfile (skipped with a message if hadolint cannot be installed)
 #
 # Installs what it needs (apt-get for shellcheck, a private Python venv for yamllint,
@@ -298,11 +299,18 @@ fi
 # ---------------------------------------------------------------------------------------------
 step "shellcheck"
 if command -v shellcheck >/dev/null 2>&1; then
-  mapfile -t scripts < <(ls e2e/*.sh ci/*.sh 2>/dev/null)
+  mapfile -t scripts < <(ls e2e/*.sh ci/*.sh bench/*.sh 2>/dev/null)
   if [ "${#scripts[@]}" -gt 0 ] && shellcheck -x "${scripts[@]}"; then
     record PASS shellcheck "${scripts[*]}"
   else
-    record FAIL shellcheck "e2e/*.sh ci/*.sh"
+    record FAIL shellcheck "e2e/*.sh ci/*.sh bench/*.sh"
+  fi
+  # Scenario files sourced by the shared bench harness; their `source=` directives are relative
+  # to their own directory.
+  if (cd bench/scenarios && shellcheck -x ./*.sh); then
+    record PASS shellcheck "bench/scenarios/*.sh"
+  else
+    record FAIL shellcheck "bench/scenarios/*.sh"
   fi
   # POSIX sh scripts run by the kubectl image inside the cluster.
   if (cd deploy/kubernetes/base/scripts && shellcheck -x -s sh ./*.sh); then

@@ -28,10 +28,11 @@ fedgate_check() {
 }
 
 # fedgate_spawn LOGNAME CONF — run `fedgate run` in the foreground (env execs, so the recorded
-# PID is fedgate's own)
+# PID is fedgate's own). FEDGATE_LOG_LEVEL (default warn) is for bench/soak.sh, which also
+# wants the reload and drain lines; the harness's scenarios leave it unset.
 fedgate_spawn() {
   bench_spawn "$1" env TOKIO_WORKER_THREADS=1 \
-    "$FEDGATE_BIN" run --config "$2" --workers "${WORKERS:-2}" --log-level warn
+    "$FEDGATE_BIN" run --config "$2" --workers "${WORKERS:-2}" --log-level "${FEDGATE_LOG_LEVEL:-warn}"
 }
 
 # fedgate_passthrough_config OUT — the passthrough gateway config of the passthrough scenarios
