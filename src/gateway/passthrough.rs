@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::config::{ListenerLimits, Upstream};
 use crate::gateway::listener::{ConnContext, ListenerState, RouteTarget};
 use crate::gateway::pump::{pump_tcp, PumpError, PumpFailure, PumpStats};
-use crate::gateway::sni::{parse_client_hello_within, ClientHelloInfo, SniError};
+use crate::gateway::sni::{ClientHelloInfo, HelloAssembler, SniError};
 use crate::telemetry::metrics::{BytesLabels, ConnectionLabels, UpstreamLabels};
 
 /// Why a connection was closed before splicing. `label()` is the metric label.
@@ -212,6 +212,10 @@ async fn peek_client_hello(
     let deadline = Instant::now() + limits.peek_timeout;
     // Start small: typical ClientHellos are 300 B to 2 KiB; grow only as bytes arrive.
     let mut buf = Vec::with_capacity(2048.min(limits.max_client_hello));
+    // The same bound applies to the handshake message: a hello declaring more is refused as
+    // soon as its length is visible, without waiting for the buffer to fill. The assembler
+    // resumes after the records it has walked, so each read costs only its new bytes.
+    let mut hello = HelloAssembler::new(limits.max_client_hello);
     loop {
         if buf.len() >= limits.max_client_hello {
             return Err(Reject::ClientHelloTooLarge);
@@ -227,9 +231,7 @@ async fn peek_client_hello(
             Ok(Ok(n)) => n,
         };
         buf.truncate(start + n);
-        // The same bound applies to the handshake message: a hello declaring more is refused
-        // as soon as its length is visible, without waiting for the buffer to fill.
-        match parse_client_hello_within(&buf, limits.max_client_hello) {
+        match hello.parse(&buf) {
             Ok(Some(info)) => return Ok((buf, info)),
             Err(e) => return Err(Reject::ClientHello(e)),
             Ok(None) if n == 0 => return Err(Reject::ClientClosed),

@@ -12,7 +12,9 @@
 //!   entries) is refused, so routing can never disagree with the backend about the name.
 //!
 //! The caller bounds how much it buffers (the listener's `max_client_hello`, default
-//! [`MAX_CLIENT_HELLO`]) and passes the same bound to [`parse_client_hello_within`].
+//! [`MAX_CLIENT_HELLO`]) and passes the same bound to [`parse_client_hello_within`], or, when it
+//! calls again after every read, to a [`HelloAssembler`], which resumes after the records it
+//! has already walked (so a hello dribbled in tiny records costs linear, not quadratic, work).
 
 use std::borrow::Cow;
 
@@ -120,10 +122,7 @@ pub fn parse_client_hello_within(
     buf: &[u8],
     max: usize,
 ) -> Result<Option<ClientHelloInfo>, SniError> {
-    match reassemble(buf, max)? {
-        Some(body) => parse_body(&body).map(Some),
-        None => Ok(None),
-    }
+    HelloAssembler::new(max).parse(buf)
 }
 
 /// Validates a DNS host name as used in SNI and routes, returning it lowercased.
@@ -167,96 +166,140 @@ pub fn normalize_dns_name(name: &[u8]) -> Result<String, DnsNameError> {
     Ok(s.to_ascii_lowercase())
 }
 
-/// Collects the first handshake message's body from consecutive handshake records, refusing a
-/// message whose declared length (4-byte header included) exceeds `max`.
-///
-/// Two passes: the first walks the record headers without copying (so a caller that calls
-/// again after every read pays per record, not per buffered byte) until the message's declared
-/// length is covered; the second borrows the body from `buf` when it lies in one record (the
-/// common case) and copies the fragments only when it is spread over several.
-fn reassemble(buf: &[u8], max: usize) -> Result<Option<Cow<'_, [u8]>>, SniError> {
-    let mut pos = 0;
-    let mut first = true;
-    // The 4-byte handshake header, which may itself be split across records.
-    let mut head = [0u8; HANDSHAKE_HEADER_LEN];
-    let mut head_len = 0;
-    let mut have = 0;
-    let mut total = None;
-    let mut records = 0;
-    loop {
-        let rest = buf.get(pos..).unwrap_or_default();
-        // Check the record header byte by byte so that junk is refused at the earliest byte.
-        let Some(&content_type) = rest.first() else {
-            return Ok(None);
-        };
-        if content_type != CONTENT_TYPE_HANDSHAKE {
-            return Err(if first {
-                SniError::NotTls
-            } else {
-                SniError::Malformed("non-handshake record inside the ClientHello")
-            });
+/// Incremental ClientHello parsing over a buffer that only grows (the peek loop's): the record
+/// headers already walked are remembered, so each call costs only the records that arrived
+/// since the previous one (plus one copy of the message once it is complete), not a re-walk of
+/// the whole buffer. Pure: it never reads past the slice it is given.
+#[derive(Clone, Debug)]
+pub struct HelloAssembler {
+    /// Bound on the handshake message (4-byte header included).
+    max: usize,
+    /// State after the last *complete* record walked.
+    walked: Walked,
+}
+
+/// How far [`HelloAssembler`] got: complete records only.
+#[derive(Clone, Copy, Debug, Default)]
+struct Walked {
+    /// Offset of the next record header in the buffer.
+    pos: usize,
+    /// Records walked.
+    records: usize,
+    /// The 4-byte handshake header, which may itself be split across records.
+    head: [u8; HANDSHAKE_HEADER_LEN],
+    head_len: usize,
+    /// Message bytes seen so far.
+    have: usize,
+    /// The message's total length, once its header is complete.
+    total: Option<usize>,
+}
+
+impl HelloAssembler {
+    /// An assembler refusing ([`SniError::TooLarge`]) a handshake message that declares more
+    /// than `max` bytes (header included).
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            walked: Walked::default(),
         }
-        let Some(&major) = rest.get(1) else {
-            return Ok(None);
-        };
-        if major != 3 {
-            return Err(if first {
-                SniError::NotTls
-            } else {
-                SniError::Malformed("record version")
-            });
+    }
+
+    /// Parses the ClientHello at the start of `buf`; `Ok(None)`: incomplete, call again with
+    /// more bytes. Each call's `buf` must start with the previous call's (bytes are only
+    /// appended); errors are final.
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Option<ClientHelloInfo>, SniError> {
+        match self.reassemble(buf)? {
+            Some(body) => parse_body(&body).map(Some),
+            None => Ok(None),
         }
-        let Some(&minor) = rest.get(2) else {
-            return Ok(None);
-        };
-        if !(1..=4).contains(&minor) {
-            return Err(SniError::Malformed("record version"));
-        }
-        let Some(len_bytes) = rest.get(3..RECORD_HEADER_LEN) else {
-            return Ok(None);
-        };
-        let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
-        if len == 0 {
-            return Err(SniError::Malformed("empty handshake record"));
-        }
-        if len > MAX_RECORD_LEN {
-            return Err(SniError::Malformed("record longer than 2^14 + 256 bytes"));
-        }
-        let fragment = rest
-            .get(RECORD_HEADER_LEN..(RECORD_HEADER_LEN + len).min(rest.len()))
-            .unwrap_or_default();
-        records += 1;
-        for &b in fragment.iter().take(HANDSHAKE_HEADER_LEN - head_len) {
-            head[head_len] = b;
-            head_len += 1;
-        }
-        if head_len >= 1 && head[0] != HANDSHAKE_CLIENT_HELLO {
-            return Err(SniError::NotClientHello);
-        }
-        if head_len == HANDSHAKE_HEADER_LEN && total.is_none() {
-            let body_len =
-                usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
-            if body_len + HANDSHAKE_HEADER_LEN > max {
-                return Err(SniError::TooLarge);
+    }
+
+    /// Collects the first handshake message's body from consecutive handshake records.
+    ///
+    /// Walks record headers without copying, resuming after the last complete record, until the
+    /// message's declared length is covered; then borrows the body from `buf` when it lies in
+    /// one record (the common case) or copies the fragments when it is spread over several.
+    fn reassemble<'b>(&mut self, buf: &'b [u8]) -> Result<Option<Cow<'b, [u8]>>, SniError> {
+        loop {
+            // Work on a copy; commit it only once this record is complete.
+            let mut w = self.walked;
+            let first = w.records == 0;
+            let rest = buf.get(w.pos..).unwrap_or_default();
+            // Check the record header byte by byte so that junk is refused at the earliest
+            // byte.
+            let Some(&content_type) = rest.first() else {
+                return Ok(None);
+            };
+            if content_type != CONTENT_TYPE_HANDSHAKE {
+                return Err(if first {
+                    SniError::NotTls
+                } else {
+                    SniError::Malformed("non-handshake record inside the ClientHello")
+                });
             }
-            total = Some(HANDSHAKE_HEADER_LEN + body_len);
-        }
-        have += fragment.len();
-        if let Some(total) = total {
-            if have >= total {
-                return Ok(Some(collect_body(buf, records, total)));
+            let Some(&major) = rest.get(1) else {
+                return Ok(None);
+            };
+            if major != 3 {
+                return Err(if first {
+                    SniError::NotTls
+                } else {
+                    SniError::Malformed("record version")
+                });
             }
+            let Some(&minor) = rest.get(2) else {
+                return Ok(None);
+            };
+            if !(1..=4).contains(&minor) {
+                return Err(SniError::Malformed("record version"));
+            }
+            let Some(len_bytes) = rest.get(3..RECORD_HEADER_LEN) else {
+                return Ok(None);
+            };
+            let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+            if len == 0 {
+                return Err(SniError::Malformed("empty handshake record"));
+            }
+            if len > MAX_RECORD_LEN {
+                return Err(SniError::Malformed("record longer than 2^14 + 256 bytes"));
+            }
+            let fragment = rest
+                .get(RECORD_HEADER_LEN..(RECORD_HEADER_LEN + len).min(rest.len()))
+                .unwrap_or_default();
+            w.records += 1;
+            for &b in fragment.iter().take(HANDSHAKE_HEADER_LEN - w.head_len) {
+                w.head[w.head_len] = b;
+                w.head_len += 1;
+            }
+            if w.head_len >= 1 && w.head[0] != HANDSHAKE_CLIENT_HELLO {
+                return Err(SniError::NotClientHello);
+            }
+            if w.head_len == HANDSHAKE_HEADER_LEN && w.total.is_none() {
+                let body_len = usize::from(w.head[1]) << 16
+                    | usize::from(w.head[2]) << 8
+                    | usize::from(w.head[3]);
+                if body_len + HANDSHAKE_HEADER_LEN > self.max {
+                    return Err(SniError::TooLarge);
+                }
+                w.total = Some(HANDSHAKE_HEADER_LEN + body_len);
+            }
+            w.have += fragment.len();
+            if let Some(total) = w.total {
+                if w.have >= total {
+                    return Ok(Some(collect_body(buf, w.records, total)));
+                }
+            }
+            if fragment.len() < len {
+                return Ok(None);
+            }
+            w.pos += RECORD_HEADER_LEN + len;
+            self.walked = w;
         }
-        if fragment.len() < len {
-            return Ok(None);
-        }
-        pos += RECORD_HEADER_LEN + len;
-        first = false;
     }
 }
 
 /// The body of the handshake message of `total` bytes (header included) held by the first
-/// `records` records of `buf`, which [`reassemble`] has validated.
+/// `records` records of `buf`, which [`HelloAssembler`] has validated.
 fn collect_body(buf: &[u8], records: usize, total: usize) -> Cow<'_, [u8]> {
     let fragments = RecordFragments { rest: buf }.take(records);
     if records == 1 {

@@ -15,8 +15,8 @@
 //! Invariants: connection tasks are tracked and drained; a connection's errors end at its task
 //! (one log line + one metric + one [`ConnectionEvent`]) and never stop an accept loop; each
 //! listener holds at most its `max_connections` connections: one more is closed at accept,
-//! before any TLS or dial, and counted (outcome `too_many_connections`); a connection's slot is
-//! free again before its [`ConnectionEvent`] is sent.
+//! before any TLS or dial, and counted (outcome `too_many_connections`, counted before the
+//! close); a connection's slot is free again before its [`ConnectionEvent`] is sent.
 
 pub mod admin;
 pub mod config;
@@ -324,24 +324,35 @@ struct ConnCtx {
     abort: CancellationToken,
 }
 
+/// A listener's connection limit, as its accept loop applies it.
+struct Limit<'a> {
+    ctx: &'a ConnCtx,
+    direction: Direction,
+    name: &'a str,
+    max_connections: usize,
+}
+
 /// Accepts until `shutdown`; backs off on accept errors (e.g. EMFILE) instead of exiting. A
-/// connection that finds no free slot of the listener's `max_connections` is closed at once and
-/// counted; the others are handed to `spawn` with their slot.
+/// connection that finds no free slot of the listener's `max_connections` is counted and closed
+/// at once; the others are handed to `spawn` with their slot.
 async fn accept_loop<F>(
     listener: TcpListener,
     shutdown: CancellationToken,
-    direction: Direction,
-    name: &str,
-    max_connections: usize,
-    ctx: &ConnCtx,
+    limit: Limit<'_>,
     mut spawn: F,
 ) where
     F: FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit),
 {
-    let limit = Arc::new(Semaphore::new(max_connections));
+    let Limit {
+        ctx,
+        direction,
+        name,
+        max_connections,
+    } = limit;
+    let slots = Arc::new(Semaphore::new(max_connections));
     let mut acceptor = Acceptor::new(listener, "sidecar");
     while let Some((stream, addr)) = acceptor.next(&shutdown).await {
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(
                 direction = direction.as_str(),
                 listener = %name,
@@ -367,53 +378,50 @@ async fn accept_outbound(
 ) {
     let spawn_ctx = ctx.clone();
     let config = outbound.config.clone();
-    let (name, max) = (config.name.as_str(), config.max_connections);
-    accept_loop(
-        listener,
-        shutdown,
-        Direction::Outbound,
-        name,
-        max,
-        &ctx,
-        move |mut app, addr, permit| {
-            let outbound = outbound.clone();
-            let ctx = spawn_ctx.clone();
-            let name = outbound.config.name.clone();
-            let span = tracing::info_span!("outbound", listener = %name, client = %addr);
-            ctx.tracker.clone().spawn(
-                async move {
-                    let _active = ctx.metrics.open(Direction::Outbound, &name);
-                    let mut peer = None;
-                    let result = tokio::select! {
-                        r = outbound.handle(&mut app, &mut peer) => Some(r),
-                        () = ctx.abort.cancelled() => None,
-                    };
-                    let (outcome, stats) = match result {
-                        Some(Ok(stats)) => {
-                            tracing::debug!(?stats, "connection closed");
-                            ("ok", Some(stats))
-                        }
-                        Some(Err(e)) => {
-                            log_failure(e.label(), &e);
-                            (e.label(), e.relayed())
-                        }
-                        None => ("drain_timeout", None),
-                    };
-                    if let Some(s) = stats {
-                        let (to_peer, from_peer) = (s.client_to_upstream, s.upstream_to_client);
-                        ctx.metrics
-                            .bytes(Direction::Outbound, &name, to_peer, from_peer);
+    let limit = Limit {
+        ctx: &ctx,
+        direction: Direction::Outbound,
+        name: &config.name,
+        max_connections: config.max_connections,
+    };
+    accept_loop(listener, shutdown, limit, move |mut app, addr, permit| {
+        let outbound = outbound.clone();
+        let ctx = spawn_ctx.clone();
+        let name = outbound.config.name.clone();
+        let span = tracing::info_span!("outbound", listener = %name, client = %addr);
+        ctx.tracker.clone().spawn(
+            async move {
+                let _active = ctx.metrics.open(Direction::Outbound, &name);
+                let mut peer = None;
+                let result = tokio::select! {
+                    r = outbound.handle(&mut app, &mut peer) => Some(r),
+                    () = ctx.abort.cancelled() => None,
+                };
+                let (outcome, stats) = match result {
+                    Some(Ok(stats)) => {
+                        tracing::debug!(?stats, "connection closed");
+                        ("ok", Some(stats))
                     }
-                    // The slot is free before the event announces the end.
-                    drop(permit);
-                    ctx.finish(Direction::Outbound, &name, outcome, peer, None);
-                    // Closed only now: the metric and event above precede the app's EOF.
-                    drop(app);
+                    Some(Err(e)) => {
+                        log_failure(e.label(), &e);
+                        (e.label(), e.relayed())
+                    }
+                    None => ("drain_timeout", None),
+                };
+                if let Some(s) = stats {
+                    let (to_peer, from_peer) = (s.client_to_upstream, s.upstream_to_client);
+                    ctx.metrics
+                        .bytes(Direction::Outbound, &name, to_peer, from_peer);
                 }
-                .instrument(span),
-            );
-        },
-    )
+                // The slot is free before the event announces the end.
+                drop(permit);
+                ctx.finish(Direction::Outbound, &name, outcome, peer, None);
+                // Closed only now: the metric and event above precede the app's EOF.
+                drop(app);
+            }
+            .instrument(span),
+        );
+    })
     .await;
 }
 
@@ -425,58 +433,55 @@ async fn accept_inbound(
 ) {
     let spawn_ctx = ctx.clone();
     let config = inbound.config.clone();
-    let (name, max) = (config.name.as_str(), config.max_connections);
-    accept_loop(
-        listener,
-        shutdown,
-        Direction::Inbound,
-        name,
-        max,
-        &ctx,
-        move |mut tcp, addr, permit| {
-            let inbound = inbound.clone();
-            let ctx = spawn_ctx.clone();
-            let name = inbound.config.name.clone();
-            let span = tracing::info_span!("inbound", listener = %name, client = %addr);
-            ctx.tracker.clone().spawn(
-                async move {
-                    let _active = ctx.metrics.open(Direction::Inbound, &name);
-                    let mut peer: Option<InboundPeer> = None;
-                    let result = tokio::select! {
-                        r = inbound.handle(&mut tcp, &mut peer) => Some(r),
-                        () = ctx.abort.cancelled() => None,
-                    };
-                    let (outcome, stats) = match result {
-                        Some(Ok(stats)) => {
-                            tracing::debug!(?stats, "connection closed");
-                            ("ok", Some(stats))
-                        }
-                        Some(Err(e)) => {
-                            log_failure(e.label(), &e);
-                            (e.label(), e.relayed())
-                        }
-                        None => ("drain_timeout", None),
-                    };
-                    if let Some(s) = stats {
-                        // `pump(tls, app)`: the peer is the pump's "client" side here.
-                        let (to_peer, from_peer) = (s.upstream_to_client, s.client_to_upstream);
-                        ctx.metrics
-                            .bytes(Direction::Inbound, &name, to_peer, from_peer);
+    let limit = Limit {
+        ctx: &ctx,
+        direction: Direction::Inbound,
+        name: &config.name,
+        max_connections: config.max_connections,
+    };
+    accept_loop(listener, shutdown, limit, move |mut tcp, addr, permit| {
+        let inbound = inbound.clone();
+        let ctx = spawn_ctx.clone();
+        let name = inbound.config.name.clone();
+        let span = tracing::info_span!("inbound", listener = %name, client = %addr);
+        ctx.tracker.clone().spawn(
+            async move {
+                let _active = ctx.metrics.open(Direction::Inbound, &name);
+                let mut peer: Option<InboundPeer> = None;
+                let result = tokio::select! {
+                    r = inbound.handle(&mut tcp, &mut peer) => Some(r),
+                    () = ctx.abort.cancelled() => None,
+                };
+                let (outcome, stats) = match result {
+                    Some(Ok(stats)) => {
+                        tracing::debug!(?stats, "connection closed");
+                        ("ok", Some(stats))
                     }
-                    let (client, origin) = match peer {
-                        Some(p) => (Some(p.client), p.origin),
-                        None => (None, None),
-                    };
-                    // The slot is free before the event announces the end.
-                    drop(permit);
-                    ctx.finish(Direction::Inbound, &name, outcome, client, origin);
-                    // Closed only now: the metric and event above precede the peer's EOF.
-                    drop(tcp);
+                    Some(Err(e)) => {
+                        log_failure(e.label(), &e);
+                        (e.label(), e.relayed())
+                    }
+                    None => ("drain_timeout", None),
+                };
+                if let Some(s) = stats {
+                    // `pump(tls, app)`: the peer is the pump's "client" side here.
+                    let (to_peer, from_peer) = (s.upstream_to_client, s.client_to_upstream);
+                    ctx.metrics
+                        .bytes(Direction::Inbound, &name, to_peer, from_peer);
                 }
-                .instrument(span),
-            );
-        },
-    )
+                let (client, origin) = match peer {
+                    Some(p) => (Some(p.client), p.origin),
+                    None => (None, None),
+                };
+                // The slot is free before the event announces the end.
+                drop(permit);
+                ctx.finish(Direction::Inbound, &name, outcome, client, origin);
+                // Closed only now: the metric and event above precede the peer's EOF.
+                drop(tcp);
+            }
+            .instrument(span),
+        );
+    })
     .await;
 }
 

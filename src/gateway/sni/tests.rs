@@ -406,6 +406,34 @@ fn hello_of_20_kib_over_two_records_parses() {
 }
 
 #[test]
+fn assembler_resumes_and_still_refuses_junk_and_oversize() {
+    let msg = big_hello_msg(20 * 1024);
+    let bytes = frame(&msg, &vec![10; msg.len() / 10 + 1]);
+    let mut a = HelloAssembler::new(MAX_CLIENT_HELLO);
+    // Byte by byte: every prefix but the whole is incomplete.
+    for end in 0..bytes.len() {
+        assert_eq!(a.parse(&bytes[..end]), Ok(None), "{end}");
+    }
+    let info = a.parse(&bytes).unwrap().unwrap();
+    assert_eq!(info.server_name.as_deref(), Some("pq.cluster-b.example"));
+    // A non-handshake record after some complete ones is still refused.
+    let mut a = HelloAssembler::new(MAX_CLIENT_HELLO);
+    let mut junk = bytes[..15].to_vec();
+    assert_eq!(a.parse(&junk), Ok(None));
+    junk.extend_from_slice(&[21, 3, 1, 0, 2, 2, 40]);
+    assert_eq!(
+        a.parse(&junk),
+        Err(SniError::Malformed(
+            "non-handshake record inside the ClientHello"
+        ))
+    );
+    // The bound: a hello declaring more than it is refused once the length is visible.
+    let mut a = HelloAssembler::new(16 * 1024);
+    assert_eq!(a.parse(&bytes[..5]), Ok(None));
+    assert_eq!(a.parse(&bytes[..30]), Err(SniError::TooLarge));
+}
+
+#[test]
 fn hello_of_20_kib_over_many_small_records_parses() {
     let msg = big_hello_msg(20 * 1024);
     for size in [1, 7, 100, 1000, 4096] {
@@ -496,6 +524,33 @@ proptest! {
         prop_assert_eq!(parse_client_hello(&reframed), Ok(expected));
         let end = cut.index(reframed.len());
         prop_assert_eq!(parse_client_hello(&reframed[..end]), Ok(None));
+    }
+
+    /// One assembler fed a growing buffer (as the peek loop does) agrees with a fresh parse of
+    /// every prefix: incomplete until the end, then the same answer.
+    #[test]
+    fn assembler_over_growing_prefixes_matches_fresh_parses(
+        size in 300usize..24 * 1024,
+        record in 1usize..=16 * 1024,
+        reads in proptest::collection::vec(1usize..3000, 1..64),
+    ) {
+        let msg = big_hello_msg(size);
+        let bytes = frame(&msg, &vec![record; size / record + 1]);
+        let expected = parse_client_hello(&bytes).unwrap();
+        prop_assert!(expected.is_some());
+        let mut assembler = HelloAssembler::new(MAX_CLIENT_HELLO);
+        let mut end = 0;
+        let mut reads = reads.into_iter().cycle();
+        loop {
+            end = (end + reads.next().unwrap_or(1)).min(bytes.len());
+            let got = assembler.parse(&bytes[..end]);
+            prop_assert_eq!(&got, &parse_client_hello(&bytes[..end]));
+            if end == bytes.len() {
+                prop_assert_eq!(got, Ok(expected));
+                break;
+            }
+            prop_assert_eq!(got, Ok(None));
+        }
     }
 
     #[test]
