@@ -202,17 +202,19 @@ impl IssuerServer {
             let shutdown = shutdown.clone();
             let metrics = self.shared.metrics.clone();
             tracker.spawn(async move {
-                // Held until the connection ends.
-                let _permit = permit;
+                // `permit` is held until the connection ends; it is released before a handshake
+                // refusal is counted, so whoever observes the count can reconnect into the slot.
                 let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
+                        drop(permit);
                         let reason = handshake_reason(&e);
                         tracing::warn!(%peer, reason, error = %e, "issuing endpoint refused a client at the TLS handshake");
                         metrics.refuse(reason);
                         return;
                     }
                     Err(_) => {
+                        drop(permit);
                         tracing::warn!(%peer, reason = "handshake_timeout", "issuing endpoint TLS handshake timed out");
                         metrics.refuse("handshake_timeout");
                         return;

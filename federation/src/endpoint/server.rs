@@ -246,16 +246,18 @@ impl BundleEndpoint {
             let shutdown = shutdown.clone();
             let metrics = self.metrics.clone();
             tracker.spawn(async move {
-                // Held until the connection ends.
-                let _slot = slot;
+                // `slot` is held until the connection ends; it is released before a handshake
+                // refusal is counted, so whoever observes the count can reconnect into it.
                 let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
+                        drop(slot);
                         tracing::info!(%peer, error = %e, "bundle endpoint TLS handshake failed");
                         metrics.refuse("handshake_failed");
                         return;
                     }
                     Err(_) => {
+                        drop(slot);
                         tracing::info!(%peer, "bundle endpoint TLS handshake timed out");
                         metrics.refuse("handshake_timeout");
                         return;
