@@ -7,6 +7,8 @@
 # Usage: bash fuzz/ci.sh                      (from anywhere)
 #        FUZZ_SECONDS=60 bash fuzz/ci.sh      (longer runs)
 #        FUZZ_TARGETS="client_hello csr" bash fuzz/ci.sh
+#        FUZZ_STABLE=1 bash fuzz/ci.sh        (force the RUSTC_BOOTSTRAP=1 fallback below)
+#        CARGO_TARGET_DIR=~/.cache/fedgate-fuzz bash fuzz/ci.sh   (reuse builds across clones)
 #
 # Toolchain: cargo-fuzz needs nightly-only rustc flags. Uses an installed nightly, else tries
 # `rustup toolchain install nightly`, else falls back to the default (stable) toolchain with
@@ -25,7 +27,10 @@ fi
 
 step "toolchain"
 toolchain=()
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+if [ "${FUZZ_STABLE:-0}" = 1 ]; then
+  echo "FUZZ_STABLE=1: using the default toolchain with RUSTC_BOOTSTRAP=1"
+  export RUSTC_BOOTSTRAP=1
+elif rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   toolchain=(+nightly)
 elif command -v rustup >/dev/null 2>&1 &&
   timeout 300 rustup toolchain install nightly --profile minimal; then
@@ -64,7 +69,7 @@ for target in $targets; do
       echo
     done
   fi
-  grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+ +DONE)' \
+  grep -E '^(INFO: seed corpus|stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+[[:space:]]+(INITED|DONE))' \
     "$work/$target.log" || true
 done
 
