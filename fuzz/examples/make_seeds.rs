@@ -15,6 +15,14 @@ use rcgen::{CertificateParams, CustomExtension, KeyPair, SanType};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// Seed name, server name, protocol versions, ALPN protocols.
+type HelloCase<'a> = (
+    &'a str,
+    &'a str,
+    &'a [&'static rustls::SupportedProtocolVersion],
+    &'a [&'a [u8]],
+);
+
 fn main() -> Result<()> {
     client_hellos()?;
     proxy_headers()?;
@@ -32,7 +40,7 @@ fn write(target: &str, name: &str, bytes: &[u8]) -> Result<()> {
 
 fn client_hellos() -> Result<()> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cases: [(&str, &str, &[&rustls::SupportedProtocolVersion], &[&[u8]]); 4] = [
+    let cases: [HelloCase; 4] = [
         (
             "tls13-sni-alpn",
             "echo.cluster-b.test",
