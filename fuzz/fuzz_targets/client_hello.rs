@@ -9,10 +9,16 @@
 //! * bytes after the hello are ignored;
 //! * a server name is only returned validated and lowercased, ALPN names are never empty;
 //! * a hello spread over several records (split where the fuzzer says) parses exactly like
-//!   the same hello in one record.
+//!   the same hello in one record;
+//! * the resumable `HelloAssembler` the passthrough peek loop uses, fed the input in growing
+//!   chunks, ends with exactly the answer of a fresh parse of what it was given, and never
+//!   answers a prefix with something a fresh parse of that prefix would not.
 #![no_main]
 
-use fedgate::gateway::sni::{normalize_dns_name, parse_client_hello, ClientHelloInfo, SniError};
+use fedgate::gateway::sni::{
+    normalize_dns_name, parse_client_hello, parse_client_hello_within, ClientHelloInfo,
+    HelloAssembler, SniError, MAX_CLIENT_HELLO,
+};
 use libfuzzer_sys::fuzz_target;
 
 type Parsed = Result<Option<ClientHelloInfo>, SniError>;
@@ -20,6 +26,7 @@ type Parsed = Result<Option<ClientHelloInfo>, SniError>;
 fuzz_target!(|data: &[u8]| {
     let full = parse_client_hello(data);
     check_prefixes(data, &full);
+    check_assembler(data);
 
     let Ok(Some(info)) = &full else { return };
     if let Some(name) = &info.server_name {
@@ -107,4 +114,27 @@ fn records(message: &[u8], sizes: &[usize]) -> Vec<u8> {
         rest = tail;
     }
     out
+}
+
+/// Feeds `data` to one [`HelloAssembler`] in growing prefixes (chunk sizes taken from the
+/// data's own bytes), as the peek loop does, and compares every answer with a fresh parse.
+fn check_assembler(data: &[u8]) {
+    let mut assembler = HelloAssembler::new(MAX_CLIENT_HELLO);
+    let mut end = 0;
+    let mut step = 0;
+    while end < data.len() {
+        let chunk = usize::from(data[step % data.len()]) % 97 + 1;
+        step += 1;
+        end = (end + chunk).min(data.len());
+        let resumed = assembler.parse(&data[..end]);
+        let fresh = parse_client_hello_within(&data[..end], MAX_CLIENT_HELLO);
+        assert_eq!(
+            resumed, fresh,
+            "assembler and fresh parse differ at {end} bytes"
+        );
+        if resumed != Ok(None) {
+            // Errors and complete answers are final: the peek loop stops here.
+            return;
+        }
+    }
 }
