@@ -14,103 +14,24 @@
 
 #[path = "support/bridge_certs.rs"]
 mod bridge_certs;
+#[path = "support/topology.rs"]
+mod topology;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use bridge_certs::{IssuedSvid, TestCa};
-use fedgate::app::App;
-use fedgate::proxy_protocol::{read_proxy_header, ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
-use fedgate::sidecar::Sidecar;
+use fedgate::proxy_protocol::{TLV_ORIGIN_ID, TLV_SPIFFE_ID};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use topology::{gateway_head, spawn_header_app, start_gateway, start_sidecar, write_identity};
 
 const DEST: &str = "echo.cluster-b.test";
 const CLIENT: &str = "spiffe://cluster-a.test/ns/demo/sa/client";
 const ECHO: &str = "spiffe://cluster-b.test/ns/demo/sa/echo";
 const EGRESS: &str = "spiffe://cluster-a.test/ns/gateway/sa/egress";
 const INGRESS: &str = "spiffe://cluster-b.test/ns/gateway/sa/ingress";
-
-/// App B: plain TCP; reads the PROXY v2 header from its sidecar, reports it, then echoes.
-async fn spawn_app_b() -> (SocketAddr, mpsc::UnboundedReceiver<ProxyHeader>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let Ok(header) = read_proxy_header(&mut tcp, 4096, Duration::from_secs(5)).await
-                else {
-                    return;
-                };
-                let _ = tx.send(header);
-                let (mut r, mut w) = tcp.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    (addr, rx)
-}
-
-/// Writes an SVID and a bundle into `dir` as `NAME.pem`, `NAME.key`, `NAME-bundle.json`.
-fn write_identity(dir: &Path, ca: &TestCa, svid: &IssuedSvid, name: &str) {
-    svid.write(dir, name);
-    ca.write_bundle(dir, &format!("{name}-bundle.json"));
-}
-
-async fn start_gateway(dir: &Path, toml: &str, listener: &str) -> (SocketAddr, CancellationToken) {
-    let path = dir.join("gateway.toml");
-    std::fs::write(&path, toml).unwrap();
-    let app = App::build(fedgate::config::Config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let addr = app.listener_addr(listener).unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(app.run(shutdown.clone()));
-    (addr, shutdown)
-}
-
-async fn start_sidecar(dir: &Path, toml: &str) -> (Vec<(String, SocketAddr)>, CancellationToken) {
-    let path = dir.join("sidecar.toml");
-    std::fs::write(&path, toml).unwrap();
-    let sidecar = Sidecar::build(fedgate::sidecar::config::Config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let addrs = sidecar
-        .bound_addrs()
-        .into_iter()
-        .map(|b| (b.name, b.addr))
-        .collect();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(sidecar.run(shutdown.clone()));
-    (addrs, shutdown)
-}
-
-fn gateway_head(td: &str) -> String {
-    format!(
-        r#"
-trust_domain = "{td}"
-[identity]
-svid = "local.pem"
-key = "local.key"
-bundle = "local-bundle.json"
-[admin]
-listen = "127.0.0.1:0"
-[bridge]
-trust_domain = "bridge.test"
-svid = "bridge.pem"
-key = "bridge.key"
-bundle = "bridge-bundle.json"
-"#
-    )
-}
 
 /// Sidecar A for `svid`, whose outbound dials egress A for `echo.cluster-b.test`.
 async fn sidecar_a(
@@ -146,7 +67,7 @@ async fn workload_a_reaches_workload_b_through_sidecars_and_both_bridge_gateways
     let a = TestCa::new("cluster-a.test");
     let b = TestCa::new("cluster-b.test");
     let bridge = TestCa::new("bridge.test");
-    let (app_b, mut seen) = spawn_app_b().await;
+    let (app_b, mut seen) = spawn_header_app().await;
 
     // Side B: sidecar B (echo) and ingress B; only cluster-b's bundle (+ bridge for the gateway).
     let dir_sb = tempfile::tempdir().unwrap();
@@ -204,7 +125,7 @@ listen = "127.0.0.1:0"
   allow = ["{CLIENT}"]
   send_proxy_header = true
 "#,
-            gateway_head("cluster-b.test")
+            gateway_head("cluster-b.test", "bridge.test")
         ),
         "bridge-in",
     )
@@ -233,7 +154,7 @@ listen = "127.0.0.1:0"
   peer_id = "spiffe://bridge.test/gateway/cluster-b"
   allow = ["{CLIENT}"]
 "#,
-            gateway_head("cluster-a.test")
+            gateway_head("cluster-a.test", "bridge.test")
         ),
         "bridge-out",
     )

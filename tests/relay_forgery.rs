@@ -20,19 +20,30 @@
 
 #[path = "support/bridge_certs.rs"]
 mod bridge_certs;
+#[path = "support/topology.rs"]
+mod topology;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use bridge_certs::{IssuedSvid, TestCa};
-use fedgate::app::App;
-use fedgate::proxy_protocol::{read_proxy_header, ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID};
-use fedgate::sidecar::Sidecar;
+use bridge_certs::TestCa;
+use fedgate::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use topology::{gateway_head, spawn_header_app, start_gateway, start_sidecar, write_identity};
+
+/// Starts a sidecar (see [`start_sidecar`]) and returns the address of its listener `name`.
+async fn start_sidecar_listener(
+    dir: &Path,
+    toml: &str,
+    name: &str,
+) -> (SocketAddr, CancellationToken) {
+    let (addrs, stop) = start_sidecar(dir, toml).await;
+    let addr = addrs.into_iter().find(|(n, _)| n == name).unwrap().1;
+    (addr, stop)
+}
 
 const DEST: &str = "echo.cluster-b.test";
 const CLIENT: &str = "spiffe://cluster-a.test/ns/demo/sa/client";
@@ -75,81 +86,6 @@ struct Case {
     sidecar_trusts: bool,
 }
 
-/// App B: reads the PROXY v2 header from its sidecar, reports it, then echoes.
-async fn spawn_app_b() -> (SocketAddr, mpsc::UnboundedReceiver<ProxyHeader>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let Ok(header) = read_proxy_header(&mut tcp, 4096, Duration::from_secs(5)).await
-                else {
-                    return;
-                };
-                let _ = tx.send(header);
-                let (mut r, mut w) = tcp.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    (addr, rx)
-}
-
-fn write_identity(dir: &Path, ca: &TestCa, svid: &IssuedSvid, name: &str) {
-    svid.write(dir, name);
-    ca.write_bundle(dir, &format!("{name}-bundle.json"));
-}
-
-async fn start_gateway(dir: &Path, toml: &str, listener: &str) -> (SocketAddr, CancellationToken) {
-    let path = dir.join("gateway.toml");
-    std::fs::write(&path, toml).unwrap();
-    let app = App::build(fedgate::config::Config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let addr = app.listener_addr(listener).unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(app.run(shutdown.clone()));
-    (addr, shutdown)
-}
-
-async fn start_sidecar(dir: &Path, toml: &str, name: &str) -> (SocketAddr, CancellationToken) {
-    let path = dir.join("sidecar.toml");
-    std::fs::write(&path, toml).unwrap();
-    let sidecar = Sidecar::build(fedgate::sidecar::config::Config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let addr = sidecar
-        .bound_addrs()
-        .into_iter()
-        .find(|b| b.name == name)
-        .unwrap()
-        .addr;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(sidecar.run(shutdown.clone()));
-    (addr, shutdown)
-}
-
-fn gateway_head(td: &str, bridge_td: &str) -> String {
-    format!(
-        r#"
-trust_domain = "{td}"
-[identity]
-svid = "local.pem"
-key = "local.key"
-bundle = "local-bundle.json"
-[admin]
-listen = "127.0.0.1:0"
-[bridge]
-trust_domain = "{bridge_td}"
-svid = "bridge.pem"
-key = "bridge.key"
-bundle = "bridge-bundle.json"
-"#
-    )
-}
-
 /// The bytes app A writes first: a well-formed PROXY v2 header claiming `FORGED`, with the
 /// destination an egress would name, so a reader that takes it for a relay header accepts it.
 fn forged_header() -> Vec<u8> {
@@ -167,7 +103,7 @@ async fn run(case: Case) -> Run {
     let a = TestCa::new("cluster-a.test");
     let b = TestCa::new("cluster-b.test");
     let bridge = TestCa::new("bridge.test");
-    let (app_b, mut seen) = spawn_app_b().await;
+    let (app_b, mut seen) = spawn_header_app().await;
     let mut stops = Vec::new();
 
     // Sidecar B: `FORGED` is allowed too, so only the relay rule keeps the forgery out.
@@ -189,7 +125,7 @@ async fn run(case: Case) -> Run {
     };
     let dir_sb = tempfile::tempdir().unwrap();
     write_identity(dir_sb.path(), &b, &b.issue("/ns/demo/sa/echo"), "svid");
-    let (sidecar_b, stop) = start_sidecar(
+    let (sidecar_b, stop) = start_sidecar_listener(
         dir_sb.path(),
         &format!(
             r#"
@@ -305,7 +241,7 @@ listen = "127.0.0.1:0"
     // Sidecar A: app A's verified identity is CLIENT.
     let dir_sa = tempfile::tempdir().unwrap();
     write_identity(dir_sa.path(), &a, &a.issue("/ns/demo/sa/client"), "svid");
-    let (sidecar_a, stop) = start_sidecar(
+    let (sidecar_a, stop) = start_sidecar_listener(
         dir_sa.path(),
         &format!(
             r#"
