@@ -4,7 +4,7 @@
 //! caller is, in a PROXY v2 header sent as the first bytes inside the TLS session: the bridge
 //! egress towards a peer ingress, and the bridge ingress towards a destination sidecar.
 //!
-//! Invariants (DESIGN.md invariant 9):
+//! Invariants (invariant 9 of docs/threat-model.md, which states it and the attack it stops):
 //! * a receiver reads a relay header **only** on a connection whose TLS handshake selected
 //!   [`RELAY_ALPN`]; on any other connection the stream bytes are the caller's data and are never
 //!   interpreted, whatever the configuration says;

@@ -3,13 +3,13 @@
 //! domain, authorize origin → destination, and re-originate mTLS to the destination with the
 //! local SVID (optionally passing the origin on in a PROXY v2 header).
 //!
-//! Invariants (DESIGN.md 4, 6, 7, 9): the peer is verified with the bridge bundle only and must
-//! be a configured bridge peer; no peer may speak for the local trust domain (refused when the
-//! state is built, whatever the config loader let through); the header is read only on a
-//! connection that negotiated the relay protocol ([`crate::relay`]), and sent on to the
-//! destination only once it has selected it; nothing is dialed before the header is read and
-//! every check passed; a missing, junk, oversized or slow header closes the connection; the
-//! destination's ID must be on the route's `server_id` list, checked inside the handshake.
+//! Invariants (4, 6, 7 and 9 of docs/threat-model.md): the peer is verified with the bridge
+//! bundle only and must be a configured bridge peer; no peer may speak for the local trust
+//! domain (refused when the state is built, whatever the config loader let through); the header
+//! is read only on a connection that negotiated the relay protocol ([`crate::relay`]), and sent
+//! on to the destination only once it has selected it; nothing is dialed before the header is
+//! read and every check passed; a missing, junk, oversized or slow header closes the connection;
+//! the destination's ID must be on the route's `server_id` list, checked inside the handshake.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

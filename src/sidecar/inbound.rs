@@ -8,7 +8,7 @@
 //!   connection that negotiated the relay protocol ([`crate::relay`]) *and* whose client is in
 //!   `trusted_relays`; it must be there and well formed. A client that negotiated the protocol
 //!   without being a trusted relay, and a trusted relay that did not negotiate it, are refused.
-//!   Anyone else's bytes are application data, never interpreted (DESIGN.md invariant 9);
+//!   Anyone else's bytes are application data, never interpreted (invariant 9 of docs/threat-model.md);
 //! * the identity that must be in `allow` is the relayed origin when a relay names one, else the
 //!   verified client itself (default deny);
 //! * the app is dialled only after all of the above, so a refused peer never reaches it;
