@@ -16,7 +16,7 @@ use bridge_certs::workloads::{call, drain, round_trip, spawn_destination};
 use bridge_certs::TestCa;
 use fedgate::app::App;
 use fedgate::config::Config;
-use fedgate::proxy_protocol::TLV_ORIGIN_ID;
+use fedgate_dataplane::proxy_protocol::TLV_ORIGIN_ID;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;

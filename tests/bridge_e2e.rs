@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bridge_certs::{IssuedSvid, TestCa};
-use fedgate::proxy_protocol::{TLV_ORIGIN_ID, TLV_SPIFFE_ID};
+use fedgate_dataplane::proxy_protocol::{TLV_ORIGIN_ID, TLV_SPIFFE_ID};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;

@@ -28,8 +28,8 @@ use fedgate::bridge::{
     listener, BridgeMetrics, BridgePeer, BridgePeers, EgressRoute, Identities, IngressRoute,
     StateCell, Timeouts,
 };
-use fedgate::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
-use fedgate::relay::RELAY_ALPN;
+use fedgate_dataplane::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
+use fedgate_dataplane::relay::RELAY_ALPN;
 use fedgate_federation::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
 use fedgate_federation::{BundleSet, SpiffeId, TrustDomain};
 use rustls::pki_types::ServerName;

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use fedgate::proxy_protocol::{
+use fedgate_dataplane::proxy_protocol::{
     read_proxy_header, ProxyError, ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

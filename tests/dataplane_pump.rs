@@ -9,7 +9,7 @@
 use std::io;
 use std::time::Duration;
 
-use fedgate::gateway::pump::{pump, pump_tcp, PumpError, PumpFailure, PumpStats};
+use fedgate_dataplane::pump::{pump, pump_tcp, PumpError, PumpFailure, PumpStats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fedgate::demo::echo::{self, Greeting, HeaderOutcome};
 use fedgate::demo::probe::{self, CallOutcome};
-use fedgate::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
+use fedgate_dataplane::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;

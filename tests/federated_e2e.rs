@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use certs::{write_atomic, IdentityFiles, TestCa};
 use fedgate::app::App;
-use fedgate::proxy_protocol::{TLV_ORIGIN_ID, TLV_SPIFFE_ID};
+use fedgate_dataplane::proxy_protocol::{TLV_ORIGIN_ID, TLV_SPIFFE_ID};
 use harness::{echo_app, round_trip, RunningSidecar, WAIT};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;

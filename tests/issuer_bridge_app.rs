@@ -19,7 +19,7 @@ use fedgate::app::App;
 use fedgate::ca::{Ca, InitOptions};
 use fedgate::config::Config;
 use fedgate::issuer::{Issuer, ServeConfig};
-use fedgate::proxy_protocol::TLV_ORIGIN_ID;
+use fedgate_dataplane::proxy_protocol::TLV_ORIGIN_ID;
 use fedgate_federation::svid::verify::verify;
 use fedgate_federation::{SpiffeId, TrustDomain, X509Svid};
 use rustls_pki_types::UnixTime;

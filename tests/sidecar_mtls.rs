@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use certs::{bundle_map_json, bundle_set, write_atomic, IdentityFiles, TestCa};
-use fedgate::proxy_protocol::{ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
-use fedgate::relay::RELAY_ALPN;
 use fedgate::sidecar::metrics::Direction;
+use fedgate_dataplane::proxy_protocol::{ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
+use fedgate_dataplane::relay::RELAY_ALPN;
 use harness::{
     echo_app, http_get, metric, round_trip, server_name, tls_connector, tls_connector_offering,
     RunningSidecar,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fedgate::ca::{Ca, InitOptions};
-use fedgate::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
+use fedgate_dataplane::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
 use fedgate_federation::{Bundle, TrustDomain};
 use rcgen::{CertificateParams, CustomExtension, KeyPair, SanType};
 

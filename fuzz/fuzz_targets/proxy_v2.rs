@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fedgate::bridge::ingress::parse_claims;
-use fedgate::proxy_protocol::{
+use fedgate_dataplane::proxy_protocol::{
     read_proxy_header, ProxyError, ProxyHeader, MAX_HEADER_LEN, TLV_AUTHORITY, TLV_ORIGIN_ID,
     TLV_SPIFFE_ID,
 };

@@ -1,7 +1,7 @@
 //! `Config` → [`App::build`] (bind every listener, load the identity, set up federation) →
 //! [`App::run`] (serve until shutdown, then drain).
 //!
-//! Two kinds of threads: the data plane runs on `workers` threads ([`crate::workers`]), each
+//! Two kinds of threads: the data plane runs on `workers` threads ([`fedgate_dataplane::workers`]), each
 //! accepting from every listener (a `dup` of the same listening socket, registered with its
 //! own runtime) and serving the connections it accepted to the end; everything else (admin,
 //! reload, identity, federation, bridge TLS state) runs on the caller's runtime.
@@ -87,7 +87,7 @@ pub enum AppError {
         source: crate::gateway::route::RouteError,
     },
     #[error("cannot start the data plane")]
-    Workers(#[from] crate::workers::WorkerError),
+    Workers(#[from] fedgate_dataplane::workers::WorkerError),
     #[error("cannot share listener `{listener}` with data-plane worker {worker}")]
     ShareListener {
         listener: String,
@@ -237,7 +237,9 @@ impl App {
         });
         Ok(App {
             listeners,
-            workers: config.workers.unwrap_or_else(crate::workers::default_count),
+            workers: config
+                .workers
+                .unwrap_or_else(fedgate_dataplane::workers::default_count),
             admin,
             shared,
             tracker,
@@ -337,7 +339,7 @@ impl App {
             }
         }
         let per_worker = share_listeners(self.listeners, self.workers)?;
-        let workers = crate::workers::Workers::start("fedgate-worker", per_worker, {
+        let workers = fedgate_dataplane::workers::Workers::start("fedgate-worker", per_worker, {
             let (accepting, shutdown, release) =
                 (accepting.clone(), shutdown.clone(), release.clone());
             move |_, listeners: Vec<(std::net::TcpListener, Listener)>| {
@@ -399,7 +401,7 @@ impl App {
         let drain_timeout = self.reloader.current().drain_timeout;
         let live = self.tracker.len();
         tracing::info!(live_connections = live, timeout = %humantime::format_duration(drain_timeout), "draining");
-        if !crate::shutdown::drain(&self.tracker, drain_timeout).await {
+        if !fedgate_dataplane::shutdown::drain(&self.tracker, drain_timeout).await {
             tracing::warn!(
                 live_connections = self.tracker.len(),
                 "drain deadline passed; closing the remaining connections"

@@ -6,7 +6,7 @@
 //! local trust domain; the destination is the SNI the caller sent and nothing else; no route or
 //! no allow rule → refused before any upstream connection; the peer ingress is pinned to the
 //! route's `peer_id` during the handshake; the PROXY header is flushed before pumping. The header
-//! is sent only on a connection that negotiated the relay protocol ([`crate::relay`]), which is
+//! is sent only on a connection that negotiated the relay protocol ([`fedgate_dataplane::relay`]), which is
 //! offered only by routes with `send_proxy_header = true`: an upstream that did not accept it is
 //! refused before any byte is sent. A route with `send_proxy_header = false` (an upstream that is
 //! a plain mTLS server, not a fedgate ingress) neither offers the protocol nor sends a header:
@@ -27,7 +27,7 @@ use super::policy::{authorize_egress, EgressRoute};
 use super::tls::{BridgeTlsError, Identities};
 use super::{upstream, BridgeMetrics, BridgeReject, Side, Timeouts};
 use crate::gateway::route::{RouteError, RouteTable};
-use crate::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID};
+use fedgate_dataplane::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID};
 
 /// The routes of an egress listener (shared by every TLS snapshot built for it).
 #[derive(Debug)]

@@ -6,7 +6,7 @@
 //! Invariants (4, 6, 7 and 9 of docs/threat-model.md): the peer is verified with the bridge
 //! bundle only and must be a configured bridge peer; no peer may speak for the local trust
 //! domain (refused when the state is built, whatever the config loader let through); the header
-//! is read only on a connection that negotiated the relay protocol ([`crate::relay`]), and sent
+//! is read only on a connection that negotiated the relay protocol ([`fedgate_dataplane::relay`]), and sent
 //! on to the destination only once it has selected it; nothing is dialed before the header is
 //! read and every check passed; a missing, junk, oversized or slow header closes the connection;
 //! the destination's ID must be on the route's `server_id` list, checked inside the handshake.
@@ -28,7 +28,7 @@ use super::policy::{
 use super::tls::{BridgeTlsError, Identities};
 use super::{upstream, BridgeMetrics, BridgeReject, Timeouts};
 use crate::gateway::route::{RouteError, RouteTable};
-use crate::proxy_protocol::{
+use fedgate_dataplane::proxy_protocol::{
     read_proxy_header, ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
 };
 
@@ -177,7 +177,7 @@ pub async fn handle_connection(
     authorize_peer(&state.peers, &peer)?;
     // The header is read only from a peer that negotiated the relay role (invariant 9): without
     // it, the first bytes are whatever the peer's caller wrote.
-    if !crate::relay::negotiated(conn) {
+    if !fedgate_dataplane::relay::negotiated(conn) {
         return Err(BridgeReject::RelayNotNegotiated { peer });
     }
 

@@ -186,7 +186,7 @@ impl BridgeMetrics {
             .inc();
     }
 
-    pub fn bytes(&self, listener: &str, stats: crate::gateway::pump::PumpStats) {
+    pub fn bytes(&self, listener: &str, stats: fedgate_dataplane::pump::PumpStats) {
         for (direction, n) in [
             ("downstream_to_upstream", stats.client_to_upstream),
             ("upstream_to_downstream", stats.upstream_to_client),

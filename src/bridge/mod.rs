@@ -33,7 +33,7 @@ pub mod upstream;
 use std::io;
 use std::time::Duration;
 
-use crate::proxy_protocol::ProxyError;
+use fedgate_dataplane::proxy_protocol::ProxyError;
 
 pub use metrics::BridgeMetrics;
 pub use policy::{BridgePeer, BridgePeers, Denial, EgressRoute, IngressRoute};
@@ -84,14 +84,14 @@ pub enum BridgeReject {
         "bridge peer {peer} did not negotiate the relay protocol (ALPN {:?}), so its first bytes \
          are not read as an origin header; the peer egress route must have \
          send_proxy_header = true (the default)",
-        String::from_utf8_lossy(crate::relay::RELAY_ALPN)
+        String::from_utf8_lossy(fedgate_dataplane::relay::RELAY_ALPN)
     )]
     RelayNotNegotiated { peer: fedgate_federation::SpiffeId },
     #[error(
         "the upstream of route {route:?} did not accept the relay protocol (ALPN {:?}), so the \
          origin header cannot be sent; set send_proxy_header = false on the route if the upstream \
          is not a fedgate bridge ingress or a sidecar that lists this gateway in trusted_relays",
-        String::from_utf8_lossy(crate::relay::RELAY_ALPN)
+        String::from_utf8_lossy(fedgate_dataplane::relay::RELAY_ALPN)
     )]
     RelayRefusedUpstream { route: String },
     #[error("PROXY v2 header carries no destination (TLV_AUTHORITY)")]
@@ -187,7 +187,7 @@ fn require_relay(
     upstream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
     route: &str,
 ) -> Result<(), BridgeReject> {
-    if crate::relay::negotiated(upstream.get_ref().1) {
+    if fedgate_dataplane::relay::negotiated(upstream.get_ref().1) {
         Ok(())
     } else {
         Err(BridgeReject::RelayRefusedUpstream {
@@ -209,7 +209,7 @@ where
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    use crate::gateway::pump::{pump, PumpError};
+    use fedgate_dataplane::pump::{pump, PumpError};
     match pump(downstream, upstream, idle).await {
         Ok(stats) => {
             metrics.bytes(listener, stats);

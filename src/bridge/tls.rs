@@ -135,7 +135,7 @@ impl Identities {
 
     /// Egress, towards a peer ingress: the bridge SVID; the server must be exactly `peer_id`,
     /// verified with the bridge bundle only. `relay`: offer the relay protocol (the route sends
-    /// the origin header), see [`crate::relay`].
+    /// the origin header), see [`fedgate_dataplane::relay`].
     pub fn bridge_client_config(
         &self,
         peer_id: &SpiffeId,
@@ -151,7 +151,7 @@ impl Identities {
                     what: "bridge client",
                     source,
                 })?;
-        config.alpn_protocols = crate::relay::alpn_offer(relay);
+        config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(relay);
         Ok(Arc::new(self.client_resumption(config)))
     }
 
@@ -159,7 +159,7 @@ impl Identities {
     /// domain, verified with the bridge bundle only. Which peers are configured is checked after
     /// the handshake, before any byte is read, so the refusal is counted by peer ID. The only
     /// application protocol is the relay protocol: a peer that did not negotiate it is refused
-    /// after the handshake, before any byte is read (see [`crate::relay`]).
+    /// after the handshake, before any byte is read (see [`fedgate_dataplane::relay`]).
     pub fn ingress_server_config(&self) -> Result<Arc<ServerConfig>, BridgeTlsError> {
         let verifier = SpiffeClientVerifier::new(
             BundleSet::new().with(self.bridge_bundle.clone()),
@@ -172,14 +172,14 @@ impl Identities {
                     source,
                 },
             )?;
-        config.alpn_protocols = crate::relay::alpn_offer(true);
+        config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(true);
         Ok(Arc::new(self.server_resumption(config)))
     }
 
     /// Ingress, towards a destination: the local SVID; the server must verify with the local
     /// bundle and its ID must be allowed by `server_id`, checked inside the handshake so a
     /// destination that is not allowed never gets a byte of application data. `relay`: offer the
-    /// relay protocol (the route forwards the origin), see [`crate::relay`].
+    /// relay protocol (the route forwards the origin), see [`fedgate_dataplane::relay`].
     pub fn destination_client_config(
         &self,
         server_id: &Authorizer,
@@ -197,7 +197,7 @@ impl Identities {
                     what: "destination client",
                     source,
                 })?;
-        config.alpn_protocols = crate::relay::alpn_offer(relay);
+        config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(relay);
         Ok(Arc::new(self.client_resumption(config)))
     }
 

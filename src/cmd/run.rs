@@ -47,7 +47,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(config = %args.config.display(), summary = %config.summary(), "starting");
     let (shutdown, reloads) =
-        crate::shutdown::install().context("cannot install signal handlers")?;
+        fedgate_dataplane::shutdown::install().context("cannot install signal handlers")?;
     let mut app = App::build(config)
         .await
         .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;

@@ -43,7 +43,7 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     }
     // Handlers go in before the addresses are printed: whoever reads them may signal at once.
     let (shutdown, reloads) =
-        crate::shutdown::install().context("cannot install signal handlers")?;
+        fedgate_dataplane::shutdown::install().context("cannot install signal handlers")?;
     let sidecar = match Sidecar::build(config).await {
         Ok(s) => s.with_reload_requests(reloads),
         Err(e @ BuildError::Identity(_)) => {

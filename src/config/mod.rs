@@ -47,7 +47,7 @@ pub struct Config {
     pub trust_domain: TrustDomain,
     pub log_format: LogFormat,
     pub drain_timeout: Duration,
-    /// Data-plane worker threads (each with its own runtime; see `crate::workers`). `None`:
+    /// Data-plane worker threads (each with its own runtime; see `fedgate_dataplane::workers`). `None`:
     /// one per CPU, decided at start.
     pub workers: Option<usize>,
     /// The gateway's own SVID and its trust domain's bundle. Optional: a pure passthrough
@@ -141,7 +141,7 @@ pub struct ListenerConfig {
     /// Name of the route used when the SNI is missing or matches no route.
     pub default_route: Option<String>,
     /// Passthrough only: move bulk data with splice(2) instead of copying it through
-    /// userspace (`crate::gateway::pump`).
+    /// userspace (`fedgate_dataplane::pump`).
     pub splice: bool,
     pub routes: Vec<RouteConfig>,
     /// Set for the bridge kinds only.

@@ -6,7 +6,6 @@
 
 pub mod listener;
 pub mod passthrough;
-pub mod pump;
 pub mod route;
 pub mod sni;
 

@@ -51,7 +51,7 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     tracing::info!(%addr, members = config.members.len(), policy = config.policy.len(), "bridge CA issuing endpoint listening");
 
     let shutdown = CancellationToken::new();
-    crate::shutdown::cancel_on_termination(shutdown.clone())
+    fedgate_dataplane::shutdown::cancel_on_termination(shutdown.clone())
         .context("cannot install the SIGTERM/SIGINT handlers")?;
     issuer.run(shutdown).await;
     tracing::info!("bridge CA issuing endpoint stopped");

@@ -5,7 +5,7 @@
 //! * a client certificate is required and validated with the bundle of the client's own trust
 //!   domain; the client must be in `allow` or `trusted_relays`, else the handshake fails;
 //! * a PROXY v2 header is read from inside TLS (with a deadline and a size limit) only on a
-//!   connection that negotiated the relay protocol ([`crate::relay`]) *and* whose client is in
+//!   connection that negotiated the relay protocol ([`fedgate_dataplane::relay`]) *and* whose client is in
 //!   `trusted_relays`; it must be there and well formed. A client that negotiated the protocol
 //!   without being a trusted relay, and a trusted relay that did not negotiate it, are refused.
 //!   Anyone else's bytes are application data, never interpreted (invariant 9 of docs/threat-model.md);
@@ -29,10 +29,10 @@ use tokio_rustls::LazyConfigAcceptor;
 
 use super::config::InboundConfig;
 use super::tls::{is_not_allowed, rustls_error, TlsSnapshot};
-use crate::gateway::pump::{pump, PumpError, PumpStats};
-use crate::proxy_protocol::{
+use fedgate_dataplane::proxy_protocol::{
     read_proxy_header, ProxyError, ProxyHeader, Tlv, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
 };
+use fedgate_dataplane::pump::{pump, PumpError, PumpStats};
 
 /// One inbound listener's shared state.
 #[derive(Debug)]
@@ -131,7 +131,7 @@ impl Inbound {
         // relay protocol (so other clients' ALPN offers are not refused for want of a match).
         let handshake = async {
             let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
-            let offers_relay = crate::relay::offered(start.client_hello().alpn());
+            let offers_relay = fedgate_dataplane::relay::offered(start.client_hello().alpn());
             start.into_stream(configs.for_client(offers_relay)).await
         };
         let mut tls = match timeout(self.config.handshake_timeout, handshake).await {
@@ -143,7 +143,7 @@ impl Inbound {
             Ok(Ok(tls)) => tls,
         };
         let client = peer_id(tls.get_ref().1).ok_or(InboundError::NoPeerId)?;
-        let relay = crate::relay::negotiated(tls.get_ref().1);
+        let relay = fedgate_dataplane::relay::negotiated(tls.get_ref().1);
         let trusted = self.config.trusted_relays.allows(&client);
         let origin = if relay != trusted {
             return Err(if relay {

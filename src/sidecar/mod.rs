@@ -291,7 +291,7 @@ impl Sidecar {
         if live > 0 {
             tracing::info!(live, drain_timeout = ?self.config.drain_timeout, "draining connections");
         }
-        if !crate::shutdown::drain(&tracker, self.config.drain_timeout).await {
+        if !fedgate_dataplane::shutdown::drain(&tracker, self.config.drain_timeout).await {
             tracing::warn!(
                 live = tracker.len(),
                 "drain timeout reached; closing the remaining connections"

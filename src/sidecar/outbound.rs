@@ -22,7 +22,7 @@ use tokio_rustls::TlsConnector;
 
 use super::config::OutboundConfig;
 use super::tls::{is_not_allowed, rustls_error, TlsSnapshot};
-use crate::gateway::pump::{pump, PumpError, PumpStats};
+use fedgate_dataplane::pump::{pump, PumpError, PumpStats};
 
 /// One outbound listener's shared state.
 #[derive(Debug)]

@@ -10,7 +10,7 @@
 //! * every config is built with `fedgate_federation::tls::provider()`;
 //! * TLS session resumption is off in both directions, so every connection is verified against
 //!   the bundles and allow lists in force when it is opened;
-//! * an inbound listener has a relay config (ALPN [`crate::relay::RELAY_ALPN`] only) if and only
+//! * an inbound listener has a relay config (ALPN [`fedgate_dataplane::relay::RELAY_ALPN`] only) if and only
 //!   if it has `trusted_relays`; it is used for a client that offers the relay protocol, and the
 //!   plain config (no ALPN) for every other client, so other clients' ALPN offers keep working;
 //! * a [`TlsSnapshot`] is immutable; a reload builds a new one.
@@ -102,7 +102,7 @@ impl TlsSnapshot {
                 plain.send_tls13_tickets = 0;
                 let relay = (!i.trusted_relays.allows_nothing()).then(|| {
                     let mut relay = plain.clone();
-                    relay.alpn_protocols = crate::relay::alpn_offer(true);
+                    relay.alpn_protocols = fedgate_dataplane::relay::alpn_offer(true);
                     Arc::new(relay)
                 });
                 Ok(InboundTls {

@@ -98,7 +98,7 @@ pub mod workloads {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use fedgate::proxy_protocol::{read_proxy_header, ProxyHeader};
+    use fedgate_dataplane::proxy_protocol::{read_proxy_header, ProxyHeader};
     use fedgate_federation::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
     use fedgate_federation::{BundleSet, SpiffeId};
     use rustls::pki_types::ServerName;
@@ -132,7 +132,7 @@ pub mod workloads {
         let mut config =
             fedgate_federation::tls::server_config(&svid.svid(), Arc::new(verifier)).unwrap();
         // It reads a relay header, so it accepts the relay role (ADR 0007).
-        config.alpn_protocols = vec![fedgate::relay::RELAY_ALPN.to_vec()];
+        config.alpn_protocols = vec![fedgate_dataplane::relay::RELAY_ALPN.to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

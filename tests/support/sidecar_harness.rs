@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fedgate::proxy_protocol::{read_proxy_header, ProxyHeader};
 use fedgate::sidecar::tls::TlsSnapshot;
 use fedgate::sidecar::{Config, ConnectionEvent, Sidecar};
+use fedgate_dataplane::proxy_protocol::{read_proxy_header, ProxyHeader};
 use fedgate_federation::tls::{Authorizer, SpiffeServerVerifier};
 use fedgate_federation::{BundleSet, X509Svid};
 use rustls_pki_types::ServerName;

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use fedgate::app::App;
-use fedgate::proxy_protocol::{read_proxy_header, ProxyHeader};
 use fedgate::sidecar::Sidecar;
+use fedgate_dataplane::proxy_protocol::{read_proxy_header, ProxyHeader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -163,7 +163,7 @@ async fn watch(
         last_written = Some((**lkg).clone());
     }
     let shutdown = CancellationToken::new();
-    crate::shutdown::cancel_on_termination(shutdown.clone())
+    fedgate_dataplane::shutdown::cancel_on_termination(shutdown.clone())
         .context("cannot install the SIGTERM/SIGINT handlers")?;
     let task = tokio::spawn(refresher.run(shutdown.clone()));
     loop {

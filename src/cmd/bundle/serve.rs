@@ -130,7 +130,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     tracing::info!(%addr, trust_domain = %td, path = %args.path, "bundle endpoint listening");
 
     let shutdown = CancellationToken::new();
-    crate::shutdown::cancel_on_termination(shutdown.clone())
+    fedgate_dataplane::shutdown::cancel_on_termination(shutdown.clone())
         .context("cannot install the SIGTERM/SIGINT handlers")?;
     let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(source.run(shutdown.clone()));

@@ -1,0 +1,17 @@
+//! fedgate's data-plane toolkit: the pieces every listener kind (passthrough, bridge egress,
+//! bridge ingress, sidecar inbound and outbound) is built from.
+//!
+//! Invariant, enforced by the crate boundary: nothing here reads configuration files, the
+//! CLI or the federation machinery. Callers hand in typed parts (addresses, limits, TLS
+//! configs, route tables) and get back connections, byte counts and refusals.
+//!
+//! * [`pump`]: bidirectional byte copy with idle deadlines (splice on Linux for TCP pairs).
+//! * [`proxy_protocol`]: PROXY v2 encode/decode and fedgate's TLV accessors.
+//! * [`relay`]: the `fedgate-relay/1` ALPN that gates PROXY headers between fedgate hops.
+//! * [`workers`]: thread-per-core runtimes; [`shutdown`]: signals and drain.
+
+pub mod proxy_protocol;
+pub mod pump;
+pub mod relay;
+pub mod shutdown;
+pub mod workers;
