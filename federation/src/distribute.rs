@@ -23,8 +23,8 @@ use base64::Engine;
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 
 use crate::bundle::{Bundle, BundleError, BundleSet};
+use crate::fs::{replace_public, sync_dir};
 use crate::spiffe_id::{SpiffeIdError, TrustDomain};
-use crate::store::{sync_dir, write_atomic};
 
 /// Writes generations of distribution files under one output directory.
 #[derive(Clone, Debug)]
@@ -168,12 +168,12 @@ fn symlink(_target: &Path, _link: &Path) -> std::io::Result<()> {
 }
 
 fn write_generation(dir: &Path, set: &BundleSet) -> std::io::Result<()> {
-    write_atomic(&dir.join("bundles.json"), &bundle_map_json(set))?;
+    replace_public(&dir.join("bundles.json"), &bundle_map_json(set))?;
     let certs = dir.join("certs");
     std::fs::create_dir(&certs)?;
     let mut used: BTreeMap<u32, u32> = BTreeMap::new();
     for bundle in set.iter() {
-        write_atomic(
+        replace_public(
             &dir.join(format!("{}.pem", bundle.trust_domain().as_str())),
             pem_of(bundle).as_bytes(),
         )?;
@@ -183,7 +183,7 @@ fn write_generation(dir: &Path, set: &BundleSet) -> std::io::Result<()> {
                 continue;
             };
             let n = used.entry(hash).or_insert(0);
-            write_atomic(
+            replace_public(
                 &certs.join(format!("{hash:08x}.{n}")),
                 pem_block(der).as_bytes(),
             )?;

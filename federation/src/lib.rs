@@ -12,8 +12,10 @@
 //! Nothing here knows about the data plane.
 
 pub mod bundle;
+pub mod crypto;
 pub mod distribute;
 pub mod endpoint;
+pub mod fs;
 pub mod metrics;
 pub mod net;
 pub mod refresh;

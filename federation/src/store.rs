@@ -17,12 +17,12 @@
 //! only), "fetched_at": <unix seconds>, "bundle": <the SPIFFE bundle JWKS>}`. `profile` and
 //! `endpoint_spiffe_id` were added later; older files load without them.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::bundle::{Bundle, BundleError};
 use crate::endpoint::{Profile, Relationship};
+use crate::fs::replace_public;
 use crate::spiffe_id::TrustDomain;
 
 /// A directory of last-known-good peer bundles.
@@ -205,7 +205,7 @@ impl Store {
         };
         // Serializing a Value-holding struct into memory cannot fail.
         let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
-        write_atomic(&path, &bytes).map_err(|source| StoreError::Write { path, source })
+        replace_public(&path, &bytes).map_err(|source| StoreError::Write { path, source })
     }
 
     /// Loads one trust domain's stored bundle, if there is a file for it.
@@ -297,39 +297,9 @@ fn parse_record(path: &Path, td: &TrustDomain, bytes: &[u8]) -> Result<StoredBun
     })
 }
 
-/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename,
-/// fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
-}
-
-/// fsyncs a directory so that a rename in it is durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn write_atomic_replaces_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        // No temporary files left behind.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
 
     #[test]
     fn corrupt_and_misnamed_files_are_reported_not_fatal() {

@@ -8,7 +8,7 @@
 //!   `notBefore = now - 1 min`, and never outlive the certificate that signs them.
 //! * A CSR is used for its public key only; its requested names are ignored, and a CSR
 //!   asking for a CA certificate is refused.
-//! * Keys reach the disk only through [`files::write_private`] (mode 0600 from creation),
+//! * Keys reach the disk only through [`write_private`] (mode 0600 from creation),
 //!   and no key is ever formatted into a log line or an error (`IssuedSvid`'s `Debug` omits it).
 //! * The CA's published bundle (`bundle.json`) always contains the current root. `rotate`
 //!   adds a new root next to the old ones and `retire_old` removes every root but the current
@@ -24,7 +24,6 @@
 //! ```
 
 pub mod describe;
-pub mod files;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,7 +39,9 @@ use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509CertificationRequest};
 
-pub use files::{create_private_dir, read_limited, write_atomic, write_private, FileError};
+pub use fedgate_federation::fs::{
+    create_private_dir, read_limited, write_atomic, write_private, FileError,
+};
 
 /// How long a leaf is back-dated, to absorb clock skew between issuer and verifier.
 pub const BACKDATE: Duration = Duration::from_secs(60);

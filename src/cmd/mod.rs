@@ -1,4 +1,5 @@
-//! One module per command; `dispatch` runs the parsed command.
+//! The command line: [`Cli`] (clap derive) and one module per command, each owning its
+//! arguments; [`dispatch`] runs the parsed command. Nothing below imports this module back.
 
 pub mod bundle;
 pub mod ca;
@@ -11,7 +12,39 @@ pub mod svid;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "fedgate", version, about = "SPIFFE trust-federation gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// SPIFFE ID validation.
+    #[command(subcommand)]
+    Id(id::IdCommand),
+    /// X509-SVID validation and inspection.
+    #[command(subcommand)]
+    Svid(svid::SvidCommand),
+    /// Federation endpoint and bundle tooling.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
+    /// A small CA for trust domains and the bridge.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Configuration tooling.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Run the edge gateway.
+    Run(run::RunArgs),
+    /// Run the workload-side mTLS proxy.
+    Sidecar(sidecar::SidecarArgs),
+    /// Run both clusters on this machine and report six scenarios.
+    Demo(demo::DemoArgs),
+}
 
 /// Runs a parsed command line. Commands whose exit codes are part of a contract
 /// (CLI-CONTRACT.md) print their own errors and return the code.

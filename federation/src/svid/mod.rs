@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::pem::{self, PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::crypto::provider;
 use crate::spiffe_id::SpiffeId;
-use crate::tls::provider;
 use verify::VerifyError;
 
 /// The labels accepted for the private key.

@@ -10,10 +10,9 @@ pub mod verifier;
 pub use authorize::{AuthorizeError, Authorizer, PatternError};
 pub use verifier::{verify_error_of, SpiffeClientVerifier, SpiffeServerVerifier};
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
-use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{ClientConfig, CommonState, ServerConfig};
 
@@ -21,13 +20,7 @@ use crate::spiffe_id::SpiffeId;
 use crate::svid::verify::spiffe_id_of;
 use crate::svid::X509Svid;
 
-/// The one crypto provider fedgate uses (ring).
-pub fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
-        .clone()
-}
+pub use crate::crypto::provider;
 
 /// A server config presenting `svid` and authenticating clients with `client_verifier`.
 pub fn server_config(

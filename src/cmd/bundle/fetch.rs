@@ -15,8 +15,9 @@ use anyhow::Context;
 use fedgate_federation::endpoint::{
     error_chain, fetch, FetchOptions, FetchOutcome, Profile, Relationship, WebRoots,
 };
+use fedgate_federation::fs::replace_public;
 use fedgate_federation::refresh::{Peer, RefreshPolicy, Refresher};
-use fedgate_federation::store::{write_atomic, Origin, Store};
+use fedgate_federation::store::{Origin, Store};
 use fedgate_federation::{Bundle, SpiffeId, TrustDomain};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -280,7 +281,7 @@ fn load_cas(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 }
 
 fn write_out(path: &Path, bundle: &Bundle) -> anyhow::Result<()> {
-    write_atomic(path, &bundle.to_json())
+    replace_public(path, &bundle.to_json())
         .with_context(|| format!("cannot write --out {}", path.display()))
 }
 

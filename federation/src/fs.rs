@@ -1,6 +1,7 @@
-//! The one place fedgate writes key material and CA files.
+//! The one place fedgate writes files it must not half-write: key material, CA files,
+//! certificates, bundles, the last-known-good store and the distribution directory.
 //!
-//! Invariants (DESIGN.md security invariant 8):
+//! Invariants (docs/threat-model.md, key material at rest):
 //! * A private key is only ever written by [`write_private`]: the temporary file is created
 //!   with mode 0600 (never widened, never `chmod`ed after the bytes are in it), fsynced, then
 //!   renamed over the destination, so a reader sees either the old file or the whole new one.
@@ -47,12 +48,25 @@ pub enum FileError {
 ///
 /// This is the only function that writes key material; callers must not log `bytes`.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    write_with_mode(path, bytes, 0o600)
+    write_with_mode(path, bytes, PRIVATE)
 }
+
+const PRIVATE: u32 = 0o600;
+const PUBLIC: u32 = 0o644;
 
 /// Writes public material (certificates, bundles) to `path` atomically (temp + fsync + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    write_with_mode(path, bytes, 0o644)
+    write_with_mode(path, bytes, PUBLIC)
+}
+
+/// [`write_atomic`] for callers that report the path themselves (public material only).
+pub fn replace_public(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, PUBLIC)
+}
+
+/// fsyncs a directory so that a rename or creation in it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Creates `dir` (and parents) if missing; a directory this creates gets mode 0700.
@@ -88,10 +102,13 @@ pub fn read_limited(path: &Path) -> Result<Vec<u8>, FileError> {
 }
 
 fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
-    let write_err = |source| FileError::Write {
+    replace(path, bytes, mode).map_err(|source| FileError::Write {
         path: path.to_path_buf(),
         source,
-    };
+    })
+}
+
+fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -102,11 +119,10 @@ fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError
         .prefix(".fedgate-")
         .suffix(".tmp")
         .permissions(Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(write_err)?;
-    tmp.write_all(bytes).map_err(write_err)?;
-    tmp.as_file().sync_all().map_err(write_err)?;
-    tmp.persist(path).map_err(|e| write_err(e.error))?;
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
     // Make the rename durable; a failure here is not worth failing the write for on
     // filesystems that refuse to fsync directories.
     if let Ok(d) = File::open(dir) {
