@@ -8,10 +8,13 @@
 //! * [`pump`]: bidirectional byte copy with idle deadlines (splice on Linux for TCP pairs).
 //! * [`proxy_protocol`]: PROXY v2 encode/decode and fedgate's TLV accessors.
 //! * [`relay`]: the `fedgate-relay/1` ALPN that gates PROXY headers between fedgate hops.
+//! * [`sni`]: ClientHello parsing (SNI, ALPN) across records; [`route`]: the SNI route table.
 //! * [`workers`]: thread-per-core runtimes; [`shutdown`]: signals and drain.
 
 pub mod proxy_protocol;
 pub mod pump;
 pub mod relay;
+pub mod route;
 pub mod shutdown;
+pub mod sni;
 pub mod workers;

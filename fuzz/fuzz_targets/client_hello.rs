@@ -1,4 +1,4 @@
-//! The ClientHello parser (`fedgate::gateway::sni`) on raw bytes, on every prefix, and on the
+//! The ClientHello parser (`fedgate_dataplane::sni`) on raw bytes, on every prefix, and on the
 //! same handshake message re-fragmented into records at fuzzer-chosen points.
 //!
 //! Asserts the invariants documented in `src/gateway/sni.rs`:
@@ -15,7 +15,7 @@
 //!   answers a prefix with something a fresh parse of that prefix would not.
 #![no_main]
 
-use fedgate::gateway::sni::{
+use fedgate_dataplane::sni::{
     normalize_dns_name, parse_client_hello, parse_client_hello_within, ClientHelloInfo,
     HelloAssembler, SniError, MAX_CLIENT_HELLO,
 };

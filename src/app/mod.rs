@@ -84,7 +84,7 @@ pub enum AppError {
     Routes {
         listener: String,
         #[source]
-        source: crate::gateway::route::RouteError,
+        source: fedgate_dataplane::route::RouteError,
     },
     #[error("cannot start the data plane")]
     Workers(#[from] fedgate_dataplane::workers::WorkerError),

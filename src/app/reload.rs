@@ -16,10 +16,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
-use crate::gateway::route::RouteError;
 use crate::gateway::ListenerState;
 use crate::telemetry::display_chain;
 use crate::telemetry::Metrics;
+use fedgate_dataplane::route::RouteError;
 
 /// How often the config file is checked for changes (mtime, length and content hash).
 pub const CONFIG_POLL: Duration = Duration::from_secs(2);

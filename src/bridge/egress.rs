@@ -26,8 +26,8 @@ use tokio_rustls::TlsAcceptor;
 use super::policy::{authorize_egress, EgressRoute};
 use super::tls::{BridgeTlsError, Identities};
 use super::{upstream, BridgeMetrics, BridgeReject, Side, Timeouts};
-use crate::gateway::route::{RouteError, RouteTable};
 use fedgate_dataplane::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID};
+use fedgate_dataplane::route::{RouteError, RouteTable};
 
 /// The routes of an egress listener (shared by every TLS snapshot built for it).
 #[derive(Debug)]

@@ -27,10 +27,10 @@ use super::policy::{
 };
 use super::tls::{BridgeTlsError, Identities};
 use super::{upstream, BridgeMetrics, BridgeReject, Timeouts};
-use crate::gateway::route::{RouteError, RouteTable};
 use fedgate_dataplane::proxy_protocol::{
     read_proxy_header, ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
 };
+use fedgate_dataplane::route::{RouteError, RouteTable};
 
 /// The routes of an ingress listener, each with the slot of its destination TLS config.
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use fedgate_federation::tls::Authorizer;
 use fedgate_federation::{SpiffeId, TrustDomain};
 
-use crate::gateway::route::RouteTable;
+use fedgate_dataplane::route::RouteTable;
 
 /// An egress route: callers in `allow` may reach the destination (the SNI they sent) through the
 /// peer ingress gateway(s) in `upstreams`, whose bridge identity must be exactly `peer_id`.

@@ -30,10 +30,10 @@ use crate::config::{
     BridgeIdentity, BridgeListenerConfig, BridgeRouteConfig, Config, IdentityConfig,
     ListenerConfig, ListenerKind,
 };
-use crate::gateway::route::RouteError;
 use crate::gateway::ListenerState;
 use crate::issuer::gateway::{BridgeIdentityTask, IssuedBridgeIdentity};
 use crate::telemetry::display_chain;
+use fedgate_dataplane::route::RouteError;
 
 /// Serves connections of one bridge listener with its current state; cheap to clone.
 #[derive(Clone, Debug)]

@@ -19,10 +19,10 @@ use std::time::Duration;
 use fedgate_federation::{SpiffeId, TrustDomain};
 use reqwest::Url;
 
-use crate::gateway::route::RouteTable;
 pub use bridge::{
     BridgeConfig, BridgeIdentity, BridgeListenerConfig, BridgePeerConfig, BridgeRouteConfig,
 };
+use fedgate_dataplane::route::RouteTable;
 use file::{FileConfig, FileListener, FileProfile, Text};
 
 /// The largest `workers` value accepted (a typo guard, far above any useful count).
@@ -214,7 +214,7 @@ impl ListenerLimits {
     pub const DEFAULT: ListenerLimits = ListenerLimits {
         max_connections: 10_000,
         peek_timeout: Duration::from_secs(5),
-        max_client_hello: crate::gateway::sni::MAX_CLIENT_HELLO,
+        max_client_hello: fedgate_dataplane::sni::MAX_CLIENT_HELLO,
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(300),
     };

@@ -19,8 +19,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ListenerConfig, ListenerKind, Upstream};
 use crate::gateway::passthrough;
-use crate::gateway::route::{RouteError, RouteTable};
 use crate::telemetry::Metrics;
+use fedgate_dataplane::route::{RouteError, RouteTable};
 
 /// Everything a new connection needs from configuration; replaced whole on reload.
 #[derive(Debug)]

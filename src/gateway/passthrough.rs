@@ -16,9 +16,9 @@ use tokio::time::Instant;
 
 use crate::config::{ListenerLimits, Upstream};
 use crate::gateway::listener::{ConnContext, ListenerState, RouteTarget};
-use crate::gateway::sni::{ClientHelloInfo, HelloAssembler, SniError};
 use crate::telemetry::metrics::{BytesLabels, ConnectionLabels, UpstreamLabels};
 use fedgate_dataplane::pump::{pump_tcp, PumpError, PumpFailure, PumpStats};
+use fedgate_dataplane::sni::{ClientHelloInfo, HelloAssembler, SniError};
 
 /// Why a connection was closed before splicing. `label()` is the metric label.
 #[derive(Debug, thiserror::Error)]

@@ -9,12 +9,13 @@ use super::*;
 
 /// Records a real ClientHello from rustls (TLS 1.3 + 1.2, SNI and ALPN).
 fn rustls_hello(server_name: &str, alpn: &[&[u8]]) -> Vec<u8> {
-    let mut config =
-        rustls::ClientConfig::builder_with_provider(fedgate_federation::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();

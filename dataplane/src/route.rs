@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::gateway::sni::{normalize_dns_name, DnsNameError};
+use crate::sni::{normalize_dns_name, DnsNameError};
 
 /// Exact names beat wildcards; among wildcards the longest suffix wins; then the default.
 #[derive(Clone, Debug)]
