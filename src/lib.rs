@@ -11,7 +11,6 @@ pub mod bridge;
 pub mod ca;
 pub mod cmd;
 pub mod config;
-pub mod demo;
 pub mod gateway;
 pub mod issuer;
 pub mod sidecar;

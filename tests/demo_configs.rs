@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fedgate::demo::children::Launcher;
-use fedgate::demo::configs::{EdgeAddrs, OutboundAddrs, Side, Topology, WorkloadAddrs};
-use fedgate::demo::pki::{Identities, WebHost};
+use fedgate_demo::children::Launcher;
+use fedgate_demo::configs::{EdgeAddrs, OutboundAddrs, Side, Topology, WorkloadAddrs};
+use fedgate_demo::pki::{Identities, WebHost};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))

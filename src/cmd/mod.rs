@@ -4,7 +4,6 @@
 pub mod bundle;
 pub mod ca;
 pub mod config;
-pub mod demo;
 pub mod id;
 pub mod run;
 pub mod sidecar;
@@ -43,7 +42,7 @@ pub enum Command {
     /// Run the workload-side mTLS proxy.
     Sidecar(sidecar::SidecarArgs),
     /// Run both clusters on this machine and report six scenarios.
-    Demo(demo::DemoArgs),
+    Demo(fedgate_demo::command::DemoArgs),
 }
 
 /// Runs a parsed command line. Commands whose exit codes are part of a contract
@@ -57,6 +56,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(c) => config::run(c).await,
         Command::Run(a) => run::run(a).await,
         Command::Sidecar(a) => sidecar::run(a).await,
-        Command::Demo(a) => demo::run(a).await,
+        Command::Demo(a) => fedgate_demo::command::run(a).await,
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::demo::{self, echo, probe, Options};
+use crate::{echo, probe, Options};
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -76,7 +76,7 @@ const CHILD_DEADLINE: Duration = Duration::from_secs(10);
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     match args.child {
         None => {
-            demo::run(Options {
+            crate::run(Options {
                 dir: args.dir,
                 plan: args.plan,
                 keep_running: args.keep_running,

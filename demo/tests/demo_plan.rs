@@ -5,7 +5,7 @@
 
 use std::net::TcpListener;
 
-use fedgate::demo::plan::{Placement, Plan, Ports, NETNS_BASE_PORT};
+use fedgate_demo::plan::{Placement, Plan, Ports, NETNS_BASE_PORT};
 
 const NETNS_PLAN: &str = r#"
     [roles.workload-a]

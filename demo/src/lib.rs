@@ -17,6 +17,7 @@
 //! it sees) → [`report`]. [`echo`] is the workload behind the sidecars.
 
 pub mod children;
+pub mod command;
 pub mod configs;
 pub mod echo;
 pub mod observe;

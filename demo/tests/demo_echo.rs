@@ -8,9 +8,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fedgate::demo::echo::{self, Greeting, HeaderOutcome};
-use fedgate::demo::probe::{self, CallOutcome};
 use fedgate_dataplane::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
+use fedgate_demo::echo::{self, Greeting, HeaderOutcome};
+use fedgate_demo::probe::{self, CallOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;

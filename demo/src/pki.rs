@@ -3,7 +3,7 @@
 //!
 //! Invariants: every identity the demo uses is listed in [`Identities`], so configs and
 //! scenarios name the same IDs; keys are written only by `fedgate ca` children or
-//! [`crate::ca::write_private`] (0600).
+//! [`fedgate_federation::fs::write_private`] (0600).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -266,14 +266,14 @@ fn make_web_pki(ids: &Identities, host: &WebHost) -> anyhow::Result<()> {
         .web_ca
         .parent()
         .context("the Web CA path has a parent directory")?;
-    crate::ca::create_private_dir(dir)
+    fedgate_federation::fs::create_private_dir(dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let (ca_pem, cert_pem, key_pem) = web_pki(host)?;
-    crate::ca::write_atomic(&ids.web_ca, ca_pem.as_bytes())
+    fedgate_federation::fs::write_atomic(&ids.web_ca, ca_pem.as_bytes())
         .with_context(|| format!("cannot write {}", ids.web_ca.display()))?;
-    crate::ca::write_atomic(&ids.web_cert, cert_pem.as_bytes())
+    fedgate_federation::fs::write_atomic(&ids.web_cert, cert_pem.as_bytes())
         .with_context(|| format!("cannot write {}", ids.web_cert.display()))?;
-    crate::ca::write_private(&ids.web_key, key_pem.as_bytes())
+    fedgate_federation::fs::write_private(&ids.web_key, key_pem.as_bytes())
         .with_context(|| format!("cannot write {}", ids.web_key.display()))?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fedgate::demo::observe::{
+use fedgate_demo::observe::{
     map_entry, metric_value, peer_view, refusal_cause, refusal_label, PeerView,
 };
 use serde_json::json;

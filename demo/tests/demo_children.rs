@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use fedgate::demo::children::{Children, Launcher};
+use fedgate_demo::children::{Children, Launcher};
 
 /// A launcher whose "binary" is /bin/sh, so tests can script what a child prints.
 fn sh(logs: &std::path::Path) -> Launcher {

@@ -406,7 +406,8 @@ fn write_configs(t: &Topology) -> anyhow::Result<()> {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    crate::ca::write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    fedgate_federation::fs::write_atomic(path, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn edge_addrs(ports: &mut Ports, p: &Placement) -> anyhow::Result<EdgeAddrs> {
