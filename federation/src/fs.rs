@@ -164,6 +164,17 @@ mod tests {
     }
 
     #[test]
+    fn replace_public_replaces_content_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.json");
+        replace_public(&p, b"one").unwrap();
+        replace_public(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        sync_dir(dir.path()).unwrap();
+    }
+
+    #[test]
     fn created_dir_is_0700() {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("a/b");
