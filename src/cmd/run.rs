@@ -11,8 +11,32 @@ use anyhow::Context;
 
 use crate::app::App;
 use crate::cmd::config::EXIT_CONFIG;
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::telemetry::display_chain;
+
+/// `--log-format`: the command-line spelling of a log format, mapped onto the telemetry one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Human,
+    Json,
+}
+
+impl From<LogFormatArg> for crate::telemetry::LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Human => crate::telemetry::LogFormat::Human,
+            LogFormatArg::Json => crate::telemetry::LogFormat::Json,
+        }
+    }
+}
+
+/// The config file's `log_format`, as telemetry takes it (neither module knows the other).
+pub(crate) fn telemetry_format(f: crate::config::LogFormat) -> crate::telemetry::LogFormat {
+    match f {
+        crate::config::LogFormat::Human => crate::telemetry::LogFormat::Human,
+        crate::config::LogFormat::Json => crate::telemetry::LogFormat::Json,
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -21,7 +45,7 @@ pub struct RunArgs {
     pub config: PathBuf,
     /// Log format; overrides `log_format` in the config file.
     #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
+    pub log_format: Option<LogFormatArg>,
     /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
     #[arg(long)]
     pub log_level: Option<String>,
@@ -39,7 +63,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if let Err(e) = crate::telemetry::init(
-        args.log_format.unwrap_or(config.log_format),
+        args.log_format
+            .map_or_else(|| telemetry_format(config.log_format), Into::into),
         args.log_level.as_deref(),
     ) {
         eprintln!("fedgate: {e}");

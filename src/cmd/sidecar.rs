@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cmd::config::EXIT_CONFIG;
-use crate::config::LogFormat;
+use crate::cmd::run::{telemetry_format, LogFormatArg};
 use crate::sidecar::{BuildError, Config, Sidecar};
 use crate::telemetry::display_chain;
 
@@ -22,7 +22,7 @@ pub struct SidecarArgs {
     pub config: PathBuf,
     /// Log format; overrides `log_format` in the config file (default: human).
     #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
+    pub log_format: Option<LogFormatArg>,
     /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
     #[arg(long)]
     pub log_level: Option<String>,
@@ -36,7 +36,11 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    let format = args.log_format.or(config.log_format).unwrap_or_default();
+    let format = match (args.log_format, config.log_format) {
+        (Some(f), _) => f.into(),
+        (None, Some(f)) => telemetry_format(f),
+        (None, None) => crate::telemetry::LogFormat::default(),
+    };
     if let Err(e) = crate::telemetry::init(format, args.log_level.as_deref()) {
         eprintln!("fedgate sidecar: {e}");
         return Ok(ExitCode::from(EXIT_CONFIG));

@@ -15,12 +15,10 @@ use std::time::Duration;
 
 use fedgate_federation::tls::Authorizer;
 use fedgate_federation::{SpiffeId, TrustDomain};
-use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::{FileListener, FileRoute, Text};
+use super::file::{FileBridge, FileBridgeIssuer, FileListener, FileRoute, Text};
 use super::{ConfigError, Cx, ListenerKind};
-use crate::issuer::gateway::IssuerSettings;
 
 /// Default `proxy_header_timeout` of a bridge ingress.
 pub const DEFAULT_PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,37 +29,24 @@ pub const DEFAULT_MAX_PROXY_HEADER: usize = 4096;
 /// own 16-bit length limit.
 pub const MAX_PROXY_HEADER_RANGE: std::ops::RangeInclusive<usize> = 64..=(16 + 65535);
 
-/// `[bridge]` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileBridge {
-    pub trust_domain: Text,
-    pub svid: Option<Text>,
-    pub key: Option<Text>,
-    pub bundle: Text,
-    pub session_resumption: Option<bool>,
-    /// Instead of `svid`/`key`: obtain the bridge SVID from `fedgate ca serve`.
-    pub issuer: Option<FileBridgeIssuer>,
-}
+/// Default bound on obtaining the first bridge SVID at startup.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `[bridge.issuer]` as written (see docs/bridge-ca.md).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileBridgeIssuer {
-    pub url: Text,
-    pub endpoint_id: Text,
-    pub id: Text,
-    pub ttl: Option<Text>,
-    pub out_dir: Option<Text>,
-    pub startup_timeout: Option<Text>,
-}
-
-/// `[[listeners.bridge_peers]]` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileBridgePeer {
-    pub id: Text,
-    pub may_speak_for: Spanned<Vec<Text>>,
+/// `[bridge.issuer]`: where and how the gateway obtains its bridge SVID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuerSettings {
+    /// Base URL of the issuing endpoint.
+    pub url: reqwest::Url,
+    /// The SPIFFE ID the endpoint must present (bridge trust domain).
+    pub endpoint_id: SpiffeId,
+    /// The bridge ID to request (the CA's policy must map our local ID to it).
+    pub id: SpiffeId,
+    /// Lifetime to request; `None` takes the endpoint's default.
+    pub ttl: Option<Duration>,
+    /// Where the current bridge SVID is kept for restarts.
+    pub out_dir: Option<PathBuf>,
+    /// Bound on obtaining the first SVID at startup.
+    pub startup_timeout: Duration,
 }
 
 /// The gateway's bridge identity: its bridge SVID and the bridge trust domain's bundle, both
@@ -234,7 +219,7 @@ impl Cx<'_> {
             startup_timeout: self.duration(
                 "bridge.issuer.startup_timeout",
                 i.startup_timeout.as_ref(),
-                crate::issuer::gateway::DEFAULT_STARTUP_TIMEOUT,
+                DEFAULT_STARTUP_TIMEOUT,
             )?,
         })
     }
@@ -812,10 +797,7 @@ max_proxy_header = 2048
         assert_eq!(s.id.to_string(), "spiffe://bridge.test/gateway/cluster-a");
         assert_eq!(s.ttl, Some(Duration::from_secs(600)));
         assert_eq!(s.out_dir, Some(PathBuf::from("/etc/fedgate/bridge-svid")));
-        assert_eq!(
-            s.startup_timeout,
-            crate::issuer::gateway::DEFAULT_STARTUP_TIMEOUT
-        );
+        assert_eq!(s.startup_timeout, DEFAULT_STARTUP_TIMEOUT);
 
         let cases = [
             (format!("{HEAD}{issuer}"), "bridge.issuer", "not both"),

@@ -21,7 +21,7 @@ pub(super) struct FileConfig {
     pub identity: Option<FileIdentity>,
     pub admin: Option<FileAdmin>,
     pub federation: Option<FileFederation>,
-    pub bridge: Option<super::bridge::FileBridge>,
+    pub bridge: Option<FileBridge>,
     #[serde(default)]
     pub listeners: Vec<FileListener>,
 }
@@ -115,7 +115,7 @@ pub(super) struct FileListener {
     pub proxy_header_timeout: Option<Text>,
     pub max_proxy_header: Option<Spanned<i64>>,
     #[serde(default)]
-    pub bridge_peers: Vec<super::bridge::FileBridgePeer>,
+    pub bridge_peers: Vec<FileBridgePeer>,
     #[serde(default)]
     pub routes: Vec<FileRoute>,
 }
@@ -131,4 +131,37 @@ pub(super) struct FileRoute {
     pub allow: Option<Spanned<Vec<Text>>>,
     pub server_id: Option<Spanned<Vec<Text>>>,
     pub send_proxy_header: Option<Spanned<bool>>,
+}
+
+/// `[bridge]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileBridge {
+    pub trust_domain: Text,
+    pub svid: Option<Text>,
+    pub key: Option<Text>,
+    pub bundle: Text,
+    pub session_resumption: Option<bool>,
+    /// Instead of `svid`/`key`: obtain the bridge SVID from `fedgate ca serve`.
+    pub issuer: Option<FileBridgeIssuer>,
+}
+
+/// `[bridge.issuer]` as written (see docs/bridge-ca.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileBridgeIssuer {
+    pub url: Text,
+    pub endpoint_id: Text,
+    pub id: Text,
+    pub ttl: Option<Text>,
+    pub out_dir: Option<Text>,
+    pub startup_timeout: Option<Text>,
+}
+
+/// `[[listeners.bridge_peers]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileBridgePeer {
+    pub id: Text,
+    pub may_speak_for: Spanned<Vec<Text>>,
 }

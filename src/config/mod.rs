@@ -60,7 +60,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+/// `log_format` in the file (the `--log-format` flag overrides it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
     #[default]
     Human,

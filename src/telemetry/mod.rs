@@ -9,7 +9,15 @@ pub use metrics::Metrics;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line, fields flattened.
+    Json,
+}
 
 /// Installs the global tracing subscriber. The filter is `level` if given, else `RUST_LOG`,
 /// else `info`. Returns an error only for an unparsable filter.
