@@ -14,7 +14,7 @@ use std::fmt;
 use crate::sni::{normalize_dns_name, DnsNameError};
 
 /// Exact names beat wildcards; among wildcards the longest suffix wins; then the default.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteTable<T> {
     /// Exact names, lowercase, without trailing dot.
     exact: HashMap<String, T>,
@@ -89,6 +89,16 @@ impl<T> RouteTable<T> {
         }
         map.insert(key, value);
         Ok(())
+    }
+
+    /// The same patterns (and default) with each value replaced by `f(value)`: for turning a
+    /// table built and checked once (e.g. of route indices) into one of runtime values.
+    pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> RouteTable<U> {
+        RouteTable {
+            exact: self.exact.iter().map(|(k, v)| (k.clone(), f(v))).collect(),
+            suffix: self.suffix.iter().map(|(k, v)| (k.clone(), f(v))).collect(),
+            default: self.default.as_ref().map(f),
+        }
     }
 
     pub fn set_default(&mut self, value: T) {

@@ -70,18 +70,19 @@ impl ListenerState {
         config: ListenerConfig,
         previous: Option<&ListenerState>,
     ) -> Result<ListenerState, RouteError> {
-        let mut routes = RouteTable::new();
-        for r in &config.routes {
-            let target = Arc::new(RouteTarget {
-                name: r.name.clone(),
-                upstreams: r.upstreams.clone(),
-                next: AtomicUsize::new(0),
-            });
-            if config.default_route.as_deref() == Some(r.name.as_str()) {
-                routes.set_default(target.clone());
-            }
-            routes.insert(&r.sni, target)?;
-        }
+        // The table was built and checked with the config; only its values change here.
+        let targets: Vec<Arc<RouteTarget>> = config
+            .routes
+            .iter()
+            .map(|r| {
+                Arc::new(RouteTarget {
+                    name: r.name.clone(),
+                    upstreams: r.upstreams.clone(),
+                    next: AtomicUsize::new(0),
+                })
+            })
+            .collect();
+        let routes = config.route_table.map(|&i| targets[i].clone());
         let limit = match previous {
             Some(p) if p.config.limits.max_connections == config.limits.max_connections => {
                 p.limit.clone()
@@ -234,6 +235,15 @@ mod tests {
         routes: &[(&str, &[&str])],
         default_route: Option<&str>,
     ) -> ListenerConfig {
+        let routes: Vec<RouteConfig> = routes
+            .iter()
+            .map(|(sni, ups)| RouteConfig {
+                name: sni.to_string(),
+                sni: sni.to_string(),
+                upstreams: ups.iter().map(|u| Upstream::parse(u).unwrap()).collect(),
+                bridge: None,
+            })
+            .collect();
         ListenerConfig {
             name: "egress".into(),
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -244,15 +254,8 @@ mod tests {
             },
             default_route: default_route.map(String::from),
             splice: false,
-            routes: routes
-                .iter()
-                .map(|(sni, ups)| RouteConfig {
-                    name: sni.to_string(),
-                    sni: sni.to_string(),
-                    upstreams: ups.iter().map(|u| Upstream::parse(u).unwrap()).collect(),
-                    bridge: None,
-                })
-                .collect(),
+            route_table: crate::config::listener::route_table(&routes, default_route).unwrap(),
+            routes,
             bridge: None,
         }
     }
