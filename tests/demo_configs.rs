@@ -313,7 +313,7 @@ async fn generated_configs_pass_config_check_and_the_sidecar_parser() {
         let path = t.sidecar_config(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &text).unwrap();
-        let config = fedgate::sidecar::config::Config::load(&path)
+        let config = fedgate::config::sidecar::Config::load(&path)
             .unwrap_or_else(|e| panic!("the sidecar parser refused {name}: {e}\n{text}"));
         assert!(
             config.outbound.iter().all(|o| !o.allow.allows_nothing()),

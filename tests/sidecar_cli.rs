@@ -61,7 +61,8 @@ fn unknown_key_exits_64_naming_key_and_line() {
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bogus"), "{err}");
-    assert!(err.contains("line 19"), "{err}");
+    // `file:line:col`, the same form as the gateway config's errors.
+    assert!(err.contains("sidecar.toml:19:1:"), "{err}");
 }
 
 #[test]

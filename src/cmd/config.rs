@@ -12,8 +12,8 @@ use std::process::ExitCode;
 
 use fedgate_federation::{SpiffeId, X509Svid};
 
+use crate::config::sidecar::Config as SidecarConfig;
 use crate::config::{BridgeIdentity, Config};
-use crate::sidecar::config::Config as SidecarConfig;
 use relay_lint::{Gateway, Sidecar};
 
 /// Exit status for an unusable configuration (sysexits.h `EX_USAGE`).

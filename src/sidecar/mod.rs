@@ -8,7 +8,7 @@
 //! TLS config, bind every listener) → log the bound addresses → [`Sidecar::run`] until the
 //! shutdown token fires → drain live connections for up to `drain_timeout`.
 //!
-//! Modules: [`config`] (file model), [`identity`] (SVID + bundles), [`tls`] (rustls configs with
+//! Modules: [`config`] (the file model, a re-export of `crate::config::sidecar`), [`identity`] (SVID + bundles), [`tls`] (rustls configs with
 //! allow-list verifiers), [`reload`] (file polling and atomic swap), [`outbound`] and [`inbound`]
 //! (one connection each), [`metrics`], [`admin`].
 //!
@@ -19,7 +19,6 @@
 //! close); a connection's slot is free again before its [`ConnectionEvent`] is sent.
 
 pub mod admin;
-pub mod config;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
@@ -38,12 +37,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-pub use self::config::{Config, ConfigError};
 use self::inbound::{Inbound, InboundPeer};
 use self::metrics::{Direction, SidecarMetrics};
 use self::outbound::Outbound;
 use self::reload::{Fingerprint, LoadError, ReloadStatus, Reloader};
 use self::tls::TlsSnapshot;
+/// The sidecar's config file model lives with the gateway's, in `crate::config::sidecar`.
+pub use crate::config::sidecar as config;
+pub use crate::config::sidecar::{Config, ConfigError};
 use crate::telemetry::display_chain;
 use fedgate_federation::SpiffeId;
 

@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 
 use fedgate_federation::SpiffeId;
 
+use crate::config::sidecar::Config as SidecarConfig;
 use crate::config::{BridgeRouteConfig, Config, ListenerKind, RouteConfig, Upstream};
-use crate::sidecar::config::Config as SidecarConfig;
 
 /// A gateway config and the identities it presents, where they could be read.
 #[derive(Debug)]

@@ -132,17 +132,19 @@ fn defaults_apply_and_missing_allow_denies() {
 fn unknown_keys_are_refused_with_line_number() {
     let text = minimal(&format!("{OUT}alow = [\"*\"]\n"));
     match parse(&text) {
-        Err(e @ ConfigError::Syntax { .. }) => {
+        Err(e @ ConfigError::Invalid { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains("alow"), "{msg}");
-            assert!(msg.contains("line 11"), "{msg}");
+            // The location is exact now: line 11, column 1 (the unknown key).
+            assert!(msg.contains("sidecar.toml:11:1:"), "{msg}");
             assert!(msg.contains("/etc/fedgate/sidecar.toml"), "{msg}");
+            assert!(msg.contains("unknown field"), "{msg}");
         }
-        other => panic!("expected a syntax error, got {other:?}"),
+        other => panic!("expected an unknown-key error, got {other:?}"),
     }
     assert!(matches!(
         parse(&minimal(&format!("{OUT}[extra]\nx = 1\n"))),
-        Err(ConfigError::Syntax { .. })
+        Err(ConfigError::Invalid { message, .. }) if message.contains("unknown field")
     ));
 }
 
@@ -155,7 +157,8 @@ fn missing_required_keys_are_refused() {
         minimal("[[inbound]]\nname = \"i\"\nlisten = \"127.0.0.1:0\"\n"),
     ] {
         assert!(
-            matches!(parse(&text), Err(ConfigError::Syntax { .. })),
+            matches!(parse(&text), Err(ConfigError::Invalid { message, .. })
+                if message.contains("missing field")),
             "{text}"
         );
     }
@@ -250,9 +253,8 @@ fn invalid_value_messages_say_what_to_write() {
 
 #[test]
 fn host_port_forms() {
-    let v = Validator {
-        origin: Path::new("x"),
-    };
+    let src = Source::parse("", Path::new("x")).unwrap();
+    let v = Validator { src: &src };
     for ok in [
         "127.0.0.1:80",
         "[::1]:8080",
