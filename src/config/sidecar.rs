@@ -18,7 +18,6 @@ use std::time::Duration;
 use fedgate_federation::tls::Authorizer;
 use fedgate_federation::TrustDomain;
 use rustls_pki_types::ServerName;
-use serde::Deserialize;
 
 pub use super::source::ConfigError;
 use super::source::Source;
@@ -108,89 +107,9 @@ pub struct InboundConfig {
     pub max_connections: usize,
 }
 
-// === file model ===
+mod file;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    trust_domain: String,
-    identity: FileIdentity,
-    admin: Option<FileAdmin>,
-    log_format: Option<FileLogFormat>,
-    #[serde(default, with = "humantime_serde")]
-    reload_interval: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    drain_timeout: Option<Duration>,
-    #[serde(default)]
-    outbound: Vec<FileOutbound>,
-    #[serde(default)]
-    inbound: Vec<FileInbound>,
-}
-
-/// `log_format` in the file; converted to the gateway's [`LogFormat`].
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum FileLogFormat {
-    Human,
-    Json,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileIdentity {
-    svid: PathBuf,
-    key: PathBuf,
-    bundle: PathBuf,
-    federated_bundles: Option<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileAdmin {
-    listen: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileOutbound {
-    name: String,
-    listen: String,
-    server_name: String,
-    connect: Vec<String>,
-    #[serde(default)]
-    allow: Vec<String>,
-    #[serde(default, with = "humantime_serde")]
-    connect_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    handshake_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    idle_timeout: Option<Duration>,
-    max_connections: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileInbound {
-    name: String,
-    listen: String,
-    forward: String,
-    #[serde(default)]
-    allow: Vec<String>,
-    #[serde(default)]
-    proxy_protocol: bool,
-    #[serde(default)]
-    trusted_relays: Vec<String>,
-    #[serde(default, with = "humantime_serde")]
-    proxy_header_timeout: Option<Duration>,
-    max_proxy_header: Option<usize>,
-    #[serde(default, with = "humantime_serde")]
-    connect_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    handshake_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    idle_timeout: Option<Duration>,
-    max_connections: Option<usize>,
-}
+use file::{FileConfig, FileInbound, FileLogFormat, FileOutbound};
 
 // === impl Config ===
 

@@ -1,0 +1,92 @@
+//! The sidecar file model: exactly the keys `sidecar.toml` may hold, nothing interpreted yet.
+//!
+//! Invariant: every table denies unknown keys, so a misspelt key is an error, not a silently
+//! ignored setting; durations are parsed by `humantime_serde`, everything else is checked by
+//! the conversion in `super`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    pub(super) trust_domain: String,
+    pub(super) identity: FileIdentity,
+    pub(super) admin: Option<FileAdmin>,
+    pub(super) log_format: Option<FileLogFormat>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) reload_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) drain_timeout: Option<Duration>,
+    #[serde(default)]
+    pub(super) outbound: Vec<FileOutbound>,
+    #[serde(default)]
+    pub(super) inbound: Vec<FileInbound>,
+}
+
+/// `log_format` in the file; converted to the gateway's [`LogFormat`].
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum FileLogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileIdentity {
+    pub(super) svid: PathBuf,
+    pub(super) key: PathBuf,
+    pub(super) bundle: PathBuf,
+    pub(super) federated_bundles: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAdmin {
+    pub(super) listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileOutbound {
+    pub(super) name: String,
+    pub(super) listen: String,
+    pub(super) server_name: String,
+    pub(super) connect: Vec<String>,
+    #[serde(default)]
+    pub(super) allow: Vec<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) handshake_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) max_connections: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileInbound {
+    pub(super) name: String,
+    pub(super) listen: String,
+    pub(super) forward: String,
+    #[serde(default)]
+    pub(super) allow: Vec<String>,
+    #[serde(default)]
+    pub(super) proxy_protocol: bool,
+    #[serde(default)]
+    pub(super) trusted_relays: Vec<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) proxy_header_timeout: Option<Duration>,
+    pub(super) max_proxy_header: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) handshake_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) max_connections: Option<usize>,
+}
