@@ -307,3 +307,44 @@ fn splice_is_off_unless_asked_for() {
         "{e}"
     );
 }
+
+#[test]
+fn route_table_is_built_with_the_config() {
+    let src = MINIMAL.replacen(
+        "kind = \"passthrough\"",
+        "kind = \"passthrough\"\ndefault_route = \"fallback\"",
+        1,
+    ) + "  [[listeners.routes]]\n  name = \"fallback\"\n  sni = \"api.cluster-c.test\"\n  upstreams = [\"10.0.0.9:1\"]\n";
+    let c = parse(&src).unwrap();
+    let l = &c.listeners[0];
+    assert_eq!(l.route_table.len(), 2);
+    assert_eq!(l.route_table.lookup(Some("x.cluster-b.test")), Some(&0));
+    assert_eq!(l.route_table.lookup(Some("API.cluster-c.test")), Some(&1));
+    assert_eq!(l.route_table.lookup(None), Some(&1));
+    assert_eq!(l.route_table.lookup(Some("nothing.test")), Some(&1));
+    assert_eq!(l.default_route.as_deref(), Some("fallback"));
+    assert!(parse(MINIMAL).unwrap().listeners[0]
+        .route_table
+        .default_route()
+        .is_none());
+}
+
+#[test]
+fn errors_inside_a_listener_are_located_exactly() {
+    let src = MINIMAL.replacen(
+        "kind = \"passthrough\"",
+        "kind = \"passthrough\"\nmax_proxy_header = 100",
+        1,
+    );
+    assert_eq!(
+        error(&src),
+        "/etc/fedgate/gw.toml:8:20: `listeners[0].max_proxy_header`: belongs to kind = \
+         \"bridge-ingress\", not kind = \"passthrough\""
+    );
+    let src = MINIMAL.replacen("127.0.0.1:16443", "nope", 1);
+    let e = error(&src);
+    assert!(
+        e.starts_with("/etc/fedgate/gw.toml:11:16: `listeners[0].routes[0].upstreams[0]`"),
+        "{e}"
+    );
+}

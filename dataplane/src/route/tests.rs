@@ -208,3 +208,18 @@ proptest! {
         let _ = t.lookup(Some(&query));
     }
 }
+
+#[test]
+fn map_keeps_every_pattern_and_the_default() {
+    let mut t = table(&["a.example", "*.example"]);
+    t.set_default("default".to_owned());
+    let lengths = t.map(|v| v.len());
+    assert_eq!(lengths.len(), t.len());
+    assert_eq!(lengths.lookup(Some("a.example")), Some(&9));
+    assert_eq!(lengths.lookup(Some("b.example")), Some(&9));
+    assert_eq!(lengths.lookup(Some("other.test")), Some(&7));
+    assert_eq!(lengths.default_route(), Some(&7));
+    let mut patterns: Vec<_> = lengths.iter().map(|(p, _)| p.to_string()).collect();
+    patterns.sort();
+    assert_eq!(patterns, ["*.example", "a.example"]);
+}
