@@ -81,23 +81,6 @@ pub fn encode_pem_certs(certs: &[CertificateDer<'_>]) -> String {
     out
 }
 
-/// `err` and its `source()` chain on one line, joined by `: ` (errors keep causes apart;
-/// people need them together). Line breaks inside messages become spaces.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let msg = e.to_string();
-        // Some errors repeat their source's text; do not print it twice.
-        if !s.ends_with(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = e.source();
-    }
-    s.replace(['\n', '\r'], " ")
-}
-
 /// Lowercase hex SHA-256 of `der`.
 pub fn sha256_hex(der: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
@@ -283,15 +266,6 @@ mod tests {
         assert_eq!(s.sha256_fingerprint, sha256_hex(&der));
         assert_eq!(s.not_before, "1975-01-01T00:00:00Z");
         assert!(!s.is_ca);
-    }
-
-    #[test]
-    fn error_chain_joins_sources_on_one_line() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::io::Error);
-        let e = Outer(std::io::Error::other("inner\nline"));
-        assert_eq!(error_chain(&e), "outer: inner line");
     }
 
     #[test]

@@ -13,6 +13,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Exit status for a usage or configuration error: an inconsistent command line or an
+/// unusable config file (sysexits.h `EX_USAGE`). Part of the CLI contract.
+pub const EX_USAGE: u8 = 64;
+
+/// The tracing style of a `--log-format`/`log_format` value.
+fn log_style(format: crate::config::LogFormat) -> crate::telemetry::LogStyle {
+    match format {
+        crate::config::LogFormat::Human => crate::telemetry::LogStyle::Human,
+        crate::config::LogFormat::Json => crate::telemetry::LogStyle::Json,
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "fedgate", version, about = "SPIFFE trust-federation gateway")]
 pub struct Cli {

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::app::App;
-use crate::cmd::config::EXIT_CONFIG;
+use crate::cmd::EX_USAGE;
 use crate::config::{Config, LogFormat};
-use crate::telemetry::display_chain;
+use fedgate_federation::error_chain;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -34,23 +34,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("fedgate: config error: {}", display_chain(&e));
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            eprintln!("fedgate: config error: {}", error_chain(&e));
+            return Ok(ExitCode::from(EX_USAGE));
         }
     };
-    if let Err(e) = crate::telemetry::init(
-        args.log_format.unwrap_or(config.log_format),
-        args.log_level.as_deref(),
-    ) {
+    let style = super::log_style(args.log_format.unwrap_or(config.log_format));
+    if let Err(e) = crate::telemetry::init(style, args.log_level.as_deref()) {
         eprintln!("fedgate: {e}");
-        return Ok(ExitCode::from(EXIT_CONFIG));
+        return Ok(ExitCode::from(EX_USAGE));
     }
     tracing::info!(config = %args.config.display(), summary = %config.summary(), "starting");
     let (shutdown, reloads) =
         fedgate_dataplane::shutdown::install().context("cannot install signal handlers")?;
     let mut app = App::build(config)
         .await
-        .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     if let Some(n) = args.workers {
         app = app.with_workers(usize::from(n));
     }
@@ -64,6 +62,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     app.with_reload_requests(reloads)
         .run(shutdown)
         .await
-        .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,10 +10,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cmd::config::EXIT_CONFIG;
+use crate::cmd::EX_USAGE;
 use crate::config::LogFormat;
 use crate::sidecar::{BuildError, Config, Sidecar};
-use crate::telemetry::display_chain;
+use fedgate_federation::error_chain;
 
 #[derive(Debug, clap::Args)]
 pub struct SidecarArgs {
@@ -32,14 +32,14 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("fedgate sidecar: config error: {}", display_chain(&e));
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            eprintln!("fedgate sidecar: config error: {}", error_chain(&e));
+            return Ok(ExitCode::from(EX_USAGE));
         }
     };
     let format = args.log_format.or(config.log_format).unwrap_or_default();
-    if let Err(e) = crate::telemetry::init(format, args.log_level.as_deref()) {
+    if let Err(e) = crate::telemetry::init(super::log_style(format), args.log_level.as_deref()) {
         eprintln!("fedgate sidecar: {e}");
-        return Ok(ExitCode::from(EXIT_CONFIG));
+        return Ok(ExitCode::from(EX_USAGE));
     }
     // Handlers go in before the addresses are printed: whoever reads them may signal at once.
     let (shutdown, reloads) =
@@ -47,11 +47,11 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     let sidecar = match Sidecar::build(config).await {
         Ok(s) => s.with_reload_requests(reloads),
         Err(e @ BuildError::Identity(_)) => {
-            tracing::error!(error = %display_chain(&e), "cannot load the workload identity");
-            eprintln!("fedgate sidecar: identity error: {}", display_chain(&e));
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            tracing::error!(error = %error_chain(&e), "cannot load the workload identity");
+            eprintln!("fedgate sidecar: identity error: {}", error_chain(&e));
+            return Ok(ExitCode::from(EX_USAGE));
         }
-        Err(e) => anyhow::bail!("cannot start the sidecar: {}", display_chain(&e)),
+        Err(e) => anyhow::bail!("cannot start the sidecar: {}", error_chain(&e)),
     };
     for b in sidecar.bound_addrs() {
         tracing::info!(kind = b.kind, name = %b.name, addr = %b.addr, "listening");

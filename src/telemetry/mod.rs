@@ -1,7 +1,8 @@
 //! Tracing setup (human or JSON lines on stderr) and the gateway's metrics.
 //!
-//! Invariant: `init` installs the global subscriber at most once per process; later calls
-//! (tests spawning several apps) are no-ops rather than panics.
+//! Invariants: `init` installs the global subscriber at most once per process; later calls
+//! (tests spawning several apps) are no-ops rather than panics. Nothing here imports another
+//! module of this crate (so every module, the admin server included, can import this one).
 
 pub mod metrics;
 
@@ -9,11 +10,19 @@ pub use metrics::Metrics;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// How log lines look on stderr (the commands map their `--log-format` onto this).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogStyle {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line, event fields flattened.
+    Json,
+}
 
 /// Installs the global tracing subscriber. The filter is `level` if given, else `RUST_LOG`,
 /// else `info`. Returns an error only for an unparsable filter.
-pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
+pub fn init(style: LogStyle, level: Option<&str>) -> anyhow::Result<()> {
     let filter = match level {
         Some(l) => EnvFilter::try_new(l)
             .map_err(|e| anyhow::anyhow!("--log-level `{l}` is not a valid filter ({e}); use e.g. info, debug or fedgate=debug"))?,
@@ -23,9 +32,9 @@ pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // `try_init` fails only when a subscriber is already installed, which is fine.
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let _ = match style {
+        LogStyle::Human => builder.try_init(),
+        LogStyle::Json => builder.json().flatten_event(true).try_init(),
     };
     Ok(())
 }
@@ -38,16 +47,4 @@ pub fn init_default() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-/// An error and its causes on one line, `error: cause: cause`, for logs and stderr.
-pub fn display_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
