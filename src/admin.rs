@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::telemetry::metrics;
 
 /// What the admin server reports on; implemented by each command's running state.
-pub trait AdminSource: Send + Sync + 'static {
+pub(crate) trait AdminSource: Send + Sync + 'static {
     /// `false` while the process is starting (`/healthz` is then 503 `starting`).
     fn healthy(&self) -> bool {
         true
@@ -39,7 +39,7 @@ pub trait AdminSource: Send + Sync + 'static {
 
 /// How `/readyz` answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Readiness {
+pub(crate) enum Readiness {
     /// 200 `ok\n` (plain text): a process that loads and binds everything before its admin
     /// server starts, so it is ready whenever it answers.
     Serving,
@@ -60,7 +60,7 @@ impl From<Result<(), String>> for Readiness {
 
 /// The admin routes over one registry and one source.
 #[derive(Clone)]
-pub struct Admin {
+pub(crate) struct Admin {
     registry: Arc<Registry>,
     source: Arc<dyn AdminSource>,
 }
@@ -78,7 +78,7 @@ impl AdminSource for NoSource {
 
 impl Admin {
     /// An admin server exposing `registry` (a `Registry` or an `Arc<Registry>`).
-    pub fn new(registry: impl Into<Arc<Registry>>) -> Self {
+    pub(crate) fn new(registry: impl Into<Arc<Registry>>) -> Self {
         Self {
             registry: registry.into(),
             source: Arc::new(NoSource),
@@ -86,13 +86,13 @@ impl Admin {
     }
 
     /// Health, readiness and status come from `source`.
-    pub fn with_source(mut self, source: Arc<dyn AdminSource>) -> Self {
+    pub(crate) fn with_source(mut self, source: Arc<dyn AdminSource>) -> Self {
         self.source = source;
         self
     }
 
     /// The routes, for serving or for mounting into another router.
-    pub fn router(&self) -> Router {
+    pub(crate) fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
@@ -103,7 +103,7 @@ impl Admin {
 
     /// Serves the routes on `listener` until `shutdown` is cancelled (idle keep-alive
     /// connections are closed then; requests in flight finish).
-    pub async fn serve(
+    pub(crate) async fn serve(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,

@@ -1,13 +1,13 @@
 //! The command line: [`Cli`] (clap derive) and one module per command, each owning its
 //! arguments; [`dispatch`] runs the parsed command. Nothing below imports this module back.
 
-pub mod bundle;
-pub mod ca;
-pub mod config;
-pub mod id;
-pub mod run;
-pub mod sidecar;
-pub mod svid;
+mod bundle;
+mod ca;
+mod config;
+mod id;
+mod run;
+mod sidecar;
+mod svid;
 
 use std::process::ExitCode;
 
@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 /// Exit status for a usage or configuration error: an inconsistent command line or an
 /// unusable config file (sysexits.h `EX_USAGE`). Part of the CLI contract.
-pub const EX_USAGE: u8 = 64;
+pub(crate) const EX_USAGE: u8 = 64;
 
 /// The tracing style of a `--log-format`/`log_format` value.
 fn log_style(format: crate::config::LogFormat) -> crate::telemetry::LogStyle {

@@ -18,19 +18,19 @@ use fedgate_federation::error_chain;
 pub struct RunArgs {
     /// The gateway config file (TOML; see docs/configuration.md).
     #[arg(long, short = 'c')]
-    pub config: PathBuf,
+    config: PathBuf,
     /// Log format; overrides `log_format` in the config file.
     #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
+    log_format: Option<LogFormat>,
     /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
     #[arg(long)]
-    pub log_level: Option<String>,
+    log_level: Option<String>,
     /// Data-plane worker threads; overrides `workers` in the config file (default: one per CPU).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::config::MAX_WORKERS as i64))]
-    pub workers: Option<u16>,
+    workers: Option<u16>,
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {

@@ -19,16 +19,16 @@ use fedgate_federation::error_chain;
 pub struct SidecarArgs {
     /// The sidecar config file (TOML; see docs/sidecar.md).
     #[arg(long, short = 'c', value_name = "FILE")]
-    pub config: PathBuf,
+    config: PathBuf,
     /// Log format; overrides `log_format` in the config file (default: human).
     #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
+    log_format: Option<LogFormat>,
     /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
     #[arg(long)]
-    pub log_level: Option<String>,
+    log_level: Option<String>,
 }
 
-pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {

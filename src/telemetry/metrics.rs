@@ -12,11 +12,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// The `Content-Type` of every `/metrics` response (OpenMetrics text, which Prometheus reads).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// `registry` in the OpenMetrics text format, ending with `# EOF`. Encoding into a `String`
 /// cannot fail; a collector that errors is logged and the text encoded so far returned.
-pub use fedgate_federation::metrics::encode_text as encode;
+pub(crate) use fedgate_federation::metrics::encode_text as encode;
 
 /// All data-plane and lifecycle metrics. Cheap to clone (families are `Arc`s inside).
 #[derive(Clone, Debug, Default)]

@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 /// How log lines look on stderr (the commands map their `--log-format` onto this).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LogStyle {
+pub(crate) enum LogStyle {
     /// Human-readable lines.
     #[default]
     Human,
@@ -22,7 +22,7 @@ pub enum LogStyle {
 
 /// Installs the global tracing subscriber. The filter is `level` if given, else `RUST_LOG`,
 /// else `info`. Returns an error only for an unparsable filter.
-pub fn init(style: LogStyle, level: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn init(style: LogStyle, level: Option<&str>) -> anyhow::Result<()> {
     let filter = match level {
         Some(l) => EnvFilter::try_new(l)
             .map_err(|e| anyhow::anyhow!("--log-level `{l}` is not a valid filter ({e}); use e.g. info, debug or fedgate=debug"))?,
@@ -41,7 +41,7 @@ pub fn init(style: LogStyle, level: Option<&str>) -> anyhow::Result<()> {
 
 /// Human-readable logs on stderr filtered by `RUST_LOG` (default `info`), for the commands
 /// without `--log-format`/`--log-level` flags; a no-op if a subscriber is already installed.
-pub fn init_default() {
+pub(crate) fn init_default() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -31,43 +31,43 @@ use crate::cmd::EX_USAGE;
 pub struct Args {
     /// The trust domain whose bundle is served (e.g. `cluster-a.test`).
     #[arg(long)]
-    pub trust_domain: String,
+    trust_domain: String,
     /// The SPIFFE bundle (JWKS JSON) file to serve; polled for changes.
     #[arg(long)]
-    pub bundle: PathBuf,
+    bundle: PathBuf,
     /// Address to listen on, e.g. `0.0.0.0:8443` or `127.0.0.1:0`.
     #[arg(long)]
-    pub listen: SocketAddr,
+    listen: SocketAddr,
     /// The URL path the bundle is served at.
     #[arg(long, default_value = "/")]
-    pub path: String,
+    path: String,
     /// Endpoint profile: `https_web` (needs --cert/--key) or `https_spiffe` (needs
     /// --svid/--svid-key).
     #[arg(long, value_enum)]
-    pub profile: ProfileArg,
+    profile: ProfileArg,
     /// Web PKI certificate chain (PEM, leaf first), for https_web.
     #[arg(long)]
-    pub cert: Option<PathBuf>,
+    cert: Option<PathBuf>,
     /// Private key of --cert (PEM), for https_web.
     #[arg(long)]
-    pub key: Option<PathBuf>,
+    key: Option<PathBuf>,
     /// X509-SVID chain of the endpoint (PEM, leaf first), for https_spiffe.
     #[arg(long)]
-    pub svid: Option<PathBuf>,
+    svid: Option<PathBuf>,
     /// Private key of --svid (PEM), for https_spiffe.
     #[arg(long)]
-    pub svid_key: Option<PathBuf>,
+    svid_key: Option<PathBuf>,
     /// How often the bundle and credential files are checked for changes.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    pub poll_interval: Duration,
+    poll_interval: Duration,
     /// Open connections beyond this many are closed before the TLS handshake and counted
     /// (the same default as `fedgate ca serve`'s `max_connections`).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: u32,
+    max_connections: u32,
     /// Plain-HTTP listener for `/healthz`, `/readyz`, `/metrics` (Prometheus text) and
     /// `/status`, e.g. 127.0.0.1:9902.
     #[arg(long)]
-    pub admin_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
 }
 
 /// The two endpoint profiles of SPIFFE_Federation.md §5.2.
@@ -79,7 +79,7 @@ pub enum ProfileArg {
     HttpsSpiffe,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::telemetry::init_default();
     let files = match tls_files(&args) {
         Ok(f) => f,
