@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/run.sh — run the shared loopback harness (../shared/bench, read-only) with
+# bench/run.sh — run the loopback benchmark harness ($SHARED_BENCH, read-only) with
 # fedgate's scenarios (bench/scenarios/) in the SAME run as the peers (haproxy, nginx).
 #
-# The shared harness writes pki/, .run/, results/ and loadgen/target/ next to its own
+# The harness writes pki/, .run/, results/ and loadgen/target/ next to its own
 # run.sh, and its directory is read-only, so this wrapper copies it (without those
 # generated directories) to $BENCH_WORKDIR (default /tmp/fedgate-shared-bench: outside the
 # cargo workspace, since the loadgen is its own cargo project, and traversable by nginx's
@@ -14,7 +14,7 @@
 # usage: bench/run.sh [run.sh options...]
 #   e.g. bench/run.sh --only direct,passthrough-haproxy,passthrough-nginx,fedgate-passthrough \
 #                     --ref passthrough-haproxy --reps 5
-# env:   SHARED_BENCH (default: ../shared/bench relative to the repo, else /work/shared/bench)
+# env:   SHARED_BENCH (default: shared/bench beside the repository checkout, else /work/shared/bench)
 #        GATEWAY_BIN  (default: target/release/fedgate; build it with `cargo build --release`)
 #        BENCH_WORKDIR (default: /tmp/fedgate-shared-bench) writable copy of the harness
 # Results (TSV + tables) are copied to bench/results/.
@@ -23,12 +23,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED_BENCH:-}"
 if [ -z "$SHARED" ]; then
-  for d in "$ROOT/../shared/bench" /work/shared/bench; do
+  for d in "$(dirname "$ROOT")/shared/bench" /work/shared/bench; do
     [ -f "$d/run.sh" ] && { SHARED="$(cd "$d" && pwd)"; break; }
   done
 fi
 if [ -z "$SHARED" ] || [ ! -f "$SHARED/run.sh" ]; then
-  echo "bench/run.sh: shared harness not found; set SHARED_BENCH=/path/to/shared/bench" >&2
+  echo "bench/run.sh: benchmark harness not found; set SHARED_BENCH=/path/to/the/harness" >&2
   exit 2
 fi
 export GATEWAY_BIN="${GATEWAY_BIN:-$ROOT/target/release/fedgate}"

@@ -1,8 +1,14 @@
-//! The admin HTTP server: `/healthz`, `/readyz`, `/metrics`, `/status`.
+//! The one admin HTTP server of every long-running command (`fedgate run`, `fedgate sidecar`,
+//! `fedgate bundle serve`): `/healthz`, `/readyz`, `/metrics`, `/status`.
 //!
-//! Invariants: read-only (GET only; nothing here changes gateway state); `/readyz` is 200 only
-//! when the source says ready, else 503 with a JSON `reason`; `/metrics` is the Prometheus
-//! text exposition of one registry holding the gateway's and the federation's families.
+//! [`Admin`] pairs a metrics registry with an [`AdminSource`] that answers health, readiness
+//! and status; without a source it reports a process that is healthy and ready whenever it
+//! answers at all, with an empty status document.
+//!
+//! Invariants: read-only (GET only; nothing here changes process state); it serves only
+//! process-local, non-secret state (no key material, nothing a peer sent); `/readyz` is 200
+//! only when the source says ready, else 503 with a JSON `reason`; `/metrics` is the text
+//! exposition of one registry ([`crate::telemetry::metrics::encode`]).
 
 use std::sync::Arc;
 
@@ -15,52 +21,114 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// What the admin server reports on; implemented by the running app.
-pub trait AdminSource: Send + Sync + 'static {
-    /// `true` once the gateway is running.
-    fn healthy(&self) -> bool;
-    /// `Ok` when listeners are bound and every peer has a bundle; otherwise why not.
-    fn readiness(&self) -> Result<(), String>;
+use crate::telemetry::metrics;
+
+/// What the admin server reports on; implemented by each command's running state.
+pub(crate) trait AdminSource: Send + Sync + 'static {
+    /// `false` while the process is starting (`/healthz` is then 503 `starting`).
+    fn healthy(&self) -> bool {
+        true
+    }
+    /// The `/readyz` answer.
+    fn readiness(&self) -> Readiness {
+        Readiness::Serving
+    }
     /// The `/status` document.
     fn status(&self) -> serde_json::Value;
-    fn registry(&self) -> &Registry;
 }
 
-/// The admin routes over `source`.
-pub fn router(source: Arc<dyn AdminSource>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/status", get(status))
-        .with_state(source)
+/// How `/readyz` answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// 200 `ok\n` (plain text): a process that loads and binds everything before its admin
+    /// server starts, so it is ready whenever it answers.
+    Serving,
+    /// 200 `{"ready":true}`: a process that tracks readiness, and is ready.
+    Ready,
+    /// 503 `{"ready":false,"reason":…}`: a process that tracks readiness, and is not ready.
+    NotReady(String),
 }
 
-/// Serves the admin routes on `listener` until `shutdown` is cancelled.
-pub async fn run(
-    listener: TcpListener,
+impl From<Result<(), String>> for Readiness {
+    fn from(r: Result<(), String>) -> Self {
+        match r {
+            Ok(()) => Readiness::Ready,
+            Err(reason) => Readiness::NotReady(reason),
+        }
+    }
+}
+
+/// The admin routes over one registry and one source.
+#[derive(Clone)]
+pub(crate) struct Admin {
+    registry: Arc<Registry>,
     source: Arc<dyn AdminSource>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(source))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }
 
-type Source = State<Arc<dyn AdminSource>>;
+/// The source of an [`Admin`] built without one: healthy, serving, `{}` as status.
+struct NoSource;
 
-async fn healthz(State(s): Source) -> Response {
-    if s.healthy() {
+impl AdminSource for NoSource {
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+}
+
+// === impl Admin ===
+
+impl Admin {
+    /// An admin server exposing `registry` (a `Registry` or an `Arc<Registry>`).
+    pub(crate) fn new(registry: impl Into<Arc<Registry>>) -> Self {
+        Self {
+            registry: registry.into(),
+            source: Arc::new(NoSource),
+        }
+    }
+
+    /// Health, readiness and status come from `source`.
+    pub(crate) fn with_source(mut self, source: Arc<dyn AdminSource>) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// The routes, for serving or for mounting into another router.
+    pub(crate) fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .route("/status", get(status))
+            .with_state(self.clone())
+    }
+
+    /// Serves the routes on `listener` until `shutdown` is cancelled (idle keep-alive
+    /// connections are closed then; requests in flight finish).
+    pub(crate) async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    }
+}
+
+async fn healthz(State(a): State<Admin>) -> Response {
+    if a.source.healthy() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
     }
 }
 
-async fn readyz(State(s): Source) -> Response {
-    match s.readiness() {
-        Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "ready": true }))).into_response(),
-        Err(reason) => (
+async fn readyz(State(a): State<Admin>) -> Response {
+    match a.source.readiness() {
+        Readiness::Serving => (StatusCode::OK, "ok\n").into_response(),
+        Readiness::Ready => {
+            (StatusCode::OK, Json(serde_json::json!({ "ready": true }))).into_response()
+        }
+        Readiness::NotReady(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({ "ready": false, "reason": reason })),
         )
@@ -68,25 +136,96 @@ async fn readyz(State(s): Source) -> Response {
     }
 }
 
-async fn metrics(State(s): Source) -> Response {
-    let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, s.registry()) {
-        Ok(()) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode metrics: {e}\n"),
-        )
-            .into_response(),
-    }
+async fn metrics(State(a): State<Admin>) -> Response {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics::encode(&a.registry),
+    )
+        .into_response()
 }
 
-async fn status(State(s): Source) -> Response {
-    Json(s.status()).into_response()
+async fn status(State(a): State<Admin>) -> Response {
+    Json(a.source.status()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    struct Fixed {
+        healthy: bool,
+        readiness: Readiness,
+    }
+
+    impl AdminSource for Fixed {
+        fn healthy(&self) -> bool {
+            self.healthy
+        }
+        fn readiness(&self) -> Readiness {
+            self.readiness.clone()
+        }
+        fn status(&self) -> serde_json::Value {
+            serde_json::json!({ "state": "fixed" })
+        }
+    }
+
+    async fn get(admin: &Admin, path: &str) -> (StatusCode, Option<String>, String) {
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        let resp = admin.router().oneshot(req).await.unwrap();
+        let code = resp.status();
+        let ctype = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (code, ctype, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn without_a_source_it_is_healthy_ready_and_has_an_empty_status() {
+        let admin = Admin::new(Registry::default());
+        assert_eq!(get(&admin, "/healthz").await.2, "ok\n");
+        let (code, _, body) = get(&admin, "/readyz").await;
+        assert_eq!((code, body.as_str()), (StatusCode::OK, "ok\n"));
+        let (code, _, body) = get(&admin, "/status").await;
+        assert_eq!((code, body.as_str()), (StatusCode::OK, "{}"));
+        let (code, ctype, body) = get(&admin, "/metrics").await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(ctype.as_deref(), Some(metrics::CONTENT_TYPE));
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        assert_eq!(get(&admin, "/nope").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_source_decides_health_readiness_and_status() {
+        let starting = Admin::new(Registry::default()).with_source(Arc::new(Fixed {
+            healthy: false,
+            readiness: Readiness::NotReady("starting: not yet".into()),
+        }));
+        let (code, _, body) = get(&starting, "/healthz").await;
+        assert_eq!(
+            (code, body.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+        );
+        let (code, ctype, body) = get(&starting, "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ctype.as_deref(), Some("application/json"));
+        assert_eq!(body, r#"{"ready":false,"reason":"starting: not yet"}"#);
+
+        let ready = Admin::new(Registry::default()).with_source(Arc::new(Fixed {
+            healthy: true,
+            readiness: Ok(()).into(),
+        }));
+        let (code, _, body) = get(&ready, "/readyz").await;
+        assert_eq!((code, body.as_str()), (StatusCode::OK, r#"{"ready":true}"#));
+        assert_eq!(get(&ready, "/status").await.2, r#"{"state":"fixed"}"#);
+    }
 }

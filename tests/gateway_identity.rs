@@ -76,7 +76,7 @@ async fn identity_from_another_trust_domain_fails_startup() {
         .await
         .err()
         .unwrap();
-    let msg = fedgate::telemetry::display_chain(&err);
+    let msg = fedgate_federation::error_chain(&err);
     assert!(
         msg.contains("spiffe://cluster-b.test/gw") && msg.contains("cluster-a.test"),
         "{msg}"

@@ -205,7 +205,7 @@ async fn bad_reloads_are_refused_and_old_config_kept() {
     std::fs::write(&app.config_path, cfg.replace("*.cluster-b.test", "*.*.bad")).unwrap();
     let e = app.reloader.reload().unwrap_err();
     assert!(
-        fedgate::telemetry::display_chain(&e).contains("listeners[0].routes[0].sni"),
+        fedgate_federation::error_chain(&e).contains("listeners[0].routes[0].sni"),
         "{e}"
     );
 

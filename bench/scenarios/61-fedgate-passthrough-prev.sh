@@ -23,6 +23,5 @@ scen_start() {
   fedgate_passthrough_config "$SCEN_DIR/gateway.toml"
   "$FEDGATE_PREV_BIN" config check "$SCEN_DIR/gateway.toml" >&2 \
     || { log "fedgate (previous build) config check failed"; return 1; }
-  bench_spawn fedgate-prev env TOKIO_WORKER_THREADS="${WORKERS:-2}" \
-    "$FEDGATE_PREV_BIN" run --config "$SCEN_DIR/gateway.toml" --log-level warn
+  fedgate_prev_spawn fedgate-prev "$SCEN_DIR/gateway.toml" "$FEDGATE_PREV_BIN"
 }

@@ -2,7 +2,7 @@
 # _fedgate-common.sh — helpers shared by fedgate's scenario files (sourced by them; the
 # leading "_" makes the harness skip this file as a scenario).
 #
-# Settings, the same as the peers' (../shared/bench/README.md "Fairness settings"):
+# Settings, the same as the peers' (bench/README.md "Fairness settings"):
 #   * --workers $WORKERS (2) data-plane threads: the peers run 2 nginx workers / 2 haproxy
 #     threads (TOKIO_WORKER_THREADS=1 sizes the mostly idle control-plane runtime: admin,
 #     reload, federation);
@@ -15,16 +15,17 @@ FEDGATE_BIN="${GATEWAY_BIN:-}"
 
 fedgate_enabled() { [ -n "$FEDGATE_BIN" ] && [ -x "$FEDGATE_BIN" ]; }
 
-# fedgate_bundle TD PEM OUT — a SPIFFE bundle (JWKS) for TD from a PEM root (the gateway takes
-# bundles, not PEM roots).
+# fedgate_bundle TD PEM OUT [BIN] — a SPIFFE bundle (JWKS) for TD from a PEM root (the gateway
+# takes bundles, not PEM roots), made by BIN (default $FEDGATE_BIN).
 fedgate_bundle() {
-  "$FEDGATE_BIN" bundle create --trust-domain "$1" --pem "$2" --out "$3" >/dev/null \
+  "${4:-$FEDGATE_BIN}" bundle create --trust-domain "$1" --pem "$2" --out "$3" >/dev/null \
     || { log "fedgate bundle create failed for $1 ($2)"; return 1; }
 }
 
-# fedgate_check CONF — `fedgate config check`, so a config error shows up as such
+# fedgate_check CONF [BIN] — `fedgate config check` by BIN (default $FEDGATE_BIN), so a config
+# error shows up as such
 fedgate_check() {
-  "$FEDGATE_BIN" config check "$1" >&2 || { log "fedgate config check failed: $1"; return 1; }
+  "${2:-$FEDGATE_BIN}" config check "$1" >&2 || { log "fedgate config check failed: $1"; return 1; }
 }
 
 # fedgate_spawn LOGNAME CONF — run `fedgate run` in the foreground (env execs, so the recorded
@@ -33,6 +34,14 @@ fedgate_check() {
 fedgate_spawn() {
   bench_spawn "$1" env TOKIO_WORKER_THREADS=1 \
     "$FEDGATE_BIN" run --config "$2" --workers "${WORKERS:-2}" --log-level "${FEDGATE_LOG_LEVEL:-warn}"
+}
+
+# fedgate_prev_spawn LOGNAME CONF BIN — run another fedgate build (BIN) the way builds before
+# `--workers` existed were started: TOKIO_WORKER_THREADS=$WORKERS and no --workers flag, so
+# any build since the first benchmark runs unchanged.
+fedgate_prev_spawn() {
+  bench_spawn "$1" env TOKIO_WORKER_THREADS="${WORKERS:-2}" \
+    "$3" run --config "$2" --log-level warn
 }
 
 # fedgate_passthrough_config OUT — the passthrough gateway config of the passthrough scenarios
@@ -57,4 +66,103 @@ connect_timeout = "5s"
   sni = "$BACKEND_SNI"
   upstreams = ["127.0.0.1:$BACKEND_PORT"]
 CFG
+}
+
+# fedgate_bridge_start [BIN [SUFFIX]] — the 2-hop bridge of the fedgate-bridge scenarios:
+#   client -[mTLS cluster-a]-> A (bridge-egress) -[mTLS bridge.test + PROXY v2]-> B (bridge-ingress)
+#          -[mTLS cluster-b]-> backend
+# A listens on SCEN_PORT_BASE, B on SCEN_PORT_BASE+1, their admin servers on +5 and +6. BIN
+# (default $FEDGATE_BIN) makes the bundles, checks the configs and runs both gateways; another
+# build than $FEDGATE_BIN is started with fedgate_prev_spawn. SUFFIX is appended to the process
+# (log) names gw-a and gw-b. Sets SCEN_PORT, SCEN_SNI and SCEN_CA.
+fedgate_bridge_start() {
+  local bin="${1:-$FEDGATE_BIN}" suffix="${2:-}"
+  SCEN_PORT=$SCEN_PORT_BASE
+  local port_b=$((SCEN_PORT_BASE + 1))
+  SCEN_SNI=gw-a.cluster-a.test
+  SCEN_CA=$PKI/cluster-a-root.crt
+  fedgate_bundle cluster-a.test "$PKI/cluster-a-root.crt" "$SCEN_DIR/cluster-a.json" "$bin" || return 1
+  fedgate_bundle cluster-b.test "$PKI/cluster-b-root.crt" "$SCEN_DIR/cluster-b.json" "$bin" || return 1
+  fedgate_bundle bridge.test "$PKI/bridge-root.crt" "$SCEN_DIR/bridge.json" "$bin" || return 1
+  cat >"$SCEN_DIR/gw-b.toml" <<CFG
+trust_domain = "cluster-b.test"
+
+[identity]
+svid = "$PKI/gw-b-cluster-b.crt"
+key = "$PKI/gw-b-cluster-b.key"
+bundle = "$SCEN_DIR/cluster-b.json"
+
+[admin]
+listen = "127.0.0.1:$((SCEN_PORT_BASE + 6))"
+
+[bridge]
+trust_domain = "bridge.test"
+svid = "$PKI/gw-b-bridge.crt"
+key = "$PKI/gw-b-bridge.key"
+bundle = "$SCEN_DIR/bridge.json"
+session_resumption = false
+
+[[listeners]]
+name = "bridge-in"
+kind = "bridge-ingress"
+listen = "127.0.0.1:$port_b"
+peek_timeout = "5s"
+connect_timeout = "5s"
+
+  [[listeners.bridge_peers]]
+  id = "spiffe://bridge.test/gateway/a"
+  may_speak_for = ["cluster-a.test"]
+
+  [[listeners.routes]]
+  name = "backend"
+  sni = "gw-a.cluster-a.test"
+  upstreams = ["127.0.0.1:$BACKEND_PORT"]
+  server_id = ["spiffe://cluster-b.test/ns/default/sa/server"]
+  allow = ["spiffe://cluster-a.test/ns/default/sa/client"]
+CFG
+  cat >"$SCEN_DIR/gw-a.toml" <<CFG
+trust_domain = "cluster-a.test"
+
+[identity]
+svid = "$PKI/gw-a-cluster-a.crt"
+key = "$PKI/gw-a-cluster-a.key"
+bundle = "$SCEN_DIR/cluster-a.json"
+
+[admin]
+listen = "127.0.0.1:$((SCEN_PORT_BASE + 5))"
+
+[bridge]
+trust_domain = "bridge.test"
+svid = "$PKI/gw-a-bridge.crt"
+key = "$PKI/gw-a-bridge.key"
+bundle = "$SCEN_DIR/bridge.json"
+session_resumption = false
+
+[[listeners]]
+name = "bridge-out"
+kind = "bridge-egress"
+listen = "127.0.0.1:$SCEN_PORT"
+peek_timeout = "5s"
+connect_timeout = "5s"
+
+  [[listeners.routes]]
+  name = "to-gw-b"
+  sni = "gw-a.cluster-a.test"
+  upstreams = ["127.0.0.1:$port_b"]
+  peer_id = "spiffe://bridge.test/gateway/b"
+  allow = ["spiffe://cluster-a.test/ns/default/sa/client"]
+CFG
+  fedgate_check "$SCEN_DIR/gw-b.toml" "$bin" || return 1
+  fedgate_check "$SCEN_DIR/gw-a.toml" "$bin" || return 1
+  if [ "$bin" = "$FEDGATE_BIN" ]; then
+    fedgate_spawn "gw-b$suffix" "$SCEN_DIR/gw-b.toml"
+  else
+    fedgate_prev_spawn "gw-b$suffix" "$SCEN_DIR/gw-b.toml" "$bin"
+  fi
+  wait_port "$port_b" || return 1
+  if [ "$bin" = "$FEDGATE_BIN" ]; then
+    fedgate_spawn "gw-a$suffix" "$SCEN_DIR/gw-a.toml"
+  else
+    fedgate_prev_spawn "gw-a$suffix" "$SCEN_DIR/gw-a.toml" "$bin"
+  fi
 }

@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod crypto;
 pub mod distribute;
 pub mod endpoint;
+pub mod error;
 pub mod fs;
 pub mod metrics;
 pub mod net;
@@ -25,5 +26,6 @@ pub mod svid;
 pub mod tls;
 
 pub use bundle::{Bundle, BundleError, BundleSet, BundleSource, JwtAuthority};
+pub use error::error_chain;
 pub use spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 pub use svid::{verify::VerifiedSvid, verify::VerifyError, SvidError, X509Svid};

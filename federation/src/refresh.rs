@@ -289,7 +289,7 @@ impl Refresher {
                     },
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::warn!(trust_domain = %td, error = %endpoint::error_chain(&e), "ignoring stored bundle")
+                        tracing::warn!(trust_domain = %td, error = %crate::error_chain(&e), "ignoring stored bundle")
                     }
                 }
             }
@@ -361,7 +361,7 @@ async fn distribute_loop(shared: Arc<Shared>, sink: Distributor, shutdown: Cance
                 shared.distributed.send_replace(Some(set));
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %endpoint::error_chain(&e), "cannot distribute bundles")
+                tracing::error!(error = %crate::error_chain(&e), "cannot distribute bundles")
             }
             Err(e) => tracing::error!(error = %e, "distribution task failed"),
         }
@@ -482,7 +482,7 @@ impl PeerTask {
                 if let Some(store) = &self.store {
                     let origin = Origin::of(&self.peer.relationship);
                     if let Err(e) = store.save(&bundle, &origin, now) {
-                        tracing::error!(trust_domain = %td, error = %endpoint::error_chain(&e), "cannot persist the fetched bundle");
+                        tracing::error!(trust_domain = %td, error = %crate::error_chain(&e), "cannot persist the fetched bundle");
                     }
                 }
                 if let Some(m) = &self.metrics {
@@ -530,7 +530,7 @@ impl PeerTask {
             }
             Err(e) => {
                 let reason = e.reason_label();
-                let chain = endpoint::error_chain(&e);
+                let chain = crate::error_chain(&e);
                 tracing::warn!(
                     trust_domain = %td, %url, outcome = "refused", reason, error = %chain,
                     "bundle fetch refused; keeping the last-known-good bundle"

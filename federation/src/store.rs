@@ -260,7 +260,7 @@ impl Store {
             match result {
                 Ok(s) => good.push(s),
                 Err(e) => {
-                    tracing::warn!(error = %crate::endpoint::error_chain(&e), "ignoring stored bundle");
+                    tracing::warn!(error = %crate::error_chain(&e), "ignoring stored bundle");
                     bad.push(e);
                 }
             }

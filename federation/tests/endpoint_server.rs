@@ -276,8 +276,7 @@ async fn connections_over_the_limit_are_closed_before_the_handshake_and_counted(
         metrics.refusals("too_many_connections") == 1
     })
     .await;
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let text = fedgate_federation::metrics::encode_text(&registry);
     assert!(
         text.contains("fedgate_bundle_endpoint_refusals_total{reason=\"too_many_connections\"} 1"),
         "{text}"

@@ -193,7 +193,7 @@ impl Federation {
             let stop = shutdown.clone();
             tasks.spawn(async move {
                 if let Err(e) = s.endpoint.run(s.listener, stop).await {
-                    tracing::error!(error = %crate::telemetry::display_chain(&e), "bundle endpoint stopped");
+                    tracing::error!(error = %fedgate_federation::error_chain(&e), "bundle endpoint stopped");
                 }
             });
         }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::IdentityConfig;
-use crate::telemetry::display_chain;
+use fedgate_federation::error_chain;
 
 /// How often identity files are checked for changes.
 pub const IDENTITY_POLL: Duration = Duration::from_secs(2);
@@ -149,7 +149,7 @@ impl IdentityWatcher {
             }
             // Keep `seen` unchanged so a rotation finished by the next poll is retried.
             Err(e) => {
-                tracing::warn!(error = %display_chain(&e), "identity files changed but do not load; keeping the previous identity")
+                tracing::warn!(error = %error_chain(&e), "identity files changed but do not load; keeping the previous identity")
             }
         }
     }

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::AdminSource;
+use crate::admin::{Admin, AdminSource, Readiness};
 use crate::config::Config;
 use crate::gateway::listener::bind;
 use crate::gateway::{Listener, ListenerState};
@@ -104,7 +104,7 @@ struct Shared {
     phase: AtomicU8,
     /// Data-plane worker threads running (0 until `run` starts them).
     workers: AtomicUsize,
-    registry: Registry,
+    registry: Arc<Registry>,
     reloader: Reloader,
     listeners: Vec<ListenerView>,
     federation: Option<Arc<dyn FederationView>>,
@@ -229,7 +229,7 @@ impl App {
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(STARTING),
             workers: AtomicUsize::new(0),
-            registry,
+            registry: Arc::new(registry),
             reloader: reloader.clone(),
             listeners: views,
             federation: federation.as_ref().map(|f| f.view()),
@@ -368,7 +368,8 @@ impl App {
         }
         let source: Arc<dyn AdminSource> = self.shared.clone();
         let admin_stop = background.clone();
-        let admin = tokio::spawn(crate::admin::run(self.admin, source, admin_stop));
+        let admin = Admin::new(self.shared.registry.clone()).with_source(source);
+        let admin = tokio::spawn(admin.serve(self.admin, admin_stop));
         tasks.spawn(
             self.reloader
                 .clone()
@@ -484,15 +485,17 @@ impl AdminSource for Shared {
         self.phase.load(Ordering::SeqCst) != STARTING
     }
 
-    fn readiness(&self) -> Result<(), String> {
+    fn readiness(&self) -> Readiness {
         match self.phase.load(Ordering::SeqCst) {
-            STARTING => return Err("starting: listeners are not serving yet".into()),
-            DRAINING => return Err("draining: shutting down".into()),
+            STARTING => {
+                return Readiness::NotReady("starting: listeners are not serving yet".into())
+            }
+            DRAINING => return Readiness::NotReady("draining: shutting down".into()),
             _ => {}
         }
         match &self.federation {
-            Some(f) => f.readiness(),
-            None => Ok(()),
+            Some(f) => f.readiness().into(),
+            None => Readiness::Ready,
         }
     }
 
@@ -532,9 +535,5 @@ impl AdminSource for Shared {
             "local_bundle": self.identity.as_ref().map(|rx| local_bundle_status(&rx.borrow().bundle)),
             "peers": self.federation.as_ref().map_or(serde_json::json!([]), |f| f.peers()),
         })
-    }
-
-    fn registry(&self) -> &Registry {
-        &self.registry
     }
 }

@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::gateway::ListenerState;
-use crate::telemetry::display_chain;
 use crate::telemetry::Metrics;
 use fedgate_dataplane::route::RouteError;
+use fedgate_federation::error_chain;
 
 /// How often the config file is checked for changes (mtime, length and content hash).
 pub const CONFIG_POLL: Duration = Duration::from_secs(2);
@@ -153,7 +153,7 @@ impl Reloader {
         match result {
             Ok(()) => tracing::info!(path = %self.inner.source.display(), "configuration reloaded"),
             Err(e) => {
-                tracing::error!(path = %self.inner.source.display(), error = %display_chain(e), "configuration reload refused; keeping the running configuration")
+                tracing::error!(path = %self.inner.source.display(), error = %error_chain(e), "configuration reload refused; keeping the running configuration")
             }
         }
         self.inner.events.send_modify(|ev| {

@@ -261,9 +261,8 @@ impl Collector for SvidExpiry {
 mod tests {
     use std::time::Duration;
 
-    use prometheus_client::encoding::text::encode;
-
     use super::*;
+    use crate::telemetry::metrics::encode;
 
     #[test]
     fn expiry_gauge_counts_down_and_goes_negative() {
@@ -288,8 +287,7 @@ mod tests {
             "spiffe://bridge.test/gw".into(),
             SystemTime::now() + Duration::from_secs(3600),
         )));
-        let mut text = String::new();
-        encode(&mut text, &registry).unwrap();
+        let text = encode(&registry);
         assert!(
             text.contains(
                 "fedgate_bridge_handshakes_total{listener=\"bridge-in\",side=\"downstream\",outcome=\"ok\"} 1"

@@ -32,8 +32,8 @@ use crate::config::{
 };
 use crate::gateway::ListenerState;
 use crate::issuer::gateway::{BridgeIdentityTask, IssuedBridgeIdentity};
-use crate::telemetry::display_chain;
 use fedgate_dataplane::route::RouteError;
+use fedgate_federation::error_chain;
 
 /// Serves connections of one bridge listener with its current state; cheap to clone.
 #[derive(Clone, Debug)]
@@ -294,7 +294,7 @@ impl Inputs {
                     self.rebuilt(name, false);
                 }
                 tracing::error!(
-                    error = %display_chain(&e),
+                    error = %error_chain(&e),
                     "bridge identities do not fit together; keeping the previous bridge state"
                 );
                 return;
@@ -322,7 +322,7 @@ impl Inputs {
                 }
                 (Err(e), _) => {
                     tracing::error!(
-                        listener = %name, error = %display_chain(&e),
+                        listener = %name, error = %error_chain(&e),
                         "bridge listener state does not build; keeping the previous one"
                     );
                     false

@@ -17,7 +17,7 @@ use x509_parser::public_key::PublicKey;
 /// Why a PEM file did not yield certificates.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum PemError {
+pub(crate) enum PemError {
     #[error("no PEM CERTIFICATE block found (the file is empty or not PEM)")]
     Empty,
     #[error("no PEM CERTIFICATE block found; the file holds {0} instead")]
@@ -46,7 +46,7 @@ pub struct CertSummary {
 ///
 /// Other blocks (keys, for a combined file) are skipped; a file with none is an error that
 /// says what it held instead.
-pub fn parse_pem_certs(pem_bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
+pub(crate) fn parse_pem_certs(pem_bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let mut certs = Vec::new();
     let mut other_labels: Vec<&'static str> = Vec::new();
     for item in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(pem_bytes) {
@@ -66,7 +66,7 @@ pub fn parse_pem_certs(pem_bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>,
 }
 
 /// PEM-encodes certificates (64-column base64, `CERTIFICATE` label), in order.
-pub fn encode_pem_certs(certs: &[CertificateDer<'_>]) -> String {
+pub(crate) fn encode_pem_certs(certs: &[CertificateDer<'_>]) -> String {
     let mut out = String::new();
     for c in certs {
         out.push_str("-----BEGIN CERTIFICATE-----\n");
@@ -81,30 +81,13 @@ pub fn encode_pem_certs(certs: &[CertificateDer<'_>]) -> String {
     out
 }
 
-/// `err` and its `source()` chain on one line, joined by `: ` (errors keep causes apart;
-/// people need them together). Line breaks inside messages become spaces.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let msg = e.to_string();
-        // Some errors repeat their source's text; do not print it twice.
-        if !s.ends_with(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = e.source();
-    }
-    s.replace(['\n', '\r'], " ")
-}
-
 /// Lowercase hex SHA-256 of `der`.
-pub fn sha256_hex(der: &[u8]) -> String {
+pub(crate) fn sha256_hex(der: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC, RFC 3339).
-pub fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
@@ -148,7 +131,7 @@ pub fn describe(der: &[u8]) -> Result<CertSummary, String> {
 }
 
 /// Parses one DER certificate, refusing trailing bytes.
-pub fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
+pub(crate) fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     match X509Certificate::from_der(der) {
         Ok((rest, _)) if !rest.is_empty() => Err(format!(
             "{} trailing bytes after the certificate",
@@ -283,15 +266,6 @@ mod tests {
         assert_eq!(s.sha256_fingerprint, sha256_hex(&der));
         assert_eq!(s.not_before, "1975-01-01T00:00:00Z");
         assert!(!s.is_ca);
-    }
-
-    #[test]
-    fn error_chain_joins_sources_on_one_line() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::io::Error);
-        let e = Outer(std::io::Error::other("inner\nline"));
-        assert_eq!(error_chain(&e), "outer: inner line");
     }
 
     #[test]

@@ -16,9 +16,6 @@ use crate::config::sidecar::Config as SidecarConfig;
 use crate::config::{BridgeIdentity, Config};
 use relay_lint::{Gateway, Sidecar};
 
-/// Exit status for an unusable configuration (sysexits.h `EX_USAGE`).
-pub const EXIT_CONFIG: u8 = 64;
-
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCommand {
     /// Check a gateway config file; print a summary or the precise error, and warn about relay
@@ -90,9 +87,9 @@ pub async fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
 fn config_error(e: &dyn std::error::Error) -> ExitCode {
     eprintln!(
         "fedgate: config error: {}",
-        crate::telemetry::display_chain(e)
+        fedgate_federation::error_chain(e)
     );
-    ExitCode::from(EXIT_CONFIG)
+    ExitCode::from(crate::cmd::EX_USAGE)
 }
 
 /// The SPIFFE ID of the SVID in `svid`/`key`, if it can be loaded (a missing file is reported by

@@ -1,17 +1,21 @@
 //! The command line: [`Cli`] (clap derive) and one module per command, each owning its
 //! arguments; [`dispatch`] runs the parsed command. Nothing below imports this module back.
 
-pub mod bundle;
-pub mod ca;
-pub mod config;
-pub mod id;
-pub mod run;
-pub mod sidecar;
-pub mod svid;
+mod bundle;
+mod ca;
+mod config;
+mod id;
+mod run;
+mod sidecar;
+mod svid;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// Exit status for a usage or configuration error: an inconsistent command line or an
+/// unusable config file (sysexits.h `EX_USAGE`). Part of the CLI contract.
+pub(crate) const EX_USAGE: u8 = 64;
 
 #[derive(Debug, Parser)]
 #[command(name = "fedgate", version, about = "SPIFFE trust-federation gateway")]

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::app::App;
-use crate::cmd::config::EXIT_CONFIG;
+use crate::cmd::EX_USAGE;
 use crate::config::Config;
-use crate::telemetry::display_chain;
+use fedgate_federation::error_chain;
 
 /// `--log-format`: the command-line spelling of a log format, mapped onto the telemetry one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -42,24 +42,24 @@ pub(crate) fn telemetry_format(f: crate::config::LogFormat) -> crate::telemetry:
 pub struct RunArgs {
     /// The gateway config file (TOML; see docs/configuration.md).
     #[arg(long, short = 'c')]
-    pub config: PathBuf,
+    config: PathBuf,
     /// Log format; overrides `log_format` in the config file.
     #[arg(long, value_enum)]
-    pub log_format: Option<LogFormatArg>,
+    log_format: Option<LogFormatArg>,
     /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
     #[arg(long)]
-    pub log_level: Option<String>,
+    log_level: Option<String>,
     /// Data-plane worker threads; overrides `workers` in the config file (default: one per CPU).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::config::MAX_WORKERS as i64))]
-    pub workers: Option<u16>,
+    workers: Option<u16>,
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("fedgate: config error: {}", display_chain(&e));
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            eprintln!("fedgate: config error: {}", error_chain(&e));
+            return Ok(ExitCode::from(EX_USAGE));
         }
     };
     if let Err(e) = crate::telemetry::init(
@@ -68,14 +68,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.log_level.as_deref(),
     ) {
         eprintln!("fedgate: {e}");
-        return Ok(ExitCode::from(EXIT_CONFIG));
+        return Ok(ExitCode::from(EX_USAGE));
     }
     tracing::info!(config = %args.config.display(), summary = %config.summary(), "starting");
     let (shutdown, reloads) =
         fedgate_dataplane::shutdown::install().context("cannot install signal handlers")?;
     let mut app = App::build(config)
         .await
-        .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     if let Some(n) = args.workers {
         app = app.with_workers(usize::from(n));
     }
@@ -89,6 +89,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     app.with_reload_requests(reloads)
         .run(shutdown)
         .await
-        .map_err(|e| anyhow::anyhow!(display_chain(&e)))?;
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     Ok(ExitCode::SUCCESS)
 }

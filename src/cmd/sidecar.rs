@@ -10,30 +10,30 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cmd::config::EXIT_CONFIG;
 use crate::cmd::run::{telemetry_format, LogFormatArg};
+use crate::cmd::EX_USAGE;
 use crate::sidecar::{BuildError, Config, Sidecar};
-use crate::telemetry::display_chain;
+use fedgate_federation::error_chain;
 
 #[derive(Debug, clap::Args)]
 pub struct SidecarArgs {
     /// The sidecar config file (TOML; see docs/sidecar.md).
     #[arg(long, short = 'c', value_name = "FILE")]
-    pub config: PathBuf,
+    config: PathBuf,
     /// Log format; overrides `log_format` in the config file (default: human).
     #[arg(long, value_enum)]
-    pub log_format: Option<LogFormatArg>,
+    log_format: Option<LogFormatArg>,
     /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
     #[arg(long)]
-    pub log_level: Option<String>,
+    log_level: Option<String>,
 }
 
-pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("fedgate sidecar: config error: {}", display_chain(&e));
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            eprintln!("fedgate sidecar: config error: {}", error_chain(&e));
+            return Ok(ExitCode::from(EX_USAGE));
         }
     };
     let format = match (args.log_format, config.log_format) {
@@ -43,7 +43,7 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     };
     if let Err(e) = crate::telemetry::init(format, args.log_level.as_deref()) {
         eprintln!("fedgate sidecar: {e}");
-        return Ok(ExitCode::from(EXIT_CONFIG));
+        return Ok(ExitCode::from(EX_USAGE));
     }
     // Handlers go in before the addresses are printed: whoever reads them may signal at once.
     let (shutdown, reloads) =
@@ -51,11 +51,11 @@ pub async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     let sidecar = match Sidecar::build(config).await {
         Ok(s) => s.with_reload_requests(reloads),
         Err(e @ BuildError::Identity(_)) => {
-            tracing::error!(error = %display_chain(&e), "cannot load the workload identity");
-            eprintln!("fedgate sidecar: identity error: {}", display_chain(&e));
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            tracing::error!(error = %error_chain(&e), "cannot load the workload identity");
+            eprintln!("fedgate sidecar: identity error: {}", error_chain(&e));
+            return Ok(ExitCode::from(EX_USAGE));
         }
-        Err(e) => anyhow::bail!("cannot start the sidecar: {}", display_chain(&e)),
+        Err(e) => anyhow::bail!("cannot start the sidecar: {}", error_chain(&e)),
     };
     for b in sidecar.bound_addrs() {
         tracing::info!(kind = b.kind, name = %b.name, addr = %b.addr, "listening");

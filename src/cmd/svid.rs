@@ -100,7 +100,7 @@ pub fn run_verify(
             message: format!(
                 "{}: invalid X509-SVID: {}",
                 chain_path.display(),
-                describe::error_chain(&e)
+                fedgate_federation::error_chain(&e)
             ),
         }),
     }
@@ -119,12 +119,12 @@ pub fn load_bundles(bundle_args: &[(TrustDomain, PathBuf)]) -> Result<BundleSet,
                 path.display()
             )));
         }
-        let bytes = read_limited(path).map_err(|e| usage(describe::error_chain(&e)))?;
+        let bytes = read_limited(path).map_err(|e| usage(fedgate_federation::error_chain(&e)))?;
         let (bundle, _warnings) = Bundle::parse(td, &bytes).map_err(|e| {
             usage(format!(
                 "{}: unusable bundle: {}",
                 path.display(),
-                describe::error_chain(&e)
+                fedgate_federation::error_chain(&e)
             ))
         })?;
         set = set.with(bundle);
@@ -194,7 +194,7 @@ fn run_inspect(path: &Path, json: bool) -> Result<String, Failure> {
 /// Reads a PEM chain. An unreadable file or one without a `CERTIFICATE` block is a usage
 /// error (exit 2); certificates that do not parse are left to verification (exit 1).
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, Failure> {
-    let bytes = read_limited(path).map_err(|e| usage(describe::error_chain(&e)))?;
+    let bytes = read_limited(path).map_err(|e| usage(fedgate_federation::error_chain(&e)))?;
     describe::parse_pem_certs(&bytes).map_err(|e| usage(format!("{}: {e}", path.display())))
 }
 

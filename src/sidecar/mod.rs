@@ -10,7 +10,7 @@
 //!
 //! Modules: [`config`] (the file model, a re-export of `crate::config::sidecar`), [`identity`] (SVID + bundles), [`tls`] (rustls configs with
 //! allow-list verifiers), [`reload`] (file polling and atomic swap), [`outbound`] and [`inbound`]
-//! (one connection each), [`metrics`], [`admin`].
+//! (one connection each), [`metrics`], `status` (what the admin server reports).
 //!
 //! Invariants: connection tasks are tracked and drained; a connection's errors end at its task
 //! (one log line + one metric + one [`ConnectionEvent`]) and never stop an accept loop; each
@@ -18,12 +18,12 @@
 //! before any TLS or dial, and counted (outcome `too_many_connections`, counted before the
 //! close); a connection's slot is free again before its [`ConnectionEvent`] is sent.
 
-pub mod admin;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
 pub mod outbound;
 pub mod reload;
+mod status;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -42,10 +42,11 @@ use self::metrics::{Direction, SidecarMetrics};
 use self::outbound::Outbound;
 use self::reload::{Fingerprint, LoadError, ReloadStatus, Reloader};
 use self::tls::TlsSnapshot;
+use crate::admin::Admin;
 /// The sidecar's config file model lives with the gateway's, in `crate::config::sidecar`.
 pub use crate::config::sidecar as config;
 pub use crate::config::sidecar::{Config, ConfigError};
-use crate::telemetry::display_chain;
+use fedgate_federation::error_chain;
 use fedgate_federation::SpiffeId;
 
 /// A sidecar with its identity loaded and every listener bound, ready to [`run`](Self::run).
@@ -234,12 +235,17 @@ impl Sidecar {
 
     /// The Prometheus text exposition of the sidecar's metrics.
     pub fn metrics_text(&self) -> String {
-        admin::encode(&self.registry)
+        crate::telemetry::metrics::encode(&self.registry)
     }
 
     /// Serves until `shutdown` fires, then stops accepting and drains live connections for up
     /// to `drain_timeout` before closing the rest.
     pub async fn run(self, shutdown: CancellationToken) {
+        let status = status::SidecarStatus {
+            listeners: self.bound_addrs(),
+            tls: self.tls_tx.subscribe(),
+            reloads: self.reload_status.subscribe(),
+        };
         let tracker = TaskTracker::new();
         // Cancelled when the drain deadline passes: connection tasks then end at once.
         let abort = CancellationToken::new();
@@ -276,11 +282,13 @@ impl Sidecar {
             ));
         }
         if let Some(listener) = self.admin {
-            loops.spawn(admin::serve(
-                listener,
-                self.registry.clone(),
-                shutdown.clone(),
-            ));
+            let admin = Admin::new(self.registry.clone()).with_source(Arc::new(status));
+            let stop = shutdown.clone();
+            loops.spawn(async move {
+                if let Err(e) = admin.serve(listener, stop).await {
+                    tracing::error!(error = %e, "admin server failed");
+                }
+            });
         }
         while let Some(res) = loops.join_next().await {
             if let Err(e) = res {
@@ -488,7 +496,7 @@ async fn accept_inbound(
 
 /// Refusals are what the sidecar is for (warn); ordinary ends of a relay are debug.
 fn log_failure(label: &'static str, err: &dyn std::error::Error) {
-    let chain = display_chain(err);
+    let chain = error_chain(err);
     if matches!(label, "idle_timeout" | "relay_error") {
         tracing::debug!(outcome = label, error = %chain, "connection ended");
     } else {

@@ -22,7 +22,7 @@ use super::config::Config;
 use super::identity::{Identity, IdentityError};
 use super::metrics::SidecarMetrics;
 use super::tls::TlsSnapshot;
-use crate::telemetry::display_chain;
+use fedgate_federation::error_chain;
 
 /// What identifies one version of a file without reading it: (device, inode, length, mtime).
 /// The inode catches atomic renames and symlink swaps that keep length and mtime.
@@ -168,7 +168,7 @@ impl Reloader {
                 self.metrics.reload(true, Some(generation));
                 self.status.send_modify(|s| s.succeeded += 1);
             }
-            Ok(Err(e)) => self.refuse(display_chain(&e)),
+            Ok(Err(e)) => self.refuse(error_chain(&e)),
             Err(e) => self.refuse(format!("identity reload task failed: {e}")),
         }
     }

@@ -1,4 +1,5 @@
-//! The gateway's Prometheus metrics: one struct of prometheus-client families with typed labels.
+//! The gateway's Prometheus metrics (one struct of prometheus-client families with typed
+//! labels) and the one `/metrics` encoder every admin route uses ([`encode`], [`CONTENT_TYPE`]).
 //!
 //! Invariants: every label value comes from configuration (listener and route names,
 //! upstream addresses) or from a fixed vocabulary (`Reject::label`, outcomes), never from
@@ -9,6 +10,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of every `/metrics` response (OpenMetrics text, which Prometheus reads).
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `registry` in the OpenMetrics text format, ending with `# EOF`. Encoding into a `String`
+/// cannot fail; a collector that errors is logged and the text encoded so far returned.
+pub(crate) use fedgate_federation::metrics::encode_text as encode;
 
 /// All data-plane and lifecycle metrics. Cheap to clone (families are `Arc`s inside).
 #[derive(Clone, Debug, Default)]
@@ -141,8 +149,7 @@ mod tests {
         m.reject("egress", "no_sni");
         m.reload(false);
         m.active("egress").inc();
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let text = encode(&registry);
         assert!(
             text.contains(
                 "fedgate_rejected_connections_total{listener=\"egress\",reason=\"no_sni\"} 1"

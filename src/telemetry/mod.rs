@@ -1,7 +1,8 @@
 //! Tracing setup (human or JSON lines on stderr) and the gateway's metrics.
 //!
-//! Invariant: `init` installs the global subscriber at most once per process; later calls
-//! (tests spawning several apps) are no-ops rather than panics.
+//! Invariants: `init` installs the global subscriber at most once per process; later calls
+//! (tests spawning several apps) are no-ops rather than panics. Nothing here imports another
+//! module of this crate (so every module, the admin server included, can import this one).
 
 pub mod metrics;
 
@@ -21,7 +22,7 @@ pub enum LogFormat {
 
 /// Installs the global tracing subscriber. The filter is `level` if given, else `RUST_LOG`,
 /// else `info`. Returns an error only for an unparsable filter.
-pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn init(style: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
     let filter = match level {
         Some(l) => EnvFilter::try_new(l)
             .map_err(|e| anyhow::anyhow!("--log-level `{l}` is not a valid filter ({e}); use e.g. info, debug or fedgate=debug"))?,
@@ -31,7 +32,7 @@ pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // `try_init` fails only when a subscriber is already installed, which is fine.
-    let _ = match format {
+    let _ = match style {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
@@ -40,22 +41,10 @@ pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
 
 /// Human-readable logs on stderr filtered by `RUST_LOG` (default `info`), for the commands
 /// without `--log-format`/`--log-level` flags; a no-op if a subscriber is already installed.
-pub fn init_default() {
+pub(crate) fn init_default() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-/// An error and its causes on one line, `error: cause: cause`, for logs and stderr.
-pub fn display_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

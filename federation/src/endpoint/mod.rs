@@ -71,15 +71,3 @@ impl fmt::Display for Profile {
         f.write_str(self.name())
     }
 }
-
-/// Formats an error with its `#[source]` chain, `outer: inner: innermost`, for log lines.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}

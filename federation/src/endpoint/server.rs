@@ -561,7 +561,7 @@ impl ServerTlsSource {
                     self.tx.send_replace(config);
                 }
                 Err(e) => tracing::warn!(
-                    error = %super::error_chain(&e),
+                    error = %crate::error_chain(&e),
                     "new endpoint credentials refused; keeping the current ones"
                 ),
             }
@@ -627,7 +627,7 @@ impl BundleFileSource {
         let content = match read(&self.path) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %super::error_chain(&e), "keeping the bundle being served");
+                tracing::warn!(error = %crate::error_chain(&e), "keeping the bundle being served");
                 return false;
             }
         };
@@ -640,7 +640,7 @@ impl BundleFileSource {
             Ok((b, _)) => b,
             Err(e) => {
                 tracing::warn!(
-                    path = %self.path.display(), error = %super::error_chain(&e),
+                    path = %self.path.display(), error = %crate::error_chain(&e),
                     "bundle file changed but is invalid; keeping the bundle being served"
                 );
                 return false;

@@ -13,17 +13,18 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use fedgate_federation::endpoint::{
-    error_chain, fetch, FetchOptions, FetchOutcome, Profile, Relationship, WebRoots,
+    fetch, FetchOptions, FetchOutcome, Profile, Relationship, WebRoots,
 };
 use fedgate_federation::fs::replace_public;
 use fedgate_federation::refresh::{Peer, RefreshPolicy, Refresher};
 use fedgate_federation::store::{Origin, Store};
-use fedgate_federation::{Bundle, SpiffeId, TrustDomain};
+use fedgate_federation::{error_chain, Bundle, SpiffeId, TrustDomain};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
-use super::serve::{ProfileArg, EX_USAGE};
+use super::serve::ProfileArg;
+use crate::cmd::EX_USAGE;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -40,7 +40,7 @@ pub struct Summary {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bytes = match read_limited(&args.file) {
         Ok(b) => b,
-        Err(e) => return Ok(fail(2, &describe::error_chain(&e))),
+        Err(e) => return Ok(fail(2, &fedgate_federation::error_chain(&e))),
     };
     let (bundle, warnings) = match Bundle::parse(&args.trust_domain, &bytes) {
         Ok(parsed) => parsed,
@@ -50,7 +50,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 &format!(
                     "{}: rejected: {}",
                     args.file.display(),
-                    describe::error_chain(&e)
+                    fedgate_federation::error_chain(&e)
                 ),
             ))
         }

@@ -3,7 +3,8 @@
 //! The bundle file (and the certificate/SVID files) are polled, so that a new bundle is
 //! served without a restart; its `spiffe_sequence` grows with every change of the
 //! authorities. The bound address is printed as `listening on <addr>` on stdout (and, with
-//! `--admin-listen`, `admin listening on <addr>`). At most `--max-connections` connections are
+//! `--admin-listen`, `admin listening on <addr>`; that listener serves `/healthz`, `/readyz`,
+//! `/metrics` and `/status`, the trust domain, address and bundle sequence being served). At most `--max-connections` connections are
 //! open at once; more are closed before the TLS handshake and counted in
 //! `fedgate_bundle_endpoint_refusals_total{reason="too_many_connections"}` (on the admin
 //! listener's `/metrics`).
@@ -12,58 +13,61 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use fedgate_federation::endpoint::server::{ServerTlsFiles, ServerTlsSource};
 use fedgate_federation::endpoint::{BundleEndpoint, BundleFileSource, EndpointMetrics};
-use fedgate_federation::TrustDomain;
+use fedgate_federation::{Bundle, TrustDomain};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Exit code for a command line that is inconsistent (sysexits `EX_USAGE`).
-pub(crate) const EX_USAGE: u8 = 64;
+use crate::admin::{Admin, AdminSource};
+use crate::cmd::EX_USAGE;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The trust domain whose bundle is served (e.g. `cluster-a.test`).
     #[arg(long)]
-    pub trust_domain: String,
+    trust_domain: String,
     /// The SPIFFE bundle (JWKS JSON) file to serve; polled for changes.
     #[arg(long)]
-    pub bundle: PathBuf,
+    bundle: PathBuf,
     /// Address to listen on, e.g. `0.0.0.0:8443` or `127.0.0.1:0`.
     #[arg(long)]
-    pub listen: SocketAddr,
+    listen: SocketAddr,
     /// The URL path the bundle is served at.
     #[arg(long, default_value = "/")]
-    pub path: String,
+    path: String,
     /// Endpoint profile: `https_web` (needs --cert/--key) or `https_spiffe` (needs
     /// --svid/--svid-key).
     #[arg(long, value_enum)]
-    pub profile: ProfileArg,
+    profile: ProfileArg,
     /// Web PKI certificate chain (PEM, leaf first), for https_web.
     #[arg(long)]
-    pub cert: Option<PathBuf>,
+    cert: Option<PathBuf>,
     /// Private key of --cert (PEM), for https_web.
     #[arg(long)]
-    pub key: Option<PathBuf>,
+    key: Option<PathBuf>,
     /// X509-SVID chain of the endpoint (PEM, leaf first), for https_spiffe.
     #[arg(long)]
-    pub svid: Option<PathBuf>,
+    svid: Option<PathBuf>,
     /// Private key of --svid (PEM), for https_spiffe.
     #[arg(long)]
-    pub svid_key: Option<PathBuf>,
+    svid_key: Option<PathBuf>,
     /// How often the bundle and credential files are checked for changes.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    pub poll_interval: Duration,
+    poll_interval: Duration,
     /// Open connections beyond this many are closed before the TLS handshake and counted
     /// (the same default as `fedgate ca serve`'s `max_connections`).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: u32,
-    /// Plain-HTTP listener for `/healthz` and `/metrics` (Prometheus text), e.g. 127.0.0.1:9902.
+    max_connections: u32,
+    /// Plain-HTTP listener for `/healthz`, `/readyz`, `/metrics` (Prometheus text) and
+    /// `/status`, e.g. 127.0.0.1:9902.
     #[arg(long)]
-    pub admin_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
 }
 
 /// The two endpoint profiles of SPIFFE_Federation.md §5.2.
@@ -75,7 +79,7 @@ pub enum ProfileArg {
     HttpsSpiffe,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::telemetry::init_default();
     let files = match tls_files(&args) {
         Ok(f) => f,
@@ -136,13 +140,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     tasks.spawn(source.run(shutdown.clone()));
     tasks.spawn(tls_source.run(shutdown.clone()));
     if let Some((listener, _)) = admin {
-        let router = crate::issuer::admin_router(registry);
+        let status = ServeStatus {
+            trust_domain: td.clone(),
+            address: addr,
+            path: args.path.clone(),
+            bundle: bundle_rx.clone(),
+        };
+        let admin = Admin::new(registry).with_source(Arc::new(status));
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            {
+            if let Err(e) = admin.serve(listener, stop).await {
                 tracing::warn!(error = %e, "bundle endpoint admin listener failed");
             }
         });
@@ -158,6 +165,30 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     shutdown.cancel();
     tasks.wait().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `/status` shows: the endpoint and the bundle it serves right now.
+struct ServeStatus {
+    trust_domain: TrustDomain,
+    address: SocketAddr,
+    path: String,
+    bundle: watch::Receiver<Arc<Bundle>>,
+}
+
+impl AdminSource for ServeStatus {
+    fn status(&self) -> serde_json::Value {
+        let bundle = self.bundle.borrow().clone();
+        serde_json::json!({
+            "state": "running",
+            "address": self.address.to_string(),
+            "path": self.path,
+            "trust_domains": [{
+                "trust_domain": self.trust_domain.as_str(),
+                "sequence": bundle.sequence(),
+                "x509_authorities": bundle.x509_authorities().len(),
+            }],
+        })
+    }
 }
 
 fn tls_files(args: &Args) -> Result<ServerTlsFiles, String> {
