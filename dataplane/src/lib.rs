@@ -10,7 +10,9 @@
 //! * [`relay`]: the `fedgate-relay/1` ALPN that gates PROXY headers between fedgate hops.
 //! * [`sni`]: ClientHello parsing (SNI, ALPN) across records; [`route`]: the SNI route table.
 //! * [`workers`]: thread-per-core runtimes; [`shutdown`]: signals and drain.
+//! * [`accept`]: the accept loop's error handling (backoff, never ending a server).
 
+pub mod accept;
 pub mod proxy_protocol;
 pub mod pump;
 pub mod relay;

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use fedgate_federation::net::Acceptor;
+use fedgate_dataplane::accept::Acceptor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;

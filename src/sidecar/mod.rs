@@ -30,7 +30,7 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fedgate_federation::net::Acceptor;
+use fedgate_dataplane::accept::Acceptor;
 use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
