@@ -25,14 +25,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::timeout;
-use tokio_rustls::LazyConfigAcceptor;
 
 use super::config::InboundConfig;
-use super::tls::{is_not_allowed, rustls_error, TlsSnapshot};
+use super::tls::{is_not_allowed, TlsSnapshot};
 use fedgate_dataplane::proxy_protocol::{
     read_proxy_header, ProxyError, ProxyHeader, Tlv, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
 };
 use fedgate_dataplane::pump::{pump, PumpError, PumpStats};
+use fedgate_dataplane::tls::HandshakeError;
 
 /// One inbound listener's shared state.
 #[derive(Debug)]
@@ -129,18 +129,17 @@ impl Inbound {
         let _ = tcp.set_nodelay(true);
         // The ClientHello picks the config: the relay config only for a client offering the
         // relay protocol (so other clients' ALPN offers are not refused for want of a match).
-        let handshake = async {
-            let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
-            let offers_relay = fedgate_dataplane::relay::offered(start.client_hello().alpn());
-            start.into_stream(configs.for_client(offers_relay)).await
-        };
-        let mut tls = match timeout(self.config.handshake_timeout, handshake).await {
-            Err(_) => return Err(InboundError::HandshakeTimeout),
-            Ok(Err(e)) if rustls_error(&e).is_some_and(is_not_allowed) => {
+        let handshake =
+            fedgate_dataplane::tls::accept_lazy(tcp, self.config.handshake_timeout, |hello| {
+                configs.for_client(fedgate_dataplane::relay::offered(hello.alpn()))
+            });
+        let mut tls = match handshake.await {
+            Ok(tls) => tls,
+            Err(HandshakeError::Timeout(_)) => return Err(InboundError::HandshakeTimeout),
+            Err(e) if e.rustls().is_some_and(is_not_allowed) => {
                 return Err(InboundError::ClientNotAllowed)
             }
-            Ok(Err(e)) => return Err(InboundError::Handshake(e)),
-            Ok(Ok(tls)) => tls,
+            Err(HandshakeError::Io(e)) => return Err(InboundError::Handshake(e)),
         };
         let client = peer_id(tls.get_ref().1).ok_or(InboundError::NoPeerId)?;
         let relay = fedgate_dataplane::relay::negotiated(tls.get_ref().1);
@@ -200,21 +199,15 @@ fn relayed_origin(
     relay: &SpiffeId,
     header: &ProxyHeader,
 ) -> Result<Option<SpiffeId>, InboundError> {
-    let Some(value) = header
-        .tlvs
-        .iter()
-        .find(|t| t.kind == TLV_ORIGIN_ID)
-        .map(|t| &t.value)
-    else {
-        return Ok(None);
+    let invalid = || InboundError::InvalidOrigin {
+        relay: relay.clone(),
+        origin: String::from_utf8_lossy(header.tlv(TLV_ORIGIN_ID).unwrap_or_default()).into_owned(),
     };
-    let text = String::from_utf8_lossy(value);
-    SpiffeId::parse(&text)
-        .map(Some)
-        .map_err(|_| InboundError::InvalidOrigin {
-            relay: relay.clone(),
-            origin: text.into_owned(),
-        })
+    match header.text_tlv(TLV_ORIGIN_ID) {
+        Ok(None) => Ok(None),
+        Ok(Some(text)) => SpiffeId::parse(text).map(Some).map_err(|_| invalid()),
+        Err(_) => Err(invalid()),
+    }
 }
 
 /// Default deny: the origin (when relayed) or else the client must be allowed.
