@@ -358,7 +358,9 @@ impl Side {
     ) -> (&'static str, Option<(u64, u64)>) {
         match self {
             Side::Outbound(o) => {
-                let (outcome, stats) = finished(o.handle(tcp, &mut seen.server).await);
+                let result = o.handle(tcp, &mut seen.server).await;
+                let (outcome, stats) =
+                    finished(result, OutboundError::label, OutboundError::relayed);
                 // `pump(app, tls)`: the app is the pump's "client" side.
                 (
                     outcome,
@@ -366,7 +368,8 @@ impl Side {
                 )
             }
             Side::Inbound(i) => {
-                let (outcome, stats) = finished(i.handle(tcp, &mut seen.client).await);
+                let result = i.handle(tcp, &mut seen.client).await;
+                let (outcome, stats) = finished(result, InboundError::label, InboundError::relayed);
                 // `pump(tls, app)`: the peer is the pump's "client" side here.
                 (
                     outcome,
@@ -378,48 +381,26 @@ impl Side {
 }
 
 /// An ended connection's outcome label and the bytes it relayed; logs a failure.
-fn finished<E: Failure>(result: Result<PumpStats, E>) -> (&'static str, Option<PumpStats>) {
+fn finished<E: std::error::Error>(
+    result: Result<PumpStats, E>,
+    label: fn(&E) -> &'static str,
+    relayed: fn(&E) -> Option<PumpStats>,
+) -> (&'static str, Option<PumpStats>) {
     match result {
         Ok(stats) => {
             tracing::debug!(?stats, "connection closed");
             ("ok", Some(stats))
         }
         Err(e) => {
-            let (label, chain) = (e.label(), display_chain(&e));
+            let (label, chain) = (label(&e), display_chain(&e));
             // Refusals are what the sidecar is for (warn); ordinary ends of a relay are debug.
             if matches!(label, "idle_timeout" | "relay_error") {
                 tracing::debug!(outcome = label, error = %chain, "connection ended");
             } else {
                 tracing::warn!(outcome = label, error = %chain, "connection refused");
             }
-            (label, e.relayed())
+            (label, relayed(&e))
         }
-    }
-}
-
-/// The outbound and inbound errors, as [`finished`] reports them.
-trait Failure: std::error::Error {
-    fn label(&self) -> &'static str;
-    fn relayed(&self) -> Option<PumpStats>;
-}
-
-impl Failure for OutboundError {
-    fn label(&self) -> &'static str {
-        OutboundError::label(self)
-    }
-
-    fn relayed(&self) -> Option<PumpStats> {
-        OutboundError::relayed(self)
-    }
-}
-
-impl Failure for InboundError {
-    fn label(&self) -> &'static str {
-        InboundError::label(self)
-    }
-
-    fn relayed(&self) -> Option<PumpStats> {
-        InboundError::relayed(self)
     }
 }
 
