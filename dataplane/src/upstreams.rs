@@ -207,6 +207,20 @@ mod tests {
     }
 
     #[test]
+    fn upstreams_rotate_and_cover_every_address() {
+        let u = Upstreams::from_socket_addrs([
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            "[::1]:3".parse().unwrap(),
+        ]);
+        let first: Vec<_> = u.rotation().map(|a| a.port).collect();
+        let second: Vec<_> = u.rotation().map(|a| a.to_string()).collect();
+        assert_eq!(first, vec![1, 2, 3]);
+        assert_eq!(second, vec!["127.0.0.1:2", "[::1]:3", "127.0.0.1:1"]);
+        assert_eq!(Upstreams::new(vec![]).rotation().count(), 0);
+    }
+
+    #[test]
     fn endpoints_parse_and_display() {
         let v6 = Endpoint::parse("[::1]:8443").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 8443));
