@@ -1,4 +1,4 @@
-//! Bridged mode: re-originated mTLS across a bridge trust domain (DESIGN.md "Bridged mode").
+//! Bridged mode: re-originated mTLS across a bridge trust domain (docs/bridge.md).
 //!
 //! ```text
 //! caller ─mTLS(local td)→ egress ─mTLS(bridge td) + PROXY v2→ ingress ─mTLS(local td)→ destination

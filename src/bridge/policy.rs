@@ -2,7 +2,7 @@
 //! bridge peer may assert which origin IDs, and which origin may reach which destination.
 //!
 //! Invariants: default deny — no route, an empty allow list, an unknown peer or a peer without a
-//! `may_speak_for` entry for the origin's trust domain all deny (DESIGN.md invariants 4 and 6).
+//! `may_speak_for` entry for the origin's trust domain all deny (invariants 4 and 6 of docs/threat-model.md).
 //! Nothing here does I/O; the handlers in `egress`/`ingress` call these with verified IDs only.
 
 use std::borrow::Borrow;
@@ -117,7 +117,7 @@ pub fn authorize_peer<'a>(
         .ok_or_else(|| Denial::UnknownPeer { peer: peer.clone() })
 }
 
-/// Ingress decision about what the peer claims (DESIGN.md invariant 4): `origin` is accepted
+/// Ingress decision about what the peer claims (invariant 4 of docs/threat-model.md): `origin` is accepted
 /// only if `peer` is a configured bridge peer allowed to speak for the origin's trust domain.
 pub fn authorize_origin(
     peers: &BridgePeers,

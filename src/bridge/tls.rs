@@ -2,7 +2,7 @@
 //!
 //! Invariants:
 //! * Each config verifies a peer against exactly one trust domain's bundle: the local bundle for
-//!   callers and destinations, the bridge bundle between gateways (DESIGN.md invariant 1).
+//!   callers and destinations, the bridge bundle between gateways (invariant 1 of docs/threat-model.md).
 //! * Configs are immutable `Arc`s held in a `fedgate_dataplane::swap::Swap`; a connection takes one snapshot when it
 //!   starts and keeps it, so a swap never disturbs live connections.
 //! * Session resumption is off unless asked for: no server session cache, no TLS 1.3 tickets, no

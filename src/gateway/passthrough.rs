@@ -1,7 +1,7 @@
 //! SNI passthrough: peek the ClientHello, route on its SNI, dial an upstream, replay the
 //! peeked bytes, relay (`pump::pump_tcp`).
 //!
-//! Invariants (DESIGN.md 5 and 7): TLS is never terminated and no key is held; the peek
+//! Invariants (5 and 7 of docs/threat-model.md): TLS is never terminated and no key is held; the peek
 //! buffer never exceeds the listener's `max_client_hello`; the ClientHello must be complete
 //! before `peek_timeout`; nothing is sent upstream until a route and a live upstream exist,
 //! so trying the next upstream after a failed dial is always safe; every refusal closes only
