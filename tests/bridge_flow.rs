@@ -19,26 +19,27 @@ use std::time::Duration;
 use bridge_certs::workloads::{self, drain, round_trip, Destination};
 use bridge_certs::{IssuedSvid, TestCa};
 use fedgate::bridge::egress::{self, EgressRoutes, EgressState};
-use fedgate::bridge::ingress::{self, HeaderLimits, IngressRoutes, IngressState};
+use fedgate::bridge::ingress::{HeaderLimits, IngressRoutes, IngressState};
 use fedgate::bridge::metrics::{
     DirectionLabels, HandshakeLabels, ListenerLabels, ReasonLabels, RuleLabels,
 };
-use fedgate::bridge::policy::Upstreams;
+use fedgate::bridge::runtime::BridgeHandler;
 use fedgate::bridge::{
-    listener, BridgeMetrics, BridgePeer, BridgePeers, EgressRoute, Identities, IngressRoute,
-    StateCell, Timeouts,
+    BridgeMetrics, BridgePeer, BridgePeers, EgressRoute, Identities, IngressRoute, Swap, Timeouts,
 };
+use fedgate_dataplane::accept::Acceptor;
 use fedgate_dataplane::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID};
 use fedgate_dataplane::relay::RELAY_ALPN;
+use fedgate_dataplane::serve::{self, Connections, Service};
+use fedgate_dataplane::upstreams::Upstreams;
 use fedgate_federation::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
 use fedgate_federation::{BundleSet, SpiffeId, TrustDomain};
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 const CLIENT: &str = "/ns/demo/sa/client";
 const ECHO: &str = "/ns/demo/sa/echo";
@@ -61,7 +62,7 @@ struct Pki {
 /// A running bridge gateway listener.
 struct Gateway<S> {
     addr: SocketAddr,
-    cell: Arc<StateCell<S>>,
+    cell: Arc<Swap<S>>,
     metrics: BridgeMetrics,
     /// One message per finished connection (after its outcome was counted).
     done: mpsc::UnboundedReceiver<()>,
@@ -181,7 +182,7 @@ async fn spawn_ingress(ids: &Identities, dest: SocketAddr) -> Gateway<IngressSta
         metrics.clone(),
     )
     .unwrap();
-    spawn_gateway("bridge-in", state, metrics, ingress::serve_connection).await
+    spawn_gateway("bridge-in", state, metrics, BridgeHandler::Ingress).await
 }
 
 fn egress_routes(ingress: SocketAddr) -> Arc<EgressRoutes> {
@@ -218,49 +219,78 @@ async fn spawn_egress(ids: &Identities, ingress: SocketAddr) -> Gateway<EgressSt
         metrics.clone(),
     )
     .unwrap();
-    spawn_gateway("bridge-out", state, metrics, egress::serve_connection).await
+    spawn_gateway("bridge-out", state, metrics, BridgeHandler::Egress).await
 }
 
-/// Serves `state` with `serve` on a fresh loopback listener; each finished connection is
-/// reported on `Gateway::done`.
-async fn spawn_gateway<S, F, Fut>(
+/// Serves `state` on a fresh loopback listener through the data plane's accept loop
+/// (`fedgate_dataplane::serve`) and the bridge's connection handler, as `fedgate run` does;
+/// each finished connection is reported on `Gateway::done`.
+async fn spawn_gateway<S>(
     name: &str,
     state: S,
     metrics: BridgeMetrics,
-    serve: F,
+    handler: fn(Arc<Swap<S>>) -> BridgeHandler,
 ) -> Gateway<S>
 where
     S: Send + Sync + 'static,
-    F: Fn(Arc<S>, TcpStream) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let cell = Arc::new(StateCell::new(Arc::new(state)));
+    let cell = Arc::new(Swap::new(Arc::new(state)));
     let (listener, addr) = bind().await;
     let (tx, done) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
-    let c = Arc::clone(&cell);
-    tokio::spawn(listener::run(
-        listener,
-        name.into(),
-        1000,
-        metrics.clone(),
-        shutdown.clone(),
-        TaskTracker::new(),
-        move |tcp| {
-            let connection = serve(c.load(), tcp);
-            let tx = tx.clone();
-            async move {
-                connection.await;
-                let _ = tx.send(());
-            }
-        },
-    ));
+    let service = Reporting {
+        handler: handler(Arc::clone(&cell)),
+        limit: Arc::new(Semaphore::new(1000)),
+        done: tx,
+    };
+    let stop = shutdown.clone();
+    let acceptor = Acceptor::new(listener, name);
+    tokio::spawn(async move {
+        serve::serve(acceptor, service, &Connections::default(), &stop).await;
+    });
     Gateway {
         addr,
         cell,
         metrics,
         done,
         _shutdown: shutdown.drop_guard(),
+    }
+}
+
+/// A bridge listener's connections, each reported on `done` once its outcome was recorded.
+struct Reporting {
+    handler: BridgeHandler,
+    limit: Arc<Semaphore>,
+    done: mpsc::UnboundedSender<()>,
+}
+
+impl Service for Reporting {
+    type State = ();
+
+    fn state(&self) {}
+
+    fn limit<'a>(&'a self, (): &'a ()) -> &'a Arc<Semaphore> {
+        &self.limit
+    }
+
+    fn refuse(&self, (): &(), peer: SocketAddr) {
+        panic!("connection from {peer} over the test limit");
+    }
+
+    fn serve(
+        &self,
+        (): (),
+        tcp: TcpStream,
+        _: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let handler = self.handler.clone();
+        let done = self.done.clone();
+        async move {
+            handler.serve(tcp).await;
+            drop(permit);
+            let _ = done.send(());
+        }
     }
 }
 

@@ -257,7 +257,7 @@ async fn inbound_refuses_a_client_outside_its_allow_list() {
 
 /// B holds the bundles of both cluster-a and cluster-b. A client whose SVID *claims*
 /// `cluster-a.test` but chains to cluster-b's CA must be refused: it is validated with
-/// cluster-a's bundle only (DESIGN.md invariant 1).
+/// cluster-a's bundle only (invariant 1 of docs/threat-model.md).
 #[tokio::test]
 async fn client_chaining_to_another_trust_domain_is_refused() {
     let (ca_a, ca_b) = (TestCa::new("cluster-a.test"), TestCa::new("cluster-b.test"));

@@ -10,11 +10,21 @@
 //! * [`relay`]: the `fedgate-relay/1` ALPN that gates PROXY headers between fedgate hops.
 //! * [`sni`]: ClientHello parsing (SNI, ALPN) across records; [`route`]: the SNI route table.
 //! * [`workers`]: thread-per-core runtimes; [`shutdown`]: signals and drain.
+//! * [`accept`]: the accept loop's error handling (backoff, never ending a server);
+//!   [`serve`]: the one accept loop (connection limit, tracked tasks, hard stop).
+//! * [`upstreams`]: round-robin endpoints, dialed with a timeout and falling over to the next.
+//! * [`tls`]: TLS accept and connect with a deadline; [`swap`]: the hot-swap cell of listener
+//!   state (a `watch` channel).
 
+pub mod accept;
 pub mod proxy_protocol;
 pub mod pump;
 pub mod relay;
 pub mod route;
+pub mod serve;
 pub mod shutdown;
 pub mod sni;
+pub mod swap;
+pub mod tls;
+pub mod upstreams;
 pub mod workers;

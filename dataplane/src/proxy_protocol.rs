@@ -122,23 +122,31 @@ impl ProxyHeader {
     }
 
     /// The origin workload's SPIFFE ID relayed across a bridge ([`TLV_ORIGIN_ID`]), as asserted
-    /// by the sender: not yet parsed or authorized. `None` if absent or (only possible for a
-    /// header built in memory) not UTF-8.
+    /// by the sender: not yet parsed or authorized. `None` if absent or not UTF-8; see
+    /// [`text_tlv`](Self::text_tlv) to tell the two apart.
     pub fn origin_id(&self) -> Option<&str> {
-        self.tlv(TLV_ORIGIN_ID)
-            .and_then(|v| std::str::from_utf8(v).ok())
+        self.text_tlv(TLV_ORIGIN_ID).ok().flatten()
     }
 
-    /// The SPIFFE ID of the sender's verified peer ([`TLV_SPIFFE_ID`]), as asserted by the sender.
+    /// The SPIFFE ID of the sender's verified peer ([`TLV_SPIFFE_ID`]), as asserted by the
+    /// sender. `None` if absent or not UTF-8 (see [`text_tlv`](Self::text_tlv)).
     pub fn peer_id(&self) -> Option<&str> {
-        self.tlv(TLV_SPIFFE_ID)
-            .and_then(|v| std::str::from_utf8(v).ok())
+        self.text_tlv(TLV_SPIFFE_ID).ok().flatten()
     }
 
-    /// The requested destination ([`TLV_AUTHORITY`]), e.g. `svc.cluster-b.test:443`.
+    /// The requested destination ([`TLV_AUTHORITY`]), e.g. `svc.cluster-b.test:443`. `None` if
+    /// absent or not UTF-8 (see [`text_tlv`](Self::text_tlv)).
     pub fn authority(&self) -> Option<&str> {
-        self.tlv(TLV_AUTHORITY)
-            .and_then(|v| std::str::from_utf8(v).ok())
+        self.text_tlv(TLV_AUTHORITY).ok().flatten()
+    }
+
+    /// The one accessor of fedgate's text TLVs: `Ok(None)` if absent, the value if present,
+    /// [`ProxyError::InvalidUtf8`] if it is not UTF-8 (only possible for a header built in
+    /// memory: [`decode`](Self::decode) refuses such a header).
+    pub fn text_tlv(&self, kind: u8) -> Result<Option<&str>, ProxyError> {
+        self.tlv(kind)
+            .map(|v| std::str::from_utf8(v).map_err(|_| ProxyError::InvalidUtf8 { kind }))
+            .transpose()
     }
 
     /// Encodes the header. A mixed IPv4/IPv6 address pair is sent as IPv6 with the IPv4

@@ -15,9 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use fedgate_dataplane::proxy_protocol::{
-    read_proxy_header, ProxyError, ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
-};
+use fedgate_dataplane::proxy_protocol::{read_proxy_header, ProxyError, ProxyHeader};
 
 /// Largest PROXY header the echo accepts (two SPIFFE IDs of 2 KiB each fit).
 pub const MAX_HEADER: usize = 8192;
@@ -51,8 +49,8 @@ pub enum HeaderOutcome {
 impl Greeting {
     pub fn from_header(h: &ProxyHeader) -> Self {
         Self {
-            peer: tlv_text(h, TLV_SPIFFE_ID),
-            origin: tlv_text(h, TLV_ORIGIN_ID),
+            peer: printable(h.peer_id()),
+            origin: printable(h.origin_id()),
         }
     }
 
@@ -80,13 +78,14 @@ impl Greeting {
     }
 }
 
-/// The value of the TLV `kind` as printable text: non-printable or non-ASCII bytes (which a
-/// SPIFFE ID never holds) become `?`, spaces `_`, so the greeting stays one line.
-fn tlv_text(h: &ProxyHeader, kind: u8) -> Option<String> {
+/// A fedgate TLV value (read with the header's accessors) as printable text: non-printable
+/// or non-ASCII bytes (which a SPIFFE ID never holds) become `?`, spaces `_`, so the greeting
+/// stays one line.
+fn printable(value: Option<&str>) -> Option<String> {
     Some(
-        h.tlv(kind)?
-            .iter()
-            .map(|&b| match b {
+        value?
+            .bytes()
+            .map(|b| match b {
                 b' ' => '_',
                 0x21..=0x7e => char::from(b),
                 _ => '?',

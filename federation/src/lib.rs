@@ -9,7 +9,8 @@
 //! * [`tls`]: rustls verifiers built on that validation, plus SPIFFE-ID authorizers.
 //! * [`endpoint`], [`refresh`], [`store`], [`distribute`]: federation I/O (tokio).
 //!
-//! Nothing here knows about the data plane.
+//! Nothing here knows about the data plane; only its accept loop
+//! (`fedgate_dataplane::accept`) is shared, so every server backs off on accept errors alike.
 
 pub mod bundle;
 pub mod crypto;
@@ -18,7 +19,6 @@ pub mod endpoint;
 pub mod error;
 pub mod fs;
 pub mod metrics;
-pub mod net;
 pub mod refresh;
 pub mod spiffe_id;
 pub mod store;

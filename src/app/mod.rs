@@ -33,9 +33,10 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{Admin, AdminSource, Readiness};
 use crate::config::Config;
 use crate::gateway::listener::bind;
-use crate::gateway::{Listener, ListenerState};
+use crate::gateway::{Handler, Listener, ListenerState};
 use crate::telemetry::Metrics;
 use federation::{Federation, FederationSetupError, FederationView};
+use fedgate_dataplane::serve::Connections;
 use identity::{Identity, IdentityError, IdentityWatcher};
 pub use reload::{ReloadError, ReloadEvent, Reloader};
 
@@ -134,7 +135,7 @@ impl App {
         let tracker = TaskTracker::new();
         let hard_stop = CancellationToken::new();
 
-        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
         let mut states = HashMap::new();
         let mut views = Vec::new();
         for l in &config.listeners {
@@ -161,17 +162,7 @@ impl App {
                 state: rx.clone(),
                 active: metrics.active(&l.name),
             });
-            listeners.push((
-                l.name.clone(),
-                tcp,
-                Listener::new(
-                    &l.name,
-                    rx,
-                    metrics.clone(),
-                    tracker.clone(),
-                    hard_stop.clone(),
-                ),
-            ));
+            bound.push((l.name.clone(), tcp, rx));
             states.insert(l.name.clone(), tx);
         }
         let admin = bind(config.admin.listen).map_err(|source| AppError::Bind {
@@ -218,13 +209,24 @@ impl App {
             &listener_states,
             &mut registry,
         )?;
-        if let Some(b) = &bridge {
-            for (name, _, listener) in &mut listeners {
-                if let Some(h) = b.handler(name) {
-                    listener.set_bridge(h);
-                }
-            }
-        }
+        // Each listener's handler is fixed here: a bridge side for bridge listeners (built
+        // above), passthrough for the others.
+        let connections = Connections {
+            tracker: tracker.clone(),
+            hard_stop: hard_stop.clone(),
+        };
+        let listeners = bound
+            .into_iter()
+            .map(|(name, tcp, rx)| {
+                let handler = bridge
+                    .as_ref()
+                    .and_then(|b| b.handler(&name))
+                    .map_or(Handler::Passthrough, Handler::Bridge);
+                let listener =
+                    Listener::new(&name, rx, handler, metrics.clone(), connections.clone());
+                (name, tcp, listener)
+            })
+            .collect();
         let reloader = Reloader::new(config.clone(), states, metrics);
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(STARTING),

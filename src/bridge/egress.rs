@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::policy::{authorize_egress, EgressRoute};
 use super::tls::{BridgeTlsError, Identities};
-use super::{upstream, BridgeMetrics, BridgeReject, Side, Timeouts};
+use super::{BridgeMetrics, BridgeReject, Side, Timeouts};
 use fedgate_dataplane::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID};
 use fedgate_dataplane::route::{RouteError, RouteTable};
 
@@ -159,7 +159,7 @@ pub async fn handle_connection(
     let server_name =
         ServerName::try_from(destination.clone()).map_err(|_| BridgeReject::NoDestination)?;
 
-    let mut upstream = upstream::connect(
+    let mut upstream = super::connect_upstream(
         &state.listener,
         &route.name,
         &route.upstreams,

@@ -26,7 +26,7 @@ use super::policy::{
     authorize_ingress, authorize_origin, authorize_peer, BridgePeers, IngressRoute,
 };
 use super::tls::{BridgeTlsError, Identities};
-use super::{upstream, BridgeMetrics, BridgeReject, Timeouts};
+use super::{BridgeMetrics, BridgeReject, Timeouts};
 use fedgate_dataplane::proxy_protocol::{
     read_proxy_header, ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
 };
@@ -203,7 +203,7 @@ pub async fn handle_connection(
             destination: destination.clone(),
         }
     })?;
-    let mut upstream = upstream::connect(
+    let mut upstream = super::connect_upstream(
         &state.listener,
         &route.name,
         &route.upstreams,
@@ -244,13 +244,13 @@ pub async fn handle_connection(
 /// ID) and the destination (`TLV_AUTHORITY`).
 pub fn parse_claims(header: &ProxyHeader) -> Result<(SpiffeId, String), BridgeReject> {
     let origin = header
-        .tlv(TLV_ORIGIN_ID)
+        .text_tlv(TLV_ORIGIN_ID)
+        .map_err(|_| BridgeReject::OriginInvalid {
+            reason: "the origin ID TLV is not UTF-8".into(),
+        })?
         .ok_or_else(|| BridgeReject::OriginInvalid {
             reason: "the PROXY v2 header carries no origin ID (TLV 0xE1)".into(),
         })?;
-    let origin = std::str::from_utf8(origin).map_err(|_| BridgeReject::OriginInvalid {
-        reason: "the origin ID TLV is not UTF-8".into(),
-    })?;
     let origin = SpiffeId::parse(origin).map_err(|e| BridgeReject::OriginInvalid {
         reason: format!("{origin:?} is not a SPIFFE ID: {e}"),
     })?;

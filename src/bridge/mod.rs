@@ -1,4 +1,4 @@
-//! Bridged mode: re-originated mTLS across a bridge trust domain (DESIGN.md "Bridged mode").
+//! Bridged mode: re-originated mTLS across a bridge trust domain (docs/bridge.md).
 //!
 //! ```text
 //! caller ─mTLS(local td)→ egress ─mTLS(bridge td) + PROXY v2→ ingress ─mTLS(local td)→ destination
@@ -13,8 +13,10 @@
 //!   speak for its trust domain (invariant 4), authorizes (origin → destination) and re-originates
 //!   mTLS to the destination with the local SVID.
 //! * [`policy`] holds every authorization decision as a pure function; [`tls`] builds the rustls
-//!   configs once per SVID/bundle change; [`metrics`] counts every refusal; [`listener`] is the
-//!   accept loop that hands each connection to a handler.
+//!   configs once per SVID/bundle change; [`metrics`] counts every refusal; [`runtime`] wires
+//!   the listeners into `fedgate run`, whose accept loop (`crate::gateway::listener`) hands
+//!   each connection to a bridge side. Upstreams, TLS deadlines and the hot-swap cell come from
+//!   `fedgate_dataplane` (`upstreams`, `tls`, `swap`).
 //!
 //! Invariants: default deny everywhere (no route or no rule → refused, invariant 6); an SVID is
 //! only ever verified against the bundle of the trust domain it claims (local on the outside,
@@ -23,21 +25,28 @@
 
 pub mod egress;
 pub mod ingress;
-pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod runtime;
 pub mod tls;
-pub mod upstream;
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fedgate_dataplane::proxy_protocol::ProxyError;
+use fedgate_dataplane::tls::HandshakeError;
+use fedgate_dataplane::upstreams::{DialFailure, Endpoint, Upstreams};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
+pub use fedgate_dataplane::swap::Swap;
 pub use metrics::BridgeMetrics;
 pub use policy::{BridgePeer, BridgePeers, Denial, EgressRoute, IngressRoute};
-pub use tls::{BridgeTlsError, Identities, StateCell};
+pub use tls::{BridgeTlsError, Identities};
 
 /// Timeouts shared by both bridge sides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,37 +165,77 @@ impl BridgeReject {
 async fn accept_tls(
     listener: &str,
     acceptor: tokio_rustls::TlsAcceptor,
-    tcp: tokio::net::TcpStream,
+    tcp: TcpStream,
     timeout: Duration,
     metrics: &BridgeMetrics,
-) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, BridgeReject> {
-    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => {
-            metrics.handshake(listener, Side::Downstream, "ok");
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, BridgeReject> {
+    let side = Side::Downstream;
+    match fedgate_dataplane::tls::accept(&acceptor, tcp, timeout).await {
+        Ok(tls) => {
+            metrics.handshake(listener, side, "ok");
             Ok(tls)
         }
-        Ok(Err(source)) => {
-            metrics.handshake(listener, Side::Downstream, "error");
-            Err(BridgeReject::Handshake {
-                side: Side::Downstream,
-                source,
-            })
+        Err(HandshakeError::Io(source)) => {
+            metrics.handshake(listener, side, "error");
+            Err(BridgeReject::Handshake { side, source })
         }
-        Err(_) => {
-            metrics.handshake(listener, Side::Downstream, "timeout");
-            Err(BridgeReject::HandshakeTimeout {
-                side: Side::Downstream,
-                after: timeout,
-            })
+        Err(HandshakeError::Timeout(after)) => {
+            metrics.handshake(listener, side, "timeout");
+            Err(BridgeReject::HandshakeTimeout { side, after })
         }
     }
 }
 
-/// Refuses to send a relay header on `upstream` unless its handshake selected the relay protocol.
-fn require_relay(
-    upstream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+/// Connects over mTLS to the first endpoint of `upstreams` (in rotation) that completes TCP and
+/// a TLS handshake with `config` within `connect_timeout`, sending `server_name` as SNI. A TCP
+/// or TLS failure moves on to the next endpoint (nothing has been sent yet); every handshake
+/// attempt is counted in the upstream handshake metric.
+async fn connect_upstream(
+    listener: &str,
     route: &str,
-) -> Result<(), BridgeReject> {
+    upstreams: &Upstreams,
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+    connect_timeout: Duration,
+    metrics: &BridgeMetrics,
+) -> Result<TlsStream<TcpStream>, BridgeReject> {
+    let connector = TlsConnector::from(config);
+    let mut last = String::from("the route has no upstream addresses");
+    let handshake = |_: &Endpoint, tcp: TcpStream| {
+        // Bridged traffic is request/response: don't let Nagle delay small records.
+        let _ = tcp.set_nodelay(true);
+        connector.connect(server_name.clone(), tcp)
+    };
+    let failed = |addr: &Endpoint, failure: DialFailure<io::Error>| match failure {
+        DialFailure::Connect(e) => {
+            last = format!("connecting to {addr}: {e}");
+            tracing::debug!(listener, route, %addr, error = %last, "upstream attempt failed");
+        }
+        DialFailure::Attempt(e) => {
+            metrics.handshake(listener, Side::Upstream, "error");
+            last = format!("TLS handshake with {addr}: {e}");
+            tracing::debug!(listener, route, %addr, error = %last, "upstream attempt failed");
+        }
+        DialFailure::Timeout(after) => {
+            metrics.handshake(listener, Side::Upstream, "timeout");
+            last = format!("{addr}: no connection within {after:?}");
+            tracing::debug!(listener, route, %addr, "upstream attempt timed out");
+        }
+    };
+    match upstreams.connect(connect_timeout, handshake, failed).await {
+        Ok((tls, _)) => {
+            metrics.handshake(listener, Side::Upstream, "ok");
+            Ok(tls)
+        }
+        Err(_) => Err(BridgeReject::UpstreamUnavailable {
+            route: route.to_owned(),
+            last,
+        }),
+    }
+}
+
+/// Refuses to send a relay header on `upstream` unless its handshake selected the relay protocol.
+fn require_relay(upstream: &TlsStream<TcpStream>, route: &str) -> Result<(), BridgeReject> {
     if fedgate_dataplane::relay::negotiated(upstream.get_ref().1) {
         Ok(())
     } else {

@@ -2,18 +2,17 @@
 //! bridge peer may assert which origin IDs, and which origin may reach which destination.
 //!
 //! Invariants: default deny — no route, an empty allow list, an unknown peer or a peer without a
-//! `may_speak_for` entry for the origin's trust domain all deny (DESIGN.md invariants 4 and 6).
+//! `may_speak_for` entry for the origin's trust domain all deny (invariants 4 and 6 of docs/threat-model.md).
 //! Nothing here does I/O; the handlers in `egress`/`ingress` call these with verified IDs only.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fedgate_federation::tls::Authorizer;
 use fedgate_federation::{SpiffeId, TrustDomain};
 
 use fedgate_dataplane::route::RouteTable;
+use fedgate_dataplane::upstreams::Upstreams;
 
 /// An egress route: callers in `allow` may reach the destination (the SNI they sent) through the
 /// peer ingress gateway(s) in `upstreams`, whose bridge identity must be exactly `peer_id`.
@@ -56,22 +55,6 @@ pub struct BridgePeer {
 #[derive(Clone, Debug, Default)]
 pub struct BridgePeers {
     peers: HashMap<SpiffeId, BridgePeer>,
-}
-
-/// Upstream `host:port` addresses tried round-robin, moving to the next one on a connect
-/// failure. Hosts are resolved at connect time, so DNS names follow service changes.
-#[derive(Debug)]
-pub struct Upstreams {
-    addrs: Vec<UpstreamAddr>,
-    /// Rotates the starting point per connection; relaxed ordering is enough (fairness only).
-    next: AtomicUsize,
-}
-
-/// One upstream address: an IP address or DNS name, and a port.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct UpstreamAddr {
-    pub host: String,
-    pub port: u16,
 }
 
 /// An authorization refusal; the variant name is the metric's `rule` label.
@@ -134,7 +117,7 @@ pub fn authorize_peer<'a>(
         .ok_or_else(|| Denial::UnknownPeer { peer: peer.clone() })
 }
 
-/// Ingress decision about what the peer claims (DESIGN.md invariant 4): `origin` is accepted
+/// Ingress decision about what the peer claims (invariant 4 of docs/threat-model.md): `origin` is accepted
 /// only if `peer` is a configured bridge peer allowed to speak for the origin's trust domain.
 pub fn authorize_origin(
     peers: &BridgePeers,
@@ -235,58 +218,6 @@ impl BridgePeers {
 
     pub fn is_empty(&self) -> bool {
         self.peers.is_empty()
-    }
-}
-
-// === impl Upstreams ===
-
-impl Upstreams {
-    pub fn new(addrs: Vec<UpstreamAddr>) -> Self {
-        Self {
-            addrs,
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    /// Upstreams given as socket addresses (no name resolution needed).
-    pub fn from_socket_addrs(addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
-        Self::new(addrs.into_iter().map(UpstreamAddr::from).collect())
-    }
-
-    pub fn addrs(&self) -> &[UpstreamAddr] {
-        &self.addrs
-    }
-
-    /// Every address once, starting one further along than the previous call.
-    pub fn rotation(&self) -> impl Iterator<Item = &UpstreamAddr> + '_ {
-        let n = self.addrs.len();
-        let start = if n == 0 {
-            0
-        } else {
-            self.next.fetch_add(1, Ordering::Relaxed) % n
-        };
-        (0..n).map(move |i| &self.addrs[(start + i) % n])
-    }
-}
-
-// === impl UpstreamAddr ===
-
-impl From<SocketAddr> for UpstreamAddr {
-    fn from(addr: SocketAddr) -> Self {
-        Self {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-        }
-    }
-}
-
-impl std::fmt::Display for UpstreamAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
     }
 }
 
@@ -520,20 +451,6 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(none.label(), "no_route");
-    }
-
-    #[test]
-    fn upstreams_rotate_and_cover_every_address() {
-        let u = Upstreams::from_socket_addrs([
-            "127.0.0.1:1".parse().unwrap(),
-            "127.0.0.1:2".parse().unwrap(),
-            "[::1]:3".parse().unwrap(),
-        ]);
-        let first: Vec<_> = u.rotation().map(|a| a.port).collect();
-        let second: Vec<_> = u.rotation().map(|a| a.to_string()).collect();
-        assert_eq!(first, vec![1, 2, 3]);
-        assert_eq!(second, vec!["127.0.0.1:2", "[::1]:3", "127.0.0.1:1"]);
-        assert_eq!(Upstreams::new(vec![]).rotation().count(), 0);
     }
 
     mod props {

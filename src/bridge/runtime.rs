@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::egress::{self, EgressRoutes, EgressState};
 use super::ingress::{self, HeaderLimits, IngressRoutes, IngressState, IngressStateError};
-use super::policy::{BridgePeer, BridgePeers, EgressRoute, IngressRoute, UpstreamAddr, Upstreams};
+use super::policy::{BridgePeer, BridgePeers, EgressRoute, IngressRoute};
 use super::tls::{BridgeTlsError, Identities};
-use super::{BridgeMetrics, StateCell, Timeouts};
+use super::{BridgeMetrics, Swap, Timeouts};
 use crate::app::identity::{Identity, IdentityError, IdentityWatcher};
 use crate::config::{
     BridgeIdentity, BridgeListenerConfig, BridgeRouteConfig, Config, IdentityConfig,
@@ -33,13 +33,14 @@ use crate::config::{
 use crate::gateway::ListenerState;
 use crate::issuer::gateway::{BridgeIdentityTask, IssuedBridgeIdentity};
 use fedgate_dataplane::route::RouteError;
+use fedgate_dataplane::upstreams::{Endpoint, Upstreams};
 use fedgate_federation::error_chain;
 
 /// Serves connections of one bridge listener with its current state; cheap to clone.
 #[derive(Clone, Debug)]
 pub enum BridgeHandler {
-    Egress(Arc<StateCell<EgressState>>),
-    Ingress(Arc<StateCell<IngressState>>),
+    Egress(Arc<Swap<EgressState>>),
+    Ingress(Arc<Swap<IngressState>>),
 }
 
 /// The bridge part of a gateway: per-listener state cells and what keeps them current.
@@ -369,10 +370,7 @@ fn build_handler(
         Upstreams::new(
             r.upstreams
                 .iter()
-                .map(|u| UpstreamAddr {
-                    host: u.host.clone(),
-                    port: u.port,
-                })
+                .map(|u| Endpoint::new(u.host.clone(), u.port))
                 .collect(),
         )
     };
@@ -406,9 +404,7 @@ fn build_handler(
                 timeouts,
                 metrics.clone(),
             )?;
-            Ok(BridgeHandler::Egress(Arc::new(StateCell::new(Arc::new(
-                state,
-            )))))
+            Ok(BridgeHandler::Egress(Arc::new(Swap::new(Arc::new(state)))))
         }
         Some(BridgeListenerConfig::Ingress {
             peers,
@@ -457,9 +453,7 @@ fn build_handler(
                 IngressStateError::Tls(t) => BuildError::Tls(t),
                 other => BuildError::Ingress(other),
             })?;
-            Ok(BridgeHandler::Ingress(Arc::new(StateCell::new(Arc::new(
-                state,
-            )))))
+            Ok(BridgeHandler::Ingress(Arc::new(Swap::new(Arc::new(state)))))
         }
         None => Err(BuildError::NotBridge),
     }

@@ -2,13 +2,13 @@
 //!
 //! Invariants:
 //! * Each config verifies a peer against exactly one trust domain's bundle: the local bundle for
-//!   callers and destinations, the bridge bundle between gateways (DESIGN.md invariant 1).
-//! * Configs are immutable `Arc`s held in a [`StateCell`]; a connection takes one snapshot when it
+//!   callers and destinations, the bridge bundle between gateways (invariant 1 of docs/threat-model.md).
+//! * Configs are immutable `Arc`s held in a `fedgate_dataplane::swap::Swap`; a connection takes one snapshot when it
 //!   starts and keeps it, so a swap never disturbs live connections.
 //! * Session resumption is off unless asked for: no server session cache, no TLS 1.3 tickets, no
 //!   client session store, so every bridged connection pays (and benchmarks) a full handshake.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fedgate_federation::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
@@ -27,12 +27,6 @@ pub struct Identities {
     bridge_svid: X509Svid,
     bridge_bundle: Bundle,
     session_resumption: bool,
-}
-
-/// A swappable `Arc<T>`: readers take a snapshot, a writer replaces it for future readers.
-#[derive(Debug)]
-pub struct StateCell<T> {
-    current: RwLock<Arc<T>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,34 +216,6 @@ impl Identities {
     }
 }
 
-// === impl StateCell ===
-
-impl<T> StateCell<T> {
-    pub fn new(value: Arc<T>) -> Self {
-        Self {
-            current: RwLock::new(value),
-        }
-    }
-
-    /// The current snapshot.
-    pub fn load(&self) -> Arc<T> {
-        // A poisoned lock only means a writer panicked between two plain assignments; the Arc
-        // inside is still a complete value.
-        match self.current.read() {
-            Ok(g) => Arc::clone(&g),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    /// Replaces the snapshot for every later `load`; holders of older snapshots keep theirs.
-    pub fn store(&self, value: Arc<T>) {
-        match self.current.write() {
-            Ok(mut g) => *g = value,
-            Err(poisoned) => *poisoned.into_inner() = value,
-        }
-    }
-}
-
 /// The notAfter of a certificate.
 pub fn leaf_not_after(der: &CertificateDer<'_>) -> Option<SystemTime> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
@@ -419,15 +385,6 @@ mod tests {
             false,
         );
         assert!(matches!(same, Err(BridgeTlsError::SameDomain(_))));
-    }
-
-    #[test]
-    fn state_cell_swaps_for_new_readers_only() {
-        let cell = StateCell::new(Arc::new(1));
-        let old = cell.load();
-        cell.store(Arc::new(2));
-        assert_eq!(*old, 1);
-        assert_eq!(*cell.load(), 2);
     }
 
     #[test]

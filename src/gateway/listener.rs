@@ -1,41 +1,34 @@
-//! Accept loops and the hot-swappable per-listener state.
+//! A gateway listener: the data-plane accept loop ([`fedgate_dataplane::serve`]) serving one
+//! listening socket with the listener's state and its connection handler.
 //!
-//! Invariants: a connection reads the listener state once, at accept, so a reload affects only
-//! new connections; at most `max_connections` connections hold a permit of the state's
-//! semaphore (a reload that changes the limit starts a fresh semaphore, so connections from
-//! before the reload count against the old limit only); accept errors back off and never end
-//! the loop; every connection task is spawned on the shared `TaskTracker`.
+//! Invariants: the handler (passthrough or a bridge side) is fixed when the listener is built;
+//! a connection reads the listener state once, at accept, and counts against that state's
+//! connection limit (see [`super::state`]); accept errors back off and never end the loop;
+//! every connection task is spawned on the shared tracker and ends at the hard stop.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use fedgate_federation::net::Acceptor;
-use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use fedgate_dataplane::accept::Acceptor;
+use fedgate_dataplane::serve::{self, Connections, Service};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::config::{ListenerConfig, ListenerKind, Upstream};
+use crate::bridge::runtime::BridgeHandler;
+use crate::config::ListenerKind;
 use crate::gateway::passthrough;
+use crate::gateway::state::{ConnContext, ListenerState};
 use crate::telemetry::Metrics;
-use fedgate_dataplane::route::{RouteError, RouteTable};
 
-/// Everything a new connection needs from configuration; replaced whole on reload.
-#[derive(Debug)]
-pub struct ListenerState {
-    pub config: ListenerConfig,
-    routes: RouteTable<Arc<RouteTarget>>,
-    limit: Arc<Semaphore>,
-}
-
-/// A route's upstreams with its round-robin cursor.
-#[derive(Debug)]
-pub struct RouteTarget {
-    pub name: String,
-    pub upstreams: Vec<Upstream>,
-    next: AtomicUsize,
+/// What serves a listener's connections; fixed when the listener is built.
+#[derive(Clone, Debug)]
+pub enum Handler {
+    /// SNI passthrough (TLS is never terminated).
+    Passthrough,
+    /// A bridge egress or ingress listener.
+    Bridge(BridgeHandler),
 }
 
 /// One listener's accept loop, ready to `run` (cloned once per data-plane worker).
@@ -43,174 +36,132 @@ pub struct RouteTarget {
 pub struct Listener {
     name: Arc<str>,
     state: watch::Receiver<Arc<ListenerState>>,
+    handler: Handler,
     metrics: Metrics,
-    /// Every connection task is spawned here; `App::run` closes and waits on it to drain.
-    tracker: TaskTracker,
-    /// Cancelled when the drain deadline passes: live connections stop splicing and close.
-    hard_stop: CancellationToken,
-    /// The connection handler of a bridge listener (`None` for passthrough).
-    bridge: Option<crate::bridge::runtime::BridgeHandler>,
+    connections: Connections,
 }
 
-/// What a connection task carries besides its socket.
-#[derive(Clone)]
-pub(crate) struct ConnContext {
-    pub listener: Arc<str>,
-    pub metrics: Metrics,
-    pub hard_stop: CancellationToken,
-    pub active: Gauge,
-}
-
-// === impl ListenerState ===
-
-impl ListenerState {
-    /// Builds the state for `config`, keeping `previous`'s connection semaphore when the
-    /// limit did not change (so live connections keep counting).
-    pub fn new(
-        config: ListenerConfig,
-        previous: Option<&ListenerState>,
-    ) -> Result<ListenerState, RouteError> {
-        // The table was built and checked with the config; only its values change here.
-        let targets: Vec<Arc<RouteTarget>> = config
-            .routes
-            .iter()
-            .map(|r| {
-                Arc::new(RouteTarget {
-                    name: r.name.clone(),
-                    upstreams: r.upstreams.clone(),
-                    next: AtomicUsize::new(0),
-                })
-            })
-            .collect();
-        let routes = config.route_table.map(|&i| targets[i].clone());
-        let limit = match previous {
-            Some(p) if p.config.limits.max_connections == config.limits.max_connections => {
-                p.limit.clone()
-            }
-            _ => Arc::new(Semaphore::new(config.limits.max_connections)),
-        };
-        Ok(ListenerState {
-            config,
-            routes,
-            limit,
-        })
-    }
-
-    pub fn kind(&self) -> ListenerKind {
-        self.config.kind
-    }
-
-    /// The route for `server_name` (exact, then wildcard, then the default route).
-    pub fn route(&self, server_name: Option<&str>) -> Option<&Arc<RouteTarget>> {
-        self.routes.lookup(server_name)
-    }
-
-    /// Connections currently holding a permit of this state's limit.
-    pub fn connections_in_use(&self) -> usize {
-        self.config
-            .limits
-            .max_connections
-            .saturating_sub(self.limit.available_permits())
-    }
-}
-
-// === impl RouteTarget ===
-
-impl RouteTarget {
-    /// Upstreams in the order to try them: round-robin start, then the rest in order.
-    pub fn attempt_order(&self) -> impl Iterator<Item = &Upstream> {
-        let n = self.upstreams.len();
-        let start = if n == 0 {
-            0
-        } else {
-            self.next.fetch_add(1, Ordering::Relaxed) % n
-        };
-        (0..n).map(move |i| &self.upstreams[(start + i) % n])
-    }
+/// [`Service`] of one worker's copy of a listener.
+struct Gateway {
+    cx: ConnContext,
+    state: watch::Receiver<Arc<ListenerState>>,
+    handler: Handler,
 }
 
 // === impl Listener ===
 
 impl Listener {
+    /// `connections` holds the tracker `App::run` drains and the hard stop that ends what is
+    /// left after the drain deadline.
     pub fn new(
         name: &str,
         state: watch::Receiver<Arc<ListenerState>>,
+        handler: Handler,
         metrics: Metrics,
-        tracker: TaskTracker,
-        hard_stop: CancellationToken,
+        connections: Connections,
     ) -> Listener {
         Listener {
             name: Arc::from(name),
             state,
+            handler,
             metrics,
-            tracker,
-            hard_stop,
-            bridge: None,
+            connections,
         }
-    }
-
-    /// Serves this listener's connections with `handler` (bridge listener kinds).
-    pub fn set_bridge(&mut self, handler: crate::bridge::runtime::BridgeHandler) {
-        self.bridge = Some(handler);
     }
 
     /// Accepts until `shutdown` is cancelled, then drops the socket (new connections are
     /// refused by the kernel) and returns; connection tasks live on in the tracker.
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
-        let cx = ConnContext {
-            listener: self.name.clone(),
-            active: self.metrics.active(&self.name),
-            metrics: self.metrics,
-            hard_stop: self.hard_stop,
+        let gateway = Gateway {
+            cx: ConnContext {
+                listener: self.name.clone(),
+                active: self.metrics.active(&self.name),
+                metrics: self.metrics,
+                hard_stop: self.connections.hard_stop.clone(),
+            },
+            state: self.state,
+            handler: self.handler,
         };
-        let mut acceptor = Acceptor::new(listener, &*self.name);
-        while let Some((stream, peer)) = acceptor.next(&shutdown).await {
-            let state = self.state.borrow().clone();
-            let Ok(permit) = state.limit.clone().try_acquire_owned() else {
-                tracing::info!(listener = %self.name, %peer, reason = "over_limit", "connection refused");
-                cx.metrics
-                    .reject(&self.name, passthrough::Reject::OverLimit.label());
-                drop(stream);
-                continue;
-            };
-            let cx = cx.clone();
-            let bridge = self.bridge.clone();
-            self.tracker.spawn(async move {
-                cx.active.inc();
-                let serve = async {
-                    match (state.kind(), bridge) {
-                        (ListenerKind::Passthrough, _) => {
-                            passthrough::serve(stream, peer, &state, &cx).await
-                        }
-                        // Boxed: a bridge connection's future holds two rustls connections
-                        // and their handshake state (kilobytes). Inline, it would size every
-                        // connection task of every listener, so each idle passthrough
-                        // connection would carry it too (bench/idle_rss.sh, docs/benchmarks.md).
-                        (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, Some(b)) => {
-                            Box::pin(b.serve(stream)).await
-                        }
-                        // `App::build` attaches a handler to every bridge listener; refuse if not.
-                        (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, None) => {
-                            tracing::error!(
-                                listener = %cx.listener, %peer,
-                                "bridge listener has no handler; closing"
-                            );
-                            drop(stream);
-                        }
-                    }
-                };
-                // Past the drain deadline every phase ends; `serve` is polled first so a
-                // relayed connection still records its `drained` outcome.
-                tokio::select! {
-                    biased;
-                    () = serve => {}
-                    () = cx.hard_stop.cancelled() => {}
-                }
-                cx.active.dec();
-                drop(permit);
-            });
-        }
+        let acceptor = Acceptor::new(listener, &*self.name);
+        serve::serve(acceptor, gateway, &self.connections, &shutdown).await;
         tracing::info!(listener = %self.name, "listener stopped accepting");
+    }
+}
+
+// === impl Gateway ===
+
+impl Service for Gateway {
+    type State = Arc<ListenerState>;
+
+    fn state(&self) -> Arc<ListenerState> {
+        self.state.borrow().clone()
+    }
+
+    fn limit<'a>(&'a self, state: &'a Arc<ListenerState>) -> &'a Arc<Semaphore> {
+        &state.limit
+    }
+
+    fn refuse(&self, _: &Arc<ListenerState>, peer: SocketAddr) {
+        tracing::info!(listener = %self.cx.listener, %peer, reason = "over_limit", "connection refused");
+        self.cx
+            .metrics
+            .reject(&self.cx.listener, passthrough::Reject::OverLimit.label());
+    }
+
+    fn serve(
+        &self,
+        state: Arc<ListenerState>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let cx = self.cx.clone();
+        let handler = self.handler.clone();
+        async move {
+            cx.active.inc();
+            // Decrements the gauge and frees the slot also when the hard stop drops this
+            // future mid-connection.
+            let _guard = Active {
+                gauge: &cx.active,
+                _permit: permit,
+            };
+            match (state.kind(), handler) {
+                (ListenerKind::Passthrough, _) => {
+                    passthrough::serve(stream, peer, &state, &cx).await
+                }
+                // Boxed: a bridge connection's future holds two rustls connections and their
+                // handshake state (kilobytes). Inline, it would size every connection task of
+                // every listener, so each idle passthrough connection would carry it too
+                // (bench/idle_rss.sh, docs/benchmarks.md).
+                (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, Handler::Bridge(b)) => {
+                    Box::pin(b.serve(stream)).await
+                }
+                // `App::build` gives every bridge listener its handler; refuse if not.
+                (
+                    ListenerKind::BridgeEgress | ListenerKind::BridgeIngress,
+                    Handler::Passthrough,
+                ) => {
+                    tracing::error!(
+                        listener = %cx.listener, %peer,
+                        "bridge listener has no handler; closing"
+                    );
+                    drop(stream);
+                }
+            }
+        }
+    }
+}
+
+/// A live connection: counted in the active gauge and holding its slot until dropped.
+struct Active<'a> {
+    gauge: &'a prometheus_client::metrics::gauge::Gauge,
+    /// Released after the gauge is decremented (fields drop after `Drop::drop`).
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 
@@ -223,96 +174,4 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{ListenerLimits, RouteConfig};
-
-    fn config(
-        max_connections: usize,
-        routes: &[(&str, &[&str])],
-        default_route: Option<&str>,
-    ) -> ListenerConfig {
-        let routes: Vec<RouteConfig> = routes
-            .iter()
-            .map(|(sni, ups)| RouteConfig {
-                name: sni.to_string(),
-                sni: sni.to_string(),
-                upstreams: ups.iter().map(|u| Upstream::parse(u).unwrap()).collect(),
-                bridge: None,
-            })
-            .collect();
-        ListenerConfig {
-            name: "egress".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            kind: ListenerKind::Passthrough,
-            limits: ListenerLimits {
-                max_connections,
-                ..ListenerLimits::DEFAULT
-            },
-            default_route: default_route.map(String::from),
-            splice: false,
-            route_table: crate::config::listener::route_table(&routes, default_route).unwrap(),
-            routes,
-            bridge: None,
-        }
-    }
-
-    #[test]
-    fn round_robin_starts_at_the_next_upstream_and_tries_all() {
-        let state = ListenerState::new(
-            config(1, &[("*.b.test", &["a:1", "b:1", "c:1"])], None),
-            None,
-        )
-        .unwrap();
-        let route = state.route(Some("x.b.test")).unwrap();
-        let order = |r: &RouteTarget| {
-            r.attempt_order()
-                .map(|u| u.host.clone())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        assert_eq!(order(route), "a,b,c");
-        assert_eq!(order(route), "b,c,a");
-        assert_eq!(order(route), "c,a,b");
-        assert_eq!(order(route), "a,b,c");
-    }
-
-    #[test]
-    fn default_route_and_lookup() {
-        let state = ListenerState::new(
-            config(
-                1,
-                &[("api.b.test", &["a:1"]), ("fallback.test", &["f:1"])],
-                Some("fallback.test"),
-            ),
-            None,
-        )
-        .unwrap();
-        assert_eq!(state.route(Some("api.b.test")).unwrap().name, "api.b.test");
-        assert_eq!(
-            state.route(Some("other.test")).unwrap().name,
-            "fallback.test"
-        );
-        assert_eq!(state.route(None).unwrap().name, "fallback.test");
-        let strict =
-            ListenerState::new(config(1, &[("api.b.test", &["a:1"])], None), None).unwrap();
-        assert!(strict.route(None).is_none() && strict.route(Some("x.test")).is_none());
-    }
-
-    #[test]
-    fn reload_keeps_the_semaphore_unless_the_limit_changes() {
-        let first = ListenerState::new(config(2, &[], None), None).unwrap();
-        let _held = first.limit.clone().try_acquire_owned().unwrap();
-        let same = ListenerState::new(config(2, &[], None), Some(&first)).unwrap();
-        assert_eq!(same.connections_in_use(), 1, "live connections still count");
-        let bigger = ListenerState::new(config(5, &[], None), Some(&first)).unwrap();
-        assert_eq!(
-            bigger.connections_in_use(),
-            0,
-            "a new limit starts a fresh count"
-        );
-    }
 }

@@ -1,7 +1,7 @@
 //! SNI passthrough: peek the ClientHello, route on its SNI, dial an upstream, replay the
 //! peeked bytes, relay (`pump::pump_tcp`).
 //!
-//! Invariants (DESIGN.md 5 and 7): TLS is never terminated and no key is held; the peek
+//! Invariants (5 and 7 of docs/threat-model.md): TLS is never terminated and no key is held; the peek
 //! buffer never exceeds the listener's `max_client_hello`; the ClientHello must be complete
 //! before `peek_timeout`; nothing is sent upstream until a route and a live upstream exist,
 //! so trying the next upstream after a failed dial is always safe; every refusal closes only
@@ -14,11 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::{ListenerLimits, Upstream};
-use crate::gateway::listener::{ConnContext, ListenerState, RouteTarget};
+use crate::config::ListenerLimits;
+use crate::gateway::state::{ConnContext, ListenerState, RouteTarget};
 use crate::telemetry::metrics::{BytesLabels, ConnectionLabels, UpstreamLabels};
 use fedgate_dataplane::pump::{pump_tcp, PumpError, PumpFailure, PumpStats};
 use fedgate_dataplane::sni::{ClientHelloInfo, HelloAssembler, SniError};
+use fedgate_dataplane::upstreams::{DialFailure, Endpoint};
 
 /// Why a connection was closed before splicing. `label()` is the metric label.
 #[derive(Debug, thiserror::Error)]
@@ -246,17 +247,11 @@ async fn connect<'r>(
     route: &'r RouteTarget,
     timeout: Duration,
     cx: &ConnContext,
-) -> Option<(TcpStream, &'r Upstream)> {
-    for upstream in route.attempt_order() {
-        let dial = tokio::time::timeout(
-            timeout,
-            TcpStream::connect((upstream.host.as_str(), upstream.port)),
-        )
-        .await;
-        let error = match dial {
-            Ok(Ok(stream)) => return Some((stream, upstream)),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!(
+) -> Option<(TcpStream, &'r Endpoint)> {
+    let failed = |upstream: &Endpoint, failure: DialFailure<std::convert::Infallible>| {
+        let error = match failure {
+            DialFailure::Connect(e) => e.to_string(),
+            DialFailure::Timeout(_) | DialFailure::Attempt(_) => format!(
                 "no connection within {}",
                 humantime::format_duration(timeout)
             ),
@@ -270,6 +265,6 @@ async fn connect<'r>(
             })
             .inc();
         tracing::debug!(listener = &*cx.listener, route = %route.name, %upstream, %error, "upstream connect failed; trying the next");
-    }
-    None
+    };
+    route.upstreams.connect_tcp(timeout, failed).await.ok()
 }

@@ -36,7 +36,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use fedgate_federation::net::Acceptor;
+use fedgate_dataplane::accept::Acceptor;
 use fedgate_federation::spiffe_id::SpiffeId;
 use fedgate_federation::tls::{peer_id, verify_error_of};
 use fedgate_federation::VerifyError;

@@ -25,14 +25,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::timeout;
-use tokio_rustls::LazyConfigAcceptor;
 
 use super::config::InboundConfig;
-use super::tls::{is_not_allowed, rustls_error, TlsSnapshot};
+use super::tls::{is_not_allowed, TlsSnapshot};
 use fedgate_dataplane::proxy_protocol::{
     read_proxy_header, ProxyError, ProxyHeader, Tlv, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
 };
 use fedgate_dataplane::pump::{pump, PumpError, PumpStats};
+use fedgate_dataplane::tls::HandshakeError;
 
 /// One inbound listener's shared state.
 #[derive(Debug)]
@@ -129,18 +129,17 @@ impl Inbound {
         let _ = tcp.set_nodelay(true);
         // The ClientHello picks the config: the relay config only for a client offering the
         // relay protocol (so other clients' ALPN offers are not refused for want of a match).
-        let handshake = async {
-            let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
-            let offers_relay = fedgate_dataplane::relay::offered(start.client_hello().alpn());
-            start.into_stream(configs.for_client(offers_relay)).await
-        };
-        let mut tls = match timeout(self.config.handshake_timeout, handshake).await {
-            Err(_) => return Err(InboundError::HandshakeTimeout),
-            Ok(Err(e)) if rustls_error(&e).is_some_and(is_not_allowed) => {
+        let handshake =
+            fedgate_dataplane::tls::accept_lazy(tcp, self.config.handshake_timeout, |hello| {
+                configs.for_client(fedgate_dataplane::relay::offered(hello.alpn()))
+            });
+        let mut tls = match handshake.await {
+            Ok(tls) => tls,
+            Err(HandshakeError::Timeout(_)) => return Err(InboundError::HandshakeTimeout),
+            Err(e) if e.rustls().is_some_and(is_not_allowed) => {
                 return Err(InboundError::ClientNotAllowed)
             }
-            Ok(Err(e)) => return Err(InboundError::Handshake(e)),
-            Ok(Ok(tls)) => tls,
+            Err(HandshakeError::Io(e)) => return Err(InboundError::Handshake(e)),
         };
         let client = peer_id(tls.get_ref().1).ok_or(InboundError::NoPeerId)?;
         let relay = fedgate_dataplane::relay::negotiated(tls.get_ref().1);
@@ -200,21 +199,15 @@ fn relayed_origin(
     relay: &SpiffeId,
     header: &ProxyHeader,
 ) -> Result<Option<SpiffeId>, InboundError> {
-    let Some(value) = header
-        .tlvs
-        .iter()
-        .find(|t| t.kind == TLV_ORIGIN_ID)
-        .map(|t| &t.value)
-    else {
-        return Ok(None);
+    let invalid = || InboundError::InvalidOrigin {
+        relay: relay.clone(),
+        origin: String::from_utf8_lossy(header.tlv(TLV_ORIGIN_ID).unwrap_or_default()).into_owned(),
     };
-    let text = String::from_utf8_lossy(value);
-    SpiffeId::parse(&text)
-        .map(Some)
-        .map_err(|_| InboundError::InvalidOrigin {
-            relay: relay.clone(),
-            origin: text.into_owned(),
-        })
+    match header.text_tlv(TLV_ORIGIN_ID) {
+        Ok(None) => Ok(None),
+        Ok(Some(text)) => SpiffeId::parse(text).map(Some).map_err(|_| invalid()),
+        Err(_) => Err(invalid()),
+    }
 }
 
 /// Default deny: the origin (when relayed) or else the client must be allowed.
@@ -287,113 +280,4 @@ impl InboundError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use fedgate_federation::tls::Authorizer;
-    use std::time::Duration;
-
-    fn id(s: &str) -> SpiffeId {
-        SpiffeId::parse(s).unwrap()
-    }
-
-    fn inbound(allow: &[&str], relays: &[&str]) -> InboundConfig {
-        InboundConfig {
-            name: "in".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            forward: "127.0.0.1:1".into(),
-            allow: Authorizer::from_patterns(allow).unwrap(),
-            proxy_protocol: true,
-            trusted_relays: Authorizer::from_patterns(relays).unwrap(),
-            proxy_header_timeout: Duration::from_secs(1),
-            max_proxy_header: 4096,
-            connect_timeout: Duration::from_secs(1),
-            handshake_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
-            max_connections: 1,
-        }
-    }
-
-    const RELAY: &str = "spiffe://b.test/ns/gateway/sa/ingress";
-    const CALLER: &str = "spiffe://a.test/ns/demo/sa/client";
-
-    #[test]
-    fn direct_client_must_be_allowed() {
-        let cfg = inbound(&[CALLER], &[RELAY]);
-        assert!(authorize(&cfg, &id(CALLER), None).is_ok());
-        let err = authorize(&cfg, &id("spiffe://a.test/ns/demo/sa/other"), None).unwrap_err();
-        assert_eq!(err.label(), "client_not_allowed");
-    }
-
-    #[test]
-    fn relayed_origin_is_what_must_be_allowed() {
-        let cfg = inbound(&[CALLER], &[RELAY]);
-        assert!(authorize(&cfg, &id(RELAY), Some(&id(CALLER))).is_ok());
-        let err = authorize(&cfg, &id(RELAY), Some(&id("spiffe://c.test/x"))).unwrap_err();
-        assert_eq!(err.label(), "origin_not_allowed");
-        // A relay without an origin stands for itself, and it is not in `allow`.
-        assert_eq!(
-            authorize(&cfg, &id(RELAY), None).unwrap_err().label(),
-            "client_not_allowed"
-        );
-    }
-
-    #[test]
-    fn empty_allow_list_denies_everyone() {
-        let cfg = inbound(&[], &[RELAY]);
-        assert!(authorize(&cfg, &id(CALLER), None).is_err());
-        assert!(authorize(&cfg, &id(RELAY), Some(&id(CALLER))).is_err());
-    }
-
-    #[test]
-    fn origin_tlv_must_be_a_spiffe_id() {
-        let relay = id(RELAY);
-        let none = ProxyHeader::default();
-        assert_eq!(relayed_origin(&relay, &none).unwrap(), None);
-        let good = ProxyHeader {
-            addresses: None,
-            tlvs: vec![Tlv {
-                kind: TLV_ORIGIN_ID,
-                value: CALLER.as_bytes().to_vec(),
-            }],
-        };
-        assert_eq!(relayed_origin(&relay, &good).unwrap(), Some(id(CALLER)));
-        for bad in [&b"not-an-id"[..], b"spiffe://A.test/x", b"\xff\xfe"] {
-            let h = ProxyHeader {
-                addresses: None,
-                tlvs: vec![Tlv {
-                    kind: TLV_ORIGIN_ID,
-                    value: bad.to_vec(),
-                }],
-            };
-            assert_eq!(
-                relayed_origin(&relay, &h).unwrap_err().label(),
-                "relay_invalid_origin"
-            );
-        }
-    }
-
-    #[test]
-    fn app_header_carries_verified_client_and_origin() {
-        let addrs: (SocketAddr, SocketAddr) = (
-            "10.0.0.1:1234".parse().unwrap(),
-            "10.0.0.2:7443".parse().unwrap(),
-        );
-        let h = app_header(Some(addrs), &id(RELAY), Some(&id(CALLER)));
-        assert_eq!(h.addresses, Some(addrs));
-        assert_eq!(
-            h.tlvs,
-            vec![
-                Tlv {
-                    kind: TLV_SPIFFE_ID,
-                    value: RELAY.as_bytes().to_vec()
-                },
-                Tlv {
-                    kind: TLV_ORIGIN_ID,
-                    value: CALLER.as_bytes().to_vec()
-                },
-            ]
-        );
-        let direct = app_header(None, &id(CALLER), None);
-        assert_eq!(direct.tlvs.len(), 1);
-    }
-}
+mod tests;

@@ -10,7 +10,9 @@
 //!
 //! Modules: [`config`] (the file model, a re-export of `crate::config::sidecar`), [`identity`] (SVID + bundles), [`tls`] (rustls configs with
 //! allow-list verifiers), [`reload`] (file polling and atomic swap), [`outbound`] and [`inbound`]
-//! (one connection each), [`metrics`], `status` (what the admin server reports).
+//! (one connection each), [`metrics`], `status` (what the admin server reports). Accepting,
+//! connection limits and drain are the data plane's (`fedgate_dataplane::serve`), as for the
+//! gateway's listeners.
 //!
 //! Invariants: connection tasks are tracked and drained; a connection's errors end at its task
 //! (one log line + one metric + one [`ConnectionEvent`]) and never stop an accept loop; each
@@ -26,20 +28,22 @@ pub mod reload;
 mod status;
 pub mod tls;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fedgate_federation::net::Acceptor;
+use fedgate_dataplane::accept::Acceptor;
+use fedgate_dataplane::pump::PumpStats;
+use fedgate_dataplane::serve::{self, Connections, Service};
 use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use self::inbound::{Inbound, InboundPeer};
+use self::inbound::{Inbound, InboundError, InboundPeer};
 use self::metrics::{Direction, SidecarMetrics};
-use self::outbound::Outbound;
+use self::outbound::{Outbound, OutboundError};
 use self::reload::{Fingerprint, LoadError, ReloadStatus, Reloader};
 use self::tls::TlsSnapshot;
 use crate::admin::Admin;
@@ -52,8 +56,8 @@ use fedgate_federation::SpiffeId;
 /// A sidecar with its identity loaded and every listener bound, ready to [`run`](Self::run).
 pub struct Sidecar {
     config: Arc<Config>,
-    outbound: Vec<(Arc<Outbound>, TcpListener)>,
-    inbound: Vec<(Arc<Inbound>, TcpListener)>,
+    /// Every outbound listener, then every inbound one.
+    listeners: Vec<(Side, TcpListener)>,
     admin: Option<TcpListener>,
     /// Publishes TLS snapshots; the reloader owns it once running.
     tls_tx: watch::Sender<Arc<TlsSnapshot>>,
@@ -110,6 +114,35 @@ pub struct BoundAddr {
     pub addr: SocketAddr,
 }
 
+/// What one listener serves.
+#[derive(Clone)]
+enum Side {
+    Outbound(Arc<Outbound>),
+    Inbound(Arc<Inbound>),
+}
+
+/// Who a connection turned out to be with, as far as it got (for its event).
+#[derive(Default)]
+struct Seen {
+    server: Option<SpiffeId>,
+    client: Option<InboundPeer>,
+}
+
+/// What every connection task needs besides its listener.
+struct ConnCtx {
+    metrics: Arc<SidecarMetrics>,
+    events: broadcast::Sender<ConnectionEvent>,
+    /// Fired after the drain deadline: connection tasks stop at once.
+    abort: CancellationToken,
+}
+
+/// One listener as a data-plane [`Service`].
+struct Serving {
+    side: Side,
+    ctx: Arc<ConnCtx>,
+    limit: Arc<Semaphore>,
+}
+
 // === impl Sidecar ===
 
 impl Sidecar {
@@ -126,21 +159,16 @@ impl Sidecar {
         tracing::info!(id = %snapshot.id, "workload identity loaded");
         let (tls_tx, tls_rx) = watch::channel(Arc::new(snapshot));
 
-        let mut outbound = Vec::with_capacity(config.outbound.len());
+        let mut listeners = Vec::with_capacity(config.outbound.len() + config.inbound.len());
         for (i, o) in config.outbound.iter().enumerate() {
             let listener = bind("outbound", &o.name, o.listen).await?;
-            outbound.push((
-                Arc::new(Outbound::new(i, o.clone(), tls_rx.clone())),
-                listener,
-            ));
+            let side = Outbound::new(i, o.clone(), tls_rx.clone());
+            listeners.push((Side::Outbound(Arc::new(side)), listener));
         }
-        let mut inbound = Vec::with_capacity(config.inbound.len());
         for (i, c) in config.inbound.iter().enumerate() {
             let listener = bind("inbound", &c.name, c.listen).await?;
-            inbound.push((
-                Arc::new(Inbound::new(i, c.clone(), tls_rx.clone())),
-                listener,
-            ));
+            let side = Inbound::new(i, c.clone(), tls_rx.clone());
+            listeners.push((Side::Inbound(Arc::new(side)), listener));
         }
         let admin = match config.admin {
             Some(addr) => Some(bind("admin", "admin", addr).await?),
@@ -152,8 +180,7 @@ impl Sidecar {
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
             config,
-            outbound,
-            inbound,
+            listeners,
             admin,
             tls_tx,
             reload_status: watch::Sender::new(ReloadStatus::default()),
@@ -167,44 +194,35 @@ impl Sidecar {
 
     /// Every bound listener, outbound first, then inbound, then admin.
     pub fn bound_addrs(&self) -> Vec<BoundAddr> {
-        let mut out = Vec::new();
-        for (o, l) in &self.outbound {
-            out.extend(l.local_addr().ok().map(|addr| BoundAddr {
-                kind: "outbound",
-                name: o.config.name.clone(),
-                addr,
-            }));
-        }
-        for (i, l) in &self.inbound {
-            out.extend(l.local_addr().ok().map(|addr| BoundAddr {
-                kind: "inbound",
-                name: i.config.name.clone(),
-                addr,
-            }));
-        }
-        if let Some(l) = &self.admin {
-            out.extend(l.local_addr().ok().map(|addr| BoundAddr {
-                kind: "admin",
-                name: "admin".into(),
-                addr,
-            }));
-        }
-        out
+        let listeners = self.listeners.iter().map(|(side, l)| {
+            let (kind, name) = (side.direction().as_str(), side.name());
+            (kind, name, l)
+        });
+        let admin = self.admin.iter().map(|l| ("admin", "admin", l));
+        listeners
+            .chain(admin)
+            .filter_map(|(kind, name, l)| {
+                let addr = l.local_addr().ok()?;
+                let name = name.to_owned();
+                Some(BoundAddr { kind, name, addr })
+            })
+            .collect()
     }
 
     /// The bound address of the outbound listener `name`.
     pub fn outbound_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.outbound
-            .iter()
-            .find(|(o, _)| o.config.name == name)
-            .and_then(|(_, l)| l.local_addr().ok())
+        self.listener_addr(Direction::Outbound, name)
     }
 
     /// The bound address of the inbound listener `name`.
     pub fn inbound_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.inbound
+        self.listener_addr(Direction::Inbound, name)
+    }
+
+    fn listener_addr(&self, direction: Direction, name: &str) -> Option<SocketAddr> {
+        self.listeners
             .iter()
-            .find(|(i, _)| i.config.name == name)
+            .find(|(side, _)| side.direction() == direction && side.name() == name)
             .and_then(|(_, l)| l.local_addr().ok())
     }
 
@@ -246,14 +264,11 @@ impl Sidecar {
             tls: self.tls_tx.subscribe(),
             reloads: self.reload_status.subscribe(),
         };
-        let tracker = TaskTracker::new();
-        // Cancelled when the drain deadline passes: connection tasks then end at once.
-        let abort = CancellationToken::new();
+        let connections = Connections::default();
         let ctx = Arc::new(ConnCtx {
             metrics: self.metrics.clone(),
             events: self.events.clone(),
-            tracker: tracker.clone(),
-            abort: abort.clone(),
+            abort: connections.hard_stop.clone(),
         });
 
         let mut loops = tokio::task::JoinSet::new();
@@ -265,21 +280,17 @@ impl Sidecar {
             self.metrics.clone(),
         );
         loops.spawn(reloader.run(self.reload_requests, shutdown.clone()));
-        for (outbound, listener) in self.outbound {
-            loops.spawn(accept_outbound(
-                listener,
-                outbound,
-                ctx.clone(),
-                shutdown.clone(),
-            ));
-        }
-        for (inbound, listener) in self.inbound {
-            loops.spawn(accept_inbound(
-                listener,
-                inbound,
-                ctx.clone(),
-                shutdown.clone(),
-            ));
+        for (side, listener) in self.listeners {
+            let service = Serving {
+                limit: Arc::new(Semaphore::new(side.max_connections())),
+                side,
+                ctx: ctx.clone(),
+            };
+            let (connections, shutdown) = (connections.clone(), shutdown.clone());
+            loops.spawn(async move {
+                let acceptor = Acceptor::new(listener, "sidecar");
+                serve::serve(acceptor, service, &connections, &shutdown).await;
+            });
         }
         if let Some(listener) = self.admin {
             let admin = Admin::new(self.registry.clone()).with_source(Arc::new(status));
@@ -296,16 +307,17 @@ impl Sidecar {
             }
         }
 
+        let tracker = &connections.tracker;
         let live = tracker.len();
         if live > 0 {
             tracing::info!(live, drain_timeout = ?self.config.drain_timeout, "draining connections");
         }
-        if !fedgate_dataplane::shutdown::drain(&tracker, self.config.drain_timeout).await {
+        if !fedgate_dataplane::shutdown::drain(tracker, self.config.drain_timeout).await {
             tracing::warn!(
                 live = tracker.len(),
                 "drain timeout reached; closing the remaining connections"
             );
-            abort.cancel();
+            connections.hard_stop.cancel();
             tracker.wait().await;
         }
         tracing::info!("sidecar stopped");
@@ -323,184 +335,149 @@ async fn bind(what: &'static str, name: &str, addr: SocketAddr) -> Result<TcpLis
         })
 }
 
-/// What every connection task needs besides its listener.
-struct ConnCtx {
-    metrics: Arc<SidecarMetrics>,
-    events: broadcast::Sender<ConnectionEvent>,
-    /// Every connection task is spawned on it so `run` can wait for them to drain.
-    tracker: TaskTracker,
-    /// Fired after the drain deadline: connection tasks stop at once.
-    abort: CancellationToken,
-}
+// === impl Side ===
 
-/// A listener's connection limit, as its accept loop applies it.
-struct Limit<'a> {
-    ctx: &'a ConnCtx,
-    direction: Direction,
-    name: &'a str,
-    max_connections: usize,
-}
+impl Side {
+    fn direction(&self) -> Direction {
+        match self {
+            Side::Outbound(_) => Direction::Outbound,
+            Side::Inbound(_) => Direction::Inbound,
+        }
+    }
 
-/// Accepts until `shutdown`; backs off on accept errors (e.g. EMFILE) instead of exiting. A
-/// connection that finds no free slot of the listener's `max_connections` is counted and closed
-/// at once; the others are handed to `spawn` with their slot.
-async fn accept_loop<F>(
-    listener: TcpListener,
-    shutdown: CancellationToken,
-    limit: Limit<'_>,
-    mut spawn: F,
-) where
-    F: FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit),
-{
-    let Limit {
-        ctx,
-        direction,
-        name,
-        max_connections,
-    } = limit;
-    let slots = Arc::new(Semaphore::new(max_connections));
-    let mut acceptor = Acceptor::new(listener, "sidecar");
-    while let Some((stream, addr)) = acceptor.next(&shutdown).await {
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(
-                direction = direction.as_str(),
-                listener = %name,
-                client = %addr,
-                max_connections,
-                outcome = "too_many_connections",
-                "listener at its connection limit; closing"
-            );
-            // Counted before the close, so a client that sees the close sees the count.
-            ctx.finish(direction, name, "too_many_connections", None, None);
-            drop(stream);
-            continue;
-        };
-        spawn(stream, addr, permit);
+    fn name(&self) -> &str {
+        match self {
+            Side::Outbound(o) => &o.config.name,
+            Side::Inbound(i) => &i.config.name,
+        }
+    }
+
+    fn max_connections(&self) -> usize {
+        match self {
+            Side::Outbound(o) => o.config.max_connections,
+            Side::Inbound(i) => i.config.max_connections,
+        }
+    }
+
+    /// Handles one connection to its end: its outcome label and the bytes relayed, as
+    /// `(to_peer, from_peer)`.
+    async fn handle(
+        &self,
+        tcp: &mut TcpStream,
+        seen: &mut Seen,
+    ) -> (&'static str, Option<(u64, u64)>) {
+        match self {
+            Side::Outbound(o) => {
+                let result = o.handle(tcp, &mut seen.server).await;
+                let (outcome, stats) =
+                    finished(result, OutboundError::label, OutboundError::relayed);
+                // `pump(app, tls)`: the app is the pump's "client" side.
+                (
+                    outcome,
+                    stats.map(|s| (s.client_to_upstream, s.upstream_to_client)),
+                )
+            }
+            Side::Inbound(i) => {
+                let result = i.handle(tcp, &mut seen.client).await;
+                let (outcome, stats) = finished(result, InboundError::label, InboundError::relayed);
+                // `pump(tls, app)`: the peer is the pump's "client" side here.
+                (
+                    outcome,
+                    stats.map(|s| (s.upstream_to_client, s.client_to_upstream)),
+                )
+            }
+        }
     }
 }
 
-async fn accept_outbound(
-    listener: TcpListener,
-    outbound: Arc<Outbound>,
-    ctx: Arc<ConnCtx>,
-    shutdown: CancellationToken,
-) {
-    let spawn_ctx = ctx.clone();
-    let config = outbound.config.clone();
-    let limit = Limit {
-        ctx: &ctx,
-        direction: Direction::Outbound,
-        name: &config.name,
-        max_connections: config.max_connections,
-    };
-    accept_loop(listener, shutdown, limit, move |mut app, addr, permit| {
-        let outbound = outbound.clone();
-        let ctx = spawn_ctx.clone();
-        let name = outbound.config.name.clone();
-        let span = tracing::info_span!("outbound", listener = %name, client = %addr);
-        ctx.tracker.clone().spawn(
-            async move {
-                let _active = ctx.metrics.open(Direction::Outbound, &name);
-                let mut peer = None;
-                let result = tokio::select! {
-                    r = outbound.handle(&mut app, &mut peer) => Some(r),
-                    () = ctx.abort.cancelled() => None,
-                };
-                let (outcome, stats) = match result {
-                    Some(Ok(stats)) => {
-                        tracing::debug!(?stats, "connection closed");
-                        ("ok", Some(stats))
-                    }
-                    Some(Err(e)) => {
-                        log_failure(e.label(), &e);
-                        (e.label(), e.relayed())
-                    }
-                    None => ("drain_timeout", None),
-                };
-                if let Some(s) = stats {
-                    let (to_peer, from_peer) = (s.client_to_upstream, s.upstream_to_client);
-                    ctx.metrics
-                        .bytes(Direction::Outbound, &name, to_peer, from_peer);
-                }
-                // The slot is free before the event announces the end.
-                drop(permit);
-                ctx.finish(Direction::Outbound, &name, outcome, peer, None);
-                // Closed only now: the metric and event above precede the app's EOF.
-                drop(app);
+/// An ended connection's outcome label and the bytes it relayed; logs a failure.
+fn finished<E: std::error::Error>(
+    result: Result<PumpStats, E>,
+    label: fn(&E) -> &'static str,
+    relayed: fn(&E) -> Option<PumpStats>,
+) -> (&'static str, Option<PumpStats>) {
+    match result {
+        Ok(stats) => {
+            tracing::debug!(?stats, "connection closed");
+            ("ok", Some(stats))
+        }
+        Err(e) => {
+            let (label, chain) = (label(&e), error_chain(&e));
+            // Refusals are what the sidecar is for (warn); ordinary ends of a relay are debug.
+            if matches!(label, "idle_timeout" | "relay_error") {
+                tracing::debug!(outcome = label, error = %chain, "connection ended");
+            } else {
+                tracing::warn!(outcome = label, error = %chain, "connection refused");
             }
-            .instrument(span),
-        );
-    })
-    .await;
+            (label, relayed(&e))
+        }
+    }
 }
 
-async fn accept_inbound(
-    listener: TcpListener,
-    inbound: Arc<Inbound>,
-    ctx: Arc<ConnCtx>,
-    shutdown: CancellationToken,
-) {
-    let spawn_ctx = ctx.clone();
-    let config = inbound.config.clone();
-    let limit = Limit {
-        ctx: &ctx,
-        direction: Direction::Inbound,
-        name: &config.name,
-        max_connections: config.max_connections,
-    };
-    accept_loop(listener, shutdown, limit, move |mut tcp, addr, permit| {
-        let inbound = inbound.clone();
-        let ctx = spawn_ctx.clone();
-        let name = inbound.config.name.clone();
-        let span = tracing::info_span!("inbound", listener = %name, client = %addr);
-        ctx.tracker.clone().spawn(
-            async move {
-                let _active = ctx.metrics.open(Direction::Inbound, &name);
-                let mut peer: Option<InboundPeer> = None;
-                let result = tokio::select! {
-                    r = inbound.handle(&mut tcp, &mut peer) => Some(r),
-                    () = ctx.abort.cancelled() => None,
-                };
-                let (outcome, stats) = match result {
-                    Some(Ok(stats)) => {
-                        tracing::debug!(?stats, "connection closed");
-                        ("ok", Some(stats))
-                    }
-                    Some(Err(e)) => {
-                        log_failure(e.label(), &e);
-                        (e.label(), e.relayed())
-                    }
-                    None => ("drain_timeout", None),
-                };
-                if let Some(s) = stats {
-                    // `pump(tls, app)`: the peer is the pump's "client" side here.
-                    let (to_peer, from_peer) = (s.upstream_to_client, s.client_to_upstream);
-                    ctx.metrics
-                        .bytes(Direction::Inbound, &name, to_peer, from_peer);
-                }
-                let (client, origin) = match peer {
-                    Some(p) => (Some(p.client), p.origin),
-                    None => (None, None),
-                };
-                // The slot is free before the event announces the end.
-                drop(permit);
-                ctx.finish(Direction::Inbound, &name, outcome, client, origin);
-                // Closed only now: the metric and event above precede the peer's EOF.
-                drop(tcp);
-            }
-            .instrument(span),
-        );
-    })
-    .await;
-}
+// === impl Serving ===
 
-/// Refusals are what the sidecar is for (warn); ordinary ends of a relay are debug.
-fn log_failure(label: &'static str, err: &dyn std::error::Error) {
-    let chain = error_chain(err);
-    if matches!(label, "idle_timeout" | "relay_error") {
-        tracing::debug!(outcome = label, error = %chain, "connection ended");
-    } else {
-        tracing::warn!(outcome = label, error = %chain, "connection refused");
+impl Service for Serving {
+    type State = ();
+
+    fn state(&self) {}
+
+    fn limit<'a>(&'a self, (): &'a ()) -> &'a Arc<Semaphore> {
+        &self.limit
+    }
+
+    fn refuse(&self, (): &(), client: SocketAddr) {
+        let (direction, name) = (self.side.direction(), self.side.name());
+        tracing::warn!(
+            direction = direction.as_str(),
+            listener = %name,
+            %client,
+            max_connections = self.side.max_connections(),
+            outcome = "too_many_connections",
+            "listener at its connection limit; closing"
+        );
+        // Counted before the close, so a client that sees the close sees the count.
+        self.ctx
+            .finish(direction, name, "too_many_connections", None, None);
+    }
+
+    fn serve(
+        &self,
+        (): (),
+        mut tcp: TcpStream,
+        client: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let (side, ctx) = (self.side.clone(), self.ctx.clone());
+        let span = match &side {
+            Side::Outbound(o) => {
+                tracing::info_span!("outbound", listener = %o.config.name, %client)
+            }
+            Side::Inbound(i) => tracing::info_span!("inbound", listener = %i.config.name, %client),
+        };
+        async move {
+            let (direction, name) = (side.direction(), side.name());
+            let _active = ctx.metrics.open(direction, name);
+            let mut seen = Seen::default();
+            let result = tokio::select! {
+                r = side.handle(&mut tcp, &mut seen) => Some(r),
+                () = ctx.abort.cancelled() => None,
+            };
+            let (outcome, bytes) = result.unwrap_or(("drain_timeout", None));
+            if let Some((to_peer, from_peer)) = bytes {
+                ctx.metrics.bytes(direction, name, to_peer, from_peer);
+            }
+            let (peer_id, origin_id) = match (seen.server, seen.client) {
+                (Some(server), _) => (Some(server), None),
+                (None, Some(p)) => (Some(p.client), p.origin),
+                (None, None) => (None, None),
+            };
+            // The slot is free before the event announces the end.
+            drop(permit);
+            ctx.finish(direction, name, outcome, peer_id, origin_id);
+            // Closed only now: the metric and event above precede the peer's EOF.
+            drop(tcp);
+        }
+        .instrument(span)
     }
 }
 

@@ -5,24 +5,24 @@
 //! * the server is verified with the bundle of its *own* trust domain (core's verifier over the
 //!   local + federated `BundleSet`) and must be in the listener's allow list; otherwise the
 //!   handshake fails and not one app byte is forwarded;
-//! * endpoints are tried round-robin, the next one on a connect failure or timeout; nothing has
-//!   been sent at that point, so retrying is safe;
+//! * endpoints are tried round-robin (`fedgate_dataplane::upstreams`), the next one on a
+//!   connect failure or timeout; nothing has been sent at that point, so retrying is safe;
 //! * a connection keeps the TLS config it started with across reloads.
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use fedgate_dataplane::pump::{pump, PumpError, PumpStats};
+use fedgate_dataplane::tls::HandshakeError;
+use fedgate_dataplane::upstreams::{DialFailure, Endpoint, Upstreams};
 use fedgate_federation::tls::peer_id;
 use fedgate_federation::SpiffeId;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
 use super::config::OutboundConfig;
-use super::tls::{is_not_allowed, rustls_error, TlsSnapshot};
-use fedgate_dataplane::pump::{pump, PumpError, PumpStats};
+use super::tls::{is_not_allowed, TlsSnapshot};
 
 /// One outbound listener's shared state.
 #[derive(Debug)]
@@ -32,8 +32,8 @@ pub struct Outbound {
     pub config: OutboundConfig,
     /// The TLS configs in force; each connection takes the latest when it starts.
     pub tls: watch::Receiver<Arc<TlsSnapshot>>,
-    /// Round-robin cursor over `config.connect`.
-    next: AtomicUsize,
+    /// `config.connect`, tried round-robin.
+    endpoints: Upstreams,
 }
 
 /// Why an outbound connection ended before or while relaying.
@@ -65,11 +65,17 @@ impl Outbound {
         config: OutboundConfig,
         tls: watch::Receiver<Arc<TlsSnapshot>>,
     ) -> Self {
+        // `connect` entries are validated as `host:port` by the config loader.
+        let endpoints = config
+            .connect
+            .iter()
+            .map(|c| Endpoint::parse(c).unwrap_or_else(|| Endpoint::new(c.clone(), 0)))
+            .collect();
         Self {
             index,
             config,
             tls,
-            next: AtomicUsize::new(0),
+            endpoints: Upstreams::new(endpoints),
         }
     }
 
@@ -90,14 +96,25 @@ impl Outbound {
         let _ = tcp.set_nodelay(true);
         let _ = app.set_nodelay(true);
         let connector = TlsConnector::from(client_config);
-        let handshake = connector.connect(self.config.server_name.clone(), tcp);
-        let tls = match timeout(self.config.handshake_timeout, handshake).await {
-            Err(_) => return Err(OutboundError::HandshakeTimeout { endpoint }),
-            Ok(Err(e)) if rustls_error(&e).is_some_and(is_not_allowed) => {
+        let name = self.config.server_name.clone();
+        let tls = match fedgate_dataplane::tls::connect(
+            &connector,
+            name,
+            tcp,
+            self.config.handshake_timeout,
+        )
+        .await
+        {
+            Ok(tls) => tls,
+            Err(HandshakeError::Timeout(_)) => {
+                return Err(OutboundError::HandshakeTimeout { endpoint })
+            }
+            Err(e) if e.rustls().is_some_and(is_not_allowed) => {
                 return Err(OutboundError::ServerNotAllowed { endpoint })
             }
-            Ok(Err(source)) => return Err(OutboundError::Handshake { endpoint, source }),
-            Ok(Ok(tls)) => tls,
+            Err(HandshakeError::Io(source)) => {
+                return Err(OutboundError::Handshake { endpoint, source })
+            }
         };
         // The verifier already checked the allow list; re-checking the ID here costs nothing
         // and keeps the invariant local to this function.
@@ -114,28 +131,24 @@ impl Outbound {
     }
 
     async fn dial(&self) -> Result<(TcpStream, String), OutboundError> {
-        let endpoints = &self.config.connect;
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for k in 0..endpoints.len() {
-            let endpoint = &endpoints[(start + k) % endpoints.len()];
-            match timeout(
-                self.config.connect_timeout,
-                TcpStream::connect(endpoint.as_str()),
-            )
-            .await
-            {
-                Ok(Ok(tcp)) => return Ok((tcp, endpoint.clone())),
-                Ok(Err(e)) => {
-                    tracing::debug!(%endpoint, error = %e, "connect failed; trying the next endpoint");
-                }
-                Err(_) => {
-                    tracing::debug!(%endpoint, "connect timed out; trying the next endpoint");
-                }
+        let failed = |endpoint: &Endpoint, failure| match failure {
+            DialFailure::Connect(e) => {
+                tracing::debug!(%endpoint, error = %e, "connect failed; trying the next endpoint");
             }
+            DialFailure::Timeout(_) | DialFailure::Attempt(_) => {
+                tracing::debug!(%endpoint, "connect timed out; trying the next endpoint");
+            }
+        };
+        match self
+            .endpoints
+            .connect_tcp(self.config.connect_timeout, failed)
+            .await
+        {
+            Ok((tcp, endpoint)) => Ok((tcp, endpoint.to_string())),
+            Err(_) => Err(OutboundError::UpstreamUnavailable {
+                endpoints: self.config.connect.clone(),
+            }),
         }
-        Err(OutboundError::UpstreamUnavailable {
-            endpoints: endpoints.clone(),
-        })
     }
 }
 

@@ -133,9 +133,3 @@ pub fn is_not_allowed(err: &rustls::Error) -> bool {
         rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
     )
 }
-
-/// The rustls error inside an I/O error returned by a tokio-rustls handshake, if any.
-pub fn rustls_error(err: &std::io::Error) -> Option<&rustls::Error> {
-    err.get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-}

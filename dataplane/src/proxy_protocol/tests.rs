@@ -84,6 +84,18 @@ fn accessors() {
         .with_tlv(TLV_ORIGIN_ID, vec![0xff]);
     assert_eq!(not_utf8.origin_id(), None);
     assert_eq!(not_utf8.peer_id(), None);
+    // The strict accessor tells absent from invalid.
+    assert!(matches!(
+        not_utf8.text_tlv(TLV_ORIGIN_ID),
+        Err(ProxyError::InvalidUtf8 {
+            kind: TLV_ORIGIN_ID
+        })
+    ));
+    assert_eq!(v6().text_tlv(TLV_AUTHORITY).unwrap(), None);
+    assert_eq!(
+        h.text_tlv(TLV_AUTHORITY).unwrap(),
+        Some("svc.cluster-b.test:443")
+    );
 }
 
 #[test]

@@ -40,10 +40,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bundle::{Bundle, BundleError};
-use crate::net::Acceptor;
 use crate::spiffe_id::TrustDomain;
 use crate::svid::{SvidError, X509Svid};
 use crate::tls;
+use fedgate_dataplane::accept::Acceptor;
 
 /// Default bound on concurrent connections (the same default as `fedgate ca serve`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;

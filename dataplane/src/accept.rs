@@ -1,4 +1,5 @@
-//! Accepting TCP connections for every long-running server in fedgate.
+//! Accepting TCP connections for every long-running server in fedgate (data-plane listeners,
+//! the bundle endpoint, the issuer).
 //!
 //! Invariant: an `accept()` error (EMFILE, ENFILE, ECONNABORTED...) never ends a server and
 //! never makes it spin: it is logged and retried after a capped exponential backoff (5 ms
