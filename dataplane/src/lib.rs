@@ -10,7 +10,9 @@
 //! * [`relay`]: the `fedgate-relay/1` ALPN that gates PROXY headers between fedgate hops.
 //! * [`sni`]: ClientHello parsing (SNI, ALPN) across records; [`route`]: the SNI route table.
 //! * [`workers`]: thread-per-core runtimes; [`shutdown`]: signals and drain.
+//! * [`backoff`]: the capped exponential retry schedule.
 
+pub mod backoff;
 pub mod proxy_protocol;
 pub mod pump;
 pub mod relay;

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use fedgate_dataplane::backoff::Backoff;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +19,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Acceptor {
     listener: TcpListener,
     name: String,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 // === impl Acceptor ===
@@ -29,7 +30,7 @@ impl Acceptor {
         Self {
             listener,
             name: name.into(),
-            backoff: FIRST_BACKOFF,
+            backoff: Backoff::new(FIRST_BACKOFF, MAX_BACKOFF),
         }
     }
 
@@ -43,21 +44,21 @@ impl Acceptor {
             };
             match accepted {
                 Ok(conn) => {
-                    self.backoff = FIRST_BACKOFF;
+                    self.backoff.reset();
                     return Some(conn);
                 }
                 Err(e) => {
+                    let delay = self.backoff.next();
                     tracing::warn!(
                         listener = %self.name,
                         error = %e,
-                        backoff_ms = self.backoff.as_millis() as u64,
+                        backoff_ms = delay.as_millis() as u64,
                         "accept failed; retrying after a backoff"
                     );
                     tokio::select! {
                         () = shutdown.cancelled() => return None,
-                        () = tokio::time::sleep(self.backoff) => {}
+                        () = tokio::time::sleep(delay) => {}
                     }
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
