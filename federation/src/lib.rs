@@ -8,6 +8,7 @@
 //!   the leaf's own trust domain only.
 //! * [`tls`]: rustls verifiers built on that validation, plus SPIFFE-ID authorizers.
 //! * [`endpoint`], [`refresh`], [`store`], [`distribute`]: federation I/O (tokio).
+//! * [`watch`]: `FileWatch`, the polling file-set reloader every watcher in fedgate uses.
 //!
 //! Nothing here knows about the data plane.
 
@@ -23,6 +24,7 @@ pub mod spiffe_id;
 pub mod store;
 pub mod svid;
 pub mod tls;
+pub mod watch;
 
 pub use bundle::{Bundle, BundleError, BundleSet, BundleSource, JwtAuthority};
 pub use spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
