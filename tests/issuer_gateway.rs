@@ -9,8 +9,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fedgate::app::identity::Identity;
-use fedgate::issuer::gateway::{IssuedIdentity, IssuerSettings};
+use fedgate::identity::issuer::{IssuedIdentity, IssuerSettings};
+use fedgate::identity::Identity;
 use fedgate_federation::{TrustDomain, X509Svid};
 use support::*;
 use tokio::sync::watch;
@@ -90,7 +90,7 @@ async fn startup_fails_clearly_when_the_ca_refuses() {
     .await
     .err()
     .unwrap();
-    let msg = fedgate::issuer::error_chain(&err);
+    let msg = fedgate::ca::serve::error_chain(&err);
     assert!(
         msg.contains(srv.url.as_str()) && msg.contains(BRIDGE_B) && msg.contains("not_mapped_id"),
         "{msg}"

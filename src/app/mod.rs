@@ -14,7 +14,6 @@
 //! components (reload, identity, federation, admin) stop only after the drain.
 
 pub mod federation;
-pub mod identity;
 pub mod reload;
 
 use std::collections::HashMap;
@@ -34,9 +33,10 @@ use crate::admin::AdminSource;
 use crate::config::Config;
 use crate::gateway::listener::bind;
 use crate::gateway::{Listener, ListenerState};
+use crate::identity::files::{IdentityError, IdentityWatcher};
+use crate::identity::Identity;
 use crate::telemetry::Metrics;
 use federation::{Federation, FederationSetupError, FederationView};
-use identity::{Identity, IdentityError, IdentityWatcher};
 pub use reload::{ReloadError, ReloadEvent, Reloader};
 
 /// A gateway with every socket bound, ready to [`run`](App::run).
@@ -79,7 +79,7 @@ pub enum AppError {
     #[error(transparent)]
     Bridge(#[from] crate::bridge::runtime::BridgeSetupError),
     #[error(transparent)]
-    BridgeIssuer(#[from] crate::issuer::gateway::IssuedIdentityError),
+    BridgeIssuer(#[from] crate::identity::issuer::IssuedIdentityError),
     #[error("listener `{listener}`: routes do not build")]
     Routes {
         listener: String,
@@ -204,7 +204,7 @@ impl App {
             .map(|(n, tx)| (n.clone(), tx.subscribe()))
             .collect();
         // `[bridge.issuer]`: obtain the first bridge SVID before the bridge listeners start.
-        let issued = crate::issuer::gateway::start_issued(
+        let issued = crate::identity::issuer::start_issued(
             &config,
             identity.as_ref().map(|(_, rx)| rx.clone()),
             federation.as_ref().map(|f| f.bundles()),
@@ -250,7 +250,7 @@ impl App {
             federation,
             reload_requests: None,
             config_poll: reload::CONFIG_POLL,
-            identity_poll: identity::IDENTITY_POLL,
+            identity_poll: crate::identity::files::IDENTITY_POLL,
         })
     }
 

@@ -25,13 +25,14 @@ use super::ingress::{self, HeaderLimits, IngressRoutes, IngressState, IngressSta
 use super::policy::{BridgePeer, BridgePeers, EgressRoute, IngressRoute, UpstreamAddr, Upstreams};
 use super::tls::{BridgeTlsError, Identities};
 use super::{BridgeMetrics, StateCell, Timeouts};
-use crate::app::identity::{Identity, IdentityError, IdentityWatcher};
 use crate::config::{
     BridgeIdentity, BridgeListenerConfig, BridgeRouteConfig, Config, IdentityConfig,
     ListenerConfig, ListenerKind,
 };
 use crate::gateway::ListenerState;
-use crate::issuer::gateway::{BridgeIdentityTask, IssuedBridgeIdentity};
+use crate::identity::files::{IdentityError, IdentityWatcher};
+use crate::identity::issuer::{BridgeIdentityTask, IssuedBridgeIdentity};
+use crate::identity::Identity;
 use crate::telemetry::display_chain;
 use fedgate_dataplane::route::RouteError;
 
@@ -46,7 +47,7 @@ pub enum BridgeHandler {
 pub struct BridgeRuntime {
     handlers: HashMap<String, BridgeHandler>,
     /// Keeps the bridge identity current: polls the `[bridge]` SVID, key and bundle files, or
-    /// renews the SVID from `[bridge.issuer]` (`crate::issuer::gateway`).
+    /// renews the SVID from `[bridge.issuer]` (`crate::identity::issuer`).
     watcher: BridgeIdentityTask,
     inputs: Inputs,
 }
@@ -124,7 +125,7 @@ impl BridgeRuntime {
     /// federation's bundle snapshots (see [`bridge_bundle`]).
     ///
     /// With `[bridge.issuer]`, `issued` is the bridge identity already started by
-    /// [`crate::issuer::gateway::start_issued`].
+    /// [`crate::identity::issuer::start_issued`].
     pub fn build(
         config: &Config,
         local: Option<watch::Receiver<Arc<Identity>>>,

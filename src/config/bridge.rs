@@ -20,7 +20,7 @@ use toml::Spanned;
 
 use super::file::{FileListener, FileRoute, Text};
 use super::{ConfigError, Cx, ListenerKind};
-use crate::issuer::gateway::IssuerSettings;
+use crate::identity::issuer::settings::IssuerSettings;
 
 /// Default `proxy_header_timeout` of a bridge ingress.
 pub const DEFAULT_PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -234,7 +234,7 @@ impl Cx<'_> {
             startup_timeout: self.duration(
                 "bridge.issuer.startup_timeout",
                 i.startup_timeout.as_ref(),
-                crate::issuer::gateway::DEFAULT_STARTUP_TIMEOUT,
+                crate::identity::issuer::settings::DEFAULT_STARTUP_TIMEOUT,
             )?,
         })
     }
@@ -814,7 +814,7 @@ max_proxy_header = 2048
         assert_eq!(s.out_dir, Some(PathBuf::from("/etc/fedgate/bridge-svid")));
         assert_eq!(
             s.startup_timeout,
-            crate::issuer::gateway::DEFAULT_STARTUP_TIMEOUT
+            crate::identity::issuer::settings::DEFAULT_STARTUP_TIMEOUT
         );
 
         let cases = [

@@ -136,7 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     tasks.spawn(source.run(shutdown.clone()));
     tasks.spawn(tls_source.run(shutdown.clone()));
     if let Some((listener, _)) = admin {
-        let router = crate::issuer::admin_router(registry);
+        let router = crate::ca::serve::admin_router(registry);
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = axum::serve(listener, router)

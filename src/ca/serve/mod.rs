@@ -1,4 +1,6 @@
-//! The bridge CA's issuing endpoint (`fedgate ca serve`) and the gateway's renewal client.
+//! The bridge CA's issuing endpoint (`fedgate ca serve`): the server side of bridge SVID
+//! issuance. The gateway's renewal client is [`crate::identity::issuer`]; the CLI glue is
+//! `crate::cmd::ca`.
 //!
 //! ```text
 //! gateway ──mTLS (local SVID)──▶ fedgate ca serve ──▶ policy: local ID → bridge ID ──▶ CA signs
@@ -9,17 +11,14 @@
 //! * [`config`]: `ca-serve.toml` → [`ServeConfig`].
 //! * [`policy`]: the exact local → bridge mapping and the pure CSR/TTL checks ([`Refusal`]).
 //! * [`sources`]: the CA directory, member bundles and endpoint SVID, polled and published.
-//! * [`server`]: the HTTPS endpoint ([`IssuerServer`]) and its metrics.
-//! * [`client`]: [`IssuerClient`], which obtains and renews a bridge SVID for a gateway.
+//! * [`server`]: the HTTPS endpoint ([`IssuerServer`]) and its metrics; [`server::PKCS10`]
+//!   and [`server::PEM_CHAIN`] are the wire media types the renewal client speaks.
 //!
 //! Invariants: a bridge SVID is issued only to a caller whose local SVID verified against its
 //! own member trust domain's bundle, only for the bridge ID the policy maps that caller to, and
 //! only as a leaf; every refusal is logged and counted; no key is ever logged.
 
-pub mod client;
-pub mod cmd;
 pub mod config;
-pub mod gateway;
 pub mod policy;
 pub mod rate_limit;
 pub mod server;
@@ -37,7 +36,6 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use client::{renew_at, IssuerClient, IssuerClientConfig, IssuerClientError};
 pub use config::{ConfigError, Member, ServeConfig};
 pub use policy::{
     inspect_csr, CsrInfo, Grant, IdMismatch, Policy, PolicyError, Refusal, SharedBridgeId,

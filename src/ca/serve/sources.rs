@@ -270,7 +270,7 @@ impl Sources {
                 self.tls_tx.send_replace(config);
             }
             Err(e) => tracing::warn!(
-                error = %crate::issuer::error_chain(&e),
+                error = %super::error_chain(&e),
                 "cannot rebuild the issuing endpoint's TLS config; keeping the current one"
             ),
         }
@@ -293,7 +293,7 @@ impl Sources {
                 "the CA directory now holds a CA of another trust domain; keeping the current CA"
             ),
             Err(e) => tracing::warn!(
-                dir = %self.ca_dir.display(), error = %crate::issuer::error_chain(&e),
+                dir = %self.ca_dir.display(), error = %super::error_chain(&e),
                 "the CA directory changed but does not load; keeping the current CA"
             ),
         }
@@ -315,7 +315,7 @@ impl Sources {
             }
             Err(e) => {
                 tracing::warn!(
-                    error = %crate::issuer::error_chain(&e),
+                    error = %super::error_chain(&e),
                     "the endpoint SVID changed but does not load; keeping the current one"
                 );
                 false
@@ -332,7 +332,7 @@ impl Sources {
                     if m.hash.take().is_some() {
                         tracing::warn!(
                             trust_domain = %m.trust_domain,
-                            error = %crate::issuer::error_chain(&e),
+                            error = %super::error_chain(&e),
                             "cannot read a member bundle; keeping the last good one"
                         );
                     }
@@ -355,7 +355,7 @@ impl Sources {
                     changed = true;
                 }
                 Err(e) => tracing::warn!(
-                    error = %crate::issuer::error_chain(&e),
+                    error = %super::error_chain(&e),
                     "a member bundle changed but is invalid; keeping the last good one"
                 ),
             }
@@ -429,7 +429,7 @@ fn peer(m: &Member, url: &str, profile: &MemberProfile) -> Result<Peer, SourceEr
                         "bootstrap_bundle {} is not a valid bundle for {}: {}",
                         bootstrap_bundle.display(),
                         endpoint_id.trust_domain(),
-                        crate::issuer::error_chain(&e)
+                        super::error_chain(&e)
                     ))
                 })?;
             Profile::HttpsSpiffe {
@@ -441,7 +441,7 @@ fn peer(m: &Member, url: &str, profile: &MemberProfile) -> Result<Peer, SourceEr
             roots: WebRoots::System,
         },
         MemberProfile::HttpsWeb { ca: Some(path) } => {
-            let pem = ca::read_limited(path).map_err(|e| fail(crate::issuer::error_chain(&e)))?;
+            let pem = ca::read_limited(path).map_err(|e| fail(super::error_chain(&e)))?;
             let certs = ca::describe::parse_pem_certs(&pem)
                 .map_err(|e| fail(format!("ca {}: {e}", path.display())))?;
             if certs.is_empty() {

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use super::{Issuer, ServeConfig};
+use crate::ca::serve::{error_chain, Issuer, ServeConfig};
 
 /// sysexits `EX_USAGE`: the configuration is unusable.
 const EX_CONFIG: u8 = 64;
@@ -22,7 +22,7 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match ServeConfig::load(path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("fedgate ca serve: {}", super::error_chain(&e));
+            eprintln!("fedgate ca serve: {}", error_chain(&e));
             return Ok(ExitCode::from(EX_CONFIG));
         }
     };

@@ -15,18 +15,12 @@ use fedgate_federation::{Bundle, BundleError, SvidError, TrustDomain, X509Svid};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::Identity;
 use crate::config::IdentityConfig;
 use crate::telemetry::display_chain;
 
 /// How often identity files are checked for changes.
 pub const IDENTITY_POLL: Duration = Duration::from_secs(2);
-
-/// A loaded SVID and local bundle.
-#[derive(Debug)]
-pub struct Identity {
-    pub svid: X509Svid,
-    pub bundle: Bundle,
-}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

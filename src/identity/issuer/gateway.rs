@@ -23,29 +23,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{IssuerClient, IssuerClientConfig, IssuerClientError};
-use super::error_chain;
-use crate::app::identity::{Identity, IdentityWatcher};
+use super::settings::IssuerSettings;
 use crate::config::{BridgeIdentity, Config, ListenerKind};
-
-/// Default bound on obtaining the first bridge SVID at startup.
-pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `[bridge.issuer]`: where and how the gateway obtains its bridge SVID.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IssuerSettings {
-    /// Base URL of the issuing endpoint.
-    pub url: reqwest::Url,
-    /// The SPIFFE ID the endpoint must present (bridge trust domain).
-    pub endpoint_id: SpiffeId,
-    /// The bridge ID to request (the CA's policy must map our local ID to it).
-    pub id: SpiffeId,
-    /// Lifetime to request; `None` takes the endpoint's default.
-    pub ttl: Option<Duration>,
-    /// Where the current bridge SVID is kept for restarts.
-    pub out_dir: Option<PathBuf>,
-    /// Bound on obtaining the first SVID at startup.
-    pub startup_timeout: Duration,
-}
+use crate::identity::files::IdentityWatcher;
+use crate::identity::Identity;
+use crate::telemetry::display_chain as error_chain;
 
 /// An issued bridge identity started at gateway startup, and the receiver of its identity.
 pub type IssuedBridgeIdentity = (IssuedIdentity, watch::Receiver<Arc<Identity>>);
