@@ -29,11 +29,7 @@ fn settings(url: &reqwest::Url, requested: &str, ttl: Option<Duration>) -> Issue
 
 fn local_identity(pki: &Pki) -> watch::Receiver<Arc<Identity>> {
     let svid: X509Svid = (*Pki::svid(&pki.a, GW_A)).clone();
-    watch::channel(Arc::new(Identity {
-        svid,
-        bundle: pki.a.bundle().clone(),
-    }))
-    .1
+    watch::channel(Arc::new(Identity::new(svid, pki.a.bundle().clone()))).1
 }
 
 #[tokio::test]

@@ -31,9 +31,9 @@ use rustls_pki_types::UnixTime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::ca::serve::error_chain;
 use crate::ca::serve::server::{PEM_CHAIN, PKCS10};
 use crate::ca::{self, FileError};
-use crate::telemetry::display_chain as error_chain;
 
 /// Largest response body read from the endpoint (a chain is a few KiB).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;

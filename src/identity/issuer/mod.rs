@@ -16,7 +16,5 @@ pub mod gateway;
 pub mod settings;
 
 pub use client::{renew_at, IssuerClient, IssuerClientConfig, IssuerClientError};
-pub use gateway::{
-    start_issued, BridgeIdentityTask, IssuedBridgeIdentity, IssuedIdentity, IssuedIdentityError,
-};
+pub use gateway::{IssuedBridgeIdentity, IssuedIdentity, IssuedIdentityError};
 pub use settings::{IssuerSettings, DEFAULT_STARTUP_TIMEOUT};
