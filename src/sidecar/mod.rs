@@ -8,7 +8,7 @@
 //! TLS config, bind every listener) → log the bound addresses → [`Sidecar::run`] until the
 //! shutdown token fires → drain live connections for up to `drain_timeout`.
 //!
-//! Modules: [`config`] (file model), [`identity`] (SVID + bundles), [`tls`] (rustls configs with
+//! Modules: [`config`] (file model), `crate::identity` (SVID + bundles, file source), [`tls`] (rustls configs with
 //! allow-list verifiers), [`reload`] (file polling and atomic swap), [`outbound`] and [`inbound`]
 //! (one connection each), [`metrics`], [`admin`].
 //!
@@ -20,7 +20,6 @@
 
 pub mod admin;
 pub mod config;
-pub mod identity;
 pub mod inbound;
 pub mod metrics;
 pub mod outbound;
@@ -42,8 +41,9 @@ pub use self::config::{Config, ConfigError};
 use self::inbound::{Inbound, InboundPeer};
 use self::metrics::{Direction, SidecarMetrics};
 use self::outbound::Outbound;
-use self::reload::{Fingerprint, LoadError, ReloadStatus, Reloader};
+use self::reload::{LoadError, ReloadStatus, Reloader};
 use self::tls::TlsSnapshot;
+use crate::identity::files::FileSource;
 use crate::telemetry::display_chain;
 use fedgate_federation::SpiffeId;
 
@@ -57,8 +57,8 @@ pub struct Sidecar {
     tls_tx: watch::Sender<Arc<TlsSnapshot>>,
     /// Reload attempt counts; the reloader owns the sender once running.
     reload_status: watch::Sender<ReloadStatus>,
-    /// Fingerprint of the identity files taken before the first load.
-    fingerprint: Fingerprint,
+    /// The identity files; remembers the version the first snapshot was built from.
+    identity: FileSource,
     metrics: Arc<SidecarMetrics>,
     registry: Arc<Registry>,
     /// Reload requests (SIGHUP): each one makes the reloader poll the files at once.
@@ -114,10 +114,9 @@ impl Sidecar {
     /// Loads the identity, builds every TLS config and binds every listener.
     pub async fn build(config: Config) -> Result<Self, BuildError> {
         let config = Arc::new(config);
-        let fingerprint = Fingerprint::of(&config);
-        let snapshot = {
+        let (identity, snapshot) = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || reload::load(&config, 0))
+            tokio::task::spawn_blocking(move || reload::load(&config))
                 .await
                 .map_err(BuildError::LoadTask)??
         };
@@ -155,7 +154,7 @@ impl Sidecar {
             admin,
             tls_tx,
             reload_status: watch::Sender::new(ReloadStatus::default()),
-            fingerprint,
+            identity,
             metrics,
             registry: Arc::new(registry),
             reload_requests: None,
@@ -254,7 +253,7 @@ impl Sidecar {
             self.config.clone(),
             self.tls_tx,
             self.reload_status,
-            self.fingerprint,
+            self.identity,
             self.metrics.clone(),
         );
         loops.spawn(reloader.run(self.reload_requests, shutdown.clone()));
