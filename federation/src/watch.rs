@@ -15,13 +15,16 @@
 //!   or not: a broken version is reported once and retried only when the content changes
 //!   again. The caller keeps its last good value on an error.
 //! * A missing *required* file is a [`WatchError::Read`] for that version; a missing *optional*
-//!   file reads as empty bytes.
+//!   file reads as empty bytes. A file over [`MAX_FILE_BYTES`](crate::fs::MAX_FILE_BYTES) is a read error, never
+//!   truncated.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
+
+use crate::fs::FileError;
 
 /// The caller's parser: the files' bytes, in the order they were given.
 type Parse<T, E> = dyn Fn(&[Vec<u8>]) -> Result<T, E> + Send + Sync;
@@ -157,7 +160,7 @@ impl<T, E> FileWatch<T, E> {
         let mut contents = Vec::with_capacity(self.files.len());
         let mut failed = None;
         for f in &self.files {
-            match std::fs::read(&f.path) {
+            match read(&f.path) {
                 Ok(bytes) => {
                     ctx.update(&[1]);
                     ctx.update(&(bytes.len() as u64).to_le_bytes());
@@ -194,6 +197,14 @@ impl<T, E> std::fmt::Debug for FileWatch<T, E> {
             .field("seen", &self.seen.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// At most [`MAX_FILE_BYTES`](crate::fs::MAX_FILE_BYTES) of `path`; a larger file is an `InvalidData` error.
+fn read(path: &Path) -> io::Result<Vec<u8>> {
+    crate::fs::read_limited(path).map_err(|e| match e {
+        FileError::Read { source, .. } => source,
+        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    })
 }
 
 /// Distinguishes "missing" from other read failures in the digest, so a file that goes from
