@@ -10,7 +10,8 @@
 //! * [`endpoint`], [`refresh`], [`store`], [`distribute`]: federation I/O (tokio).
 //! * [`watch`]: `FileWatch`, the polling file-set reloader every watcher in fedgate uses.
 //!
-//! Nothing here knows about the data plane.
+//! Nothing here knows about the data plane; the only thing shared with it is the retry
+//! schedule (`fedgate_dataplane::backoff`).
 
 pub mod bundle;
 pub mod crypto;
