@@ -12,6 +12,6 @@ pub mod ca;
 pub mod cmd;
 pub mod config;
 pub mod gateway;
-pub mod issuer;
+pub mod identity;
 pub mod sidecar;
 pub mod telemetry;

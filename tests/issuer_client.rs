@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use fedgate::issuer::renew_at;
+use fedgate::identity::issuer::renew_at;
 use fedgate_federation::svid::verify::verify;
 use fedgate_federation::tls::{self, Authorizer, SpiffeServerVerifier};
 use fedgate_federation::X509Svid;

@@ -9,8 +9,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fedgate::app::identity::Identity;
-use fedgate::issuer::gateway::{IssuedIdentity, IssuerSettings};
+use fedgate::identity::issuer::{IssuedIdentity, IssuerSettings};
+use fedgate::identity::Identity;
 use fedgate_federation::{TrustDomain, X509Svid};
 use support::*;
 use tokio::sync::watch;
@@ -29,11 +29,7 @@ fn settings(url: &reqwest::Url, requested: &str, ttl: Option<Duration>) -> Issue
 
 fn local_identity(pki: &Pki) -> watch::Receiver<Arc<Identity>> {
     let svid: X509Svid = (*Pki::svid(&pki.a, GW_A)).clone();
-    watch::channel(Arc::new(Identity {
-        svid,
-        bundle: pki.a.bundle().clone(),
-    }))
-    .1
+    watch::channel(Arc::new(Identity::new(svid, pki.a.bundle().clone()))).1
 }
 
 #[tokio::test]
@@ -90,7 +86,7 @@ async fn startup_fails_clearly_when_the_ca_refuses() {
     .await
     .err()
     .unwrap();
-    let msg = fedgate::issuer::error_chain(&err);
+    let msg = fedgate_federation::error_chain(&err);
     assert!(
         msg.contains(srv.url.as_str()) && msg.contains(BRIDGE_B) && msg.contains("not_mapped_id"),
         "{msg}"

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::backoff::Backoff;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +20,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Acceptor {
     listener: TcpListener,
     name: String,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 // === impl Acceptor ===
@@ -30,7 +31,7 @@ impl Acceptor {
         Self {
             listener,
             name: name.into(),
-            backoff: FIRST_BACKOFF,
+            backoff: Backoff::new(FIRST_BACKOFF, MAX_BACKOFF),
         }
     }
 
@@ -44,21 +45,21 @@ impl Acceptor {
             };
             match accepted {
                 Ok(conn) => {
-                    self.backoff = FIRST_BACKOFF;
+                    self.backoff.reset();
                     return Some(conn);
                 }
                 Err(e) => {
+                    let delay = self.backoff.next();
                     tracing::warn!(
                         listener = %self.name,
                         error = %e,
-                        backoff_ms = self.backoff.as_millis() as u64,
+                        backoff_ms = delay.as_millis() as u64,
                         "accept failed; retrying after a backoff"
                     );
                     tokio::select! {
                         () = shutdown.cancelled() => return None,
-                        () = tokio::time::sleep(self.backoff) => {}
+                        () = tokio::time::sleep(delay) => {}
                     }
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }

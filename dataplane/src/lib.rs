@@ -15,8 +15,10 @@
 //! * [`upstreams`]: round-robin endpoints, dialed with a timeout and falling over to the next.
 //! * [`tls`]: TLS accept and connect with a deadline; [`swap`]: the hot-swap cell of listener
 //!   state (a `watch` channel).
+//! * [`backoff`]: the capped exponential retry schedule (also used by the federation crate).
 
 pub mod accept;
+pub mod backoff;
 pub mod proxy_protocol;
 pub mod pump;
 pub mod relay;

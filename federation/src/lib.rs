@@ -8,9 +8,11 @@
 //!   the leaf's own trust domain only.
 //! * [`tls`]: rustls verifiers built on that validation, plus SPIFFE-ID authorizers.
 //! * [`endpoint`], [`refresh`], [`store`], [`distribute`]: federation I/O (tokio).
+//! * [`watch`]: `FileWatch`, the polling file-set reloader every watcher in fedgate uses.
 //!
-//! Nothing here knows about the data plane; only its accept loop
-//! (`fedgate_dataplane::accept`) is shared, so every server backs off on accept errors alike.
+//! Nothing here knows about the data plane; what is shared with it is the accept loop
+//! (`fedgate_dataplane::accept`, so every server backs off on accept errors alike) and the
+//! retry schedule (`fedgate_dataplane::backoff`).
 
 pub mod bundle;
 pub mod crypto;
@@ -24,6 +26,7 @@ pub mod spiffe_id;
 pub mod store;
 pub mod svid;
 pub mod tls;
+pub mod watch;
 
 pub use bundle::{Bundle, BundleError, BundleSet, BundleSource, JwtAuthority};
 pub use error::error_chain;

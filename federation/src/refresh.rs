@@ -15,6 +15,7 @@
 //!   `[min, max]`, ±jitter, capped exponential backoff after failures that never waits longer
 //!   than the normal interval (§6.2: retry at the next interval, not aggressively).
 
+use fedgate_dataplane::backoff::Backoff;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -218,10 +219,12 @@ impl RefreshPolicy {
         match outcome {
             Outcome::Success => interval.mul_f64(factor),
             Outcome::Failure => {
-                let exp = consecutive_failures.saturating_sub(1).min(32);
-                let backoff = self.backoff_initial.saturating_mul(1u32 << exp.min(31));
+                // The doubling stops at 2^31 however long the failure streak.
+                let exp = consecutive_failures.saturating_sub(1).min(31);
                 let cap = self.backoff_max.min(interval);
-                backoff.min(cap).mul_f64(factor).min(cap)
+                Backoff::nth(self.backoff_initial, cap, exp)
+                    .mul_f64(factor)
+                    .min(cap)
             }
         }
     }

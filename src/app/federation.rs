@@ -30,9 +30,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::identity::Identity;
 use crate::config::{FederationConfig, PeerConfig, PeerProfile, ServeConfig, ServeProfile};
 use crate::gateway::listener::bind;
+use crate::identity::Identity;
 
 /// How often the served bundle and the endpoint's credentials are checked for changes.
 const SERVE_POLL: Duration = Duration::from_secs(2);

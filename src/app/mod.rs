@@ -14,7 +14,6 @@
 //! components (reload, identity, federation, admin) stop only after the drain.
 
 pub mod federation;
-pub mod identity;
 pub mod reload;
 
 use std::collections::HashMap;
@@ -31,13 +30,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{Admin, AdminSource, Readiness};
-use crate::config::Config;
+use crate::config::{BridgeIdentity, Config, ListenerKind};
 use crate::gateway::listener::bind;
 use crate::gateway::{Handler, Listener, ListenerState};
+use crate::identity::files::{FileSource, IdentityError, IdentityFiles};
+use crate::identity::issuer::{IssuedBridgeIdentity, IssuedIdentity, IssuedIdentityError};
+use crate::identity::{Identity, IdentitySource, StartedSource};
 use crate::telemetry::Metrics;
 use federation::{Federation, FederationSetupError, FederationView};
 use fedgate_dataplane::serve::Connections;
-use identity::{Identity, IdentityError, IdentityWatcher};
+use fedgate_federation::BundleSet;
 pub use reload::{ReloadError, ReloadEvent, Reloader};
 
 /// A gateway with every socket bound, ready to [`run`](App::run).
@@ -53,7 +55,7 @@ pub struct App {
     /// Cancelled when the drain deadline passes, ending connections still open.
     hard_stop: CancellationToken,
     reloader: Reloader,
-    identity: Option<(IdentityWatcher, watch::Receiver<Arc<Identity>>)>,
+    identity: Option<StartedSource>,
     /// Keeps the bridge listeners' TLS state current (`None` without bridge listeners).
     bridge: Option<crate::bridge::runtime::BridgeRuntime>,
     federation: Option<Federation>,
@@ -73,14 +75,16 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
-    #[error(transparent)]
+    #[error(
+        "cannot load the gateway identity; check [identity] svid, key, bundle and trust_domain"
+    )]
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Federation(#[from] FederationSetupError),
     #[error(transparent)]
     Bridge(#[from] crate::bridge::runtime::BridgeSetupError),
     #[error(transparent)]
-    BridgeIssuer(#[from] crate::issuer::gateway::IssuedIdentityError),
+    BridgeIssuer(#[from] IssuedIdentityError),
     #[error("listener `{listener}`: routes do not build")]
     Routes {
         listener: String,
@@ -123,6 +127,35 @@ struct ListenerView {
 const STARTING: u8 = 0;
 const RUNNING: u8 = 1;
 const DRAINING: u8 = 2;
+
+/// Starts the issued bridge identity when `config` has bridge listeners and `[bridge.issuer]`
+/// (`Ok(None)` otherwise). `local` is the `[identity]` channel (bridge listeners require it;
+/// without it there is nothing to authenticate with, and the bridge setup reports that).
+async fn start_issued(
+    config: &Config,
+    local: Option<watch::Receiver<Arc<Identity>>>,
+    federated: Option<watch::Receiver<BundleSet>>,
+) -> Result<Option<IssuedBridgeIdentity>, IssuedIdentityError> {
+    let has_bridge_listeners = config
+        .listeners
+        .iter()
+        .any(|l| l.kind != ListenerKind::Passthrough);
+    let (Some(bridge), Some(local), true) = (&config.bridge, local, has_bridge_listeners) else {
+        return Ok(None);
+    };
+    let BridgeIdentity::Issuer(settings) = &bridge.identity else {
+        return Ok(None);
+    };
+    IssuedIdentity::start(
+        settings,
+        &bridge.trust_domain,
+        bridge.bundle.clone(),
+        local,
+        federated,
+    )
+    .await
+    .map(Some)
+}
 
 // === impl App ===
 
@@ -172,7 +205,11 @@ impl App {
         })?;
 
         let identity = match &config.identity {
-            Some(i) => Some(IdentityWatcher::start(i, &config.trust_domain)?),
+            Some(i) => {
+                let files = IdentityFiles::new(i.svid.clone(), i.key.clone(), i.bundle.clone());
+                let (source, rx) = FileSource::start(&files, &config.trust_domain)?;
+                Some((Box::new(source) as Box<dyn IdentitySource>, rx))
+            }
             None => None,
         };
         let federation = match &config.federation {
@@ -195,7 +232,7 @@ impl App {
             .map(|(n, tx)| (n.clone(), tx.subscribe()))
             .collect();
         // `[bridge.issuer]`: obtain the first bridge SVID before the bridge listeners start.
-        let issued = crate::issuer::gateway::start_issued(
+        let issued = start_issued(
             &config,
             identity.as_ref().map(|(_, rx)| rx.clone()),
             federation.as_ref().map(|f| f.bundles()),
@@ -252,7 +289,7 @@ impl App {
             federation,
             reload_requests: None,
             config_poll: reload::CONFIG_POLL,
-            identity_poll: identity::IDENTITY_POLL,
+            identity_poll: crate::identity::files::IDENTITY_POLL,
         })
     }
 
@@ -377,8 +414,8 @@ impl App {
                 .clone()
                 .watch_file(self.config_poll, background.clone()),
         );
-        if let Some((watcher, _)) = self.identity {
-            tasks.spawn(watcher.run(self.identity_poll, background.clone()));
+        if let Some((source, _)) = self.identity {
+            tasks.spawn(source.run(self.identity_poll, background.clone()));
         }
         if let Some(b) = self.bridge {
             tasks.spawn(b.run(self.identity_poll, background.clone()));

@@ -8,9 +8,12 @@
 //! are logged and kept at their running values).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use fedgate_federation::watch::FileWatch;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +24,7 @@ use crate::telemetry::Metrics;
 use fedgate_dataplane::route::RouteError;
 use fedgate_federation::error_chain;
 
-/// How often the config file is checked for changes (mtime, length and content hash).
+/// How often the config file is checked for changes (by content, see `FileWatch`).
 pub const CONFIG_POLL: Duration = Duration::from_secs(2);
 
 /// Applies new configurations; cheap to clone.
@@ -62,14 +65,6 @@ struct Inner {
     metrics: Metrics,
     /// Counts attempts and reports the last result; tests await it instead of sleeping.
     events: watch::Sender<ReloadEvent>,
-}
-
-/// What the file looked like at the last check.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct FileStamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    digest: Vec<u8>,
 }
 
 // === impl Reloader ===
@@ -122,24 +117,20 @@ impl Reloader {
         self.inner.events.subscribe()
     }
 
-    /// Reloads whenever the file's stamp changes, checking every `interval`, until `shutdown`.
+    /// Reloads whenever the file's content changes (see `fedgate_federation::watch`),
+    /// checking every `interval`, until `shutdown`.
     pub async fn watch_file(self, interval: Duration, shutdown: CancellationToken) {
-        let mut seen = stamp(&self.inner.source);
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let now = stamp(&self.inner.source);
-            if now != seen {
-                seen = now;
+        // The watch only detects changes; `reload` reads and checks the file itself, so a
+        // missing or unreadable file is a refused (and counted) reload, as any other.
+        let mut watch: FileWatch<(), Infallible> =
+            FileWatch::new([self.inner.source.clone()], |_| Ok(()));
+        let _ = watch.load();
+        watch
+            .run(interval, shutdown, |_| {
                 tracing::info!(path = %self.inner.source.display(), "config file changed; reloading");
                 let _ = self.reload();
-            }
-        }
+            })
+            .await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Arc<Config>> {
@@ -223,18 +214,6 @@ impl Reloader {
         *current = Arc::new(applied);
         Ok(())
     }
-}
-
-fn stamp(path: &std::path::Path) -> Option<FileStamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    let bytes = std::fs::read(path).ok()?;
-    Some(FileStamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        digest: ring::digest::digest(&ring::digest::SHA256, &bytes)
-            .as_ref()
-            .to_vec(),
-    })
 }
 
 #[cfg(test)]

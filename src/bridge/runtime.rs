@@ -25,13 +25,13 @@ use super::ingress::{self, HeaderLimits, IngressRoutes, IngressState, IngressSta
 use super::policy::{BridgePeer, BridgePeers, EgressRoute, IngressRoute};
 use super::tls::{BridgeTlsError, Identities};
 use super::{BridgeMetrics, Swap, Timeouts};
-use crate::app::identity::{Identity, IdentityError, IdentityWatcher};
 use crate::config::{
-    BridgeIdentity, BridgeListenerConfig, BridgeRouteConfig, Config, IdentityConfig,
-    ListenerConfig, ListenerKind,
+    BridgeIdentity, BridgeListenerConfig, BridgeRouteConfig, Config, ListenerConfig, ListenerKind,
 };
 use crate::gateway::ListenerState;
-use crate::issuer::gateway::{BridgeIdentityTask, IssuedBridgeIdentity};
+use crate::identity::files::{FileSource, IdentityError, IdentityFiles};
+use crate::identity::issuer::IssuedBridgeIdentity;
+use crate::identity::{Identity, IdentitySource};
 use fedgate_dataplane::route::RouteError;
 use fedgate_dataplane::upstreams::{Endpoint, Upstreams};
 use fedgate_federation::error_chain;
@@ -47,8 +47,8 @@ pub enum BridgeHandler {
 pub struct BridgeRuntime {
     handlers: HashMap<String, BridgeHandler>,
     /// Keeps the bridge identity current: polls the `[bridge]` SVID, key and bundle files, or
-    /// renews the SVID from `[bridge.issuer]` (`crate::issuer::gateway`).
-    watcher: BridgeIdentityTask,
+    /// renews the SVID from `[bridge.issuer]` (`crate::identity::issuer`).
+    watcher: Box<dyn IdentitySource>,
     inputs: Inputs,
 }
 
@@ -125,7 +125,7 @@ impl BridgeRuntime {
     /// federation's bundle snapshots (see [`bridge_bundle`]).
     ///
     /// With `[bridge.issuer]`, `issued` is the bridge identity already started by
-    /// [`crate::issuer::gateway::start_issued`].
+    /// `crate::app`.
     pub fn build(
         config: &Config,
         local: Option<watch::Receiver<Arc<Identity>>>,
@@ -147,17 +147,13 @@ impl BridgeRuntime {
         };
         let (watcher, bridge_rx) = match (&bridge.identity, issued) {
             (BridgeIdentity::Files { svid, key }, _) => {
-                let files = IdentityConfig {
-                    svid: svid.clone(),
-                    key: key.clone(),
-                    bundle: bridge.bundle.clone(),
-                };
-                let (watcher, rx) = IdentityWatcher::start(&files, &bridge.trust_domain)
+                let files = IdentityFiles::new(svid.clone(), key.clone(), bridge.bundle.clone());
+                let (watcher, rx) = FileSource::start(&files, &bridge.trust_domain)
                     .map_err(|e| BridgeSetupError::Identity(Box::new(e)))?;
-                (BridgeIdentityTask::Files(watcher), rx)
+                (Box::new(watcher) as Box<dyn IdentitySource>, rx)
             }
             (BridgeIdentity::Issuer(_), Some((task, rx))) => {
-                (BridgeIdentityTask::Issuer(Box::new(task)), rx)
+                (Box::new(task) as Box<dyn IdentitySource>, rx)
             }
             (BridgeIdentity::Issuer(_), None) => return Err(BridgeSetupError::MissingIdentity),
         };

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod describe;
+pub mod serve;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -13,6 +13,8 @@ use fedgate_federation::spiffe_id::{SpiffeId, TrustDomain};
 
 use crate::ca::{self, describe, Ca, InitOptions};
 
+mod serve;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum CaCommand {
     /// Create a CA for a trust domain: DIR/ca.pem, DIR/ca.key (0600), DIR/bundle.json.
@@ -164,7 +166,7 @@ pub async fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
             print_root(&ca, &ca_dir);
             Ok(ExitCode::SUCCESS)
         }
-        CaCommand::Serve { config } => crate::issuer::cmd::serve(&config).await,
+        CaCommand::Serve { config } => serve::serve(&config).await,
     }
 }
 

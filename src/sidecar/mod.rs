@@ -8,7 +8,8 @@
 //! TLS config, bind every listener) → log the bound addresses → [`Sidecar::run`] until the
 //! shutdown token fires → drain live connections for up to `drain_timeout`.
 //!
-//! Modules: [`config`] (the file model, a re-export of `crate::config::sidecar`), [`identity`] (SVID + bundles), [`tls`] (rustls configs with
+//! Modules: [`config`] (the file model, a re-export of `crate::config::sidecar`),
+//! `crate::identity` (SVID + bundles, file source), [`tls`] (rustls configs with
 //! allow-list verifiers), [`reload`] (file polling and atomic swap), [`outbound`] and [`inbound`]
 //! (one connection each), [`metrics`], `status` (what the admin server reports). Accepting,
 //! connection limits and drain are the data plane's (`fedgate_dataplane::serve`), as for the
@@ -20,7 +21,6 @@
 //! before any TLS or dial, and counted (outcome `too_many_connections`, counted before the
 //! close); a connection's slot is free again before its [`ConnectionEvent`] is sent.
 
-pub mod identity;
 pub mod inbound;
 pub mod metrics;
 pub mod outbound;
@@ -44,12 +44,13 @@ use tracing::Instrument;
 use self::inbound::{Inbound, InboundError, InboundPeer};
 use self::metrics::{Direction, SidecarMetrics};
 use self::outbound::{Outbound, OutboundError};
-use self::reload::{Fingerprint, LoadError, ReloadStatus, Reloader};
+use self::reload::{LoadError, ReloadStatus, Reloader};
 use self::tls::TlsSnapshot;
 use crate::admin::Admin;
 /// The sidecar's config file model lives with the gateway's, in `crate::config::sidecar`.
 pub use crate::config::sidecar as config;
 pub use crate::config::sidecar::{Config, ConfigError};
+use crate::identity::files::FileSource;
 use fedgate_federation::error_chain;
 use fedgate_federation::SpiffeId;
 
@@ -63,8 +64,8 @@ pub struct Sidecar {
     tls_tx: watch::Sender<Arc<TlsSnapshot>>,
     /// Reload attempt counts; the reloader owns the sender once running.
     reload_status: watch::Sender<ReloadStatus>,
-    /// Fingerprint of the identity files taken before the first load.
-    fingerprint: Fingerprint,
+    /// The identity files; remembers the version the first snapshot was built from.
+    identity: FileSource,
     metrics: Arc<SidecarMetrics>,
     registry: Arc<Registry>,
     /// Reload requests (SIGHUP): each one makes the reloader poll the files at once.
@@ -149,10 +150,9 @@ impl Sidecar {
     /// Loads the identity, builds every TLS config and binds every listener.
     pub async fn build(config: Config) -> Result<Self, BuildError> {
         let config = Arc::new(config);
-        let fingerprint = Fingerprint::of(&config);
-        let snapshot = {
+        let (identity, snapshot) = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || reload::load(&config, 0))
+            tokio::task::spawn_blocking(move || reload::load(&config))
                 .await
                 .map_err(BuildError::LoadTask)??
         };
@@ -184,7 +184,7 @@ impl Sidecar {
             admin,
             tls_tx,
             reload_status: watch::Sender::new(ReloadStatus::default()),
-            fingerprint,
+            identity,
             metrics,
             registry: Arc::new(registry),
             reload_requests: None,
@@ -276,7 +276,7 @@ impl Sidecar {
             self.config.clone(),
             self.tls_tx,
             self.reload_status,
-            self.fingerprint,
+            self.identity,
             self.metrics.clone(),
         );
         loops.spawn(reloader.run(self.reload_requests, shutdown.clone()));

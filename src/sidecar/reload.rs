@@ -1,36 +1,24 @@
-//! Polls the identity files and swaps in new TLS configs when they change.
-//!
-//! Polling (not inotify) because Kubernetes updates mounted Secrets and ConfigMaps by swapping a
-//! symlink, which inotify watches on the old target miss.
+//! Polls the identity files (a [`FileSource`]) and swaps in new TLS configs when they change.
 //!
 //! Invariants:
-//! * configs are rebuilt once per observed change of the file set, never per connection;
+//! * configs are rebuilt once per observed change of the files' content (detected by
+//!   `fedgate_federation::watch::FileWatch`), never per connection;
 //! * a change that does not load or build (half-written file, key not matching the cert, bad
 //!   bundle) is refused with one log line and a metric, and the configs in force stay; it is
 //!   retried when any of the files changes again;
 //! * the swap is a `watch` send: connections already open keep the `Arc` they started with.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::config::Config;
-use super::identity::{Identity, IdentityError};
 use super::metrics::SidecarMetrics;
 use super::tls::TlsSnapshot;
+use crate::identity::files::{FileSource, IdentityError, IdentityFiles};
+use crate::identity::Identity;
 use fedgate_federation::error_chain;
-
-/// What identifies one version of a file without reading it: (device, inode, length, mtime).
-/// The inode catches atomic renames and symlink swaps that keep length and mtime.
-type FileStamp = Option<(u64, u64, u64, SystemTime)>;
-
-/// The stamps of every identity file, in a fixed order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fingerprint(Vec<FileStamp>);
 
 /// Why an identity could not be turned into TLS configs.
 #[derive(Debug, thiserror::Error)]
@@ -59,60 +47,47 @@ pub struct Reloader {
     tx: watch::Sender<Arc<TlsSnapshot>>,
     /// Updated after every attempt, successful or not.
     status: watch::Sender<ReloadStatus>,
-    /// The file set last attempted (successfully or not).
-    last: Fingerprint,
+    /// The identity files; remembers the version last attempted (successfully or not).
+    source: FileSource,
     metrics: Arc<SidecarMetrics>,
 }
 
-// === impl Fingerprint ===
-
-impl Fingerprint {
-    /// Stamps every identity file of `config` (follows symlinks; a missing file is `None`).
-    pub fn of(config: &Config) -> Self {
-        Self::of_files(&files(config))
-    }
-
-    /// Stamps `files`, in order.
-    pub fn of_files(files: &[PathBuf]) -> Self {
-        Self(files.iter().map(stamp).collect())
-    }
-}
-
-fn files(config: &Config) -> Vec<PathBuf> {
+/// The identity files named by `config`.
+pub fn identity_files(config: &Config) -> IdentityFiles {
     let id = &config.identity;
-    let mut files = vec![id.svid.clone(), id.key.clone(), id.bundle.clone()];
-    files.extend(id.federated_bundles.clone());
-    files
+    IdentityFiles {
+        svid: id.svid.clone(),
+        key: id.key.clone(),
+        bundle: id.bundle.clone(),
+        federated_bundles: id.federated_bundles.clone(),
+    }
 }
 
-fn stamp(path: &PathBuf) -> FileStamp {
-    let md = std::fs::metadata(path).ok()?;
-    Some((md.dev(), md.ino(), md.len(), md.modified().ok()?))
-}
-
-/// Loads the identity files and builds every TLS config (blocking file I/O and parsing).
-pub fn load(config: &Config, generation: u64) -> Result<TlsSnapshot, LoadError> {
-    let identity = Identity::load(&config.identity, &config.trust_domain)?;
-    Ok(TlsSnapshot::build(&identity, config, generation)?)
+/// Loads the identity files (blocking file I/O and parsing) and builds every TLS config;
+/// returns the source that keeps watching the files, and the first snapshot (generation 0).
+pub fn load(config: &Config) -> Result<(FileSource, TlsSnapshot), LoadError> {
+    let (source, identity) = FileSource::start(&identity_files(config), &config.trust_domain)?;
+    let identity: Arc<Identity> = identity.borrow().clone();
+    Ok((source, TlsSnapshot::build(&identity, config, 0)?))
 }
 
 // === impl Reloader ===
 
 impl Reloader {
-    /// `last` is the fingerprint taken *before* the snapshot in `tx` was loaded, so a change
-    /// racing with that load is picked up by the first poll.
+    /// `source` is the one that loaded the snapshot in `tx` (see [`load`]): it remembers the
+    /// version of the files that snapshot was built from.
     pub fn new(
         config: Arc<Config>,
         tx: watch::Sender<Arc<TlsSnapshot>>,
         status: watch::Sender<ReloadStatus>,
-        last: Fingerprint,
+        source: FileSource,
         metrics: Arc<SidecarMetrics>,
     ) -> Self {
         Self {
             config,
             tx,
             status,
-            last,
+            source,
             metrics,
         }
     }
@@ -145,17 +120,20 @@ impl Reloader {
         }
     }
 
-    /// One poll: reload if the file set changed since the last attempt.
+    /// One poll: reload if the files' content changed since the last attempt.
     pub async fn poll(&mut self) {
-        let config = self.config.clone();
-        let current = Fingerprint::of(&config);
-        if current == self.last {
-            return;
-        }
-        self.last = current;
+        let identity = match self.source.poll_once() {
+            None => return,
+            Some(Ok(identity)) => identity,
+            Some(Err(e)) => return self.refuse(error_chain(&LoadError::from(e))),
+        };
         let generation = self.tx.borrow().generation + 1;
-        let loaded = tokio::task::spawn_blocking(move || load(&config, generation)).await;
-        match loaded {
+        let config = self.config.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            TlsSnapshot::build(&identity, &config, generation).map_err(LoadError::from)
+        })
+        .await;
+        match built {
             Ok(Ok(snapshot)) => {
                 let id = snapshot.id.clone();
                 // Swap first, then say so: whoever reads the log may connect at once.
@@ -188,31 +166,31 @@ impl Reloader {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use fedgate_federation::watch::FileWatch;
 
     #[test]
-    fn fingerprint_sees_writes_renames_and_appearing_files() {
+    fn identity_file_watch_sees_writes_renames_and_appearing_files() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a.pem"), dir.path().join("b.json"));
         std::fs::write(&a, "chain").unwrap();
-        let files = [a.clone(), b.clone()];
-        let first = Fingerprint::of_files(&files);
-        assert_eq!(first, Fingerprint::of_files(&files), "nothing changed");
+        // The sidecar's layout: required files, then the optional federated map.
+        let mut watch = FileWatch::new([a.clone()], |c: &[Vec<u8>]| Ok::<_, ()>(c.to_vec()))
+            .with_optional(b.clone());
+        assert!(watch.poll_once().is_some(), "first version");
+        assert!(watch.poll_once().is_none(), "nothing changed");
 
         // b appears.
         std::fs::write(&b, "{}").unwrap();
-        let second = Fingerprint::of_files(&files);
-        assert_ne!(first, second);
+        assert!(watch.poll_once().is_some());
 
-        // a replaced by a rename with the same length: a new inode even if mtime ties.
+        // a replaced by a rename with the same length.
         let tmp = dir.path().join("a.tmp");
         std::fs::write(&tmp, "CHAIN").unwrap();
         std::fs::rename(&tmp, &a).unwrap();
-        let third = Fingerprint::of_files(&files);
-        assert_ne!(second, third);
+        assert!(watch.poll_once().is_some());
 
         // b disappears.
         std::fs::remove_file(&b).unwrap();
-        assert_ne!(third, Fingerprint::of_files(&files));
+        assert!(watch.poll_once().is_some());
     }
 }

@@ -26,7 +26,7 @@ use rustls::server::NoServerSessionStorage;
 use rustls::{CertificateError, ClientConfig, ServerConfig};
 
 use super::config::Config;
-use super::identity::Identity;
+use crate::identity::Identity;
 
 /// The TLS configs of every listener, built from one identity. Indexes follow the config's
 /// `outbound` and `inbound` lists.

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fedgate::ca::serve::{Issuer, IssuerMetrics, ServeConfig};
 use fedgate::ca::{Ca, InitOptions};
-use fedgate::issuer::{Issuer, IssuerClient, IssuerClientConfig, IssuerMetrics, ServeConfig};
+use fedgate::identity::issuer::{IssuerClient, IssuerClientConfig};
 use fedgate_federation::tls::{self, Authorizer, SpiffeServerVerifier};
 use fedgate_federation::{BundleSet, SpiffeId, TrustDomain, X509Svid};
 use tokio::sync::watch;

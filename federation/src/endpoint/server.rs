@@ -43,6 +43,7 @@ use crate::bundle::{Bundle, BundleError};
 use crate::spiffe_id::TrustDomain;
 use crate::svid::{SvidError, X509Svid};
 use crate::tls;
+use crate::watch::{FileWatch, WatchError};
 use fedgate_dataplane::accept::Acceptor;
 
 /// Default bound on concurrent connections (the same default as `fedgate ca serve`).
@@ -113,8 +114,8 @@ pub struct BundleFileSource {
     trust_domain: TrustDomain,
     path: PathBuf,
     interval: Duration,
-    /// Hash of the file content last seen (published or refused).
-    last_hash: Option<[u8; 32]>,
+    /// The file's content version last seen (published or refused).
+    watch: FileWatch<Bundle, EndpointError>,
     /// Publishes the bundle to serve; the server holds the receivers.
     tx: watch::Sender<Arc<Bundle>>,
 }
@@ -122,9 +123,8 @@ pub struct BundleFileSource {
 /// Polls the certificate/SVID and key files and publishes a new TLS configuration on change.
 #[derive(Debug)]
 pub struct ServerTlsSource {
-    files: ServerTlsFiles,
     interval: Duration,
-    last_hash: Option<[u8; 32]>,
+    watch: FileWatch<Arc<ServerConfig>, EndpointError>,
     tx: watch::Sender<Arc<ServerConfig>>,
 }
 
@@ -446,8 +446,17 @@ fn if_none_match_hits(headers: &HeaderMap, etag: &str) -> bool {
 impl ServerTls {
     /// Loads a Web PKI certificate chain (leaf first) and its private key (PEM).
     pub fn load_web(cert: &Path, key: &Path) -> Result<Self, EndpointError> {
-        let cert_pem = read(cert)?;
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        Self::web_from_pem(cert, &read(cert)?, key, &read(key)?)
+    }
+
+    /// [`load_web`](Self::load_web) from contents already read (`cert`/`key` name them).
+    fn web_from_pem(
+        cert: &Path,
+        cert_pem: &[u8],
+        key: &Path,
+        key_pem: &[u8],
+    ) -> Result<Self, EndpointError> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
             .filter_map(Result::ok)
             .collect();
         if chain.is_empty() {
@@ -455,9 +464,8 @@ impl ServerTls {
                 path: cert.to_owned(),
             });
         }
-        let key_pem = read(key)?;
         let key_der =
-            PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| EndpointError::Key {
+            PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| EndpointError::Key {
                 path: key.to_owned(),
                 source,
             })?;
@@ -512,6 +520,44 @@ impl ServerTlsFiles {
             ServerTlsFiles::Spiffe { svid, key } => [svid, key],
         }
     }
+
+    /// [`load`](Self::load) from the files' contents (certificate/SVID first, then key).
+    fn parse(&self, contents: &[Vec<u8>]) -> Result<ServerTls, EndpointError> {
+        let [chain_pem, key_pem] = contents else {
+            return Err(EndpointError::NoCertificate {
+                path: self.paths()[0].to_owned(),
+            });
+        };
+        match self {
+            ServerTlsFiles::Web { cert, key } => {
+                ServerTls::web_from_pem(cert, chain_pem, key, key_pem)
+            }
+            ServerTlsFiles::Spiffe { svid, key } => X509Svid::from_pem(chain_pem, key_pem)
+                .map(ServerTls::Spiffe)
+                .map_err(|source| EndpointError::Svid {
+                    svid: svid.clone(),
+                    key: key.clone(),
+                    source: Box::new(source),
+                }),
+        }
+    }
+
+    /// A watch of the files that parses them into a server TLS config.
+    fn watch(&self) -> FileWatch<Arc<ServerConfig>, EndpointError> {
+        let files = self.clone();
+        let paths = self.paths().map(Path::to_path_buf);
+        FileWatch::new(paths, move |contents| {
+            files.parse(contents)?.server_config()
+        })
+    }
+}
+
+/// A watch error as the endpoint's error (the read error names the file).
+fn from_watch(e: WatchError<EndpointError>) -> EndpointError {
+    match e {
+        WatchError::Read { path, source } => EndpointError::Read { path, source },
+        WatchError::Parse(e) => e,
+    }
 }
 
 // === impl ServerTlsSource ===
@@ -522,14 +568,13 @@ impl ServerTlsSource {
         files: ServerTlsFiles,
         interval: Duration,
     ) -> Result<(Self, watch::Receiver<Arc<ServerConfig>>), EndpointError> {
-        let hash = hash_files(&files.paths())?;
-        let config = files.load()?.server_config()?;
+        let mut watch = files.watch();
+        let config = watch.load().map_err(from_watch)?;
         let (tx, rx) = watch::channel(config);
         Ok((
             Self {
-                files,
                 interval,
-                last_hash: Some(hash),
+                watch,
                 tx,
             },
             rx,
@@ -538,34 +583,20 @@ impl ServerTlsSource {
 
     /// Polls the files every `interval`; a change that loads is published, one that does not
     /// is logged and the previous credentials stay in use.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(self.interval) => {}
-            }
-            let hash = match hash_files(&self.files.paths()) {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the endpoint credentials; keeping the current ones");
-                    continue;
-                }
-            };
-            if self.last_hash == Some(hash) {
-                continue;
-            }
-            self.last_hash = Some(hash);
-            match self.files.load().and_then(|t| t.server_config()) {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tx = self.tx;
+        self.watch
+            .run(self.interval, shutdown, |loaded| match loaded {
                 Ok(config) => {
                     tracing::info!("bundle endpoint credentials reloaded");
-                    self.tx.send_replace(config);
+                    tx.send_replace(config);
                 }
                 Err(e) => tracing::warn!(
-                    error = %crate::error_chain(&e),
+                    error = %crate::error_chain(&from_watch(e)),
                     "new endpoint credentials refused; keeping the current ones"
                 ),
-            }
-        }
+            })
+            .await;
     }
 }
 
@@ -581,13 +612,18 @@ impl BundleFileSource {
         interval: Duration,
     ) -> Result<(Self, watch::Receiver<Arc<Bundle>>), EndpointError> {
         let path = path.into();
-        let content = read(&path)?;
-        let (mut bundle, _warnings) =
-            Bundle::parse(&trust_domain, &content).map_err(|source| EndpointError::Bundle {
-                trust_domain: trust_domain.clone(),
-                path: path.clone(),
-                source: Box::new(source),
-            })?;
+        let (td, file) = (trust_domain.clone(), path.clone());
+        let mut watch = FileWatch::new([path.clone()], move |contents: &[Vec<u8>]| {
+            let content = contents.first().map(Vec::as_slice).unwrap_or_default();
+            Bundle::parse(&td, content)
+                .map(|(bundle, _warnings)| bundle)
+                .map_err(|source| EndpointError::Bundle {
+                    trust_domain: td.clone(),
+                    path: file.clone(),
+                    source: Box::new(source),
+                })
+        });
+        let mut bundle = watch.load().map_err(from_watch)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -598,7 +634,7 @@ impl BundleFileSource {
             trust_domain,
             path,
             interval,
-            last_hash: Some(sha256(&content)),
+            watch,
             tx,
         };
         Ok((source, rx))
@@ -624,21 +660,15 @@ impl BundleFileSource {
     /// Reads the file once and publishes a new bundle if its content changed. Returns whether
     /// a new bundle was published.
     pub fn poll_once(&mut self) -> bool {
-        let content = match read(&self.path) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %crate::error_chain(&e), "keeping the bundle being served");
+        let file_bundle = match self.watch.poll_once() {
+            None => return false,
+            Some(Ok(b)) => b,
+            Some(Err(e @ WatchError::Read { .. })) => {
+                tracing::warn!(error = %crate::error_chain(&from_watch(e)), "keeping the bundle being served");
                 return false;
             }
-        };
-        let hash = sha256(&content);
-        if self.last_hash == Some(hash) {
-            return false;
-        }
-        self.last_hash = Some(hash);
-        let file_bundle = match Bundle::parse(&self.trust_domain, &content) {
-            Ok((b, _)) => b,
-            Err(e) => {
+            Some(Err(e)) => {
+                let e = from_watch(e);
                 tracing::warn!(
                     path = %self.path.display(), error = %crate::error_chain(&e),
                     "bundle file changed but is invalid; keeping the bundle being served"
@@ -681,24 +711,6 @@ fn read(path: &Path) -> Result<Vec<u8>, EndpointError> {
         path: path.to_owned(),
         source,
     })
-}
-
-fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
-    out
-}
-
-fn hash_files(paths: &[&Path]) -> Result<[u8; 32], EndpointError> {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for p in paths {
-        let content = read(p)?;
-        ctx.update(&(content.len() as u64).to_le_bytes());
-        ctx.update(&content);
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    Ok(out)
 }
 
 #[cfg(test)]

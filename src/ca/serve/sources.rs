@@ -14,9 +14,12 @@
 //!   session resumption so that a bundle change applies to the very next connection.
 //! * The CA is replaced only by one of the same trust domain, and the endpoint SVID only by one
 //!   in the CA's trust domain.
-//! * Polling (content hash every `poll_interval`), not inotify: Kubernetes updates mounted
-//!   Secrets and ConfigMaps by swapping symlinks.
+//! * Change detection is `fedgate_federation::watch::FileWatch`'s (content, stable reads
+//!   only, every `poll_interval`): one watch for the CA directory, one for the SVID and key,
+//!   one per member bundle file. Each version is tried once; a refused one is retried when
+//!   the files change again.
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +31,7 @@ use fedgate_federation::spiffe_id::{SpiffeId, TrustDomain};
 use fedgate_federation::store::{Store, StoreError};
 use fedgate_federation::svid::{SvidError, X509Svid};
 use fedgate_federation::tls::{self, Authorizer, SpiffeClientVerifier};
+use fedgate_federation::watch::{FileWatch, WatchError};
 use rustls::server::NoServerSessionStorage;
 use rustls::ServerConfig;
 use tokio::sync::watch;
@@ -39,15 +43,15 @@ use crate::ca::{self, Ca, CaError};
 /// Loads, watches and publishes the endpoint's CA, member bundles and TLS config.
 pub struct Sources {
     ca_dir: PathBuf,
-    svid_files: (PathBuf, PathBuf),
+    /// The CA directory's files; each new version is loaded with `Ca::load`.
+    ca_watch: FileWatch<(), Infallible>,
+    /// The endpoint SVID and key, parsed and checked against the CA's trust domain.
+    svid_watch: FileWatch<X509Svid, SourceError>,
     members: Vec<MemberState>,
     /// Members whose bundles come from their federation endpoints.
     federated: Option<Federated>,
     svid: X509Svid,
     interval: Duration,
-    /// Hash of the CA directory's files and of the SVID files last seen (loaded or refused).
-    ca_hash: [u8; 32],
-    svid_hash: [u8; 32],
     /// Publishes the CA that signs; each request uses whatever is current.
     ca_tx: watch::Sender<Arc<Ca>>,
     /// Publishes the server TLS config; each new connection uses whatever is current.
@@ -64,8 +68,8 @@ pub type Loaded = (
 /// A member whose bundle is a file.
 struct MemberState {
     trust_domain: TrustDomain,
-    path: PathBuf,
-    hash: Option<[u8; 32]>,
+    /// The bundle file; remembers the version last seen (loaded or refused).
+    watch: FileWatch<Bundle, SourceError>,
     /// The last bundle that parsed.
     bundle: Bundle,
 }
@@ -140,13 +144,31 @@ impl Sources {
     /// Loads everything once (errors here are startup errors) and returns the receivers of the
     /// CA and of the server TLS config.
     pub fn load(config: &ServeConfig) -> Result<Loaded, SourceError> {
-        let ca_hash = hash_ca_dir(&config.ca_dir);
+        let mut ca_watch: FileWatch<(), Infallible> =
+            FileWatch::new(ca_files(&config.ca_dir), |_| Ok(()));
+        // Only marks the version seen: a directory with a missing optional file still loads.
+        let _ = ca_watch.load();
         let ca = Ca::load(&config.ca_dir).map_err(|source| SourceError::Ca {
             dir: config.ca_dir.clone(),
             source: Box::new(source),
         })?;
-        let svid_hash = hash_files(&[&config.svid, &config.key]);
-        let svid = load_svid(&config.svid, &config.key, ca.trust_domain())?;
+        let mut svid_watch = svid_watch(&config.svid, &config.key, ca.trust_domain());
+        let svid = svid_watch.load().map_err(|e| match e {
+            WatchError::Read { path, source } => SourceError::Svid {
+                svid: config.svid.clone(),
+                key: config.key.clone(),
+                source: Box::new(SvidError::Read {
+                    what: if path == config.svid {
+                        "certificate chain"
+                    } else {
+                        "private key"
+                    },
+                    path,
+                    source,
+                }),
+            },
+            WatchError::Parse(e) => e,
+        })?;
         let mut members = Vec::with_capacity(config.members.len());
         let mut peers = Vec::new();
         for m in &config.members {
@@ -155,17 +177,21 @@ impl Sources {
             }
             match &m.source {
                 MemberSource::File(path) => {
-                    let content =
-                        ca::read_limited(path).map_err(|source| SourceError::ReadBundle {
+                    let (td, file) = (m.trust_domain.clone(), path.clone());
+                    let mut watch = FileWatch::new([path.clone()], move |c: &[Vec<u8>]| {
+                        parse_bundle(&td, &file, c.first().map(Vec::as_slice).unwrap_or_default())
+                    });
+                    let bundle = watch.load().map_err(|e| match e {
+                        WatchError::Read { path, source } => SourceError::ReadBundle {
                             trust_domain: m.trust_domain.clone(),
                             path: path.clone(),
-                            source,
-                        })?;
-                    let bundle = parse_bundle(&m.trust_domain, path, &content)?;
+                            source: ca::FileError::Read { path, source },
+                        },
+                        WatchError::Parse(e) => e,
+                    })?;
                     members.push(MemberState {
                         trust_domain: m.trust_domain.clone(),
-                        path: path.clone(),
-                        hash: Some(sha256(&content)),
+                        watch,
                         bundle,
                     });
                 }
@@ -202,13 +228,12 @@ impl Sources {
         Ok((
             Self {
                 ca_dir: config.ca_dir.clone(),
-                svid_files: (config.svid.clone(), config.key.clone()),
+                ca_watch,
+                svid_watch,
                 members,
                 federated,
                 svid,
                 interval: config.poll_interval,
-                ca_hash,
-                svid_hash,
                 ca_tx,
                 tls_tx,
             },
@@ -270,18 +295,16 @@ impl Sources {
                 self.tls_tx.send_replace(config);
             }
             Err(e) => tracing::warn!(
-                error = %crate::issuer::error_chain(&e),
+                error = %fedgate_federation::error_chain(&e),
                 "cannot rebuild the issuing endpoint's TLS config; keeping the current one"
             ),
         }
     }
 
     fn poll_ca(&mut self) {
-        let hash = hash_ca_dir(&self.ca_dir);
-        if hash == self.ca_hash {
+        if self.ca_watch.poll_once().is_none() {
             return;
         }
-        self.ca_hash = hash;
         let current_td = self.ca_tx.borrow().trust_domain().clone();
         match Ca::load(&self.ca_dir) {
             Ok(ca) if ca.trust_domain() == &current_td => {
@@ -293,29 +316,23 @@ impl Sources {
                 "the CA directory now holds a CA of another trust domain; keeping the current CA"
             ),
             Err(e) => tracing::warn!(
-                dir = %self.ca_dir.display(), error = %crate::issuer::error_chain(&e),
+                dir = %self.ca_dir.display(), error = %fedgate_federation::error_chain(&e),
                 "the CA directory changed but does not load; keeping the current CA"
             ),
         }
     }
 
     fn poll_svid(&mut self) -> bool {
-        let (chain, key) = &self.svid_files;
-        let hash = hash_files(&[chain, key]);
-        if hash == self.svid_hash {
-            return false;
-        }
-        self.svid_hash = hash;
-        let td = self.ca_tx.borrow().trust_domain().clone();
-        match load_svid(chain, key, &td) {
-            Ok(svid) => {
+        match self.svid_watch.poll_once() {
+            None => false,
+            Some(Ok(svid)) => {
                 tracing::info!(id = %svid.id(), "issuing endpoint SVID reloaded");
                 self.svid = svid;
                 true
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(
-                    error = %crate::issuer::error_chain(&e),
+                    error = %watch_error_chain(&e),
                     "the endpoint SVID changed but does not load; keeping the current one"
                 );
                 false
@@ -326,26 +343,9 @@ impl Sources {
     fn poll_members(&mut self) -> bool {
         let mut changed = false;
         for m in &mut self.members {
-            let content = match ca::read_limited(&m.path) {
-                Ok(c) => c,
-                Err(e) => {
-                    if m.hash.take().is_some() {
-                        tracing::warn!(
-                            trust_domain = %m.trust_domain,
-                            error = %crate::issuer::error_chain(&e),
-                            "cannot read a member bundle; keeping the last good one"
-                        );
-                    }
-                    continue;
-                }
-            };
-            let hash = sha256(&content);
-            if m.hash == Some(hash) {
-                continue;
-            }
-            m.hash = Some(hash);
-            match parse_bundle(&m.trust_domain, &m.path, &content) {
-                Ok(bundle) => {
+            match m.watch.poll_once() {
+                None => {}
+                Some(Ok(bundle)) => {
                     tracing::info!(
                         trust_domain = %m.trust_domain,
                         authorities = bundle.x509_authorities().len(),
@@ -354,14 +354,64 @@ impl Sources {
                     m.bundle = bundle;
                     changed = true;
                 }
-                Err(e) => tracing::warn!(
-                    error = %crate::issuer::error_chain(&e),
+                Some(Err(e @ WatchError::Read { .. })) => tracing::warn!(
+                    trust_domain = %m.trust_domain,
+                    error = %watch_error_chain(&e),
+                    "cannot read a member bundle; keeping the last good one"
+                ),
+                Some(Err(e)) => tracing::warn!(
+                    error = %watch_error_chain(&e),
                     "a member bundle changed but is invalid; keeping the last good one"
                 ),
             }
         }
         changed
     }
+}
+
+fn watch_error_chain(e: &WatchError<SourceError>) -> String {
+    match e {
+        WatchError::Read { .. } => fedgate_federation::error_chain(e),
+        WatchError::Parse(e) => fedgate_federation::error_chain(e),
+    }
+}
+
+/// The CA directory's files, in a fixed order (any of them may be missing).
+fn ca_files(dir: &Path) -> Vec<PathBuf> {
+    [
+        ca::CA_PEM,
+        ca::CA_KEY,
+        ca::ROOT_PEM,
+        ca::ROOT_KEY,
+        ca::BUNDLE_JSON,
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .collect()
+}
+
+/// A watch of the endpoint SVID and key that accepts only an SVID of `ca_td`.
+fn svid_watch(chain: &Path, key: &Path, ca_td: &TrustDomain) -> FileWatch<X509Svid, SourceError> {
+    let (chain, key, ca_td) = (chain.to_path_buf(), key.to_path_buf(), ca_td.clone());
+    FileWatch::new([chain.clone(), key.clone()], move |c: &[Vec<u8>]| {
+        let [chain_pem, key_pem] = c else {
+            return Err(SourceError::Tls(rustls::Error::General(
+                "the SVID watch reads two files".into(),
+            )));
+        };
+        let svid = X509Svid::from_pem(chain_pem, key_pem).map_err(|source| SourceError::Svid {
+            svid: chain.clone(),
+            key: key.clone(),
+            source: Box::new(source),
+        })?;
+        if svid.id().trust_domain() != &ca_td {
+            return Err(SourceError::SvidTrustDomain {
+                id: svid.id().clone(),
+                ca_td: ca_td.clone(),
+            });
+        }
+        Ok(svid)
+    })
 }
 
 /// The server TLS config: presents `svid`, requires a client SVID that verifies against the
@@ -429,7 +479,7 @@ fn peer(m: &Member, url: &str, profile: &MemberProfile) -> Result<Peer, SourceEr
                         "bootstrap_bundle {} is not a valid bundle for {}: {}",
                         bootstrap_bundle.display(),
                         endpoint_id.trust_domain(),
-                        crate::issuer::error_chain(&e)
+                        fedgate_federation::error_chain(&e)
                     ))
                 })?;
             Profile::HttpsSpiffe {
@@ -441,7 +491,8 @@ fn peer(m: &Member, url: &str, profile: &MemberProfile) -> Result<Peer, SourceEr
             roots: WebRoots::System,
         },
         MemberProfile::HttpsWeb { ca: Some(path) } => {
-            let pem = ca::read_limited(path).map_err(|e| fail(crate::issuer::error_chain(&e)))?;
+            let pem =
+                ca::read_limited(path).map_err(|e| fail(fedgate_federation::error_chain(&e)))?;
             let certs = ca::describe::parse_pem_certs(&pem)
                 .map_err(|e| fail(format!("ca {}: {e}", path.display())))?;
             if certs.is_empty() {
@@ -460,58 +511,4 @@ fn peer(m: &Member, url: &str, profile: &MemberProfile) -> Result<Peer, SourceEr
         },
         fetch: FetchOptions::default(),
     })
-}
-
-fn load_svid(chain: &Path, key: &Path, ca_td: &TrustDomain) -> Result<X509Svid, SourceError> {
-    let svid = X509Svid::load(chain, key).map_err(|source| SourceError::Svid {
-        svid: chain.to_path_buf(),
-        key: key.to_path_buf(),
-        source: Box::new(source),
-    })?;
-    if svid.id().trust_domain() != ca_td {
-        return Err(SourceError::SvidTrustDomain {
-            id: svid.id().clone(),
-            ca_td: ca_td.clone(),
-        });
-    }
-    Ok(svid)
-}
-
-fn hash_ca_dir(dir: &Path) -> [u8; 32] {
-    let files: Vec<PathBuf> = [
-        ca::CA_PEM,
-        ca::CA_KEY,
-        ca::ROOT_PEM,
-        ca::ROOT_KEY,
-        ca::BUNDLE_JSON,
-    ]
-    .iter()
-    .map(|f| dir.join(f))
-    .collect();
-    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    hash_files(&refs)
-}
-
-/// Hash of the files' contents; a missing or unreadable file hashes as absent.
-fn hash_files(paths: &[&Path]) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for p in paths {
-        match ca::read_limited(p) {
-            Ok(content) => {
-                ctx.update(&[1]);
-                ctx.update(&(content.len() as u64).to_le_bytes());
-                ctx.update(&content);
-            }
-            Err(_) => ctx.update(&[0]),
-        }
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
-}
-
-fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
-    out
 }

@@ -11,10 +11,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use super::{Issuer, ServeConfig};
-
-/// sysexits `EX_USAGE`: the configuration is unusable.
-const EX_CONFIG: u8 = 64;
+use crate::ca::serve::{Issuer, ServeConfig};
+use crate::cmd::EX_USAGE;
+use fedgate_federation::error_chain;
 
 /// Runs the issuing endpoint described by the config file at `path`.
 pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
@@ -22,8 +21,8 @@ pub async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match ServeConfig::load(path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("fedgate ca serve: {}", super::error_chain(&e));
-            return Ok(ExitCode::from(EX_CONFIG));
+            eprintln!("fedgate ca serve: {}", error_chain(&e));
+            return Ok(ExitCode::from(EX_USAGE));
         }
     };
     let issuer = Issuer::build(&config).await.with_context(|| {

@@ -15,6 +15,7 @@
 //!   `notBefore` for clock skew, so the window is measured from when the request was sent
 //!   (clamped into `[notBefore, notAfter]`).
 
+use fedgate_dataplane::backoff::Backoff;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,9 +31,9 @@ use rustls_pki_types::UnixTime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::error_chain;
-use super::server::{PEM_CHAIN, PKCS10};
+use crate::ca::serve::server::{PEM_CHAIN, PKCS10};
 use crate::ca::{self, FileError};
+use fedgate_federation::error_chain;
 
 /// Largest response body read from the endpoint (a chain is a few KiB).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -181,7 +182,7 @@ impl IssuerClient {
     /// Obtains an SVID now if there is none, then renews it at two thirds of its lifetime,
     /// until `shutdown`. Failures are logged and retried; they never withdraw the current SVID.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut backoff = self.retry_initial;
+        let mut backoff = Backoff::new(self.retry_initial, self.retry_max);
         let mut next = match self.current_window {
             Some((start, end)) => renew_at(start, end),
             None => SystemTime::now(),
@@ -196,12 +197,12 @@ impl IssuerClient {
             }
             match self.fetch().await {
                 Ok(obtained) => {
-                    backoff = self.retry_initial;
+                    backoff.reset();
                     next = self.publish(obtained);
                 }
                 Err(e) => {
                     let now = SystemTime::now();
-                    let mut delay = backoff;
+                    let mut delay = backoff.next();
                     match self.current_window {
                         Some((_, end)) if end > now => {
                             // Never sleep past the current SVID's expiry in one step.
@@ -222,7 +223,6 @@ impl IssuerClient {
                             "cannot obtain a bridge SVID yet"
                         ),
                     }
-                    backoff = (backoff * 2).min(self.retry_max);
                     next = now + delay;
                 }
             }
@@ -240,7 +240,7 @@ impl IssuerClient {
             return Ok(svid);
         }
         let deadline = tokio::time::Instant::now() + within;
-        let mut backoff = self.retry_initial;
+        let mut backoff = Backoff::new(self.retry_initial, self.retry_max);
         loop {
             match self.fetch().await {
                 Ok(obtained) => {
@@ -251,12 +251,12 @@ impl IssuerClient {
                 }
                 Err(e) => {
                     let now = tokio::time::Instant::now();
-                    if now + backoff >= deadline {
+                    let delay = backoff.next();
+                    if now + delay >= deadline {
                         return Err(e);
                     }
-                    tracing::warn!(error = %error_chain(&e), retry_in = ?backoff, "cannot obtain a bridge SVID yet");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.retry_max);
+                    tracing::warn!(error = %error_chain(&e), retry_in = ?delay, "cannot obtain a bridge SVID yet");
+                    tokio::time::sleep(delay).await;
                 }
             }
         }

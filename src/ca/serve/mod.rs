@@ -1,4 +1,6 @@
-//! The bridge CA's issuing endpoint (`fedgate ca serve`) and the gateway's renewal client.
+//! The bridge CA's issuing endpoint (`fedgate ca serve`): the server side of bridge SVID
+//! issuance. The gateway's renewal client is [`crate::identity::issuer`]; the CLI glue is
+//! `crate::cmd::ca`.
 //!
 //! ```text
 //! gateway ──mTLS (local SVID)──▶ fedgate ca serve ──▶ policy: local ID → bridge ID ──▶ CA signs
@@ -9,35 +11,26 @@
 //! * [`config`]: `ca-serve.toml` → [`ServeConfig`].
 //! * [`policy`]: the exact local → bridge mapping and the pure CSR/TTL checks ([`Refusal`]).
 //! * [`sources`]: the CA directory, member bundles and endpoint SVID, polled and published.
-//! * [`server`]: the HTTPS endpoint ([`IssuerServer`]) and its metrics.
-//! * [`client`]: [`IssuerClient`], which obtains and renews a bridge SVID for a gateway.
+//! * [`server`]: the HTTPS endpoint ([`IssuerServer`]) and its metrics; [`server::PKCS10`]
+//!   and [`server::PEM_CHAIN`] are the wire media types the renewal client speaks.
 //!
 //! Invariants: a bridge SVID is issued only to a caller whose local SVID verified against its
 //! own member trust domain's bundle, only for the bridge ID the policy maps that caller to, and
 //! only as a leaf; every refusal is logged and counted; no key is ever logged.
 
-pub mod client;
-pub mod cmd;
 pub mod config;
-pub mod gateway;
 pub mod policy;
 pub mod rate_limit;
 pub mod server;
 pub mod sources;
 
-use std::error::Error as StdError;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse as _;
-use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use client::{renew_at, IssuerClient, IssuerClientConfig, IssuerClientError};
 pub use config::{ConfigError, Member, ServeConfig};
 pub use policy::{
     inspect_csr, CsrInfo, Grant, IdMismatch, Policy, PolicyError, Refusal, SharedBridgeId,
@@ -98,7 +91,10 @@ impl Issuer {
         };
         let listener = bind("listen", config.listen).await?;
         let admin = match config.admin_listen {
-            Some(addr) => Some((bind("admin_listen", addr).await?, admin_router(registry))),
+            Some(addr) => Some((
+                bind("admin_listen", addr).await?,
+                crate::admin::Admin::new(registry).router(),
+            )),
             None => None,
         };
         Ok(Self {
@@ -144,49 +140,4 @@ impl Issuer {
         shutdown.cancel();
         tasks.wait().await;
     }
-}
-
-/// `/healthz` and `/metrics` (Prometheus text) over plain HTTP (also `fedgate bundle serve
-/// --admin-listen`).
-pub(crate) fn admin_router(registry: Registry) -> Router {
-    let registry = Arc::new(Mutex::new(registry));
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    let mut text = String::new();
-                    let encoded = {
-                        let reg = registry.lock().unwrap_or_else(PoisonError::into_inner);
-                        prometheus_client::encoding::text::encode(&mut text, &reg)
-                    };
-                    match encoded {
-                        Ok(()) => (
-                            [(
-                                header::CONTENT_TYPE,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
-                            text,
-                        )
-                            .into_response(),
-                        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n")
-                            .into_response(),
-                    }
-                }
-            }),
-        )
-}
-
-/// `e` and its sources, joined with `: ` (for one-line log messages).
-pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }

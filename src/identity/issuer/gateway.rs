@@ -22,63 +22,15 @@ use fedgate_federation::{Bundle, BundleError, BundleSet, SpiffeId, TrustDomain, 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use fedgate_federation::watch::{FileWatch, WatchError};
+
 use super::client::{IssuerClient, IssuerClientConfig, IssuerClientError};
-use super::error_chain;
-use crate::app::identity::{Identity, IdentityWatcher};
-pub use crate::config::bridge::{IssuerSettings, DEFAULT_STARTUP_TIMEOUT};
-use crate::config::{BridgeIdentity, Config, ListenerKind};
+use crate::config::bridge::IssuerSettings;
+use crate::identity::{Identity, IdentitySource, SourceTask};
+use fedgate_federation::error_chain;
 
 /// An issued bridge identity started at gateway startup, and the receiver of its identity.
 pub type IssuedBridgeIdentity = (IssuedIdentity, watch::Receiver<Arc<Identity>>);
-
-/// What keeps the bridge identity of the bridge listeners current.
-pub enum BridgeIdentityTask {
-    /// `[bridge] svid`/`key` files, polled.
-    Files(IdentityWatcher),
-    /// `[bridge.issuer]`: renewed from the issuing endpoint.
-    Issuer(Box<IssuedIdentity>),
-}
-
-/// Starts the issued bridge identity when `config` has bridge listeners and `[bridge.issuer]`
-/// (`Ok(None)` otherwise). `local` is the `[identity]` channel (bridge listeners require it;
-/// without it there is nothing to authenticate with, and the bridge setup reports that).
-pub async fn start_issued(
-    config: &Config,
-    local: Option<watch::Receiver<Arc<Identity>>>,
-    federated: Option<watch::Receiver<BundleSet>>,
-) -> Result<Option<IssuedBridgeIdentity>, IssuedIdentityError> {
-    let has_bridge_listeners = config
-        .listeners
-        .iter()
-        .any(|l| l.kind != ListenerKind::Passthrough);
-    let (Some(bridge), Some(local), true) = (&config.bridge, local, has_bridge_listeners) else {
-        return Ok(None);
-    };
-    let BridgeIdentity::Issuer(settings) = &bridge.identity else {
-        return Ok(None);
-    };
-    IssuedIdentity::start(
-        settings,
-        &bridge.trust_domain,
-        bridge.bundle.clone(),
-        local,
-        federated,
-    )
-    .await
-    .map(Some)
-}
-
-// === impl BridgeIdentityTask ===
-
-impl BridgeIdentityTask {
-    /// Runs until `shutdown`; `poll` is the interval at which files are re-read.
-    pub async fn run(self, poll: Duration, shutdown: CancellationToken) {
-        match self {
-            Self::Files(watcher) => watcher.run(poll, shutdown).await,
-            Self::Issuer(issued) => (*issued).run(poll, shutdown).await,
-        }
-    }
-}
 
 /// Keeps the issued bridge identity current; consume it with [`run`](Self::run).
 pub struct IssuedIdentity {
@@ -86,10 +38,8 @@ pub struct IssuedIdentity {
     client: Option<IssuerClient>,
     /// The client's SVIDs; each change is republished as an `Identity`.
     svids: watch::Receiver<Option<Arc<X509Svid>>>,
-    bundle_path: PathBuf,
-    bridge_td: TrustDomain,
-    /// The last bridge bundle file content seen (loaded or refused) and the bundle in force.
-    bundle_seen: Option<Vec<u8>>,
+    /// The bridge bundle file (its last version seen, loaded or refused) and the bundle in force.
+    bundle_file: FileWatch<Bundle, IssuedIdentityError>,
     bundle: Bundle,
     /// The gateway's local identity; its SVID is forwarded to the client.
     local: watch::Receiver<Arc<Identity>>,
@@ -144,12 +94,15 @@ impl IssuedIdentity {
         local: watch::Receiver<Arc<Identity>>,
         federated: Option<watch::Receiver<BundleSet>>,
     ) -> Result<(Self, watch::Receiver<Arc<Identity>>), IssuedIdentityError> {
-        let content =
-            std::fs::read(&bundle_path).map_err(|source| IssuedIdentityError::ReadBundle {
-                path: bundle_path.clone(),
-                source,
-            })?;
-        let bundle = parse(bridge_td, &bundle_path, &content)?;
+        let (td, path) = (bridge_td.clone(), bundle_path.clone());
+        let mut bundle_file = FileWatch::new([bundle_path], move |contents: &[Vec<u8>]| {
+            parse(
+                &td,
+                &path,
+                contents.first().map(Vec::as_slice).unwrap_or_default(),
+            )
+        });
+        let bundle = bundle_file.load().map_err(from_watch)?;
         let (local_tx, local_rx) = watch::channel(Arc::new(local.borrow().svid.clone()));
         let federated_now = federated.as_ref().map(|rx| rx.borrow().clone());
         let (bundle_tx, bundle_rx) = watch::channel(verifying_set(&bundle, federated_now.as_ref()));
@@ -171,18 +124,13 @@ impl IssuedIdentity {
                 within: settings.startup_timeout,
                 source: Box::new(source),
             })?;
-        let (tx, rx) = watch::channel(Arc::new(Identity {
-            svid: (*svid).clone(),
-            bundle: bundle.clone(),
-        }));
+        let (tx, rx) = watch::channel(Arc::new(Identity::new((*svid).clone(), bundle.clone())));
         let svids = client.subscribe();
         Ok((
             Self {
                 client: Some(client),
                 svids,
-                bundle_path,
-                bridge_td: bridge_td.clone(),
-                bundle_seen: Some(content),
+                bundle_file,
                 bundle,
                 local,
                 local_tx,
@@ -258,10 +206,10 @@ impl IssuedIdentity {
             return;
         };
         tracing::info!(id = %svid.id(), "bridge identity updated from the issuing endpoint");
-        self.tx.send_replace(Arc::new(Identity {
-            svid: (*svid).clone(),
-            bundle: self.bundle.clone(),
-        }));
+        self.tx.send_replace(Arc::new(Identity::new(
+            (*svid).clone(),
+            self.bundle.clone(),
+        )));
     }
 
     fn refresh_verifying_set(&self) {
@@ -272,30 +220,38 @@ impl IssuedIdentity {
 
     /// Re-reads the bundle file; returns whether a new bundle is in force.
     fn poll_bundle(&mut self) -> bool {
-        let content = match std::fs::read(&self.bundle_path) {
-            Ok(c) => c,
-            Err(e) => {
-                if self.bundle_seen.take().is_some() {
-                    tracing::warn!(path = %self.bundle_path.display(), error = %e, "cannot read the bridge bundle; keeping the current one");
-                }
-                return false;
-            }
-        };
-        if self.bundle_seen.as_deref() == Some(content.as_slice()) {
-            return false;
-        }
-        let parsed = parse(&self.bridge_td, &self.bundle_path, &content);
-        self.bundle_seen = Some(content);
-        match parsed {
-            Ok(bundle) => {
+        match self.bundle_file.poll_once() {
+            None => false,
+            Some(Ok(bundle)) => {
                 self.bundle = bundle;
                 true
             }
-            Err(e) => {
+            Some(Err(WatchError::Read { path, source })) => {
+                tracing::warn!(path = %path.display(), error = %source, "cannot read the bridge bundle; keeping the current one");
+                false
+            }
+            Some(Err(WatchError::Parse(e))) => {
                 tracing::warn!(error = %error_chain(&e), "the bridge bundle changed but is invalid; keeping the current one");
                 false
             }
         }
+    }
+}
+
+impl IdentitySource for IssuedIdentity {
+    fn subscribe(&self) -> watch::Receiver<Arc<Identity>> {
+        self.tx.subscribe()
+    }
+
+    fn run(self: Box<Self>, poll: Duration, shutdown: CancellationToken) -> SourceTask {
+        Box::pin((*self).run(poll, shutdown))
+    }
+}
+
+fn from_watch(e: WatchError<IssuedIdentityError>) -> IssuedIdentityError {
+    match e {
+        WatchError::Read { path, source } => IssuedIdentityError::ReadBundle { path, source },
+        WatchError::Parse(e) => e,
     }
 }
 

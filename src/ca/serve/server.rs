@@ -520,8 +520,7 @@ mod tests {
         assert_eq!(m.refusals("ca_csr"), 0);
         assert_eq!(m.issued_count(), 1);
         assert_eq!(*rx.borrow(), 3);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        let text = crate::telemetry::metrics::encode(&reg);
         assert!(
             text.contains("issuer_refusals_total{reason=\"not_mapped_id\"} 2"),
             "{text}"

@@ -1,0 +1,96 @@
+//! Where fedgate's own identities come from: one [`Identity`] type and the [`IdentitySource`]s
+//! that keep one current.
+//!
+//! * [`files`]: SVID, key and bundle files (the gateway's `[identity]`, the `[bridge]`
+//!   `svid`/`key` files, the sidecar's identity files and federated bundle map), polled with
+//!   `fedgate_federation::watch::FileWatch`.
+//! * [`issuer`]: the gateway's bridge SVID, obtained and renewed from `fedgate ca serve`.
+//!
+//! The application chooses a source per identity (from its configuration) and hands the
+//! source's receiver to whatever builds TLS configs from it; nothing downstream knows where
+//! an identity came from.
+//!
+//! A future **Workload API** source (X509-SVIDs and bundles streamed over gRPC from a SPIRE
+//! agent's `FetchX509SVID` stream) is a third implementation of [`IdentitySource`]: it would
+//! publish the first `X509SVIDResponse` as an `Identity` (the SVID, its key, its own trust
+//! domain's bundle in `bundle`, federated bundles in `bundles`) before its constructor returns,
+//! then in `run` republish every streamed update and reconnect with
+//! `fedgate_dataplane::backoff::Backoff` on stream errors, ignoring the `poll` interval.
+//!
+//! Invariants (every source): a published identity's SVID is in the trust domain the source
+//! was configured for; `bundles` holds `bundle` and at most one bundle per trust domain; a
+//! source publishes a first identity before it is handed out and never withdraws one (a
+//! failed reload, renewal or stream update keeps the previous identity in force).
+
+pub mod files;
+pub mod issuer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedgate_federation::{Bundle, BundleSet, TrustDomain, X509Svid};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// An X509-SVID (chain and key) with the bundles it is used with.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub svid: X509Svid,
+    /// The bundle of the SVID's own trust domain.
+    pub bundle: Bundle,
+    /// `bundle` plus, for a workload, the bundles of federated trust domains: one per domain.
+    pub bundles: BundleSet,
+}
+
+/// The task a source runs to keep its identity current.
+pub type SourceTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A started source with a receiver of its identity (the app keeps both until it runs).
+pub type StartedSource = (Box<dyn IdentitySource>, watch::Receiver<Arc<Identity>>);
+
+/// Something that keeps one [`Identity`] current and publishes it on a `watch` channel.
+pub trait IdentitySource: Send {
+    /// The identity in force; a new value is sent on every change.
+    fn subscribe(&self) -> watch::Receiver<Arc<Identity>>;
+
+    /// Keeps the identity current until `shutdown`. `poll` is how often a polling source
+    /// re-reads its inputs; a streaming source ignores it.
+    fn run(self: Box<Self>, poll: Duration, shutdown: CancellationToken) -> SourceTask;
+}
+
+// === impl Identity ===
+
+impl Identity {
+    /// An SVID with only its own trust domain's bundle.
+    pub fn new(svid: X509Svid, bundle: Bundle) -> Self {
+        let bundles = BundleSet::new().with(bundle.clone());
+        Self {
+            svid,
+            bundle,
+            bundles,
+        }
+    }
+
+    /// An SVID with its own trust domain's `local` bundle and `federated` ones. An entry of
+    /// `federated` for the local trust domain is ignored: the local bundle is authoritative.
+    pub fn with_federated(svid: X509Svid, local: Bundle, federated: Vec<Bundle>) -> Self {
+        let mut identity = Self::new(svid, local);
+        let local_td: &TrustDomain = identity.bundle.trust_domain();
+        let mut bundles = identity.bundles.clone();
+        for bundle in federated {
+            if bundle.trust_domain() == local_td {
+                tracing::debug!(
+                    trust_domain = %local_td,
+                    "ignoring the local trust domain's entry in the federated bundle map; \
+                     the local bundle file is authoritative"
+                );
+                continue;
+            }
+            bundles = bundles.with(bundle);
+        }
+        identity.bundles = bundles;
+        identity
+    }
+}
