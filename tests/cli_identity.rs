@@ -1,4 +1,4 @@
-//! The identity CLI as operators and conformance suites use it (CLI-CONTRACT.md): the real
+//! The identity CLI as operators and conformance suites use it (docs/cli.md): the real
 //! binary, run in temporary directories. Covers `id check`, `bundle inspect`, `svid verify`,
 //! `svid inspect` and the `ca` commands end to end.
 

@@ -300,7 +300,7 @@ async fn workload_a_calls_workload_b_across_two_passthrough_gateways() {
     assert_ne!(intruder.next_event().await.outcome, "ok");
     assert!(app.try_recv().is_err());
 
-    // Passthrough holds no workload key (DESIGN.md invariant 5): the gateway configs name no
+    // Passthrough holds no workload key (threat-model invariant 5): the gateway configs name no
     // workload key file, and the only key each loads is its own bundle endpoint's.
     for gw in [&gw_a, &gw_b] {
         for workload in [&client_ids, &intruder_ids, &echo_ids] {

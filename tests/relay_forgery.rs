@@ -1,5 +1,5 @@
 //! A caller must never be able to forge its origin identity by writing a PROXY v2 header as the
-//! first bytes of its own stream (DESIGN.md invariant 9), whatever the egress, ingress and sidecar
+//! first bytes of its own stream (threat-model invariant 9), whatever the egress, ingress and sidecar
 //! settings are.
 //!
 //! Every combination is run with every hop real and on 127.0.0.1:

@@ -7,7 +7,7 @@
 //! * Gauges that depend on the clock (bundle age, seconds until trust loss) are computed at
 //!   scrape time from the bundle in force, so they never go stale between polls.
 //! * A failed fetch changes only the counter: the gauges keep describing the last-known-good
-//!   bundle (DESIGN.md invariant 3).
+//!   bundle (threat-model invariant 3).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

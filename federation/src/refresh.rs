@@ -1,7 +1,7 @@
 //! The refresher: polls every peer's bundle endpoint on its own schedule and publishes
 //! `BundleSet` snapshots (local bundles + peers' bundles, one per trust domain).
 //!
-//! Invariants (DESIGN.md 2 and 3):
+//! Invariants (threat model, docs/threat-model.md, 2 and 3):
 //! * A peer's bundle is replaced only by a bundle fetched from that peer's configured
 //!   relationship (same trust domain, same profile); a lower `spiffe_sequence`, or none where
 //!   the bundle in force has one, is refused as a rollback, counted and logged.

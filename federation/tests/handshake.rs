@@ -187,7 +187,7 @@ async fn client_of_a_third_trust_domain_is_refused() {
     );
 }
 
-/// DESIGN.md security invariant 1 over a real socket: a leaf claiming cluster-a but signed by
+/// threat-model invariant 1 over a real socket: a leaf claiming cluster-a but signed by
 /// cluster-b's CA is refused although both bundles are loaded.
 #[tokio::test]
 async fn trust_domain_confusion_is_refused() {

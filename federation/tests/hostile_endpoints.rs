@@ -1,5 +1,5 @@
 //! Hostile bundle endpoints: each refusal keeps the last-known-good bundle, is counted in the
-//! metrics and carries its reason label (DESIGN.md invariants 2, 3 and 7).
+//! metrics and carries its reason label (threat-model invariants 2, 3 and 7).
 // Test code: a failed unwrap is a test failure with a backtrace, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

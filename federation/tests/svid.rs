@@ -50,7 +50,7 @@ fn chain_through_an_intermediate_verifies() {
     assert!(matches!(err, VerifyError::UnknownIssuer(_)), "{err:?}");
 }
 
-/// DESIGN.md security invariant 1: with both bundles loaded, a leaf claiming cluster-a but
+/// threat-model invariant 1: with both bundles loaded, a leaf claiming cluster-a but
 /// signed by cluster-b's CA is refused. Verifying against a merged set of anchors would
 /// accept it.
 #[test]

@@ -4,7 +4,7 @@
 //!
 //! Invariants: every relationship parameter comes from the config as written (nothing is
 //! inferred, SPIFFE_Federation.md §7.2); the data plane sees federation only through the
-//! `BundleSet` snapshots of [`Federation::bundles`] (DESIGN.md "data flows one way"); the
+//! `BundleSet` snapshots of [`Federation::bundles`] (docs/architecture.md, "data flows one way"); the
 //! gateway's own bundle enters the refresher's snapshots as a *local* bundle and is kept in
 //! step with `[identity] bundle` as that file changes.
 

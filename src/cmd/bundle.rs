@@ -11,7 +11,7 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum BundleCommand {
-    /// Parse a bundle file and summarize it (CLI-CONTRACT.md).
+    /// Parse a bundle file and summarize it (docs/cli.md).
     Inspect(inspect::Args),
     /// Serve a bundle as a SPIFFE federation endpoint.
     Serve(Box<serve::Args>),

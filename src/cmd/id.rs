@@ -1,4 +1,4 @@
-//! `fedgate id check <ID>...` (CLI-CONTRACT.md).
+//! `fedgate id check <ID>...` (docs/cli.md).
 //!
 //! Invariants: every argument is checked (no early exit); a valid ID prints
 //! `<id>\ttrust_domain=<td>\tpath=<path>` on stdout, an invalid one `<id>: <reason>` on stderr;

@@ -50,7 +50,7 @@ pub enum Command {
 }
 
 /// Runs a parsed command line. Commands whose exit codes are part of a contract
-/// (CLI-CONTRACT.md) print their own errors and return the code.
+/// (docs/cli.md) print their own errors and return the code.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Id(c) => id::run(c).await,

@@ -1,6 +1,6 @@
 //! `fedgate svid verify|inspect`.
 //!
-//! `verify` follows CLI-CONTRACT.md: exit 0 and the SPIFFE ID on stdout for a valid SVID, 1
+//! `verify` follows the CLI contract in docs/cli.md: exit 0 and the SPIFFE ID on stdout for a valid SVID, 1
 //! with the reason for an invalid one, 2 for an unreadable file or bad arguments. The
 //! `BundleSet` is built only from the `--bundle` files, one bundle per trust domain (a
 //! repeated trust domain is a usage error, never merged), and the leaf is checked only
@@ -23,7 +23,7 @@ use crate::ca::read_limited;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SvidCommand {
-    /// Validate an X509-SVID chain against per-trust-domain bundles (CLI-CONTRACT.md).
+    /// Validate an X509-SVID chain against per-trust-domain bundles (docs/cli.md).
     Verify {
         /// PEM file with the leaf first, then any intermediates.
         #[arg(long, value_name = "PEM")]

@@ -2,7 +2,7 @@
 //!
 //! Invariants: an `X509Svid` has a non-empty chain whose leaf carries exactly one URI SAN that
 //! is a valid SPIFFE ID, and a private key whose public key equals the leaf's; its `Debug`
-//! output never contains key material (DESIGN.md security invariant 8).
+//! output never contains key material (threat-model invariant 8).
 
 pub mod verify;
 

@@ -1,7 +1,7 @@
 //! X509-SVID validation (X509-SVID.md §5) against the bundle of the leaf's own trust domain only.
 //!
 //! Invariants: the trust anchors used for a chain are exactly those of the bundle of the trust
-//! domain named in the leaf's SPIFFE ID (DESIGN.md security invariant 1; never a merged set);
+//! domain named in the leaf's SPIFFE ID (threat-model invariant 1; never a merged set);
 //! a `VerifiedSvid` exists only as the result of a successful [`verify`]/[`verify_for`]; time is
 //! an input, never read from the clock here.
 //!

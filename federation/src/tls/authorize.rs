@@ -11,7 +11,7 @@
 //!
 //! Invariants: authorization is separate from chain verification and only ever sees an ID that
 //! verification produced; it is pure; `deny_all()`, an empty `one_of` and an empty `any_of` (so
-//! an empty pattern list) allow nothing (DESIGN.md security invariant 6: no rule → deny).
+//! an empty pattern list) allow nothing (threat-model invariant 6: no rule → deny).
 //! `Display` writes the pattern syntax (a rule list joined by `", "`), so logs and status show
 //! rules as operators write them; only rules that allow nothing print as words.
 

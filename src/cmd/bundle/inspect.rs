@@ -1,4 +1,4 @@
-//! `fedgate bundle inspect <FILE> --trust-domain <TD> [--json]` (CLI-CONTRACT.md).
+//! `fedgate bundle inspect <FILE> --trust-domain <TD> [--json]` (docs/cli.md).
 //!
 //! Invariants: exit 0 for a bundle SPIFFE_Trust_Domain_and_Bundle.md accepts (including an
 //! empty `keys`), 1 for one it rejects, 2 for an unreadable file or bad arguments. Counts
@@ -27,7 +27,7 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The `--json` object of CLI-CONTRACT.md; field order is the contract's.
+/// The `--json` object of the CLI contract (docs/cli.md); field order is the contract's.
 #[derive(Debug, serde::Serialize, PartialEq, Eq)]
 pub struct Summary {
     pub trust_domain: String,
