@@ -1,6 +1,6 @@
 //! The TOML configuration parsers, from a string: the gateway (`fedgate::config::Config`, incl.
 //! bridge listeners), the sidecar (`fedgate::sidecar::Config`) and the bridge CA's issuing
-//! endpoint (`ca serve`, `fedgate::issuer::config::ServeConfig`).
+//! endpoint (`ca serve`, `fedgate::ca::serve::ServeConfig`).
 //!
 //! Asserts: none of them panics on any text (errors are fine), and rendering the error (which
 //! maps byte offsets to line:column and key paths) or the summary of an accepted config does not
@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    match fedgate::issuer::config::ServeConfig::parse(
+    match fedgate::ca::serve::ServeConfig::parse(
         &text,
         Path::new("/etc/fedgate/ca-serve.toml"),
         Path::new("/etc/fedgate"),

@@ -1,4 +1,4 @@
-//! The CSR checks of the bridge CA's issuing endpoint (`ca serve`): `issuer::inspect_csr`, which
+//! The CSR checks of the bridge CA's issuing endpoint (`ca serve`): `ca::serve::policy::inspect_csr`, which
 //! the endpoint runs on every request body (at most `MAX_CSR_BYTES`), followed, for CSRs it
 //! accepts, by `Ca::issue_from_csr` as the endpoint does after the policy grants the request.
 //!
@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use fedgate::ca::{describe, Ca, InitOptions};
-use fedgate::issuer::policy::{inspect_csr, MAX_CSR_BYTES};
+use fedgate::ca::serve::policy::{inspect_csr, MAX_CSR_BYTES};
 use fedgate_federation::{SpiffeId, TrustDomain};
 use libfuzzer_sys::fuzz_target;
 use x509_parser::prelude::{FromDer, X509Certificate, X509CertificationRequest};
