@@ -9,10 +9,13 @@
 //! * [`tls`]: rustls verifiers built on that validation, plus SPIFFE-ID authorizers.
 //! * [`endpoint`], [`refresh`], [`store`], [`distribute`]: federation I/O (tokio).
 //! * [`watch`]: `FileWatch`, the polling file-set reloader every watcher in fedgate uses.
+//! * [`https`]: the serving path of the bundle endpoint and `ca serve` (accept under a limit,
+//!   TLS with a deadline, HTTP/1.1 through an axum router, drain).
 //!
-//! Nothing here knows about the data plane; what is shared with it is the accept loop
-//! (`fedgate_dataplane::accept`, so every server backs off on accept errors alike) and the
-//! retry schedule (`fedgate_dataplane::backoff`).
+//! Nothing here knows about the data plane's handlers; what is shared with it is the accept
+//! loop and TLS deadline of the data-plane toolkit (`fedgate_dataplane::serve`, `accept`,
+//! `tls`, so every server admits, backs off and times out alike) and the retry schedule
+//! (`fedgate_dataplane::backoff`).
 
 pub mod bundle;
 pub mod crypto;
@@ -20,6 +23,7 @@ pub mod distribute;
 pub mod endpoint;
 pub mod error;
 pub mod fs;
+pub mod https;
 pub mod metrics;
 pub mod refresh;
 pub mod spiffe_id;

@@ -139,7 +139,7 @@ async fn start_issued(
     let has_bridge_listeners = config
         .listeners
         .iter()
-        .any(|l| l.kind != ListenerKind::Passthrough);
+        .any(|l| l.kind() != ListenerKind::Passthrough);
     let (Some(bridge), Some(local), true) = (&config.bridge, local, has_bridge_listeners) else {
         return Ok(None);
     };
@@ -258,7 +258,7 @@ impl App {
                 let handler = bridge
                     .as_ref()
                     .and_then(|b| b.handler(&name))
-                    .map_or(Handler::Passthrough, Handler::Bridge);
+                    .map_or(Handler::Passthrough, |b| Handler::Bridge(Arc::new(b)));
                 let listener =
                     Listener::new(&name, rx, handler, metrics.clone(), connections.clone());
                 (name, tcp, listener)
@@ -554,11 +554,11 @@ impl AdminSource for Shared {
                 serde_json::json!({
                     "name": v.name,
                     "address": v.addr.to_string(),
-                    "kind": c.kind.as_str(),
+                    "kind": c.kind().as_str(),
                     "active_connections": v.active.get(),
                     "max_connections": c.limits.max_connections,
                     "default_route": c.default_route,
-                    "routes": c.routes.iter().map(|r| serde_json::json!({
+                    "routes": c.routes().iter().map(|r| serde_json::json!({
                         "name": r.name,
                         "sni": r.sni,
                         "upstreams": r.upstreams.iter().map(|u| u.to_string()).collect::<Vec<_>>(),

@@ -169,7 +169,7 @@ impl Reloader {
             let Some(o) = old.listener(&l.name) else {
                 continue;
             };
-            if o.listen != l.listen || o.kind != l.kind {
+            if o.listen != l.listen || o.kind() != l.kind() {
                 return Err(ReloadError::NeedsRestart(format!(
                     "listener `{}` changed its address or kind",
                     l.name
@@ -251,7 +251,7 @@ mod tests {
                 ok: true
             }
         );
-        assert_eq!(r.current().listeners[0].routes[0].sni, "*.c.test");
+        assert_eq!(r.current().listeners[0].routes()[0].sni, "*.c.test");
     }
 
     #[test]

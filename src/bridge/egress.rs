@@ -32,7 +32,7 @@ use fedgate_dataplane::route::{RouteError, RouteTable};
 /// The routes of an egress listener (shared by every TLS snapshot built for it).
 #[derive(Debug)]
 pub struct EgressRoutes {
-    table: RouteTable<EgressRoute>,
+    table: RouteTable<Arc<EgressRoute>>,
     /// Every distinct `(peer_id, send_proxy_header)` of the routes: one bridge client config is
     /// built for each (the relay protocol is offered only with the header).
     peer_ids: BTreeSet<(SpiffeId, bool)>,
@@ -57,16 +57,25 @@ impl EgressRoutes {
     pub fn new(
         routes: impl IntoIterator<Item = (String, EgressRoute)>,
     ) -> Result<Self, RouteError> {
-        let mut table = RouteTable::new();
-        let mut peer_ids = BTreeSet::new();
-        for (pattern, route) in routes {
-            peer_ids.insert((route.peer_id.clone(), route.send_proxy_header));
-            table.insert(&pattern, route)?;
-        }
-        Ok(Self { table, peer_ids })
+        let (table, routes) = super::policy::indexed(routes)?;
+        Ok(Self::from_table(&table, routes))
     }
 
-    pub fn table(&self) -> &RouteTable<EgressRoute> {
+    /// The routes of a table already built and checked (the listener config's), which maps
+    /// each pattern to an index of `routes`.
+    pub fn from_table(table: &RouteTable<usize>, routes: Vec<EgressRoute>) -> Self {
+        let peer_ids = routes
+            .iter()
+            .map(|r| (r.peer_id.clone(), r.send_proxy_header))
+            .collect();
+        let routes: Vec<Arc<EgressRoute>> = routes.into_iter().map(Arc::new).collect();
+        Self {
+            table: table.map(|&i| Arc::clone(&routes[i])),
+            peer_ids,
+        }
+    }
+
+    pub fn table(&self) -> &RouteTable<Arc<EgressRoute>> {
         &self.table
     }
 }

@@ -45,7 +45,7 @@ pub struct IngressRoutes {
 #[derive(Debug)]
 struct IngressEntry {
     slot: usize,
-    route: IngressRoute,
+    route: Arc<IngressRoute>,
 }
 
 /// Why an [`IngressState`] cannot be built.
@@ -93,14 +93,25 @@ impl IngressRoutes {
     pub fn new(
         routes: impl IntoIterator<Item = (String, IngressRoute)>,
     ) -> Result<Self, RouteError> {
-        let mut table = RouteTable::new();
-        let mut server_ids = Vec::new();
-        for (pattern, route) in routes {
-            let slot = server_ids.len();
-            server_ids.push((route.server_id.clone(), route.send_proxy_header));
-            table.insert(&pattern, IngressEntry { slot, route })?;
+        let (table, routes) = super::policy::indexed(routes)?;
+        Ok(Self::from_table(&table, routes))
+    }
+
+    /// The routes of a table already built and checked (the listener config's), which maps
+    /// each pattern to an index of `routes`; a route's index is its TLS config slot.
+    pub fn from_table(table: &RouteTable<usize>, routes: Vec<IngressRoute>) -> Self {
+        let server_ids = routes
+            .iter()
+            .map(|r| (r.server_id.clone(), r.send_proxy_header))
+            .collect();
+        let routes: Vec<Arc<IngressRoute>> = routes.into_iter().map(Arc::new).collect();
+        Self {
+            table: table.map(|&slot| IngressEntry {
+                slot,
+                route: Arc::clone(&routes[slot]),
+            }),
+            server_ids,
         }
-        Ok(Self { table, server_ids })
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use fedgate_federation::tls::Authorizer;
 use fedgate_federation::{SpiffeId, TrustDomain};
 
-use fedgate_dataplane::route::RouteTable;
+use fedgate_dataplane::route::{RouteError, RouteTable};
 use fedgate_dataplane::upstreams::Upstreams;
 
 /// An egress route: callers in `allow` may reach the destination (the SNI they sent) through the
@@ -85,25 +85,54 @@ pub enum Denial {
     UnknownPeer { peer: SpiffeId },
 }
 
-/// Egress decision: the route for `destination` if `caller` is on its allow list.
-pub fn authorize_egress<'a>(
-    routes: &'a RouteTable<EgressRoute>,
+/// `(SNI pattern, route)` pairs as a route table of indices into the routes, the shape the
+/// listener config builds (for building route sets by hand, e.g. in tests); a bad or duplicate
+/// pattern is refused.
+pub fn indexed<R>(
+    routes: impl IntoIterator<Item = (String, R)>,
+) -> Result<(RouteTable<usize>, Vec<R>), RouteError> {
+    let mut table = RouteTable::new();
+    let mut list = Vec::new();
+    for (i, (pattern, route)) in routes.into_iter().enumerate() {
+        table.insert(&pattern, i)?;
+        list.push(route);
+    }
+    Ok((table, list))
+}
+
+/// Egress decision: the route for `destination` if `caller` is on its allow list. The table
+/// may hold any value that borrows as an [`EgressRoute`] (e.g. an `Arc` of one).
+pub fn authorize_egress<'a, T: Borrow<EgressRoute>>(
+    routes: &'a RouteTable<T>,
     destination: &str,
     caller: &SpiffeId,
-) -> Result<&'a EgressRoute, Denial> {
-    let route = routes
+) -> Result<&'a T, Denial> {
+    authorize_route(routes, destination, caller, |r: &EgressRoute| {
+        (&r.allow, &r.name, Denial::caller_denied)
+    })
+}
+
+/// The route for `destination` if `who` is on its allow list; `parts` gives a route's allow
+/// list, its name and the denial to answer with.
+fn authorize_route<'a, T, R: 'a>(
+    routes: &'a RouteTable<T>,
+    destination: &str,
+    who: &SpiffeId,
+    parts: impl Fn(&R) -> (&Authorizer, &String, fn(SpiffeId, String, String) -> Denial),
+) -> Result<&'a T, Denial>
+where
+    T: Borrow<R>,
+{
+    let entry = routes
         .lookup(Some(destination))
         .ok_or_else(|| Denial::NoRoute {
             destination: destination.to_owned(),
         })?;
-    if route.allow.allows(caller) {
-        Ok(route)
+    let (allow, name, denied) = parts(entry.borrow());
+    if allow.allows(who) {
+        Ok(entry)
     } else {
-        Err(Denial::CallerDenied {
-            caller: caller.clone(),
-            destination: destination.to_owned(),
-            route: route.name.clone(),
-        })
+        Err(denied(who.clone(), destination.to_owned(), name.clone()))
     }
 }
 
@@ -148,26 +177,30 @@ pub fn authorize_ingress<'a, T: Borrow<IngressRoute>>(
     destination: &str,
     origin: &SpiffeId,
 ) -> Result<&'a T, Denial> {
-    let entry = routes
-        .lookup(Some(destination))
-        .ok_or_else(|| Denial::NoRoute {
-            destination: destination.to_owned(),
-        })?;
-    let route: &IngressRoute = entry.borrow();
-    if route.allow.allows(origin) {
-        Ok(entry)
-    } else {
-        Err(Denial::OriginDenied {
-            origin: origin.clone(),
-            destination: destination.to_owned(),
-            route: route.name.clone(),
-        })
-    }
+    authorize_route(routes, destination, origin, |r: &IngressRoute| {
+        (&r.allow, &r.name, Denial::origin_denied)
+    })
 }
 
 // === impl Denial ===
 
 impl Denial {
+    fn caller_denied(caller: SpiffeId, destination: String, route: String) -> Denial {
+        Denial::CallerDenied {
+            caller,
+            destination,
+            route,
+        }
+    }
+
+    fn origin_denied(origin: SpiffeId, destination: String, route: String) -> Denial {
+        Denial::OriginDenied {
+            origin,
+            destination,
+            route,
+        }
+    }
+
     /// The `rule` label of the authorization-denials metric.
     pub fn label(&self) -> &'static str {
         match self {

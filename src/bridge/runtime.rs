@@ -8,6 +8,8 @@
 //! the bridge SVID in force.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,15 +27,12 @@ use super::ingress::{self, HeaderLimits, IngressRoutes, IngressState, IngressSta
 use super::policy::{BridgePeer, BridgePeers, EgressRoute, IngressRoute};
 use super::tls::{BridgeTlsError, Identities};
 use super::{BridgeMetrics, Swap, Timeouts};
-use crate::config::{
-    BridgeIdentity, BridgeListenerConfig, BridgeRouteConfig, Config, ListenerConfig, ListenerKind,
-};
-use crate::gateway::ListenerState;
+use crate::config::{BridgeIdentity, Config, ListenerConfig, ListenerKind, ListenerMode, Route};
+use crate::gateway::{ListenerState, Terminating};
 use crate::identity::files::{FileSource, IdentityError, IdentityFiles};
 use crate::identity::issuer::IssuedBridgeIdentity;
 use crate::identity::{Identity, IdentitySource};
-use fedgate_dataplane::route::RouteError;
-use fedgate_dataplane::upstreams::{Endpoint, Upstreams};
+use fedgate_dataplane::upstreams::Upstreams;
 use fedgate_federation::error_chain;
 
 /// Serves connections of one bridge listener with its current state; cheap to clone.
@@ -73,14 +72,10 @@ pub enum BridgeSetupError {
 pub enum BuildError {
     #[error("TLS configuration")]
     Tls(#[from] BridgeTlsError),
-    #[error("routes")]
-    Routes(#[from] RouteError),
     #[error("bridge peer {0} is listed twice")]
     DuplicatePeer(fedgate_federation::SpiffeId),
     #[error(transparent)]
     Ingress(IngressStateError),
-    #[error("route `{0}` has no bridge settings for this listener kind")]
-    RouteKind(String),
     #[error("not a bridge listener")]
     NotBridge,
 }
@@ -116,6 +111,12 @@ impl BridgeHandler {
     }
 }
 
+impl Terminating for BridgeHandler {
+    fn serve_connection(&self, tcp: TcpStream) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.serve(tcp))
+    }
+}
+
 // === impl BridgeRuntime ===
 
 impl BridgeRuntime {
@@ -137,7 +138,7 @@ impl BridgeRuntime {
         let bridge_listeners: Vec<&ListenerConfig> = config
             .listeners
             .iter()
-            .filter(|l| l.kind != ListenerKind::Passthrough)
+            .filter(|l| l.kind() != ListenerKind::Passthrough)
             .collect();
         if bridge_listeners.is_empty() {
             return Ok(None);
@@ -362,85 +363,52 @@ fn build_handler(
         connect: l.limits.connect_timeout,
         idle: l.limits.idle_timeout,
     };
-    let upstreams = |r: &crate::config::RouteConfig| {
-        Upstreams::new(
-            r.upstreams
+    let upstreams = |r: &Route<'_>| Upstreams::new(r.upstreams.to_vec());
+    let handler = match &l.mode {
+        ListenerMode::BridgeEgress { routes } => {
+            let routes = routes
                 .iter()
-                .map(|u| Endpoint::new(u.host.clone(), u.port))
-                .collect(),
-        )
-    };
-    match &l.bridge {
-        Some(BridgeListenerConfig::Egress) => {
-            let mut routes = Vec::with_capacity(l.routes.len());
-            for r in &l.routes {
-                let Some(BridgeRouteConfig::Egress {
-                    peer_id,
-                    allow,
-                    send_proxy_header,
-                }) = &r.bridge
-                else {
-                    return Err(BuildError::RouteKind(r.name.clone()));
-                };
-                routes.push((
-                    r.sni.clone(),
-                    EgressRoute {
-                        name: r.name.clone(),
-                        upstreams: upstreams(r),
-                        peer_id: peer_id.clone(),
-                        allow: allow.clone(),
-                        send_proxy_header: *send_proxy_header,
-                    },
-                ));
-            }
+                .map(|r| EgressRoute {
+                    name: r.name.clone(),
+                    upstreams: upstreams(&r.route()),
+                    peer_id: r.bridge.peer_id.clone(),
+                    allow: r.bridge.allow.clone(),
+                    send_proxy_header: r.bridge.send_proxy_header,
+                })
+                .collect();
             let state = EgressState::new(
                 l.name.clone(),
-                Arc::new(EgressRoutes::new(routes)?),
+                Arc::new(EgressRoutes::from_table(&l.route_table, routes)),
                 ids,
                 timeouts,
                 metrics.clone(),
             )?;
-            Ok(BridgeHandler::Egress(Arc::new(Swap::new(Arc::new(state)))))
+            BridgeHandler::Egress(Arc::new(Swap::new(Arc::new(state))))
         }
-        Some(BridgeListenerConfig::Ingress {
-            peers,
-            proxy_header_timeout,
-            max_proxy_header,
-        }) => {
-            let peers = BridgePeers::new(peers.iter().map(|p| BridgePeer {
+        ListenerMode::BridgeIngress { settings, routes } => {
+            let peers = BridgePeers::new(settings.peers.iter().map(|p| BridgePeer {
                 id: p.id.clone(),
                 may_speak_for: p.may_speak_for.clone(),
             }))
             .map_err(BuildError::DuplicatePeer)?;
-            let mut routes = Vec::with_capacity(l.routes.len());
-            for r in &l.routes {
-                let Some(BridgeRouteConfig::Ingress {
-                    server_id,
-                    allow,
-                    send_proxy_header,
-                }) = &r.bridge
-                else {
-                    return Err(BuildError::RouteKind(r.name.clone()));
-                };
-                routes.push((
-                    r.sni.clone(),
-                    IngressRoute {
-                        name: r.name.clone(),
-                        upstreams: upstreams(r),
-                        server_id: server_id.clone(),
-                        allow: allow.clone(),
-                        send_proxy_header: *send_proxy_header,
-                    },
-                ));
-            }
+            let routes = routes
+                .iter()
+                .map(|r| IngressRoute {
+                    name: r.name.clone(),
+                    upstreams: upstreams(&r.route()),
+                    server_id: r.bridge.server_id.clone(),
+                    allow: r.bridge.allow.clone(),
+                    send_proxy_header: r.bridge.send_proxy_header,
+                })
+                .collect();
             let state = IngressState::new(
                 l.name.clone(),
                 Arc::new(peers),
-                Arc::new(IngressRoutes::new(routes)?),
+                Arc::new(IngressRoutes::from_table(&l.route_table, routes)),
                 ids,
                 HeaderLimits {
-                    timeout: *proxy_header_timeout,
-                    max_len: *max_proxy_header,
+                    timeout: settings.proxy_header_timeout,
+                    max_len: settings.max_proxy_header,
                 },
                 timeouts,
                 metrics.clone(),
@@ -449,10 +417,11 @@ fn build_handler(
                 IngressStateError::Tls(t) => BuildError::Tls(t),
                 other => BuildError::Ingress(other),
             })?;
-            Ok(BridgeHandler::Ingress(Arc::new(Swap::new(Arc::new(state)))))
+            BridgeHandler::Ingress(Arc::new(Swap::new(Arc::new(state))))
         }
-        None => Err(BuildError::NotBridge),
-    }
+        ListenerMode::Passthrough { .. } => return Err(BuildError::NotBridge),
+    };
+    Ok(handler)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use crate::app::App;
 use crate::cmd::EX_USAGE;
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use fedgate_federation::error_chain;
 
 /// `--log-format`: the command-line spelling of a log format, mapped onto the telemetry one.
@@ -21,20 +21,12 @@ pub enum LogFormatArg {
     Json,
 }
 
-impl From<LogFormatArg> for crate::telemetry::LogFormat {
+impl From<LogFormatArg> for LogFormat {
     fn from(f: LogFormatArg) -> Self {
         match f {
-            LogFormatArg::Human => crate::telemetry::LogFormat::Human,
-            LogFormatArg::Json => crate::telemetry::LogFormat::Json,
+            LogFormatArg::Human => LogFormat::Human,
+            LogFormatArg::Json => LogFormat::Json,
         }
-    }
-}
-
-/// The config file's `log_format`, as telemetry takes it (neither module knows the other).
-pub(crate) fn telemetry_format(f: crate::config::LogFormat) -> crate::telemetry::LogFormat {
-    match f {
-        crate::config::LogFormat::Human => crate::telemetry::LogFormat::Human,
-        crate::config::LogFormat::Json => crate::telemetry::LogFormat::Json,
     }
 }
 
@@ -63,8 +55,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if let Err(e) = crate::telemetry::init(
-        args.log_format
-            .map_or_else(|| telemetry_format(config.log_format), Into::into),
+        args.log_format.map_or(config.log_format, Into::into),
         args.log_level.as_deref(),
     ) {
         eprintln!("fedgate: {e}");

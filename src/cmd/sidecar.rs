@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cmd::run::{telemetry_format, LogFormatArg};
+use crate::cmd::run::LogFormatArg;
 use crate::cmd::EX_USAGE;
 use crate::sidecar::{BuildError, Config, Sidecar};
 use fedgate_federation::error_chain;
@@ -36,11 +36,11 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_USAGE));
         }
     };
-    let format = match (args.log_format, config.log_format) {
-        (Some(f), _) => f.into(),
-        (None, Some(f)) => telemetry_format(f),
-        (None, None) => crate::telemetry::LogFormat::default(),
-    };
+    let format = args
+        .log_format
+        .map(Into::into)
+        .or(config.log_format)
+        .unwrap_or_default();
     if let Err(e) = crate::telemetry::init(format, args.log_level.as_deref()) {
         eprintln!("fedgate sidecar: {e}");
         return Ok(ExitCode::from(EX_USAGE));

@@ -73,15 +73,12 @@ pub enum BridgeIdentity {
     Issuer(IssuerSettings),
 }
 
-/// What a bridge listener adds to a listener.
+/// What a bridge-ingress listener adds to a listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BridgeListenerConfig {
-    Egress,
-    Ingress {
-        peers: Vec<BridgePeerConfig>,
-        proxy_header_timeout: Duration,
-        max_proxy_header: usize,
-    },
+pub struct IngressListenerConfig {
+    pub peers: Vec<BridgePeerConfig>,
+    pub proxy_header_timeout: Duration,
+    pub max_proxy_header: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,25 +87,26 @@ pub struct BridgePeerConfig {
     pub may_speak_for: Vec<TrustDomain>,
 }
 
-/// What a bridge route adds to a route.
+/// What a bridge-egress route adds to a route.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BridgeRouteConfig {
-    Egress {
-        /// The peer ingress gateway's bridge ID, pinned at handshake time.
-        peer_id: SpiffeId,
-        /// Caller IDs allowed; empty denies everyone.
-        allow: Authorizer,
-        /// Send the PROXY v2 origin header upstream (default true: a fedgate ingress needs it;
-        /// false for an upstream that is a plain mTLS server).
-        send_proxy_header: bool,
-    },
-    Ingress {
-        /// Destination IDs accepted when re-originating.
-        server_id: Authorizer,
-        /// Origin IDs allowed; empty denies everyone.
-        allow: Authorizer,
-        send_proxy_header: bool,
-    },
+pub struct EgressRouteConfig {
+    /// The peer ingress gateway's bridge ID, pinned at handshake time.
+    pub peer_id: SpiffeId,
+    /// Caller IDs allowed; empty denies everyone.
+    pub allow: Authorizer,
+    /// Send the PROXY v2 origin header upstream (default true: a fedgate ingress needs it;
+    /// false for an upstream that is a plain mTLS server).
+    pub send_proxy_header: bool,
+}
+
+/// What a bridge-ingress route adds to a route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngressRouteConfig {
+    /// Destination IDs accepted when re-originating.
+    pub server_id: Authorizer,
+    /// Origin IDs allowed; empty denies everyone.
+    pub allow: Authorizer,
+    pub send_proxy_header: bool,
 }
 
 // === conversion ===
@@ -252,7 +250,7 @@ impl Cx<'_> {
         l: &FileListenerOf<BridgeIngress>,
         bridge: &BridgeConfig,
         local: &TrustDomain,
-    ) -> Result<BridgeListenerConfig, ConfigError> {
+    ) -> Result<IngressListenerConfig, ConfigError> {
         let proxy_header_timeout = self.duration(
             &format!("{key}.proxy_header_timeout"),
             l.proxy_header_timeout.as_ref(),
@@ -325,7 +323,7 @@ impl Cx<'_> {
             }
             peers.push(BridgePeerConfig { id, may_speak_for });
         }
-        Ok(BridgeListenerConfig::Ingress {
+        Ok(IngressListenerConfig {
             peers,
             proxy_header_timeout,
             max_proxy_header,
@@ -339,7 +337,7 @@ impl Cx<'_> {
         rkey: &str,
         r: &FileRouteOf<BridgeEgress>,
         bridge: Option<&BridgeConfig>,
-    ) -> Result<BridgeRouteConfig, ConfigError> {
+    ) -> Result<EgressRouteConfig, ConfigError> {
         let Some(p) = &r.peer_id else {
             return Err(self.err(
                 format!("{rkey}.sni"),
@@ -359,7 +357,7 @@ impl Cx<'_> {
                 ));
             }
         }
-        Ok(BridgeRouteConfig::Egress {
+        Ok(EgressRouteConfig {
             peer_id,
             allow: self.allow_list(&format!("{rkey}.allow"), r.allow.as_deref())?,
             // On by default: the usual upstream is a fedgate ingress, which refuses a
@@ -374,7 +372,7 @@ impl Cx<'_> {
         &self,
         rkey: &str,
         r: &FileRouteOf<BridgeIngress>,
-    ) -> Result<BridgeRouteConfig, ConfigError> {
+    ) -> Result<IngressRouteConfig, ConfigError> {
         let server_id = self.allow_list(&format!("{rkey}.server_id"), r.server_id.as_deref())?;
         if server_id.allows_nothing() {
             return Err(self.src.error_at(
@@ -391,7 +389,7 @@ impl Cx<'_> {
                  SPIFFE IDs (e.g. [\"spiffe://cluster-b.test/ns/demo/sa/echo\"])",
             ));
         }
-        Ok(BridgeRouteConfig::Ingress {
+        Ok(IngressRouteConfig {
             server_id,
             allow: self.allow_list(&format!("{rkey}.allow"), r.allow.as_deref())?,
             send_proxy_header: r.send_proxy_header.unwrap_or(false),

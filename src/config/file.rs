@@ -20,7 +20,7 @@ use super::source::{ConfigError, Source};
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
     pub trust_domain: String,
-    pub log_format: Option<FileLogFormat>,
+    pub log_format: Option<crate::config::LogFormat>,
     pub drain_timeout: Option<String>,
     pub workers: Option<i64>,
     pub identity: Option<FileIdentity>,
@@ -29,13 +29,6 @@ pub(super) struct FileConfig {
     pub bridge: Option<FileBridge>,
     #[serde(default)]
     pub listeners: Vec<FileListener>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum FileLogFormat {
-    Human,
-    Json,
 }
 
 #[derive(Debug, Deserialize)]

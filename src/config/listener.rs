@@ -4,8 +4,10 @@
 //! Invariants: the route table is built here, once, while the routes are checked: it maps
 //! every route's SNI pattern (and the default route, if any) to the route's index in
 //! `routes`, so the runtime only maps indices to its own values and never re-validates; route
-//! names are unique in a listener; every route has at least one upstream; bridge listeners
-//! carry their bridge settings and every route its bridge settings, passthrough ones none.
+//! names are unique in a listener; every route has at least one upstream. A listener's kind is
+//! the variant of [`ListenerMode`], which holds that kind's settings and routes typed by kind,
+//! so a bridge setting cannot exist on a passthrough listener or route, nor be missing on a
+//! bridge one.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -14,10 +16,12 @@ use std::time::Duration;
 use fedgate_dataplane::route::{RouteError, RouteTable};
 use fedgate_federation::TrustDomain;
 
-use super::bridge::{BridgeConfig, BridgeListenerConfig, BridgeRouteConfig};
+use fedgate_dataplane::upstreams::Endpoint;
+
+use super::bridge::{BridgeConfig, EgressRouteConfig, IngressListenerConfig, IngressRouteConfig};
 use super::file::{self, FileListener, FileListenerOf, FileRouteOf};
 use super::source::ConfigError;
-use super::values::{Cx, Upstream};
+use super::values::{parse_upstream, Cx};
 
 /// Largest accepted `max_client_hello`: far above any real ClientHello (post-quantum ones are
 /// ~1.8 KiB), small enough that one connection's peek buffer stays cheap.
@@ -29,18 +33,32 @@ pub const MIN_CLIENT_HELLO_LIMIT: usize = 512;
 pub struct ListenerConfig {
     pub name: String,
     pub listen: SocketAddr,
-    pub kind: ListenerKind,
     pub limits: ListenerLimits,
-    /// Name of the route used when the SNI is missing or matches no route.
+    /// Name of the route used when the SNI is missing or matches no route (passthrough only).
     pub default_route: Option<String>,
-    /// Passthrough only: move bulk data with splice(2) instead of copying it through
-    /// userspace (`fedgate_dataplane::pump`).
-    pub splice: bool,
-    pub routes: Vec<RouteConfig>,
-    /// Every route's pattern (and the default route) → its index in `routes`.
+    /// Every route's pattern (and the default route) → its index in the mode's `routes`.
     pub route_table: RouteTable<usize>,
-    /// Set for the bridge kinds only.
-    pub bridge: Option<BridgeListenerConfig>,
+    /// The listener's kind, with the settings of that kind and its routes.
+    pub mode: ListenerMode,
+}
+
+/// A listener's kind with what only that kind has: a bridge setting can only exist on a bridge
+/// listener, and every route of a bridge listener has the bridge settings of its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenerMode {
+    Passthrough {
+        /// Move bulk data with splice(2) instead of copying it through userspace
+        /// (`fedgate_dataplane::pump`).
+        splice: bool,
+        routes: Vec<RouteConfig>,
+    },
+    BridgeEgress {
+        routes: Vec<RouteConfig<EgressRouteConfig>>,
+    },
+    BridgeIngress {
+        settings: IngressListenerConfig,
+        routes: Vec<RouteConfig<IngressRouteConfig>>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,16 +85,25 @@ pub struct ListenerLimits {
     pub idle_timeout: Duration,
 }
 
+/// A route: its name, SNI pattern and upstreams, and the settings `B` of its listener's kind
+/// (`()` for passthrough).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteConfig {
+pub struct RouteConfig<B = ()> {
     /// For logs and metrics; defaults to the SNI pattern.
     pub name: String,
     /// `name.example` or `*.example`.
     pub sni: String,
     /// Tried round-robin; the next one on connect failure.
-    pub upstreams: Vec<Upstream>,
-    /// Set for routes of the bridge kinds only.
-    pub bridge: Option<BridgeRouteConfig>,
+    pub upstreams: Vec<Endpoint>,
+    pub bridge: B,
+}
+
+/// The part of a route every kind has (see [`ListenerConfig::routes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route<'a> {
+    pub name: &'a str,
+    pub sni: &'a str,
+    pub upstreams: &'a [Endpoint],
 }
 
 impl ListenerLimits {
@@ -87,6 +114,52 @@ impl ListenerLimits {
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(300),
     };
+}
+
+impl ListenerConfig {
+    pub fn kind(&self) -> ListenerKind {
+        match self.mode {
+            ListenerMode::Passthrough { .. } => ListenerKind::Passthrough,
+            ListenerMode::BridgeEgress { .. } => ListenerKind::BridgeEgress,
+            ListenerMode::BridgeIngress { .. } => ListenerKind::BridgeIngress,
+        }
+    }
+
+    /// Name, pattern and upstreams of every route, in file order (the indices of
+    /// `route_table`), whatever the kind.
+    pub fn routes(&self) -> Vec<Route<'_>> {
+        match &self.mode {
+            ListenerMode::Passthrough { routes, .. } => {
+                routes.iter().map(RouteConfig::route).collect()
+            }
+            ListenerMode::BridgeEgress { routes } => {
+                routes.iter().map(RouteConfig::route).collect()
+            }
+            ListenerMode::BridgeIngress { routes, .. } => {
+                routes.iter().map(RouteConfig::route).collect()
+            }
+        }
+    }
+}
+
+impl<B> RouteConfig<B> {
+    pub fn route(&self) -> Route<'_> {
+        Route {
+            name: &self.name,
+            sni: &self.sni,
+            upstreams: &self.upstreams,
+        }
+    }
+
+    /// This route with the settings `bridge` of a bridge kind.
+    fn with<C>(self, bridge: C) -> RouteConfig<C> {
+        RouteConfig {
+            name: self.name,
+            sni: self.sni,
+            upstreams: self.upstreams,
+            bridge,
+        }
+    }
 }
 
 impl ListenerKind {
@@ -101,8 +174,8 @@ impl ListenerKind {
 
 /// The route table of `routes` (route index by pattern), with the route named `default_route`
 /// as the default. For building a [`ListenerConfig`] by hand; files go through `Config::parse`.
-pub fn route_table(
-    routes: &[RouteConfig],
+pub fn route_table<B>(
+    routes: &[RouteConfig<B>],
     default_route: Option<&str>,
 ) -> Result<RouteTable<usize>, RouteError> {
     let mut table = RouteTable::new();
@@ -128,42 +201,48 @@ impl Cx<'_> {
     ) -> Result<ListenerConfig, ConfigError> {
         match l {
             FileListener::Passthrough(l) => {
-                let mut c = self.listener_of(key, &l, ListenerKind::Passthrough, || Ok(None))?;
-                c.splice = l.splice.unwrap_or(false);
+                let (mut c, routes, ()) = self.listener_of(key, &l, || Ok(()))?;
                 if let Some(d) = l.default_route {
-                    self.default_route(key, &mut c, d)?;
+                    self.default_route(key, &mut c, &routes, d)?;
                 }
-                Ok(c)
+                Ok(c.with(ListenerMode::Passthrough {
+                    splice: l.splice.unwrap_or(false),
+                    routes,
+                }))
             }
             FileListener::BridgeEgress(l) => {
-                let kind = ListenerKind::BridgeEgress;
-                let mut b = None;
-                let c = self.listener_of(key, &l, kind, || {
-                    b = Some(self.bridge_prereqs(key, kind.as_str(), bridge, has_identity)?);
-                    Ok(Some(BridgeListenerConfig::Egress))
+                let kind = ListenerKind::BridgeEgress.as_str();
+                let (c, routes, b) = self.listener_of(key, &l, || {
+                    self.bridge_prereqs(key, kind, bridge, has_identity)
                 })?;
-                self.bridge_routes(key, c, &l, |rkey, r| self.egress_route(rkey, r, b))
+                let routes = self.bridge_routes(key, routes, &l, |rkey, r| {
+                    self.egress_route(rkey, r, Some(b))
+                })?;
+                Ok(c.with(ListenerMode::BridgeEgress { routes }))
             }
             FileListener::BridgeIngress(l) => {
-                let kind = ListenerKind::BridgeIngress;
-                let c = self.listener_of(key, &l, kind, || {
-                    let b = self.bridge_prereqs(key, kind.as_str(), bridge, has_identity)?;
-                    Ok(Some(self.ingress_settings(key, &l, b, local)?))
+                let kind = ListenerKind::BridgeIngress.as_str();
+                let (c, routes, settings) = self.listener_of(key, &l, || {
+                    let b = self.bridge_prereqs(key, kind, bridge, has_identity)?;
+                    self.ingress_settings(key, &l, b, local)
                 })?;
-                self.bridge_routes(key, c, &l, |rkey, r| self.ingress_route(rkey, r))
+                let routes =
+                    self.bridge_routes(key, routes, &l, |rkey, r| self.ingress_route(rkey, r))?;
+                Ok(c.with(ListenerMode::BridgeIngress { settings, routes }))
             }
         }
     }
 
     /// The parts every kind shares: name, address, limits and the routes' patterns, names
-    /// and upstreams (bridge settings of routes come later, from `bridge_routes`).
-    fn listener_of<K: file::Kind>(
+    /// and upstreams (bridge settings of routes come later, from `bridge_routes`); and the
+    /// kind's own listener settings from `settings`, checked after the address and before the
+    /// limits (so a file with several mistakes reports them in file order).
+    fn listener_of<K: file::Kind, T>(
         &self,
         key: &str,
         l: &FileListenerOf<K>,
-        kind: ListenerKind,
-        bridge: impl FnOnce() -> Result<Option<BridgeListenerConfig>, ConfigError>,
-    ) -> Result<ListenerConfig, ConfigError> {
+        settings: impl FnOnce() -> Result<T, ConfigError>,
+    ) -> Result<(Common, Vec<RouteConfig>, T), ConfigError> {
         let name = l.name.clone();
         let valid_name = !name.is_empty()
             && name.len() <= 64
@@ -179,7 +258,7 @@ impl Cx<'_> {
             ));
         }
         let listen = self.socket_addr(&format!("{key}.listen"), &l.listen)?;
-        let bridge = bridge()?;
+        let settings = settings()?;
         let d = ListenerLimits::DEFAULT;
         let limits = ListenerLimits {
             max_connections: self.count(
@@ -258,7 +337,7 @@ impl Cx<'_> {
             }
             let mut upstreams = Vec::with_capacity(r.upstreams.len());
             for (k, u) in r.upstreams.iter().enumerate() {
-                let up = Upstream::parse(u).ok_or_else(|| {
+                let up = parse_upstream(u).ok_or_else(|| {
                     self.err(
                         format!("{rkey}.upstreams[{k}]"),
                         format!(
@@ -273,31 +352,29 @@ impl Cx<'_> {
                 name,
                 sni: r.sni.to_ascii_lowercase(),
                 upstreams,
-                bridge: None,
+                bridge: (),
             });
         }
-        Ok(ListenerConfig {
+        let common = Common {
             name,
             listen,
-            kind,
             limits,
             default_route: None,
-            splice: false,
-            routes,
             route_table,
-            bridge,
-        })
+        };
+        Ok((common, routes, settings))
     }
 
     /// Sets the listener's default route to the route named `d`.
     fn default_route(
         &self,
         key: &str,
-        c: &mut ListenerConfig,
+        c: &mut Common,
+        routes: &[RouteConfig],
         d: String,
     ) -> Result<(), ConfigError> {
-        let Some(i) = c.routes.iter().position(|r| r.name == d) else {
-            let known: Vec<_> = c.routes.iter().map(|r| format!("`{}`", r.name)).collect();
+        let Some(i) = routes.iter().position(|r| r.name == d) else {
+            let known: Vec<_> = routes.iter().map(|r| format!("`{}`", r.name)).collect();
             return Err(self.err(
                 format!("{key}.default_route"),
                 format!(
@@ -315,17 +392,41 @@ impl Cx<'_> {
         Ok(())
     }
 
-    /// Adds each route's bridge settings, from `route` applied to the route as written.
-    fn bridge_routes<K: file::Kind>(
+    /// Each route with its bridge settings, from `route` applied to the route as written.
+    fn bridge_routes<K: file::Kind, B>(
         &self,
         key: &str,
-        mut c: ListenerConfig,
+        routes: Vec<RouteConfig>,
         l: &FileListenerOf<K>,
-        route: impl Fn(&str, &FileRouteOf<K>) -> Result<BridgeRouteConfig, ConfigError>,
-    ) -> Result<ListenerConfig, ConfigError> {
-        for (j, (r, out)) in l.routes.iter().zip(&mut c.routes).enumerate() {
-            out.bridge = Some(route(&format!("{key}.routes[{j}]"), r)?);
+        route: impl Fn(&str, &FileRouteOf<K>) -> Result<B, ConfigError>,
+    ) -> Result<Vec<RouteConfig<B>>, ConfigError> {
+        routes
+            .into_iter()
+            .zip(&l.routes)
+            .enumerate()
+            .map(|(j, (out, r))| Ok(out.with(route(&format!("{key}.routes[{j}]"), r)?)))
+            .collect()
+    }
+}
+
+/// A listener before its mode is known (see [`Cx::listener`]).
+struct Common {
+    name: String,
+    listen: SocketAddr,
+    limits: ListenerLimits,
+    default_route: Option<String>,
+    route_table: RouteTable<usize>,
+}
+
+impl Common {
+    fn with(self, mode: ListenerMode) -> ListenerConfig {
+        ListenerConfig {
+            name: self.name,
+            listen: self.listen,
+            limits: self.limits,
+            default_route: self.default_route,
+            route_table: self.route_table,
+            mode,
         }
-        Ok(c)
     }
 }

@@ -24,21 +24,21 @@ use std::time::Duration;
 use fedgate_federation::TrustDomain;
 
 pub use bridge::{
-    BridgeConfig, BridgeIdentity, BridgeListenerConfig, BridgePeerConfig, BridgeRouteConfig,
-    IssuerSettings,
+    BridgeConfig, BridgeIdentity, BridgePeerConfig, EgressRouteConfig, IngressListenerConfig,
+    IngressRouteConfig, IssuerSettings,
 };
 pub use federation::{
     FederationConfig, PeerConfig, PeerProfile, ServeConfig, ServeProfile,
     DEFAULT_SERVE_MAX_CONNECTIONS,
 };
 pub use listener::{
-    ListenerConfig, ListenerKind, ListenerLimits, RouteConfig, MAX_CLIENT_HELLO_LIMIT,
-    MIN_CLIENT_HELLO_LIMIT,
+    ListenerConfig, ListenerKind, ListenerLimits, ListenerMode, Route, RouteConfig,
+    MAX_CLIENT_HELLO_LIMIT, MIN_CLIENT_HELLO_LIMIT,
 };
 pub use source::ConfigError;
-pub use values::Upstream;
+pub use values::parse_upstream;
 
-use file::{FileConfig, FileLogFormat};
+use file::FileConfig;
 use source::Source;
 use values::Cx;
 
@@ -68,11 +68,15 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
 }
 
-/// `log_format` in the file (the `--log-format` flag overrides it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How log lines are written: `log_format` in the gateway and sidecar files (the
+/// `--log-format` flag overrides it); the one log-format type of the crate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// One human-readable line per event.
     #[default]
     Human,
+    /// One JSON object per line, fields flattened.
     Json,
 }
 
@@ -108,7 +112,7 @@ impl Config {
 
     /// `listeners: 2, routes: 3, peers: 1` — for `config check` and startup logs.
     pub fn summary(&self) -> String {
-        let routes: usize = self.listeners.iter().map(|l| l.routes.len()).sum();
+        let routes: usize = self.listeners.iter().map(|l| l.routes().len()).sum();
         let peers = self.federation.as_ref().map_or(0, |f| f.peers.len());
         let serve = self
             .federation
@@ -135,10 +139,7 @@ impl Config {
 impl Cx<'_> {
     fn config(&self, raw: FileConfig) -> Result<Config, ConfigError> {
         let trust_domain = self.trust_domain("trust_domain", &raw.trust_domain)?;
-        let log_format = match raw.log_format {
-            Some(FileLogFormat::Json) => LogFormat::Json,
-            Some(FileLogFormat::Human) | None => LogFormat::Human,
-        };
+        let log_format = raw.log_format.unwrap_or_default();
         let drain_timeout = self.duration(
             "drain_timeout",
             raw.drain_timeout.as_ref(),

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fedgate_dataplane::upstreams::Endpoint;
 use fedgate_federation::tls::Authorizer;
 use fedgate_federation::TrustDomain;
 use rustls_pki_types::ServerName;
@@ -75,14 +76,10 @@ pub struct OutboundConfig {
     /// SNI sent to the server (the gateways route on it).
     pub server_name: ServerName<'static>,
     /// `host:port` endpoints dialled round-robin, next on failure.
-    pub connect: Vec<String>,
+    pub connect: Vec<Endpoint>,
     /// Server SPIFFE IDs this listener may talk to.
     pub allow: Authorizer,
-    pub connect_timeout: Duration,
-    pub handshake_timeout: Duration,
-    pub idle_timeout: Duration,
-    /// Connections beyond this many are closed at once, before any TLS, and counted.
-    pub max_connections: usize,
+    pub limits: ConnectionLimits,
 }
 
 /// Peer → mTLS → sidecar → plain TCP → app.
@@ -91,7 +88,7 @@ pub struct InboundConfig {
     pub name: String,
     pub listen: SocketAddr,
     /// `host:port` of the local app.
-    pub forward: String,
+    pub forward: Endpoint,
     /// Client SPIFFE IDs allowed to reach the app (for relayed connections: the origin ID).
     pub allow: Authorizer,
     /// Send a PROXY v2 header with the verified IDs to the app.
@@ -100,6 +97,13 @@ pub struct InboundConfig {
     pub trusted_relays: Authorizer,
     pub proxy_header_timeout: Duration,
     pub max_proxy_header: usize,
+    pub limits: ConnectionLimits,
+}
+
+/// The timeouts and connection limit every sidecar listener has (the same keys in
+/// `[[outbound]]` and `[[inbound]]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
@@ -109,7 +113,7 @@ pub struct InboundConfig {
 
 mod file;
 
-use file::{FileConfig, FileInbound, FileLogFormat, FileOutbound};
+use file::{FileConfig, FileInbound, FileLimits, FileOutbound};
 
 // === impl Config ===
 
@@ -215,10 +219,7 @@ impl Validator<'_> {
             trust_domain,
             identity,
             admin,
-            log_format: file.log_format.map(|f| match f {
-                FileLogFormat::Human => LogFormat::Human,
-                FileLogFormat::Json => LogFormat::Json,
-            }),
+            log_format: file.log_format,
             reload_interval,
             drain_timeout: file.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             outbound,
@@ -228,6 +229,7 @@ impl Validator<'_> {
 
     fn outbound(&self, i: usize, o: FileOutbound) -> Result<OutboundConfig, ConfigError> {
         let key = |k: &str| format!("outbound[{i}].{k}");
+        let limits = o.limits();
         let name = self.name(&key("name"), o.name)?;
         let listen = self.socket_addr(&key("listen"), &o.listen)?;
         let server_name = ServerName::try_from(o.server_name.clone()).map_err(|_| {
@@ -246,40 +248,29 @@ impl Validator<'_> {
                 "is empty: list at least one \"host:port\" to dial",
             ));
         }
-        for (j, c) in o.connect.iter().enumerate() {
-            self.host_port(&format!("{}[{j}]", key("connect")), c)?;
-        }
+        let connect = o
+            .connect
+            .iter()
+            .enumerate()
+            .map(|(j, c)| self.host_port(&format!("{}[{j}]", key("connect")), c))
+            .collect::<Result<_, _>>()?;
         let allow = self.allow_list(&key("allow"), &o.allow)?;
         Ok(OutboundConfig {
             name,
             listen,
             server_name,
-            connect: o.connect,
+            connect,
             allow,
-            connect_timeout: self.timeout(
-                &key("connect_timeout"),
-                o.connect_timeout,
-                DEFAULT_CONNECT_TIMEOUT,
-            )?,
-            handshake_timeout: self.timeout(
-                &key("handshake_timeout"),
-                o.handshake_timeout,
-                DEFAULT_HANDSHAKE_TIMEOUT,
-            )?,
-            idle_timeout: self.timeout(
-                &key("idle_timeout"),
-                o.idle_timeout,
-                DEFAULT_IDLE_TIMEOUT,
-            )?,
-            max_connections: self.max_connections(&key("max_connections"), o.max_connections)?,
+            limits: self.limits(&key, &limits)?,
         })
     }
 
     fn inbound(&self, i: usize, o: FileInbound) -> Result<InboundConfig, ConfigError> {
         let key = |k: &str| format!("inbound[{i}].{k}");
+        let limits = o.limits();
         let name = self.name(&key("name"), o.name)?;
         let listen = self.socket_addr(&key("listen"), &o.listen)?;
-        self.host_port(&key("forward"), &o.forward)?;
+        let forward = self.host_port(&key("forward"), &o.forward)?;
         let allow = self.allow_list(&key("allow"), &o.allow)?;
         let trusted_relays = self.allow_list(&key("trusted_relays"), &o.trusted_relays)?;
         let max_proxy_header = o.max_proxy_header.unwrap_or(DEFAULT_MAX_PROXY_HEADER);
@@ -295,7 +286,7 @@ impl Validator<'_> {
         Ok(InboundConfig {
             name,
             listen,
-            forward: o.forward,
+            forward,
             allow,
             proxy_protocol: o.proxy_protocol,
             trusted_relays,
@@ -305,22 +296,33 @@ impl Validator<'_> {
                 DEFAULT_PROXY_HEADER_TIMEOUT,
             )?,
             max_proxy_header,
+            limits: self.limits(&key, &limits)?,
+        })
+    }
+
+    /// The limits of one listener; `key` gives the dotted path of one of its keys.
+    fn limits(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        l: &FileLimits,
+    ) -> Result<ConnectionLimits, ConfigError> {
+        Ok(ConnectionLimits {
             connect_timeout: self.timeout(
                 &key("connect_timeout"),
-                o.connect_timeout,
+                l.connect_timeout,
                 DEFAULT_CONNECT_TIMEOUT,
             )?,
             handshake_timeout: self.timeout(
                 &key("handshake_timeout"),
-                o.handshake_timeout,
+                l.handshake_timeout,
                 DEFAULT_HANDSHAKE_TIMEOUT,
             )?,
             idle_timeout: self.timeout(
                 &key("idle_timeout"),
-                o.idle_timeout,
+                l.idle_timeout,
                 DEFAULT_IDLE_TIMEOUT,
             )?,
-            max_connections: self.max_connections(&key("max_connections"), o.max_connections)?,
+            max_connections: self.max_connections(&key("max_connections"), l.max_connections)?,
         })
     }
 
@@ -348,15 +350,16 @@ impl Validator<'_> {
         })
     }
 
-    fn host_port(&self, key: &str, s: &str) -> Result<(), ConfigError> {
-        if s.parse::<SocketAddr>().is_ok() {
-            return Ok(());
+    fn host_port(&self, key: &str, s: &str) -> Result<Endpoint, ConfigError> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Endpoint::from(addr));
         }
-        let ok = s.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok_and(|p| p > 0)
+        let parsed = s.rsplit_once(':').and_then(|(host, port)| {
+            let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+            (!host.is_empty() && !host.contains(':')).then(|| Endpoint::new(host, port))
         });
-        if ok {
-            Ok(())
+        if let Some(endpoint) = parsed {
+            Ok(endpoint)
         } else {
             Err(self.invalid(
                 key,

@@ -1,6 +1,7 @@
 //! Unit tests for config conversion: defaults, path resolution, and one test per refusal.
 
 use super::*;
+use fedgate_dataplane::upstreams::Endpoint;
 
 const MINIMAL: &str = r#"
 trust_domain = "cluster-a.test"
@@ -34,13 +35,10 @@ fn minimal_config_gets_defaults() {
     assert!(c.identity.is_none() && c.federation.is_none());
     let l = &c.listeners[0];
     assert_eq!(l.limits, ListenerLimits::DEFAULT);
-    assert_eq!(l.routes[0].name, "*.cluster-b.test");
+    assert_eq!(l.routes()[0].name, "*.cluster-b.test");
     assert_eq!(
-        l.routes[0].upstreams[1],
-        Upstream {
-            host: "gw.cluster-b.svc".into(),
-            port: 15443
-        }
+        l.routes()[0].upstreams[1],
+        Endpoint::new("gw.cluster-b.svc", 15443)
     );
 }
 
@@ -226,9 +224,9 @@ fn federation_rules() {
 
 #[test]
 fn upstream_parsing() {
-    assert_eq!(Upstream::parse("[::1]:80").unwrap().to_string(), "[::1]:80");
+    assert_eq!(parse_upstream("[::1]:80").unwrap().to_string(), "[::1]:80");
     assert_eq!(
-        Upstream::parse("GW.example:1").unwrap().to_string(),
+        parse_upstream("GW.example:1").unwrap().to_string(),
         "gw.example:1"
     );
     for bad in [
@@ -241,7 +239,7 @@ fn upstream_parsing() {
         "-a:1",
         "a b:1",
     ] {
-        assert!(Upstream::parse(bad).is_none(), "{bad}");
+        assert!(parse_upstream(bad).is_none(), "{bad}");
     }
 }
 
@@ -255,13 +253,13 @@ proptest::proptest! {
 proptest::proptest! {
     #[test]
     fn upstream_parse_never_panics(s in "\\PC{0,80}") {
-        let _ = Upstream::parse(&s);
+        let _ = parse_upstream(&s);
     }
 
     #[test]
     fn upstream_display_round_trips(host in "[a-z]([a-z0-9-]{0,8}[a-z0-9])?(\\.[a-z][a-z0-9]{0,10}){0,3}", port in 1u16..) {
-        let up = Upstream::parse(&format!("{host}:{port}")).unwrap();
-        proptest::prop_assert_eq!(Upstream::parse(&up.to_string()).unwrap(), up);
+        let up = parse_upstream(&format!("{host}:{port}")).unwrap();
+        proptest::prop_assert_eq!(parse_upstream(&up.to_string()).unwrap(), up);
     }
 }
 
@@ -289,13 +287,13 @@ fn workers_is_a_positive_bounded_count() {
 
 #[test]
 fn splice_is_off_unless_asked_for() {
-    assert!(!parse(MINIMAL).unwrap().listeners[0].splice);
+    assert!(!splice(&parse(MINIMAL).unwrap().listeners[0]));
     let on = MINIMAL.replacen(
         "kind = \"passthrough\"",
         "kind = \"passthrough\"\nsplice = true",
         1,
     );
-    assert!(parse(&on).unwrap().listeners[0].splice);
+    assert!(splice(&parse(&on).unwrap().listeners[0]));
     let bad = MINIMAL.replacen(
         "kind = \"passthrough\"",
         "kind = \"passthrough\"\nsplice = \"yes\"",
@@ -347,4 +345,11 @@ fn errors_inside_a_listener_are_located_exactly() {
         e.starts_with("/etc/fedgate/gw.toml:11:16: `listeners[0].routes[0].upstreams[0]`"),
         "{e}"
     );
+}
+
+fn splice(l: &ListenerConfig) -> bool {
+    match l.mode {
+        ListenerMode::Passthrough { splice, .. } => splice,
+        _ => panic!("not a passthrough listener: {:?}", l.mode),
+    }
 }

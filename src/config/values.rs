@@ -5,23 +5,16 @@
 //! given (located by `super::source`) and saying what would be valid; relative paths resolve
 //! against the config file's directory; durations are never zero.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fedgate_dataplane::upstreams::Endpoint;
 use fedgate_federation::tls::Authorizer;
 use fedgate_federation::{SpiffeId, TrustDomain};
 
 use super::source::{ConfigError, Source};
-
-/// `host:port`; the host is resolved at connect time, so DNS names follow service changes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Upstream {
-    pub host: String,
-    pub port: u16,
-}
 
 /// The conversion context: the source being converted, for error positions and paths.
 pub(super) struct Cx<'a> {
@@ -138,41 +131,23 @@ impl Cx<'_> {
     }
 }
 
-// === impl Upstream ===
-
-impl fmt::Display for Upstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
+/// Parses an upstream address as the config file writes it: `host:port` or `[v6]:port`, with
+/// a DNS host name (lowercased) or an IP address and a non-zero port. Stricter than
+/// [`Endpoint::parse`], which takes any non-empty host.
+pub fn parse_upstream(s: &str) -> Option<Endpoint> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Some(Endpoint::from(addr));
     }
-}
-
-impl Upstream {
-    /// Parses `host:port` or `[v6]:port`.
-    pub fn parse(s: &str) -> Option<Upstream> {
-        if let Ok(addr) = s.parse::<SocketAddr>() {
-            return Some(Upstream {
-                host: addr.ip().to_string(),
-                port: addr.port(),
-            });
-        }
-        let (host, port) = s.rsplit_once(':')?;
-        let port: u16 = port.parse().ok()?;
-        let valid_host = !host.is_empty()
-            && host.len() <= 253
-            && host.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            });
-        (valid_host && port != 0).then(|| Upstream {
-            host: host.to_ascii_lowercase(),
-            port,
-        })
-    }
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let valid_host = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    (valid_host && port != 0).then(|| Endpoint::new(host.to_ascii_lowercase(), port))
 }

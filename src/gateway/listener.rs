@@ -6,8 +6,10 @@
 //! connection limit (see [`super::state`]); accept errors back off and never end the loop;
 //! every connection task is spawned on the shared tracker and ends at the hard stop.
 
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use fedgate_dataplane::accept::Acceptor;
@@ -16,7 +18,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::bridge::runtime::BridgeHandler;
 use crate::config::ListenerKind;
 use crate::gateway::passthrough;
 use crate::gateway::state::{ConnContext, ListenerState};
@@ -28,7 +29,15 @@ pub enum Handler {
     /// SNI passthrough (TLS is never terminated).
     Passthrough,
     /// A bridge egress or ingress listener.
-    Bridge(BridgeHandler),
+    Bridge(Arc<dyn Terminating>),
+}
+
+/// The connection handler of a listener kind that terminates TLS (the bridge sides). Defined
+/// here and implemented by the bridge, so the gateway's accept path does not depend on the
+/// bridge (which builds on the gateway's listener state).
+pub trait Terminating: fmt::Debug + Send + Sync + 'static {
+    /// Serves one accepted connection to its end, logging and counting refusals itself.
+    fn serve_connection(&self, tcp: TcpStream) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// One listener's accept loop, ready to `run` (cloned once per data-plane worker).
@@ -129,12 +138,12 @@ impl Service for Gateway {
                 (ListenerKind::Passthrough, _) => {
                     passthrough::serve(stream, peer, &state, &cx).await
                 }
-                // Boxed: a bridge connection's future holds two rustls connections and their
-                // handshake state (kilobytes). Inline, it would size every connection task of
-                // every listener, so each idle passthrough connection would carry it too
-                // (bench/idle_rss.sh, docs/benchmarks.md).
+                // Boxed (by `Terminating`): a bridge connection's future holds two rustls
+                // connections and their handshake state (kilobytes). Inline, it would size
+                // every connection task of every listener, so each idle passthrough connection
+                // would carry it too (bench/idle_rss.sh, docs/benchmarks.md).
                 (ListenerKind::BridgeEgress | ListenerKind::BridgeIngress, Handler::Bridge(b)) => {
-                    Box::pin(b.serve(stream)).await
+                    b.serve_connection(stream).await
                 }
                 // `App::build` gives every bridge listener its handler; refuse if not.
                 (

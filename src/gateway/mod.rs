@@ -10,6 +10,6 @@ pub mod listener;
 pub mod passthrough;
 pub mod state;
 
-pub use listener::{Handler, Listener};
+pub use listener::{Handler, Listener, Terminating};
 pub use passthrough::Reject;
 pub use state::{ListenerState, RouteTarget};

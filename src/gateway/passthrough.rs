@@ -130,7 +130,7 @@ pub(crate) async fn serve(
     drop(peeked);
 
     let result = tokio::select! {
-        r = pump_tcp(client, upstream, limits.idle_timeout, state.config.splice) => r,
+        r = pump_tcp(client, upstream, limits.idle_timeout, state.splice()) => r,
         _ = cx.hard_stop.cancelled() => Err(std::io::Error::other("drain deadline passed")),
     };
     let (finish, stats, error) = match result {

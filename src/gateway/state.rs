@@ -14,10 +14,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ListenerConfig, ListenerKind};
+use crate::config::{ListenerConfig, ListenerKind, ListenerMode};
 use crate::telemetry::Metrics;
 use fedgate_dataplane::route::{RouteError, RouteTable};
-use fedgate_dataplane::upstreams::{Endpoint, Upstreams};
+use fedgate_dataplane::upstreams::Upstreams;
 
 /// Everything a new connection needs from configuration; replaced whole on reload.
 #[derive(Debug)]
@@ -54,17 +54,12 @@ impl ListenerState {
     ) -> Result<ListenerState, RouteError> {
         // The table was built and checked with the config; only its values change here.
         let targets: Vec<Arc<RouteTarget>> = config
-            .routes
+            .routes()
             .iter()
             .map(|r| {
                 Arc::new(RouteTarget {
-                    name: r.name.clone(),
-                    upstreams: Upstreams::new(
-                        r.upstreams
-                            .iter()
-                            .map(|u| Endpoint::new(u.host.clone(), u.port))
-                            .collect(),
-                    ),
+                    name: r.name.to_owned(),
+                    upstreams: Upstreams::new(r.upstreams.to_vec()),
                 })
             })
             .collect();
@@ -83,7 +78,15 @@ impl ListenerState {
     }
 
     pub fn kind(&self) -> ListenerKind {
-        self.config.kind
+        self.config.kind()
+    }
+
+    /// Passthrough listeners: move bulk data with splice(2).
+    pub fn splice(&self) -> bool {
+        matches!(
+            self.config.mode,
+            ListenerMode::Passthrough { splice: true, .. }
+        )
     }
 
     /// The route for `server_name` (exact, then wildcard, then the default route).
@@ -103,7 +106,7 @@ impl ListenerState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ListenerLimits, RouteConfig, Upstream};
+    use crate::config::{parse_upstream, ListenerLimits, RouteConfig};
 
     fn config(
         max_connections: usize,
@@ -115,23 +118,23 @@ mod tests {
             .map(|(sni, ups)| RouteConfig {
                 name: sni.to_string(),
                 sni: sni.to_string(),
-                upstreams: ups.iter().map(|u| Upstream::parse(u).unwrap()).collect(),
-                bridge: None,
+                upstreams: ups.iter().map(|u| parse_upstream(u).unwrap()).collect(),
+                bridge: (),
             })
             .collect();
         ListenerConfig {
             name: "egress".into(),
             listen: "127.0.0.1:0".parse().unwrap(),
-            kind: ListenerKind::Passthrough,
             limits: ListenerLimits {
                 max_connections,
                 ..ListenerLimits::DEFAULT
             },
             default_route: default_route.map(String::from),
-            splice: false,
             route_table: crate::config::listener::route_table(&routes, default_route).unwrap(),
-            routes,
-            bridge: None,
+            mode: ListenerMode::Passthrough {
+                splice: false,
+                routes,
+            },
         }
     }
 

@@ -129,10 +129,11 @@ impl Inbound {
         let _ = tcp.set_nodelay(true);
         // The ClientHello picks the config: the relay config only for a client offering the
         // relay protocol (so other clients' ALPN offers are not refused for want of a match).
-        let handshake =
-            fedgate_dataplane::tls::accept_lazy(tcp, self.config.handshake_timeout, |hello| {
-                configs.for_client(fedgate_dataplane::relay::offered(hello.alpn()))
-            });
+        let handshake = fedgate_dataplane::tls::accept_lazy(
+            tcp,
+            self.config.limits.handshake_timeout,
+            |hello| configs.for_client(fedgate_dataplane::relay::offered(hello.alpn())),
+        );
         let mut tls = match handshake.await {
             Ok(tls) => tls,
             Err(HandshakeError::Timeout(_)) => return Err(InboundError::HandshakeTimeout),
@@ -173,13 +174,13 @@ impl Inbound {
         });
 
         let mut app = timeout(
-            self.config.connect_timeout,
-            TcpStream::connect(self.config.forward.as_str()),
+            self.config.limits.connect_timeout,
+            self.config.forward.dial(),
         )
         .await
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))
         .map_err(|source| InboundError::AppUnavailable {
-            forward: self.config.forward.clone(),
+            forward: self.config.forward.to_string(),
             source,
         })?;
         let _ = app.set_nodelay(true);
@@ -188,7 +189,7 @@ impl Inbound {
             let bytes = header.encode().map_err(InboundError::AppHeader)?;
             app.write_all(&bytes).await.map_err(InboundError::Relay)?;
         }
-        pump(tls, app, self.config.idle_timeout)
+        pump(tls, app, self.config.limits.idle_timeout)
             .await
             .map_err(InboundError::Relay)
     }

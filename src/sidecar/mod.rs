@@ -354,8 +354,8 @@ impl Side {
 
     fn max_connections(&self) -> usize {
         match self {
-            Side::Outbound(o) => o.config.max_connections,
-            Side::Inbound(i) => i.config.max_connections,
+            Side::Outbound(o) => o.config.limits.max_connections,
+            Side::Inbound(i) => i.config.limits.max_connections,
         }
     }
 

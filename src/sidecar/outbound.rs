@@ -65,17 +65,11 @@ impl Outbound {
         config: OutboundConfig,
         tls: watch::Receiver<Arc<TlsSnapshot>>,
     ) -> Self {
-        // `connect` entries are validated as `host:port` by the config loader.
-        let endpoints = config
-            .connect
-            .iter()
-            .map(|c| Endpoint::parse(c).unwrap_or_else(|| Endpoint::new(c.clone(), 0)))
-            .collect();
         Self {
             index,
+            endpoints: Upstreams::new(config.connect.clone()),
             config,
             tls,
-            endpoints: Upstreams::new(endpoints),
         }
     }
 
@@ -101,7 +95,7 @@ impl Outbound {
             &connector,
             name,
             tcp,
-            self.config.handshake_timeout,
+            self.config.limits.handshake_timeout,
         )
         .await
         {
@@ -125,7 +119,7 @@ impl Outbound {
         };
         tracing::debug!(server_id = %id, %endpoint, "outbound mTLS established");
         *peer = Some(id);
-        pump(app, tls, self.config.idle_timeout)
+        pump(app, tls, self.config.limits.idle_timeout)
             .await
             .map_err(OutboundError::Relay)
     }
@@ -141,12 +135,17 @@ impl Outbound {
         };
         match self
             .endpoints
-            .connect_tcp(self.config.connect_timeout, failed)
+            .connect_tcp(self.config.limits.connect_timeout, failed)
             .await
         {
             Ok((tcp, endpoint)) => Ok((tcp, endpoint.to_string())),
             Err(_) => Err(OutboundError::UpstreamUnavailable {
-                endpoints: self.config.connect.clone(),
+                endpoints: self
+                    .config
+                    .connect
+                    .iter()
+                    .map(Endpoint::to_string)
+                    .collect(),
             }),
         }
     }

@@ -10,15 +10,7 @@ pub use metrics::Metrics;
 
 use tracing_subscriber::EnvFilter;
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One human-readable line per event.
-    #[default]
-    Human,
-    /// One JSON object per line, fields flattened.
-    Json,
-}
+pub use crate::config::LogFormat;
 
 /// Installs the global tracing subscriber. The filter is `level` if given, else `RUST_LOG`,
 /// else `info`. Returns an error only for an unparsable filter.

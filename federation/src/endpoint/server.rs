@@ -16,6 +16,7 @@
 //!   of the file's authorities, and never decreases, including across restarts (the first
 //!   sequence is at least the Unix time in seconds).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,7 +26,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -35,16 +35,15 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::bundle::{Bundle, BundleError};
+use crate::https::{self, HttpsApp, HttpsListener, Refusal};
 use crate::spiffe_id::TrustDomain;
 use crate::svid::{SvidError, X509Svid};
 use crate::tls;
 use crate::watch::{FileWatch, WatchError};
-use fedgate_dataplane::accept::Acceptor;
 
 /// Default bound on concurrent connections (the same default as `fedgate ca serve`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -216,18 +215,48 @@ impl BundleEndpoint {
     }
 
     /// Accepts connections until `shutdown` is cancelled, then drains open connections
-    /// (each is asked to finish its current request and given 5 s).
+    /// (each is asked to finish its current request and given 5 s; see [`crate::https`]).
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), EndpointError> {
-        let router = self.router();
-        let tracker = TaskTracker::new();
-        let limit = Arc::new(Semaphore::new(self.max_connections));
-        let mut acceptor = Acceptor::new(listener, "bundle endpoint");
-        while let Some((tcp, peer)) = acceptor.next(&shutdown).await {
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
+        let app = Arc::new(EndpointApp {
+            router: self.router(),
+            max_connections: self.max_connections,
+            metrics: self.metrics.clone(),
+        });
+        let settings = HttpsListener {
+            name: "bundle endpoint",
+            tls: self.tls,
+            max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
+            // Bounded per-connection memory: a bundle request needs a few hundred bytes of
+            // headers.
+            max_buf_size: Some(16 * 1024),
+        };
+        https::serve(listener, settings, app, shutdown).await;
+        Ok(())
+    }
+}
+
+/// The bundle endpoint's side of [`crate::https`]: its router, logs and metrics.
+struct EndpointApp {
+    router: Router,
+    max_connections: usize,
+    metrics: EndpointMetrics,
+}
+
+impl HttpsApp for EndpointApp {
+    type Guard = Slot;
+
+    fn admit(&self, permit: OwnedSemaphorePermit) -> Slot {
+        Slot::new(permit, self.metrics.clone())
+    }
+
+    fn refuse(&self, peer: SocketAddr, refusal: Refusal<'_>) {
+        match refusal {
+            Refusal::OverLimit => {
                 tracing::warn!(
                     %peer,
                     reason = "too_many_connections",
@@ -236,60 +265,20 @@ impl BundleEndpoint {
                 );
                 // Counted before the close, so a client that sees the close sees the count.
                 self.metrics.refuse("too_many_connections");
-                drop(tcp);
-                continue;
-            };
-            let slot = Slot::new(permit, self.metrics.clone());
-            let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.borrow().clone());
-            let router = router.clone();
-            let timeout = self.handshake_timeout;
-            let shutdown = shutdown.clone();
-            let metrics = self.metrics.clone();
-            tracker.spawn(async move {
-                // `slot` is held until the connection ends; it is released before a handshake
-                // refusal is counted, so whoever observes the count can reconnect into it.
-                let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        drop(slot);
-                        tracing::info!(%peer, error = %e, "bundle endpoint TLS handshake failed");
-                        metrics.refuse("handshake_failed");
-                        return;
-                    }
-                    Err(_) => {
-                        drop(slot);
-                        tracing::info!(%peer, "bundle endpoint TLS handshake timed out");
-                        metrics.refuse("handshake_timeout");
-                        return;
-                    }
-                };
-                let service = hyper_util::service::TowerToHyperService::new(router);
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                // Bounded per-connection memory: a bundle request needs a few hundred bytes of headers.
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(timeout)
-                    .max_buf_size(16 * 1024);
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    r = conn.as_mut() => r,
-                    () = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        match tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await {
-                            Ok(r) => r,
-                            Err(_) => return,
-                        }
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "bundle endpoint connection ended with error");
-                }
-            });
+            }
+            Refusal::Handshake(e) => {
+                tracing::info!(%peer, error = %e, "bundle endpoint TLS handshake failed");
+                self.metrics.refuse("handshake_failed");
+            }
+            Refusal::HandshakeTimeout => {
+                tracing::info!(%peer, "bundle endpoint TLS handshake timed out");
+                self.metrics.refuse("handshake_timeout");
+            }
         }
-        tracker.close();
-        tracker.wait().await;
-        Ok(())
+    }
+
+    fn router(&self, _: SocketAddr, _: &rustls::ServerConnection) -> Option<Router> {
+        Some(self.router.clone())
     }
 }
 

@@ -26,21 +26,21 @@
 //! exits on an accept error.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use fedgate_dataplane::accept::Acceptor;
+use fedgate_federation::https::{self, HttpsApp, HttpsListener, Refusal as HttpsRefusal};
 use fedgate_federation::spiffe_id::SpiffeId;
 use fedgate_federation::tls::{peer_id, verify_error_of};
 use fedgate_federation::VerifyError;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -48,10 +48,8 @@ use prometheus_client::registry::Registry;
 use rustls::{CertificateError, ServerConfig};
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tower::ServiceExt as _;
 
 use super::policy::{inspect_csr, Policy, Refusal, MAX_CSR_BYTES};
 use super::rate_limit::{Decision, RateLimit, RateLimiter};
@@ -69,8 +67,8 @@ pub struct IssuerServer {
     tls: watch::Receiver<Arc<ServerConfig>>,
     /// Bounds the TLS handshake and the request-header read.
     handshake_timeout: Duration,
-    /// One permit per open connection; a connection that finds none is closed at once.
-    connections: Arc<tokio::sync::Semaphore>,
+    /// Connections beyond this many are closed at accept and counted.
+    max_connections: usize,
 }
 
 /// Counters of the issuing endpoint (registered under the `issuer_` prefix).
@@ -151,16 +149,14 @@ impl IssuerServer {
             }),
             tls,
             handshake_timeout: super::config::DEFAULT_HANDSHAKE_TIMEOUT,
-            connections: Arc::new(tokio::sync::Semaphore::new(
-                super::config::DEFAULT_MAX_CONNECTIONS,
-            )),
+            max_connections: super::config::DEFAULT_MAX_CONNECTIONS,
         }
     }
 
     /// Bounds the number of open connections (default 1024); more are closed and counted as
     /// `too_many_connections`.
     pub fn with_max_connections(mut self, max: usize) -> Self {
-        self.connections = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
+        self.max_connections = max.max(1);
         self
     }
 
@@ -184,75 +180,67 @@ impl IssuerServer {
     }
 
     /// Accepts connections until `shutdown` is cancelled, then drains open connections (each
-    /// finishes its current request, bounded by 5 s).
+    /// finishes its current request, bounded by 5 s; see `fedgate_federation::https`).
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
-        let router = router(self.shared.clone());
-        let tracker = TaskTracker::new();
-        let mut acceptor = Acceptor::new(listener, "issuing endpoint");
-        while let Some((tcp, peer)) = acceptor.next(&shutdown).await {
-            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+        let app = Arc::new(IssuerApp {
+            router: router(self.shared.clone()),
+            metrics: self.shared.metrics.clone(),
+        });
+        let settings = HttpsListener {
+            name: "issuing endpoint",
+            tls: self.tls,
+            max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
+            max_buf_size: None,
+        };
+        https::serve(listener, settings, app, shutdown).await;
+    }
+}
+
+/// The issuing endpoint's side of `fedgate_federation::https`: refusal logs and metrics, and
+/// the router with the connection's verified caller.
+struct IssuerApp {
+    router: Router,
+    metrics: IssuerMetrics,
+}
+
+impl HttpsApp for IssuerApp {
+    type Guard = OwnedSemaphorePermit;
+
+    fn admit(&self, permit: OwnedSemaphorePermit) -> OwnedSemaphorePermit {
+        permit
+    }
+
+    fn refuse(&self, peer: SocketAddr, refusal: HttpsRefusal<'_>) {
+        let reason = match refusal {
+            HttpsRefusal::OverLimit => {
                 tracing::warn!(%peer, reason = "too_many_connections", "issuing endpoint at its connection limit; closing");
-                self.shared.metrics.refuse("too_many_connections");
-                drop(tcp);
-                continue;
-            };
-            let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.borrow().clone());
-            let router = router.clone();
-            let timeout = self.handshake_timeout;
-            let shutdown = shutdown.clone();
-            let metrics = self.shared.metrics.clone();
-            tracker.spawn(async move {
-                // `permit` is held until the connection ends; it is released before a handshake
-                // refusal is counted, so whoever observes the count can reconnect into the slot.
-                let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        drop(permit);
-                        let reason = handshake_reason(&e);
-                        tracing::warn!(%peer, reason, error = %e, "issuing endpoint refused a client at the TLS handshake");
-                        metrics.refuse(reason);
-                        return;
-                    }
-                    Err(_) => {
-                        drop(permit);
-                        tracing::warn!(%peer, reason = "handshake_timeout", "issuing endpoint TLS handshake timed out");
-                        metrics.refuse("handshake_timeout");
-                        return;
-                    }
-                };
-                // The verifier made the client certificate mandatory and checked its SPIFFE
-                // ID, so this is always `Some`; stay defensive anyway.
-                let Some(caller) = peer_id(tls.get_ref().1) else {
-                    tracing::warn!(%peer, reason = "no_client_id", "issuing endpoint client has no SPIFFE ID");
-                    metrics.refuse("no_client_id");
-                    return;
-                };
-                let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(Caller(caller.clone()));
-                    router.clone().oneshot(req)
-                });
-                let service = hyper_util::service::TowerToHyperService::new(service);
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder.timer(TokioTimer::new()).header_read_timeout(timeout);
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    r = conn.as_mut() => r,
-                    () = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        match tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await {
-                            Ok(r) => r,
-                            Err(_) => return,
-                        }
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "issuing endpoint connection ended with an error");
-                }
-            });
-        }
-        tracker.close();
-        tracker.wait().await;
+                "too_many_connections"
+            }
+            HttpsRefusal::Handshake(e) => {
+                let reason = handshake_reason(e);
+                tracing::warn!(%peer, reason, error = %e, "issuing endpoint refused a client at the TLS handshake");
+                reason
+            }
+            HttpsRefusal::HandshakeTimeout => {
+                tracing::warn!(%peer, reason = "handshake_timeout", "issuing endpoint TLS handshake timed out");
+                "handshake_timeout"
+            }
+        };
+        self.metrics.refuse(reason);
+    }
+
+    fn router(&self, peer: SocketAddr, tls: &rustls::ServerConnection) -> Option<Router> {
+        // The verifier made the client certificate mandatory and checked its SPIFFE ID, so
+        // this is always `Some`; stay defensive anyway.
+        let Some(caller) = peer_id(tls) else {
+            tracing::warn!(%peer, reason = "no_client_id", "issuing endpoint client has no SPIFFE ID");
+            self.metrics.refuse("no_client_id");
+            return None;
+        };
+        // The caller is taken from the verified certificate only: the extension is set here,
+        // per connection, and nothing in a request can replace it.
+        Some(self.router.clone().layer(Extension(Caller(caller))))
     }
 }
 

@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 use fedgate_federation::SpiffeId;
 
 use crate::config::sidecar::Config as SidecarConfig;
-use crate::config::{BridgeRouteConfig, Config, ListenerKind, RouteConfig, Upstream};
+use fedgate_dataplane::upstreams::Endpoint;
+
+use crate::config::{Config, ListenerKind, ListenerMode, Route};
 
 /// A gateway config and the identities it presents, where they could be read.
 #[derive(Debug)]
@@ -52,51 +54,53 @@ pub fn lint(gateway: &Gateway<'_>, sidecars: &[Sidecar<'_>], peers: &[&Config]) 
     let mut findings = Vec::new();
     let file = gateway.config.source.display().to_string();
     for (li, listener) in gateway.config.listeners.iter().enumerate() {
-        for (ri, route) in listener.routes.iter().enumerate() {
-            let Some(bridge) = &route.bridge else {
-                continue;
-            };
+        // Each bridge route: whether it sends the origin header, and the ID it presents.
+        let routes: Vec<(Route<'_>, bool, Option<&SpiffeId>)> = match &listener.mode {
+            ListenerMode::Passthrough { .. } => continue,
+            ListenerMode::BridgeEgress { routes } => routes
+                .iter()
+                .map(|r| {
+                    let sends = r.bridge.send_proxy_header;
+                    (r.route(), sends, gateway.bridge_id.as_ref())
+                })
+                .collect(),
+            ListenerMode::BridgeIngress { routes, .. } => routes
+                .iter()
+                .map(|r| {
+                    let sends = r.bridge.send_proxy_header;
+                    (r.route(), sends, gateway.local_id.as_ref())
+                })
+                .collect(),
+        };
+        let egress = listener.kind() == ListenerKind::BridgeEgress;
+        for (ri, (route, sends, sender)) in routes.into_iter().enumerate() {
             let location = format!(
                 "{file}: listeners[{li}].routes[{ri}] (route {:?})",
                 route.name
             );
-            let (sends, sender) = match bridge {
-                BridgeRouteConfig::Egress {
-                    send_proxy_header, ..
-                } => {
-                    if !send_proxy_header {
-                        findings.push(Finding {
-                            location: location.clone(),
-                            message: "send_proxy_header = false: the upstream gets the caller's \
-                                      bytes with no origin header, and a fedgate bridge-ingress \
-                                      refuses such connections (relay_not_negotiated); keep it \
-                                      only for a plain mTLS upstream"
-                                .into(),
-                        });
-                        findings.extend(egress_into_peer_ingress(&location, route, peers));
-                    }
-                    (*send_proxy_header, gateway.bridge_id.as_ref())
-                }
-                BridgeRouteConfig::Ingress {
-                    send_proxy_header, ..
-                } => (*send_proxy_header, gateway.local_id.as_ref()),
-            };
-            findings.extend(into_sidecars(&location, route, sends, sender, sidecars));
+            if egress && !sends {
+                findings.push(Finding {
+                    location: location.clone(),
+                    message: "send_proxy_header = false: the upstream gets the caller's \
+                              bytes with no origin header, and a fedgate bridge-ingress \
+                              refuses such connections (relay_not_negotiated); keep it \
+                              only for a plain mTLS upstream"
+                        .into(),
+                });
+                findings.extend(egress_into_peer_ingress(&location, &route, peers));
+            }
+            findings.extend(into_sidecars(&location, &route, sends, sender, sidecars));
         }
     }
     findings
 }
 
 /// An egress route without the header whose upstream is a peer's bridge-ingress listener.
-fn egress_into_peer_ingress(
-    location: &str,
-    route: &RouteConfig,
-    peers: &[&Config],
-) -> Vec<Finding> {
+fn egress_into_peer_ingress(location: &str, route: &Route<'_>, peers: &[&Config]) -> Vec<Finding> {
     let mut findings = Vec::new();
     for peer in peers {
         for listener in &peer.listeners {
-            if listener.kind != ListenerKind::BridgeIngress {
+            if listener.kind() != ListenerKind::BridgeIngress {
                 continue;
             }
             for upstream in route
@@ -125,7 +129,7 @@ fn egress_into_peer_ingress(
 /// A bridge route whose upstream is a sidecar inbound listener that will refuse it.
 fn into_sidecars(
     location: &str,
-    route: &RouteConfig,
+    route: &Route<'_>,
     sends: bool,
     sender: Option<&SpiffeId>,
     sidecars: &[Sidecar<'_>],
@@ -187,7 +191,7 @@ fn into_sidecars(
 }
 
 /// Whether `upstream` dials the listener bound at `listen`.
-fn same_address(upstream: &Upstream, listen: SocketAddr) -> bool {
+fn same_address(upstream: &Endpoint, listen: SocketAddr) -> bool {
     if upstream.port != listen.port() {
         return false;
     }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::{Config, ListenerKind};
+use crate::config::{Config, ListenerKind, ListenerMode};
 
 const HEAD: &str = r#"
 trust_domain = "cluster-a.test"
@@ -71,48 +71,37 @@ fn bridge_section_and_both_kinds_parse() {
     assert!(!b.session_resumption);
 
     let out = &c.listeners[0];
-    assert_eq!(out.kind, ListenerKind::BridgeEgress);
-    assert_eq!(out.bridge, Some(BridgeListenerConfig::Egress));
-    match &out.routes[0].bridge {
-        Some(BridgeRouteConfig::Egress {
-            peer_id,
-            allow,
-            send_proxy_header,
-        }) => {
-            assert_eq!(
-                peer_id.to_string(),
-                "spiffe://bridge.test/gateway/cluster-b"
-            );
-            assert_eq!(
-                *allow,
-                Authorizer::from_patterns(&["spiffe://cluster-a.test/ns/demo/sa/client"]).unwrap()
-            );
-            // Egress routes send the origin header unless told otherwise.
-            assert!(send_proxy_header);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(out.kind(), ListenerKind::BridgeEgress);
+    let ListenerMode::BridgeEgress { routes } = &out.mode else {
+        panic!("not an egress: {:?}", out.mode);
+    };
+    let EgressRouteConfig {
+        peer_id,
+        allow,
+        send_proxy_header,
+    } = &routes[0].bridge;
+    assert_eq!(
+        peer_id.to_string(),
+        "spiffe://bridge.test/gateway/cluster-b"
+    );
+    assert_eq!(
+        *allow,
+        Authorizer::from_patterns(&["spiffe://cluster-a.test/ns/demo/sa/client"]).unwrap()
+    );
+    // Egress routes send the origin header unless told otherwise.
+    assert!(send_proxy_header);
 
     let inn = &c.listeners[1];
-    match &inn.bridge {
-        Some(BridgeListenerConfig::Ingress {
-            peers,
-            proxy_header_timeout,
-            max_proxy_header,
-        }) => {
-            assert_eq!(peers[0].may_speak_for[0].as_str(), "cluster-b.test");
-            assert_eq!(*proxy_header_timeout, Duration::from_secs(2));
-            assert_eq!(*max_proxy_header, 2048);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(matches!(
-        &inn.routes[0].bridge,
-        Some(BridgeRouteConfig::Ingress {
-            send_proxy_header: true,
-            ..
-        })
-    ));
+    let ListenerMode::BridgeIngress { settings, routes } = &inn.mode else {
+        panic!("not an ingress: {:?}", inn.mode);
+    };
+    assert_eq!(
+        settings.peers[0].may_speak_for[0].as_str(),
+        "cluster-b.test"
+    );
+    assert_eq!(settings.proxy_header_timeout, Duration::from_secs(2));
+    assert_eq!(settings.max_proxy_header, 2048);
+    assert!(routes[0].bridge.send_proxy_header);
 }
 
 #[test]
@@ -123,39 +112,23 @@ fn ingress_defaults_and_empty_allow_is_deny() {
         .replace("  allow = [\"spiffe://cluster-b.test/*\"]\n", "")
         .replace("  send_proxy_header = true\n", "");
     let c = parse(&format!("{HEAD}{src}")).unwrap();
-    let Some(BridgeListenerConfig::Ingress {
-        proxy_header_timeout,
-        max_proxy_header,
-        ..
-    }) = &c.listeners[0].bridge
-    else {
+    let ListenerMode::BridgeIngress { settings, routes } = &c.listeners[0].mode else {
         panic!("not an ingress");
     };
-    assert_eq!(*proxy_header_timeout, DEFAULT_PROXY_HEADER_TIMEOUT);
-    assert_eq!(*max_proxy_header, DEFAULT_MAX_PROXY_HEADER);
-    let Some(BridgeRouteConfig::Ingress {
-        allow,
-        send_proxy_header,
-        ..
-    }) = &c.listeners[0].routes[0].bridge
-    else {
-        panic!("not an ingress route");
-    };
-    assert_eq!(*allow, Authorizer::any_of([]));
-    assert!(!send_proxy_header);
+    assert_eq!(settings.proxy_header_timeout, DEFAULT_PROXY_HEADER_TIMEOUT);
+    assert_eq!(settings.max_proxy_header, DEFAULT_MAX_PROXY_HEADER);
+    assert_eq!(routes[0].bridge.allow, Authorizer::any_of([]));
+    assert!(!routes[0].bridge.send_proxy_header);
 }
 
 #[test]
 fn egress_route_can_turn_the_proxy_header_off() {
     let src = EGRESS.replace("  allow = [", "  send_proxy_header = false\n  allow = [");
     let c = parse(&format!("{HEAD}{src}")).unwrap();
-    assert!(matches!(
-        &c.listeners[0].routes[0].bridge,
-        Some(BridgeRouteConfig::Egress {
-            send_proxy_header: false,
-            ..
-        })
-    ));
+    let ListenerMode::BridgeEgress { routes } = &c.listeners[0].mode else {
+        panic!("not an egress");
+    };
+    assert!(!routes[0].bridge.send_proxy_header);
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub(super) struct FileConfig {
     pub(super) trust_domain: String,
     pub(super) identity: FileIdentity,
     pub(super) admin: Option<FileAdmin>,
-    pub(super) log_format: Option<FileLogFormat>,
+    pub(super) log_format: Option<crate::config::LogFormat>,
     #[serde(default, with = "humantime_serde")]
     pub(super) reload_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -24,14 +24,6 @@ pub(super) struct FileConfig {
     pub(super) outbound: Vec<FileOutbound>,
     #[serde(default)]
     pub(super) inbound: Vec<FileInbound>,
-}
-
-/// `log_format` in the file; converted to the gateway's [`LogFormat`].
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum FileLogFormat {
-    Human,
-    Json,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,3 +82,31 @@ pub(super) struct FileInbound {
     pub(super) idle_timeout: Option<Duration>,
     pub(super) max_connections: Option<usize>,
 }
+
+/// The keys every listener has (`[[outbound]]` and `[[inbound]]`), for one conversion of both.
+/// The file structs repeat them instead of flattening this struct in: serde's `flatten` would
+/// lose `deny_unknown_fields` positions (an unknown key would be reported at its table, not
+/// at its line).
+pub(super) struct FileLimits {
+    pub(super) connect_timeout: Option<Duration>,
+    pub(super) handshake_timeout: Option<Duration>,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) max_connections: Option<usize>,
+}
+
+macro_rules! limits_of {
+    ($($file:ty),*) => {$(
+        impl $file {
+            pub(super) fn limits(&self) -> FileLimits {
+                FileLimits {
+                    connect_timeout: self.connect_timeout,
+                    handshake_timeout: self.handshake_timeout,
+                    idle_timeout: self.idle_timeout,
+                    max_connections: self.max_connections,
+                }
+            }
+        }
+    )*};
+}
+
+limits_of!(FileOutbound, FileInbound);

@@ -80,16 +80,16 @@ fn full_example_parses_with_paths_relative_to_the_file() {
     assert_eq!(o.name, "to-echo-b");
     assert_eq!(o.server_name.to_str(), "echo.cluster-b.test");
     assert_eq!(o.connect.len(), 2);
-    assert_eq!(o.connect_timeout, Duration::from_secs(2));
-    assert_eq!(o.idle_timeout, Duration::from_secs(300));
-    assert_eq!(o.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
+    assert_eq!(o.limits.connect_timeout, Duration::from_secs(2));
+    assert_eq!(o.limits.idle_timeout, Duration::from_secs(300));
+    assert_eq!(o.limits.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
     let echo =
         fedgate_federation::SpiffeId::parse("spiffe://cluster-b.test/ns/demo/sa/echo").unwrap();
     assert!(o.allow.allows(&echo));
 
     let i = &c.inbound[0];
     assert!(i.proxy_protocol);
-    assert_eq!(i.forward, "127.0.0.1:8080");
+    assert_eq!(i.forward.to_string(), "127.0.0.1:8080");
     assert_eq!(i.max_proxy_header, DEFAULT_MAX_PROXY_HEADER);
     assert_eq!(i.proxy_header_timeout, DEFAULT_PROXY_HEADER_TIMEOUT);
     let relay =
@@ -114,18 +114,24 @@ fn defaults_apply_and_missing_allow_denies() {
     assert_eq!(c.inbound[0].allow, Authorizer::any_of([]));
     assert_eq!(c.inbound[0].trusted_relays, Authorizer::any_of([]));
     assert!(!c.inbound[0].proxy_protocol);
-    assert_eq!(c.inbound[0].idle_timeout, DEFAULT_IDLE_TIMEOUT);
-    assert_eq!(c.outbound[0].connect_timeout, DEFAULT_CONNECT_TIMEOUT);
-    assert_eq!(c.outbound[0].max_connections, DEFAULT_MAX_CONNECTIONS);
-    assert_eq!(c.inbound[0].max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(c.inbound[0].limits.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(
+        c.outbound[0].limits.connect_timeout,
+        DEFAULT_CONNECT_TIMEOUT
+    );
+    assert_eq!(
+        c.outbound[0].limits.max_connections,
+        DEFAULT_MAX_CONNECTIONS
+    );
+    assert_eq!(c.inbound[0].limits.max_connections, DEFAULT_MAX_CONNECTIONS);
     let c = parse(&minimal(&format!(
         "{OUT}max_connections = 3
 {IN}max_connections = 4
 "
     )))
     .unwrap();
-    assert_eq!(c.outbound[0].max_connections, 3);
-    assert_eq!(c.inbound[0].max_connections, 4);
+    assert_eq!(c.outbound[0].limits.max_connections, 3);
+    assert_eq!(c.inbound[0].limits.max_connections, 4);
 }
 
 #[test]

@@ -12,16 +12,18 @@ fn inbound(allow: &[&str], relays: &[&str]) -> InboundConfig {
     InboundConfig {
         name: "in".into(),
         listen: "127.0.0.1:0".parse().unwrap(),
-        forward: "127.0.0.1:1".into(),
+        forward: fedgate_dataplane::upstreams::Endpoint::new("127.0.0.1", 1),
         allow: Authorizer::from_patterns(allow).unwrap(),
         proxy_protocol: true,
         trusted_relays: Authorizer::from_patterns(relays).unwrap(),
         proxy_header_timeout: Duration::from_secs(1),
         max_proxy_header: 4096,
-        connect_timeout: Duration::from_secs(1),
-        handshake_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(1),
-        max_connections: 1,
+        limits: crate::config::sidecar::ConnectionLimits {
+            connect_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            max_connections: 1,
+        },
     }
 }
 

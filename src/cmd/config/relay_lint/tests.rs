@@ -227,7 +227,7 @@ fn an_unreadable_svid_is_reported_not_guessed() {
 
 #[test]
 fn addresses_match_by_port_and_host() {
-    let up = |s: &str| Upstream::parse(s).unwrap();
+    let up = |s: &str| crate::config::parse_upstream(s).unwrap();
     let at = |s: &str| s.parse::<SocketAddr>().unwrap();
     assert!(same_address(&up("127.0.0.1:9001"), at("127.0.0.1:9001")));
     assert!(same_address(&up("10.1.2.3:9001"), at("0.0.0.0:9001")));
