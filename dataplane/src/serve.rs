@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -58,6 +59,32 @@ pub struct Connections {
     pub tracker: TaskTracker,
     /// Cancelled when the drain deadline passes: live connections end at once.
     pub hard_stop: CancellationToken,
+}
+
+/// Longest wait for connection tasks to return once the hard stop fired (each returns at its
+/// next poll; this only bounds a task stuck in a blocking call).
+const HARD_STOP_GRACE: Duration = Duration::from_secs(5);
+
+impl Connections {
+    /// Stops taking connections and waits up to `timeout` for the live ones to end; if some
+    /// are still open then, fires the hard stop and waits for their tasks (bounded). Returns
+    /// whether every connection ended on its own within `timeout`.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let live = self.tracker.len();
+        if live > 0 {
+            tracing::info!(live_connections = live, ?timeout, "draining connections");
+        }
+        if crate::shutdown::drain(&self.tracker, timeout).await {
+            return true;
+        }
+        tracing::warn!(
+            live_connections = self.tracker.len(),
+            "drain deadline passed; closing the remaining connections"
+        );
+        self.hard_stop.cancel();
+        let _ = tokio::time::timeout(HARD_STOP_GRACE, self.tracker.wait()).await;
+        false
+    }
 }
 
 /// Accepts until `shutdown` is cancelled, serving each connection with `service`.

@@ -50,10 +50,9 @@ pub struct App {
     workers: usize,
     admin: TcpListener,
     shared: Arc<Shared>,
-    /// Connection tasks of every listener; drained on shutdown.
-    tracker: TaskTracker,
-    /// Cancelled when the drain deadline passes, ending connections still open.
-    hard_stop: CancellationToken,
+    /// Connection tasks of every listener, drained on shutdown, and the hard stop that ends
+    /// those still open at the drain deadline.
+    connections: Connections,
     reloader: Reloader,
     identity: Option<StartedSource>,
     /// Keeps the bridge listeners' TLS state current (`None` without bridge listeners).
@@ -165,8 +164,7 @@ impl App {
         let config = Arc::new(config);
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let tracker = TaskTracker::new();
-        let hard_stop = CancellationToken::new();
+        let connections = Connections::default();
 
         let mut bound = Vec::new();
         let mut states = HashMap::new();
@@ -248,10 +246,6 @@ impl App {
         )?;
         // Each listener's handler is fixed here: a bridge side for bridge listeners (built
         // above), passthrough for the others.
-        let connections = Connections {
-            tracker: tracker.clone(),
-            hard_stop: hard_stop.clone(),
-        };
         let listeners = bound
             .into_iter()
             .map(|(name, tcp, rx)| {
@@ -281,8 +275,7 @@ impl App {
                 .unwrap_or_else(fedgate_dataplane::workers::default_count),
             admin,
             shared,
-            tracker,
-            hard_stop,
+            connections,
             reloader,
             identity,
             bridge,
@@ -439,17 +432,7 @@ impl App {
         accepting.wait().await;
         self.shared.phase.store(DRAINING, Ordering::SeqCst);
         let drain_timeout = self.reloader.current().drain_timeout;
-        let live = self.tracker.len();
-        tracing::info!(live_connections = live, timeout = %humantime::format_duration(drain_timeout), "draining");
-        if !fedgate_dataplane::shutdown::drain(&self.tracker, drain_timeout).await {
-            tracing::warn!(
-                live_connections = self.tracker.len(),
-                "drain deadline passed; closing the remaining connections"
-            );
-            self.hard_stop.cancel();
-            // Each connection task returns promptly once `hard_stop` fires.
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
-        }
+        self.connections.drain(drain_timeout).await;
         release.cancel();
         workers.join().await;
         background.cancel();

@@ -307,19 +307,7 @@ impl Sidecar {
             }
         }
 
-        let tracker = &connections.tracker;
-        let live = tracker.len();
-        if live > 0 {
-            tracing::info!(live, drain_timeout = ?self.config.drain_timeout, "draining connections");
-        }
-        if !fedgate_dataplane::shutdown::drain(tracker, self.config.drain_timeout).await {
-            tracing::warn!(
-                live = tracker.len(),
-                "drain timeout reached; closing the remaining connections"
-            );
-            connections.hard_stop.cancel();
-            tracker.wait().await;
-        }
+        connections.drain(self.config.drain_timeout).await;
         tracing::info!("sidecar stopped");
     }
 }
