@@ -7,7 +7,7 @@
 //! none of these five may appear twice.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::JwtError;
 use crate::spiffe_id::SpiffeId;
@@ -20,6 +20,9 @@ pub(crate) struct RawClaims {
     pub(crate) exp: Option<Value>,
     pub(crate) nbf: Option<Value>,
     pub(crate) iat: Option<Value>,
+    /// Every claim, as received (for callers that need private claims).
+    #[serde(skip)]
+    pub(crate) all: Map<String, Value>,
 }
 
 /// Parses the decoded claims JSON (an object; duplicated registered claims are refused).
@@ -27,16 +30,18 @@ pub(crate) fn parse(json: &[u8]) -> Result<RawClaims, JwtError> {
     let value: Value = serde_json::from_slice(json).map_err(|e| JwtError::Claims {
         reason: format!("not valid JSON: {e}"),
     })?;
-    if !value.is_object() {
+    let Value::Object(all) = value else {
         return Err(JwtError::Claims {
             reason: "not a JSON object".into(),
         });
-    }
+    };
     // From the bytes again: a JSON map silently keeps only the last of duplicated claims,
     // the derived deserializer refuses them.
-    serde_json::from_slice(json).map_err(|e| JwtError::Claims {
+    let mut raw: RawClaims = serde_json::from_slice(json).map_err(|e| JwtError::Claims {
         reason: e.to_string(),
-    })
+    })?;
+    raw.all = all;
+    Ok(raw)
 }
 
 /// `sub`: required, a string, a valid SPIFFE ID (§3.1).

@@ -60,6 +60,9 @@ pub struct JwtSvid {
     pub issued_at: Option<u64>,
     /// The header (`alg`, `kid`, `typ`).
     pub header: Header,
+    /// Every claim of the token, registered and private, as signed (the Workload API's
+    /// ValidateJWTSVID returns them).
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why a token is not a valid JWT-SVID. Every message says what was wrong; token contents
@@ -246,6 +249,7 @@ pub fn validate_with_leeway(
         expiry,
         issued_at,
         header,
+        claims: raw.all,
     })
 }
 

@@ -102,6 +102,8 @@ fn minted_token_validates() {
     let t = secs(now());
     assert!(svid.expiry > t && svid.expiry <= t + 301);
     assert!(svid.issued_at.is_some());
+    assert_eq!(svid.claims["sub"], "spiffe://a.test/web");
+    assert_eq!(svid.claims.len(), 4);
 }
 
 #[test]
