@@ -12,8 +12,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use fedgate::ca::{describe, Ca, InitOptions};
 use fedgate::ca::serve::policy::{inspect_csr, MAX_CSR_BYTES};
+use fedgate::ca::{describe, Ca, InitOptions};
 use fedgate_federation::{SpiffeId, TrustDomain};
 use libfuzzer_sys::fuzz_target;
 use x509_parser::prelude::{FromDer, X509Certificate, X509CertificationRequest};
