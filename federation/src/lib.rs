@@ -6,6 +6,7 @@
 //!   from trust domain to bundle that never merges domains.
 //! * [`svid`]: loading X509-SVIDs from PEM, and validating them against the bundle of
 //!   the leaf's own trust domain only.
+//! * [`jwt`]: JWT-SVID validation against the bundle of `sub`'s trust domain, and minting.
 //! * [`tls`]: rustls verifiers built on that validation, plus SPIFFE-ID authorizers.
 //! * [`endpoint`], [`refresh`], [`store`], [`distribute`]: federation I/O (tokio).
 //! * [`watch`]: `FileWatch`, the polling file-set reloader every watcher in fedgate uses.
@@ -24,6 +25,7 @@ pub mod endpoint;
 pub mod error;
 pub mod fs;
 pub mod https;
+pub mod jwt;
 pub mod metrics;
 pub mod refresh;
 pub mod spiffe_id;

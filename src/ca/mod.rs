@@ -13,6 +13,11 @@
 //! * The CA's published bundle (`bundle.json`) always contains the current root. `rotate`
 //!   adds a new root next to the old ones and `retire_old` removes every root but the current
 //!   one; each change increments `spiffe_sequence`.
+//! * JWT-SVIDs ([`jwt`]): when the CA has a JWT signing key (`jwt.key`, ES256), the bundle lists
+//!   its public key as a `jwt-svid` JWK whose `kid` is the key's RFC 7638 thumbprint. `rotate`
+//!   replaces that key and keeps the old public key in the bundle; `retire_old` drops every JWT
+//!   key but the current one, exactly as for roots. A directory made before JWT-SVIDs has no
+//!   `jwt.key`: it loads and works as before, and its next `rotate` adds one.
 //!
 //! On-disk layout of a CA directory (see docs/cli.md):
 //!
@@ -21,16 +26,23 @@
 //! root.pem, root.key    only with --intermediate: the root that signs ca.pem
 //! bundle.json           the trust domain's SPIFFE bundle (the roots), with sequence and hint
 //! retired/<sha256>.pem  every root that was replaced by `rotate`, kept for the record
+//! jwt.key               the JWT-SVID signing key (P-256, PKCS#8 PEM, 0600); may be absent in
+//!                       directories created by older versions
 //! ```
 
 pub mod describe;
+pub mod jwt;
 pub mod serve;
+
+pub use jwt::JwtSigner;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fedgate_federation::bundle::{Bundle, BundleError};
+use fedgate_federation::jwt::{JwtSigningKey, MintError};
 use fedgate_federation::spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
@@ -64,7 +76,18 @@ pub struct Ca {
     root: Signer,
     /// Present with `--intermediate`: issues leaves; `root` then only signs it.
     intermediate: Option<Signer>,
+    /// The JWT-SVID signing key; `None` only for a directory created before JWT-SVIDs.
+    jwt: Option<Arc<JwtSigningKey>>,
     bundle: Bundle,
+}
+
+/// What [`Ca::retire_old`] removed from the bundle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retired {
+    /// Old roots removed.
+    pub roots: usize,
+    /// Old JWT signing keys removed.
+    pub jwt_keys: usize,
 }
 
 /// A freshly issued X509-SVID and its private key.
@@ -135,6 +158,29 @@ pub enum CaError {
     CsrRequestsCa,
     #[error("spiffe_sequence would overflow; the bundle cannot change any more")]
     SequenceOverflow,
+    #[error("{path}: not a usable JWT signing key")]
+    BadJwtKey {
+        path: PathBuf,
+        #[source]
+        source: MintError,
+    },
+    #[error(
+        "{path}: the JWT signing key is not listed in the bundle as a jwt-svid key; the CA \
+         directory is inconsistent"
+    )]
+    JwtKeyNotInBundle { path: PathBuf },
+    #[error(
+        "the CA in {dir} has no JWT signing key ({} is missing; the directory predates \
+         JWT-SVIDs): run `fedgate ca rotate --ca {}` to add one",
+        dir.join(JWT_KEY).display(), dir.display()
+    )]
+    NoJwtKey { dir: PathBuf },
+    #[error("cannot mint a JWT-SVID for {id}")]
+    Mint {
+        id: SpiffeId,
+        #[source]
+        source: MintError,
+    },
     #[error("cannot {what}")]
     Sign {
         what: String,
@@ -166,14 +212,17 @@ impl Ca {
         } else {
             None
         };
+        let jwt = new_jwt_key()?;
         let mut bundle = Bundle::new(trust_domain.clone());
         bundle.add_x509_authority(root.der.clone());
+        bundle.add_jwt_authority(jwt.authority());
         bundle.set_refresh_hint(opts.refresh_hint);
         bundle.set_sequence(Some(1));
         Ok(Ca {
             trust_domain: trust_domain.clone(),
             root,
             intermediate,
+            jwt: Some(jwt),
             bundle,
         })
     }
@@ -230,10 +279,12 @@ impl Ca {
                 path: root_path.clone(),
             });
         }
+        let jwt = jwt::load_key(dir, &bundle)?;
         Ok(Ca {
             trust_domain,
             root,
             intermediate,
+            jwt,
             bundle,
         })
     }
@@ -269,6 +320,9 @@ impl Ca {
                 )?;
             }
         }
+        if let Some(jwt) = &self.jwt {
+            write_private(&dir.join(JWT_KEY), jwt.to_pem().as_bytes())?;
+        }
         let old_roots: Vec<_> = self
             .bundle
             .x509_authorities()
@@ -294,7 +348,7 @@ impl Ca {
 
     /// Refuses to initialise into a directory that already holds CA files.
     pub fn ensure_absent(dir: &Path) -> Result<(), CaError> {
-        for name in [CA_PEM, CA_KEY, ROOT_PEM, ROOT_KEY, BUNDLE_JSON] {
+        for name in [CA_PEM, CA_KEY, ROOT_PEM, ROOT_KEY, BUNDLE_JSON, JWT_KEY] {
             let path = dir.join(name);
             if path.exists() {
                 return Err(CaError::AlreadyExists { path });
@@ -315,6 +369,17 @@ impl Ca {
     /// The current root (the trust anchor of newly issued SVIDs).
     pub fn root(&self) -> &CertificateDer<'static> {
         &self.root.der
+    }
+
+    /// The JWT-SVID signer, or [`CaError::NoJwtKey`] for a directory (`dir`, for the message)
+    /// created before JWT-SVIDs.
+    pub fn jwt_signer(&self, dir: &Path) -> Result<JwtSigner, CaError> {
+        match &self.jwt {
+            Some(key) => Ok(JwtSigner::new(self.trust_domain.clone(), key.clone())),
+            None => Err(CaError::NoJwtKey {
+                dir: dir.to_path_buf(),
+            }),
+        }
     }
 
     /// Certificates between a leaf and the root: the intermediate, or nothing.
@@ -400,8 +465,9 @@ impl Ca {
     }
 
     /// Replaces the root with a new key and certificate of the same lifetime (and the
-    /// intermediate with one signed by the new root). The bundle keeps the old roots and adds
-    /// the new one; the sequence is incremented.
+    /// intermediate with one signed by the new root), and the JWT signing key with a new one
+    /// (adding one if the CA had none). The bundle keeps the old roots and JWT keys and adds
+    /// the new ones; the sequence is incremented.
     pub fn rotate(&mut self) -> Result<(), CaError> {
         let now = OffsetDateTime::now_utc();
         let lifetime = (self.root.not_after - self.root.not_before).unsigned_abs();
@@ -410,18 +476,22 @@ impl Ca {
             Some(_) => Some(new_intermediate(&self.trust_domain, &root, now)?),
             None => None,
         };
+        let jwt = new_jwt_key()?;
         let mut bundle = self.bundle.clone();
         bundle.add_x509_authority(root.der.clone());
+        bundle.add_jwt_authority(jwt.authority());
         bump_sequence(&mut bundle)?;
         self.root = root;
         self.intermediate = intermediate;
+        self.jwt = Some(jwt);
         self.bundle = bundle;
         Ok(())
     }
 
-    /// Removes every root but the current one from the bundle. Returns how many were
-    /// removed; the sequence is incremented only if the bundle changed.
-    pub fn retire_old(&mut self) -> Result<usize, CaError> {
+    /// Removes every root but the current one, and every JWT key but the current one (when
+    /// the CA has a JWT key), from the bundle. Returns what was removed; the sequence is
+    /// incremented only if the bundle changed.
+    pub fn retire_old(&mut self) -> Result<Retired, CaError> {
         let old: Vec<_> = self
             .bundle
             .x509_authorities()
@@ -429,16 +499,33 @@ impl Ca {
             .filter(|a| **a != self.root.der)
             .cloned()
             .collect();
-        if old.is_empty() {
-            return Ok(0);
+        let old_jwt: Vec<String> = match &self.jwt {
+            Some(current) => self
+                .bundle
+                .jwt_authorities()
+                .iter()
+                .filter(|a| a.key_id != current.key_id())
+                .map(|a| a.key_id.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        let retired = Retired {
+            roots: old.len(),
+            jwt_keys: old_jwt.len(),
+        };
+        if retired == Retired::default() {
+            return Ok(retired);
         }
         let mut bundle = self.bundle.clone();
         for o in &old {
             bundle.remove_x509_authority(o);
         }
+        for kid in &old_jwt {
+            bundle.remove_jwt_authority(kid);
+        }
         bump_sequence(&mut bundle)?;
         self.bundle = bundle;
-        Ok(old.len())
+        Ok(retired)
     }
 
     fn signer(&self) -> &Signer {
@@ -518,6 +605,7 @@ impl fmt::Debug for Ca {
                     .as_ref()
                     .map(|i| describe::sha256_hex(&i.der)),
             )
+            .field("jwt_kid", &self.jwt.as_ref().map(|k| k.key_id().to_owned()))
             .field("sequence", &self.bundle.sequence())
             .finish()
     }
@@ -579,6 +667,8 @@ pub const BUNDLE_JSON: &str = "bundle.json";
 pub const RETIRED_DIR: &str = "retired";
 pub const SVID_PEM: &str = "svid.pem";
 pub const SVID_KEY: &str = "svid.key";
+/// The JWT-SVID signing key (absent in directories that predate JWT-SVIDs).
+pub const JWT_KEY: &str = "jwt.key";
 
 // === helpers ===
 
@@ -595,6 +685,15 @@ fn new_root(td: &TrustDomain, now: OffsetDateTime, ttl: Duration) -> Result<Sign
         source,
     })?;
     signer_from(cert.der().clone(), key, Path::new("(new root)"))
+}
+
+fn new_jwt_key() -> Result<Arc<JwtSigningKey>, CaError> {
+    JwtSigningKey::generate()
+        .map(Arc::new)
+        .map_err(|source| CaError::BadJwtKey {
+            path: PathBuf::from("(new JWT key)"),
+            source,
+        })
 }
 
 fn new_intermediate(

@@ -263,14 +263,20 @@ fn rotate_adds_a_root_then_retire_removes_the_old_one() {
     let mut ca = Ca::load(&path).unwrap();
     assert_eq!(ca.bundle().x509_authorities().len(), 2);
 
-    assert_eq!(ca.retire_old().unwrap(), 1);
+    assert_eq!(
+        ca.retire_old().unwrap(),
+        Retired {
+            roots: 1,
+            jwt_keys: 1
+        }
+    );
     assert_eq!(
         ca.bundle().x509_authorities(),
         std::slice::from_ref(ca.root())
     );
     assert_eq!(ca.bundle().sequence(), Some(3));
     // Nothing more to retire: no change, no sequence bump.
-    assert_eq!(ca.retire_old().unwrap(), 0);
+    assert_eq!(ca.retire_old().unwrap(), Retired::default());
     assert_eq!(ca.bundle().sequence(), Some(3));
 }
 
@@ -475,5 +481,155 @@ fn issued_files_load_as_an_x509_svid() {
         assert_eq!(loaded.chain(), svid.chain());
         let (bundle, _) = Bundle::parse(&td("a.test"), &std::fs::read(json).unwrap()).unwrap();
         assert!(bundle.same_authorities(ca.bundle()));
+    }
+}
+
+// === JWT-SVIDs ===
+
+mod jwt_svid {
+    use std::time::SystemTime;
+
+    use fedgate_federation::jwt::{validate, JwtError};
+
+    use super::*;
+
+    const AUD: &str = "spiffe://a.test/reports";
+
+    fn mint(signer: &JwtSigner) -> String {
+        signer
+            .mint(&id("spiffe://a.test/web"), &[AUD], Duration::from_secs(300))
+            .unwrap()
+    }
+
+    #[test]
+    fn init_publishes_the_jwt_key_and_save_keeps_it_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca");
+        let ca = Ca::init(&td("a.test"), &opts(false)).unwrap();
+        let signer = ca.jwt_signer(&path).unwrap();
+        let jwt = ca.bundle().jwt_authorities();
+        assert_eq!(jwt.len(), 1);
+        assert_eq!(jwt[0].key_id, signer.key_id());
+        ca.save(&path).unwrap();
+        let meta = std::fs::metadata(path.join(JWT_KEY)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        // Loaded from disk, the signer mints tokens the written bundle validates.
+        let loaded = JwtSigner::load(&path).unwrap();
+        assert_eq!(loaded.key_id(), signer.key_id());
+        let token = mint(&loaded);
+        let (bundle, _) = Bundle::parse(
+            &td("a.test"),
+            &std::fs::read(path.join(BUNDLE_JSON)).unwrap(),
+        )
+        .unwrap();
+        let svid = validate(&token, &bundle, AUD, SystemTime::now()).unwrap();
+        assert_eq!(svid.spiffe_id, id("spiffe://a.test/web"));
+        // The key never shows in Debug output.
+        let pem = std::fs::read_to_string(path.join(JWT_KEY)).unwrap();
+        let body = pem.lines().nth(1).unwrap();
+        assert!(!format!("{loaded:?} {ca:?}").contains(body));
+    }
+
+    #[test]
+    fn rotate_keeps_the_old_jwt_key_until_retired() {
+        let mut ca = Ca::init(&td("a.test"), &opts(false)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let old = ca.jwt_signer(dir.path()).unwrap();
+        let old_token = mint(&old);
+        ca.rotate().unwrap();
+        let new = ca.jwt_signer(dir.path()).unwrap();
+        assert_ne!(new.key_id(), old.key_id());
+        let kids: Vec<_> = ca
+            .bundle()
+            .jwt_authorities()
+            .iter()
+            .map(|a| a.key_id.as_str())
+            .collect();
+        assert_eq!(kids, [old.key_id(), new.key_id()]);
+        let now = SystemTime::now();
+        validate(&old_token, ca.bundle(), AUD, now).unwrap();
+        validate(&mint(&new), ca.bundle(), AUD, now).unwrap();
+        ca.retire_old().unwrap();
+        assert!(matches!(
+            validate(&old_token, ca.bundle(), AUD, now),
+            Err(JwtError::UnknownKid { .. })
+        ));
+        validate(&mint(&new), ca.bundle(), AUD, now).unwrap();
+    }
+
+    #[test]
+    fn a_directory_without_jwt_key_loads_and_rotate_adds_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca");
+        let mut ca = Ca::init(&td("a.test"), &opts(true)).unwrap();
+        // Make it look like a directory written before JWT-SVIDs.
+        let kid = ca.jwt_signer(&path).unwrap().key_id().to_owned();
+        ca.bundle.remove_jwt_authority(&kid);
+        ca.jwt = None;
+        ca.save(&path).unwrap();
+        assert!(!path.join(JWT_KEY).exists());
+
+        let mut ca = Ca::load(&path).unwrap();
+        ca.issue(&id("spiffe://a.test/x"), day(), &[]).unwrap();
+        let e = JwtSigner::load(&path).unwrap_err();
+        assert!(matches!(e, CaError::NoJwtKey { .. }), "{e}");
+        assert!(e.to_string().contains("fedgate ca rotate"), "{e}");
+        // retire_old leaves a CA without JWT key alone.
+        assert_eq!(ca.retire_old().unwrap(), Retired::default());
+
+        ca.rotate().unwrap();
+        ca.save(&path).unwrap();
+        let signer = JwtSigner::load(&path).unwrap();
+        validate(
+            &mint(&signer),
+            Ca::load(&path).unwrap().bundle(),
+            AUD,
+            SystemTime::now(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_jwt_key_missing_from_the_bundle_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca");
+        let mut ca = Ca::init(&td("a.test"), &opts(false)).unwrap();
+        let kid = ca.jwt_signer(&path).unwrap().key_id().to_owned();
+        ca.bundle.remove_jwt_authority(&kid);
+        ca.save(&path).unwrap();
+        let e = Ca::load(&path).unwrap_err();
+        assert!(matches!(e, CaError::JwtKeyNotInBundle { .. }), "{e}");
+        std::fs::write(path.join(JWT_KEY), "garbage").unwrap();
+        let e = Ca::load(&path).unwrap_err();
+        assert!(matches!(e, CaError::BadJwtKey { .. }), "{e}");
+    }
+
+    #[test]
+    fn mints_only_in_its_own_trust_domain_and_for_workloads() {
+        let ca = Ca::init(&td("a.test"), &opts(false)).unwrap();
+        let signer = ca.jwt_signer(Path::new("x")).unwrap();
+        let ttl = Duration::from_secs(60);
+        let e = signer
+            .mint(&id("spiffe://b.test/web"), &[AUD], ttl)
+            .unwrap_err();
+        assert!(matches!(e, CaError::WrongTrustDomain { .. }), "{e}");
+        let e = signer
+            .mint(&id("spiffe://a.test"), &[AUD], ttl)
+            .unwrap_err();
+        assert!(matches!(e, CaError::RootPathId { .. }), "{e}");
+        let e = signer
+            .mint(&id("spiffe://a.test/web"), &[], ttl)
+            .unwrap_err();
+        assert!(matches!(e, CaError::Mint { .. }), "{e}");
+    }
+
+    #[test]
+    fn ensure_absent_refuses_a_leftover_jwt_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(JWT_KEY), "x").unwrap();
+        assert!(matches!(
+            Ca::ensure_absent(dir.path()),
+            Err(CaError::AlreadyExists { .. })
+        ));
     }
 }

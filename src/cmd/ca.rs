@@ -17,7 +17,8 @@ mod serve;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CaCommand {
-    /// Create a CA for a trust domain: DIR/ca.pem, DIR/ca.key (0600), DIR/bundle.json.
+    /// Create a CA for a trust domain: DIR/ca.pem, DIR/ca.key (0600), DIR/jwt.key (0600),
+    /// DIR/bundle.json.
     Init {
         /// The trust domain, e.g. cluster-a.test.
         #[arg(long, value_name = "TD", value_parser = parse_trust_domain)]
@@ -54,8 +55,9 @@ pub enum CaCommand {
         #[arg(long = "dns", value_name = "NAME")]
         dns: Vec<String>,
     },
-    /// Rotate the root: add a new root to the bundle next to the old one (sequence + 1).
-    /// With --retire-old, instead remove every root but the current one (sequence + 1).
+    /// Rotate the root and the JWT key: add new ones to the bundle next to the old ones
+    /// (sequence + 1). With --retire-old, instead remove every root and JWT key but the
+    /// current ones (sequence + 1).
     Rotate {
         /// The CA directory (from `ca init`).
         #[arg(long = "ca", value_name = "DIR")]
@@ -146,18 +148,25 @@ pub async fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
             let mut ca = load(&ca_dir)?;
             if retire_old {
                 let removed = ca.retire_old()?;
-                if removed == 0 {
-                    println!("nothing to retire: the bundle holds only the current root");
+                if removed == ca::Retired::default() {
+                    println!(
+                        "nothing to retire: the bundle holds only the current root and JWT key"
+                    );
                     return Ok(ExitCode::SUCCESS);
                 }
                 ca.save(&ca_dir)
                     .with_context(|| format!("cannot write {}", ca_dir.display()))?;
-                println!("retired {removed} old root(s) from the bundle");
+                println!(
+                    "retired {} old root(s) and {} old JWT key(s) from the bundle",
+                    removed.roots, removed.jwt_keys
+                );
             } else {
                 ca.rotate()?;
                 ca.save(&ca_dir)
                     .with_context(|| format!("cannot write {}", ca_dir.display()))?;
-                println!("rotated: new root added; the bundle now lists old and new roots");
+                println!(
+                    "rotated: new root and JWT key added; the bundle now lists old and new ones"
+                );
                 println!(
                     "  run `fedgate ca rotate --ca {} --retire-old` once peers have it",
                     ca_dir.display()
@@ -181,11 +190,15 @@ fn print_root(ca: &Ca, dir: &std::path::Path) {
             root.sha256_fingerprint, root.not_after
         );
     }
+    if let Ok(jwt) = ca.jwt_signer(dir) {
+        println!("  jwt key: kid {}", jwt.key_id());
+    }
     let b = ca.bundle();
     println!(
-        "  bundle: {} ({} root(s), sequence {})",
+        "  bundle: {} ({} root(s), {} JWT key(s), sequence {})",
         dir.join(ca::BUNDLE_JSON).display(),
         b.x509_authorities().len(),
+        b.jwt_authorities().len(),
         b.sequence()
             .map_or_else(|| "unset".to_string(), |s| s.to_string())
     );

@@ -5,6 +5,7 @@ mod bundle;
 mod ca;
 mod config;
 mod id;
+mod jwt;
 mod run;
 mod sidecar;
 mod svid;
@@ -35,6 +36,9 @@ pub enum Command {
     /// Federation endpoint and bundle tooling.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// JWT-SVID validation and minting.
+    #[command(subcommand)]
+    Jwt(jwt::JwtCommand),
     /// A small CA for trust domains and the bridge.
     #[command(subcommand)]
     Ca(ca::CaCommand),
@@ -56,6 +60,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Id(c) => id::run(c).await,
         Command::Svid(c) => svid::run(c).await,
         Command::Bundle(c) => bundle::run(c).await,
+        Command::Jwt(c) => jwt::run(c).await,
         Command::Ca(c) => ca::run(c).await,
         Command::Config(c) => config::run(c).await,
         Command::Run(a) => run::run(a).await,

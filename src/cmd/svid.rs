@@ -202,7 +202,7 @@ fn usage(message: String) -> Failure {
     Failure { code: 2, message }
 }
 
-fn parse_bundle_arg(s: &str) -> Result<(TrustDomain, PathBuf), String> {
+pub(crate) fn parse_bundle_arg(s: &str) -> Result<(TrustDomain, PathBuf), String> {
     let Some((td, file)) = s.split_once('=') else {
         return Err(format!("expected TD=FILE, got {s:?}"));
     };
@@ -213,7 +213,7 @@ fn parse_bundle_arg(s: &str) -> Result<(TrustDomain, PathBuf), String> {
     Ok((td, PathBuf::from(file)))
 }
 
-fn parse_at(s: &str) -> Result<UnixTime, String> {
+pub(crate) fn parse_at(s: &str) -> Result<UnixTime, String> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("not an RFC 3339 time ({e}); example: 2026-01-02T03:04:05Z"))?;
     let secs = u64::try_from(t.unix_timestamp())

@@ -211,6 +211,25 @@ impl Bundle {
             .unzip();
     }
 
+    /// Adds a JWT authority. Returns `false` (and changes nothing) if an authority with the
+    /// same `kid` is already present: a `kid` names exactly one key (JWT-SVID.md §6.1).
+    pub fn add_jwt_authority(&mut self, authority: JwtAuthority) -> bool {
+        if self
+            .jwt_authorities
+            .iter()
+            .any(|a| a.key_id == authority.key_id)
+        {
+            return false;
+        }
+        self.jwt_authorities.push(authority);
+        true
+    }
+
+    /// Removes the JWT authority with `key_id`, if present.
+    pub fn remove_jwt_authority(&mut self, key_id: &str) {
+        self.jwt_authorities.retain(|a| a.key_id != key_id);
+    }
+
     /// The webpki trust anchors of the X.509 authorities, parsed once.
     pub fn trust_anchors(&self) -> &[TrustAnchor<'static>] {
         &self.anchors
