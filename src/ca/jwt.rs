@@ -62,15 +62,7 @@ impl JwtSigner {
         now: SystemTime,
         ttl: Duration,
     ) -> Result<String, CaError> {
-        if id.trust_domain() != &self.trust_domain {
-            return Err(CaError::WrongTrustDomain {
-                id: id.clone(),
-                trust_domain: self.trust_domain.clone(),
-            });
-        }
-        if id.path().is_empty() {
-            return Err(CaError::RootPathId { id: id.clone() });
-        }
+        super::check_workload_id(&self.trust_domain, id)?;
         self.key
             .mint(id, audience, now, ttl)
             .map_err(|source| CaError::Mint {

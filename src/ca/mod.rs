@@ -540,15 +540,7 @@ impl Ca {
         dns: &[String],
         now: OffsetDateTime,
     ) -> Result<CertificateParams, CaError> {
-        if id.trust_domain() != &self.trust_domain {
-            return Err(CaError::WrongTrustDomain {
-                id: id.clone(),
-                trust_domain: self.trust_domain.clone(),
-            });
-        }
-        if id.path().is_empty() {
-            return Err(CaError::RootPathId { id: id.clone() });
-        }
+        check_workload_id(&self.trust_domain, id)?;
         let not_after = checked_not_after(now, ttl)?;
         let limit = self.signer().not_after.min(self.root.not_after);
         if not_after > limit {
@@ -884,3 +876,18 @@ fn ia5(s: &str) -> Result<rcgen::Ia5String, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// An SVID this CA may sign (X.509 or JWT) names a workload of its own trust domain: the ID
+/// is in `trust_domain` and has a path (the trust domain's own ID is not a workload).
+pub(crate) fn check_workload_id(trust_domain: &TrustDomain, id: &SpiffeId) -> Result<(), CaError> {
+    if id.trust_domain() != trust_domain {
+        return Err(CaError::WrongTrustDomain {
+            id: id.clone(),
+            trust_domain: trust_domain.clone(),
+        });
+    }
+    if id.path().is_empty() {
+        return Err(CaError::RootPathId { id: id.clone() });
+    }
+    Ok(())
+}

@@ -10,7 +10,7 @@
 //! `mint` is for operators and tests: it loads the CA's JWT signer ([`crate::ca::JwtSigner`])
 //! and prints one token. Its errors are the `ca` commands' (exit 1, with context).
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,7 +20,7 @@ use fedgate_federation::jwt::{self, JwtSvid, MAX_TOKEN_LEN};
 use fedgate_federation::spiffe_id::{SpiffeId, TrustDomain};
 use rustls_pki_types::UnixTime;
 
-use super::svid::{load_bundles, parse_at, parse_bundle_arg, Failure};
+use super::svid::{finish, load_bundles, parse_at, parse_bundle_arg, Failure};
 use crate::ca::{describe, JwtSigner};
 
 #[derive(Debug, clap::Subcommand)]
@@ -90,18 +90,7 @@ pub async fn run(cmd: JwtCommand) -> anyhow::Result<ExitCode> {
             let result = read_token(&token)
                 .and_then(|token| run_verify(&token, &audience, &bundles, now))
                 .and_then(|svid| render(&svid, json));
-            Ok(match result {
-                Ok(text) => {
-                    let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(text.as_bytes());
-                    let _ = out.flush();
-                    ExitCode::SUCCESS
-                }
-                Err(f) => {
-                    eprintln!("fedgate: {}", f.message.replace(['\n', '\r'], " "));
-                    ExitCode::from(f.code)
-                }
-            })
+            Ok(finish(result))
         }
         JwtCommand::Mint {
             ca_dir,

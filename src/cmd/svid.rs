@@ -71,7 +71,12 @@ pub async fn run(cmd: SvidCommand) -> anyhow::Result<ExitCode> {
         }
         SvidCommand::Inspect { file, json } => run_inspect(&file, json),
     };
-    Ok(match result {
+    Ok(finish(result))
+}
+
+/// Prints a command's output (exit 0) or its failure on one stderr line (exit `code`).
+pub(crate) fn finish(result: Result<String, Failure>) -> ExitCode {
+    match result {
         Ok(text) => {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(text.as_bytes());
@@ -82,7 +87,7 @@ pub async fn run(cmd: SvidCommand) -> anyhow::Result<ExitCode> {
             eprintln!("fedgate: {}", f.message.replace(['\n', '\r'], " "));
             ExitCode::from(f.code)
         }
-    })
+    }
 }
 
 /// Loads the chain and bundles and verifies; returns the verified ID.
