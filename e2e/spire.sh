@@ -158,7 +158,7 @@ build_spire() {
         echo "spire: building spire-server and spire-agent $SPIRE_VERSION into $spire_bin (minutes when cold) ..."
         mkdir -p "$spire_bin"
         local start=$SECONDS
-        (cd "$tools" && GOBIN="$spire_bin" GOFLAGS=-mod=mod go install \
+        (cd "$tools" && GOBIN="$spire_bin" GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly" go install \
             github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent) \
             >"$work/go-install.log" 2>&1 || fail "go install of SPIRE failed: $(tail -n 5 "$work/go-install.log")"
         echo "spire: built in $((SECONDS - start))s"
@@ -507,8 +507,14 @@ step_federation_fedgate_fetches_spire() {
     [ "$stored" = "$spire_roots_b64" ] || ok=1
     [ "$distributed" = "$spire_roots_b64" ] || ok=1
     [ -s "$b_dir/distribute/current/spire-a.test.pem" ] || ok=1
+    # SPIRE's JWT authorities (`jwt-svid` keys with a `kid`) are kept and distributed too.
+    local spire_kids distributed_kids
+    spire_kids=$(jq -r '[.keys[] | select(.use == "jwt-svid") | .kid] | sort | join(",")' "$spire_bundle_json")
+    distributed_kids=$(jq -r '[.trust_domains["spire-a.test"].keys[] | select(.use == "jwt-svid") | .kid] | sort | join(",")' \
+        "$b_dir/distribute/current/bundles.json" 2>/dev/null) || ok=1
+    [ -n "$spire_kids" ] && [ "$distributed_kids" = "$spire_kids" ] || ok=1
     check fedgate-stores-and-distributes-spire "$ok" \
-        "state/spire-a.test.json and distribute/current/bundles.json hold SPIRE's X.509 authorities, spire-a.test.pem written"
+        "state/spire-a.test.json and distribute/current/bundles.json hold SPIRE's X.509 authorities, bundles.json its JWT authorities (kid $spire_kids), spire-a.test.pem written"
 
     # fedgate validates an X509-SVID issued by SPIRE (to the agent's workload) with the
     # bundle it fetched from SPIRE.
