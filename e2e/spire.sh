@@ -235,7 +235,8 @@ EOF
     # only the private CA of this run's https_web endpoint.
     SSL_CERT_FILE="$work/web/ca.pem" "$spire_server" run -config "$spire_dir/server.conf" \
         >"$work/spire-server.log" 2>&1 &
-    bg_pids+=("$!")
+    spire_server_pid=$!
+    bg_pids+=("$spire_server_pid")
     wait_until "spire-server healthy" srv healthcheck ||
         fail "spire-server did not become healthy"
     check spire-server-healthy 0 "spire-server $SPIRE_VERSION, trust domain spire-a.test, API 127.0.0.1:$spire_port, bundle endpoint 127.0.0.1:$spire_be_port"
@@ -555,6 +556,31 @@ step_no_fetch_failures() {
     check no-fetch-failures "$ok" "SPIRE logged $spire_errors failed updates of cluster-b.test; fedgate counted $fedgate_errors refused fetches of spire-a.test (fedgate_federation_fetches_total)"
 }
 
+step_spire_down_fedgate_keeps_trust() {
+    echo "== SPIRE's server stops: fedgate keeps SPIRE's bundle (last-known-good)"
+    local before
+    before=$(jq -c '.trust_domains["spire-a.test"]' "$b_dir/distribute/current/bundles.json")
+    kill "$spire_server_pid"
+    wait "$spire_server_pid" 2>/dev/null || true
+    local pids=()
+    for pid in "${bg_pids[@]}"; do
+        [ "$pid" = "$spire_server_pid" ] || pids+=("$pid")
+    done
+    bg_pids=("${pids[@]}")
+    peer_failing() {
+        status_json | jq -e '.peers[] | select(.trust_domain == "spire-a.test") | .last_error != null'
+    }
+    local ok=0
+    wait_until "fedgate /status: spire-a.test last_error set" peer_failing || ok=1
+    local peer after
+    peer=$(status_json | jq -c '.peers[] | select(.trust_domain == "spire-a.test") | {authorities, last_error, time_until_trust_loss}')
+    after=$(jq -c '.trust_domains["spire-a.test"]' "$b_dir/distribute/current/bundles.json")
+    [ "$before" = "$after" ] || ok=1
+    status_json | jq -e '.peers[] | select(.trust_domain == "spire-a.test") | .authorities == 2 and .time_until_trust_loss > 0' >/dev/null || ok=1
+    curl -fsS "http://127.0.0.1:$b_admin_port/readyz" >/dev/null || ok=1
+    check fedgate-keeps-spire-bundle-when-down "$ok" "spire-server stopped: /status $peer, distributed bundle unchanged, /readyz 200"
+}
+
 # Not yet covered (they need the `workload` and `jwt` branches; see e2e/spire/README.md):
 #   step_fedgate_identity_from_spire_agent  gateway + sidecar in spire-a.test take their SVID
 #                                           from the SPIRE agent's Workload API; federated and
@@ -581,6 +607,7 @@ step_spire_workload_gets_fedgate_bundle
 step_federation_fedgate_fetches_spire
 step_spire_rotation_reaches_fedgate
 step_no_fetch_failures
+step_spire_down_fedgate_keeps_trust
 
 echo "e2e/spire.sh: SPIRE $SPIRE_VERSION <-> fedgate, $((SECONDS - run_start))s"
 echo "spire: $passed passed, $failed failed"
