@@ -16,7 +16,7 @@
 #   SPIRE_BIN_DIR=dir  where spire-server and spire-agent are built and reused
 #                      (default: ${XDG_CACHE_HOME:-$HOME/.cache}/fedgate-e2e/spire-<version>/bin)
 #   WAIT_SECONDS=90    upper bound of every wait
-#   KEEP_LOGS=1        keep the work directory after a pass (always kept on failure)
+#   KEEP_LOGS=1        keep the work directory (on a failure the tail of every log is printed)
 set -euo pipefail
 
 # Must match the version in e2e/spire/tools/go.mod (checked below).
@@ -36,7 +36,7 @@ skip() {
 }
 
 command -v go >/dev/null 2>&1 || skip "needs Go (SPIRE $SPIRE_VERSION is built from source with \`go install\`); install Go 1.24 or later"
-for tool in jq timeout base64; do
+for tool in jq curl timeout base64; do
     command -v "$tool" >/dev/null 2>&1 || { echo "FAIL: e2e/spire.sh: needs $tool"; exit 1; }
 done
 command -v openssl >/dev/null 2>&1 || { echo "FAIL: e2e/spire.sh: needs openssl (the https_web endpoint's certificate)"; exit 1; }
@@ -45,7 +45,6 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/fedgate-spire.XXXXXX")"
 bg_pids=()
 passed=0
 failed=0
-status=1
 
 cleanup() {
     local rc=$?
@@ -56,7 +55,7 @@ cleanup() {
     for pid in "${bg_pids[@]+"${bg_pids[@]}"}"; do
         wait "$pid" 2>/dev/null || true
     done
-    if [ "$status" -eq 0 ] && [ -z "${KEEP_LOGS:-}" ]; then
+    if [ -z "${KEEP_LOGS:-}" ]; then
         rm -rf "$work"
     else
         echo "e2e/spire.sh: work directory kept: $work (logs: $work/*.log)"
@@ -615,4 +614,3 @@ if [ "$failed" -ne 0 ]; then
     show_logs
     exit 1
 fi
-status=0
