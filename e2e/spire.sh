@@ -186,7 +186,8 @@ build_fedgate() {
 # spire-a.test: SPIRE server and agent
 # ---------------------------------------------------------------------------------------------
 
-srv() { "$spire_server" "$@" -socketPath "$spire_sock"; }
+# Every CLI call to SPIRE is bounded in time.
+srv() { timeout 30 "$spire_server" "$@" -socketPath "$spire_sock"; }
 
 start_spire_server() {
     spire_dir="$work/spire-server"
@@ -274,7 +275,7 @@ plugins {
 EOF
     "$spire_agent" run -config "$agent_dir/agent.conf" -joinToken "$token" >"$work/spire-agent.log" 2>&1 &
     bg_pids+=("$!")
-    wait_until "spire-agent healthy" "$spire_agent" healthcheck -socketPath "$agent_sock" ||
+    wait_until "spire-agent healthy" timeout 10 "$spire_agent" healthcheck -socketPath "$agent_sock" ||
         fail "spire-agent did not become healthy"
     local agents
     agents=$(srv agent list 2>/dev/null | grep -c "spiffe://spire-a.test/spire/agent/join_token/$token" || true)
@@ -355,12 +356,12 @@ EOF
         fail "fedgate config check refused the gateway config: $(cat "$work/fedgate-config-check.log")"
     "$fg" run --config "$b_dir/gateway.toml" --workers 1 >"$work/fedgate-gateway.log" 2>&1 &
     bg_pids+=("$!")
-    wait_until "fedgate gateway ready (/readyz)" curl -fsS "http://127.0.0.1:$b_admin_port/readyz" ||
+    wait_until "fedgate gateway ready (/readyz)" curl -fsS --max-time 5 "http://127.0.0.1:$b_admin_port/readyz" ||
         fail "the fedgate gateway did not become ready"
     check fedgate-gateway-ready 0 "fedgate run: cluster-b.test bundle endpoint https_spiffe on 127.0.0.1:$b_be_port as $b_endpoint_id, admin 127.0.0.1:$b_admin_port"
 }
 
-status_json() { curl -fsS "http://127.0.0.1:$b_admin_port/status"; }
+status_json() { curl -fsS --max-time 5 "http://127.0.0.1:$b_admin_port/status"; }
 
 # ---------------------------------------------------------------------------------------------
 # Steps
@@ -419,7 +420,7 @@ step_rotation_fedgate_reaches_spire() {
     local new_leaf
     new_leaf=$(pem_b64 "$b_dir/endpoint/svid.pem")
     served_leaf_is() {
-        [ "$(openssl s_client -connect "127.0.0.1:$b_be_port" </dev/null 2>/dev/null |
+        [ "$(timeout 10 openssl s_client -connect "127.0.0.1:$b_be_port" </dev/null 2>/dev/null |
             openssl x509 -outform DER 2>/dev/null | base64 -w0)" = "$new_leaf" ]
     }
     wait_until "fedgate's endpoint presents the re-issued SVID" served_leaf_is ||
@@ -461,7 +462,7 @@ step_spire_workload_gets_fedgate_bundle() {
         fail "spire-server entry create: $(cat "$work/entry-create.out")"
     mkdir -p "$work/workload"
     fetch_svid() {
-        "$spire_agent" api fetch x509 -socketPath "$agent_sock" -write "$work/workload" >"$work/workload/fetch.out" 2>&1 &&
+        timeout 30 "$spire_agent" api fetch x509 -socketPath "$agent_sock" -write "$work/workload" >"$work/workload/fetch.out" 2>&1 &&
             [ -s "$work/workload/federated_bundle.0.0.pem" ]
     }
     local ok=0
@@ -548,7 +549,7 @@ step_no_fetch_failures() {
     echo "== no failed fetch on either side during the run"
     local spire_errors fedgate_errors
     spire_errors=$(spire_fetch_errors)
-    fedgate_errors=$(curl -fsS "http://127.0.0.1:$b_admin_port/metrics" |
+    fedgate_errors=$(curl -fsS --max-time 5 "http://127.0.0.1:$b_admin_port/metrics" |
         awk '/^fedgate_federation_fetches_total\{/ && !/result="(ok|not_modified)"/ {n += $NF} END {print n + 0}')
     local ok=0
     [ "$spire_errors" -eq 0 ] && [ "$fedgate_errors" -eq 0 ] || ok=1
@@ -576,7 +577,7 @@ step_spire_down_fedgate_keeps_trust() {
     after=$(jq -c '.trust_domains["spire-a.test"]' "$b_dir/distribute/current/bundles.json")
     [ "$before" = "$after" ] || ok=1
     status_json | jq -e '.peers[] | select(.trust_domain == "spire-a.test") | .authorities == 2 and .time_until_trust_loss > 0' >/dev/null || ok=1
-    curl -fsS "http://127.0.0.1:$b_admin_port/readyz" >/dev/null || ok=1
+    curl -fsS --max-time 5 "http://127.0.0.1:$b_admin_port/readyz" >/dev/null || ok=1
     check fedgate-keeps-spire-bundle-when-down "$ok" "spire-server stopped: /status $peer, distributed bundle unchanged, /readyz 200"
 }
 
