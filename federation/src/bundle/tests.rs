@@ -471,3 +471,69 @@ proptest! {
         prop_assert_eq!(back.refresh_hint(), b.refresh_hint());
     }
 }
+
+/// The document a SPIRE v1.13.3 server's bundle endpoint served in `e2e/spire.sh`
+/// (`refresh_hint = "5s"`): an `x509-svid` key with the key parameters and one `x5c`, an EC
+/// `jwt-svid` key with a `kid`, `spiffe_sequence` and `spiffe_refresh_hint`.
+const SPIRE_V1_13_ENDPOINT_BUNDLE: &str = r#"{
+    "keys": [
+        {
+            "use": "x509-svid",
+            "kty": "EC",
+            "crv": "P-256",
+            "x": "bZFUtXVOAneSl1efkU1eE71Hqg_22uirI9AOnKV9vNU",
+            "y": "xsZwHw2nOvOhf8QaCJJq1j528QmLF7P__40nv-NqZXU",
+            "x5c": [
+                "MIICBDCCAamgAwIBAgIRALph33bIt4UR5GKcWAHC1YswCgYIKoZIzj0EAwIwUDELMAkGA1UEBhMCVVMxDzANBgNVBAoTBlNQSUZGRTEwMC4GA1UEBRMnMjQ3NzQ0NTkyMzk5NjU1ODg1NDM5ODI0MTk3MzIxMjcwNDE2Nzc5MB4XDTI2MTIwNTA5MTA1NVoXDTI2MTIwNjA5MTEwNVowUDELMAkGA1UEBhMCVVMxDzANBgNVBAoTBlNQSUZGRTEwMC4GA1UEBRMnMjQ3NzQ0NTkyMzk5NjU1ODg1NDM5ODI0MTk3MzIxMjcwNDE2Nzc5MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEbZFUtXVOAneSl1efkU1eE71Hqg/22uirI9AOnKV9vNXGxnAfDac686F/xBoIkmrWPnbxCYsXs///jSe/42pldaNkMGIwDgYDVR0PAQH/BAQDAgEGMA8GA1UdEwEB/wQFMAMBAf8wHQYDVR0OBBYEFGNIdVGnOsCkyAphegNPdHjSfNlWMCAGA1UdEQQZMBeGFXNwaWZmZTovL3NwaXJlLWEudGVzdDAKBggqhkjOPQQDAgNJADBGAiEAmiatlT5BfHQ9Nl6aOmTqnkEfRmupgNulDi8iwKpZtwgCIQCH92joPS6JhZTVW5Gesn+PMwIZqSvt1nqRo95prKYoGA=="
+            ]
+        },
+        {
+            "use": "jwt-svid",
+            "kty": "EC",
+            "kid": "PVacjm9LKz1FQGhZNbHhA3b78VsxjuRc",
+            "crv": "P-256",
+            "x": "JOR0sd_g_0BIJXzNfI--UFT1CmKBaT6P4NJaSCbLuAk",
+            "y": "lHc-yy6AniVcUE2AWVDqjZn_UVwuS83KXqL8qyYLj8E"
+        }
+    ],
+    "spiffe_sequence": 1,
+    "spiffe_refresh_hint": 5
+}"#;
+
+#[test]
+fn spire_bundle_endpoint_document_parses_without_warnings() {
+    let spire = TrustDomain::new("spire-a.test").unwrap();
+    let (b, warnings) = Bundle::parse(&spire, SPIRE_V1_13_ENDPOINT_BUNDLE.as_bytes()).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(b.x509_authorities().len(), 1);
+    assert_eq!(b.trust_anchors().len(), 1);
+    assert_eq!(b.jwt_authorities().len(), 1);
+    assert_eq!(
+        b.jwt_authorities()[0].key_id,
+        "PVacjm9LKz1FQGhZNbHhA3b78VsxjuRc"
+    );
+    assert_eq!(b.sequence(), Some(1));
+    assert_eq!(b.refresh_hint(), Some(Duration::from_secs(5)));
+}
+
+/// What fedgate serves must also pass SPIRE's federated-bundle parser, which is stricter than
+/// the spec: it refuses the whole bundle for a key with an unknown or missing `use`, an
+/// `x509-svid` key without exactly one `x5c`, or a `jwt-svid` key without `kid`.
+#[test]
+fn to_json_stays_within_what_spire_accepts() {
+    let spire = TrustDomain::new("spire-a.test").unwrap();
+    let (mut b, _) = Bundle::parse(&spire, SPIRE_V1_13_ENDPOINT_BUNDLE.as_bytes()).unwrap();
+    b.add_x509_authority(ca());
+    let v: serde_json::Value = serde_json::from_slice(&b.to_json()).unwrap();
+    let keys = v["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 3);
+    for key in keys {
+        match key["use"].as_str() {
+            Some("x509-svid") => assert_eq!(key["x5c"].as_array().map(Vec::len), Some(1)),
+            Some("jwt-svid") => assert!(key["kid"].as_str().is_some_and(|k| !k.is_empty())),
+            other => panic!("SPIRE refuses a bundle with `use` {other:?}"),
+        }
+    }
+    assert_eq!(v["spiffe_sequence"], 1);
+    assert_eq!(v["spiffe_refresh_hint"], 5);
+}
