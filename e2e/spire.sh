@@ -16,12 +16,14 @@
 #   SPIRE_BIN_DIR=dir  where spire-server and spire-agent are built and reused
 #                      (default: ${XDG_CACHE_HOME:-$HOME/.cache}/fedgate-e2e/spire-<version>/bin)
 #   WAIT_SECONDS=90    upper bound of every wait
+#   SPIRE_BUILD_TIMEOUT=3600  upper bound of the SPIRE build (about 30 min cold on 2 busy cores)
 #   KEEP_LOGS=1        keep the work directory (on a failure the tail of every log is printed)
 set -euo pipefail
 
 # Must match the version in e2e/spire/tools/go.mod (checked below).
 SPIRE_VERSION="v1.13.3"
 WAIT_SECONDS="${WAIT_SECONDS:-90}"
+SPIRE_BUILD_TIMEOUT="${SPIRE_BUILD_TIMEOUT:-3600}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 tools="$here/spire/tools"
@@ -113,17 +115,19 @@ wait_until() {
     done
 }
 
-# A free TCP port on 127.0.0.1: one that nothing accepts on, from a range this script owns
-# for the run (the processes bind it right after; a collision fails loudly at bind).
+# free_port VAR: sets VAR to a TCP port on 127.0.0.1 that nothing accepts on, below the
+# kernel's ephemeral range and not handed out before in this run (the process binds it right
+# after; a collision fails loudly at bind). Not called in a subshell, so the list persists.
 used_ports=" "
+spire_port="" spire_be_port="" b_admin_port="" b_be_port="" b_web_port=""
 free_port() {
     local port
     for _ in $(seq 1 100); do
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+        port=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
         case "$used_ports" in *" $port "*) continue ;; esac
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             used_ports="$used_ports$port "
-            echo "$port"
+            printf -v "$1" '%s' "$port"
             return 0
         fi
     done
@@ -157,7 +161,8 @@ build_spire() {
         echo "spire: building spire-server and spire-agent $SPIRE_VERSION into $spire_bin (minutes when cold) ..."
         mkdir -p "$spire_bin"
         local start=$SECONDS
-        (cd "$tools" && GOBIN="$spire_bin" GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly" go install \
+        (cd "$tools" && GOBIN="$spire_bin" GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly" \
+            timeout "$SPIRE_BUILD_TIMEOUT" go install \
             github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent) \
             >"$work/go-install.log" 2>&1 || fail "go install of SPIRE failed: $(tail -n 5 "$work/go-install.log")"
         echo "spire: built in $((SECONDS - start))s"
@@ -193,8 +198,8 @@ start_spire_server() {
     spire_dir="$work/spire-server"
     mkdir -p "$spire_dir/data"
     spire_sock="$spire_dir/api.sock"
-    spire_port=$(free_port)
-    spire_be_port=$(free_port)
+    free_port spire_port
+    free_port spire_be_port
     cat >"$spire_dir/server.conf" <<EOF
 server {
     bind_address = "127.0.0.1"
@@ -319,8 +324,8 @@ setup_fedgate_ca() {
 }
 
 start_fedgate_gateway() {
-    b_admin_port=$(free_port)
-    b_be_port=$(free_port)
+    free_port b_admin_port
+    free_port b_be_port
     srv bundle show -format spiffe >"$b_dir/spire-a.bootstrap.json"
     cat >"$b_dir/gateway.toml" <<EOF
 # written by e2e/spire.sh
@@ -433,7 +438,7 @@ step_rotation_fedgate_reaches_spire() {
 
 step_federation_spire_fetches_fedgate_https_web() {
     echo "== SPIRE federates with fedgate's bundle endpoint (https_web)"
-    b_web_port=$(free_port)
+    free_port b_web_port
     "$fg" bundle serve --trust-domain cluster-b.test --bundle "$b_dir/ca/bundle.json" \
         --listen "127.0.0.1:$b_web_port" --profile https_web \
         --cert "$work/web/server.pem" --key "$work/web/server.key" >"$work/fedgate-bundle-serve-web.log" 2>&1 &
