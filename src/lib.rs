@@ -15,3 +15,4 @@ pub mod gateway;
 pub mod identity;
 pub mod sidecar;
 pub mod telemetry;
+pub mod workload;

@@ -1,6 +1,7 @@
 //! The command line: [`Cli`] (clap derive) and one module per command, each owning its
 //! arguments; [`dispatch`] runs the parsed command. Nothing below imports this module back.
 
+mod agent;
 mod bundle;
 mod ca;
 mod config;
@@ -49,6 +50,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run the workload-side mTLS proxy.
     Sidecar(sidecar::SidecarArgs),
+    /// Serve the SPIFFE Workload API on a Unix socket.
+    Agent(agent::AgentArgs),
     /// Run both clusters on this machine and report six scenarios.
     Demo(fedgate_demo::command::DemoArgs),
 }
@@ -65,6 +68,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(c) => config::run(c).await,
         Command::Run(a) => run::run(a).await,
         Command::Sidecar(a) => sidecar::run(a).await,
+        Command::Agent(a) => agent::run(a).await,
         Command::Demo(a) => fedgate_demo::command::run(a).await,
     }
 }

@@ -8,6 +8,7 @@
 //! valid. Nothing here depends on the runtime: config is a leaf. The schema is documented key
 //! by key in `docs/configuration.md`.
 
+pub mod agent;
 pub mod bridge;
 pub mod federation;
 mod file;

@@ -5,16 +5,17 @@
 //!   `svid`/`key` files, the sidecar's identity files and federated bundle map), polled with
 //!   `fedgate_federation::watch::FileWatch`.
 //! * [`issuer`]: the gateway's bridge SVID, obtained and renewed from `fedgate ca serve`.
+//! * [`workload_api`]: X509-SVIDs and bundles streamed from a SPIFFE Workload API socket (a
+//!   SPIRE agent's or `fedgate agent`'s `FetchX509SVID`).
 //!
 //! The application chooses a source per identity (from its configuration) and hands the
 //! source's receiver to whatever builds TLS configs from it; nothing downstream knows where
 //! an identity came from.
 //!
-//! A future **Workload API** source (X509-SVIDs and bundles streamed over gRPC from a SPIRE
-//! agent's `FetchX509SVID` stream) is a third implementation of [`IdentitySource`]: it would
-//! publish the first `X509SVIDResponse` as an `Identity` (the SVID, its key, its own trust
+//! The **Workload API** source is the third implementation of [`IdentitySource`]: it
+//! publishes the first `X509SVIDResponse` as an `Identity` (the SVID, its key, its own trust
 //! domain's bundle in `bundle`, federated bundles in `bundles`) before its constructor returns,
-//! then in `run` republish every streamed update and reconnect with
+//! then in `run` republishes every streamed update and reconnects with
 //! `fedgate_dataplane::backoff::Backoff` on stream errors, ignoring the `poll` interval.
 //!
 //! Invariants (every source): a published identity's SVID is in the trust domain the source
@@ -24,6 +25,7 @@
 
 pub mod files;
 pub mod issuer;
+pub mod workload_api;
 
 use std::future::Future;
 use std::pin::Pin;

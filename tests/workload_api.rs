@@ -1,0 +1,677 @@
+//! The SPIFFE Workload API end to end on a Unix socket in a temporary directory: `fedgate
+//! agent`'s server (`fedgate::workload`) and the Workload API identity source
+//! (`fedgate::identity::workload_api`) as its client.
+//!
+//! Every wait on a change is a wait on the stream (or the identity's `watch`), bounded by a
+//! generous timeout that only turns a hang into a failure; no test sleeps to let time pass.
+// Test code: a failed unwrap is a test failure with a backtrace, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fedgate::ca::{Ca, InitOptions};
+use fedgate::identity::workload_api::{self, ClientError, WorkloadApiSource};
+use fedgate::workload::agent::{Agent, AgentError, AgentSettings};
+use fedgate::workload::convert::{split_der, trust_domain_of_key};
+use fedgate::workload::entries::{Entries, Entry, Selector};
+use fedgate::workload::mint::MintConfig;
+use fedgate::workload::proto::spiffe_workload_api_client::SpiffeWorkloadApiClient;
+use fedgate::workload::proto::spiffe_workload_api_server::{
+    SpiffeWorkloadApi, SpiffeWorkloadApiServer,
+};
+use fedgate::workload::proto::*;
+use fedgate::workload::server::BindError;
+use fedgate_dataplane::backoff::Backoff;
+use fedgate_federation::distribute::bundle_map_json;
+use fedgate_federation::{Bundle, BundleSet, SpiffeId, TrustDomain};
+use futures_util::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+/// Bounds every wait for something that must happen (a hang becomes a failure, not a sleep).
+const WAIT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+const APP_ID: &str = "spiffe://cluster-a.test/app";
+
+fn td(name: &str) -> TrustDomain {
+    TrustDomain::new(name).unwrap()
+}
+
+fn new_ca(name: &str) -> Ca {
+    let opts = InitOptions {
+        ttl: Duration::from_secs(24 * 3600),
+        refresh_hint: None,
+        intermediate: false,
+    };
+    Ca::init(&td(name), &opts).unwrap()
+}
+
+/// This process's uid and gid, read from a file it just created (no libc needed).
+fn my_uid_gid(dir: &Path) -> (u32, u32) {
+    let probe = dir.join("uid-probe");
+    std::fs::write(&probe, b"").unwrap();
+    let meta = std::fs::metadata(&probe).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+/// A CA directory for cluster-a.test, a federated bundle map with cluster-b.test, and an
+/// agent whose one entry needs `selectors`.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    socket: PathBuf,
+    ca_dir: PathBuf,
+    map: PathBuf,
+    peer: Ca,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let ca_dir = dir.join("ca");
+        new_ca("cluster-a.test").save(&ca_dir).unwrap();
+        let peer = new_ca("cluster-b.test");
+        let map = dir.join("federated.json");
+        write_map(&map, &[peer.bundle().clone()]);
+        Fixture {
+            socket: dir.join("agent.sock"),
+            _dir: tmp,
+            dir,
+            ca_dir,
+            map,
+            peer,
+            shutdown: CancellationToken::new(),
+            task: None,
+        }
+    }
+
+    fn settings(&self, selectors: &[Selector]) -> AgentSettings {
+        let entries = Entries::new(
+            td("cluster-a.test"),
+            vec![Entry {
+                spiffe_id: SpiffeId::parse(APP_ID).unwrap(),
+                selectors: selectors.iter().cloned().collect(),
+            }],
+        )
+        .unwrap();
+        AgentSettings {
+            socket: self.socket.clone(),
+            mint: MintConfig {
+                trust_domain: td("cluster-a.test"),
+                ca_dir: self.ca_dir.clone(),
+                federated_bundles: Some(self.map.clone()),
+                svid_ttl: Duration::from_secs(3600),
+            },
+            entries: Arc::new(entries),
+            poll_interval: POLL,
+        }
+    }
+
+    /// Starts an agent whose entry matches this process (its uid and gid).
+    fn start_matching(&mut self) {
+        let (uid, gid) = my_uid_gid(&self.dir);
+        self.start(&[Selector::Uid(uid), Selector::Gid(gid)]);
+    }
+
+    fn start(&mut self, selectors: &[Selector]) {
+        let agent = Agent::start(self.settings(selectors)).unwrap();
+        let shutdown = self.shutdown.clone();
+        self.task = Some(tokio::spawn(async move {
+            agent.run(shutdown).await.unwrap();
+        }));
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("the agent stops at shutdown, streams included")
+                .unwrap();
+        }
+        assert!(!self.socket.exists(), "the socket is removed at shutdown");
+    }
+}
+
+fn write_map(path: &Path, bundles: &[Bundle]) {
+    let set = BundleSet::from_bundles(bundles.iter().cloned()).unwrap();
+    // Through a rename, as the gateway distributes it: the watch never sees half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bundle_map_json(&set)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn next<T>(stream: &mut Streaming<T>) -> T {
+    tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("a stream message in time")
+        .expect("no stream error")
+        .expect("the stream stays open")
+}
+
+fn keys<V>(map: &std::collections::HashMap<String, V>) -> Vec<String> {
+    let mut keys: Vec<String> = map.keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_the_svid_and_bundles_per_trust_domain() {
+    let mut fx = Fixture::new();
+    fx.start_matching();
+    let mut client = workload_api::connect(&fx.socket).await.unwrap();
+
+    let mut svids = client
+        .fetch_x509svid(X509svidRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next(&mut svids).await;
+    assert_eq!(first.svids.len(), 1);
+    let svid = &first.svids[0];
+    assert_eq!(svid.spiffe_id, APP_ID);
+    let ca = Ca::load(&fx.ca_dir).unwrap();
+    assert_eq!(
+        split_der(&svid.bundle, "bundle").unwrap(),
+        ca.bundle().x509_authorities()
+    );
+    assert_eq!(keys(&first.federated_bundles), ["spiffe://cluster-b.test"]);
+    assert_eq!(
+        split_der(&first.federated_bundles["spiffe://cluster-b.test"], "b").unwrap(),
+        fx.peer.bundle().x509_authorities()
+    );
+    // The SVID validates against the served bundle of its own trust domain only.
+    let identity = workload_api::identity_from_response(&first, &td("cluster-a.test")).unwrap();
+    fedgate_federation::svid::verify::verify(
+        identity.svid.chain(),
+        &identity.bundles,
+        rustls_pki_types::UnixTime::now(),
+    )
+    .unwrap();
+
+    let mut bundles = client
+        .fetch_x509_bundles(X509BundlesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let b = next(&mut bundles).await;
+    assert_eq!(
+        keys(&b.bundles),
+        ["spiffe://cluster-a.test", "spiffe://cluster-b.test"]
+    );
+    for (key, der) in &b.bundles {
+        let expected = if trust_domain_of_key(key).unwrap() == td("cluster-a.test") {
+            ca.bundle().x509_authorities().to_vec()
+        } else {
+            fx.peer.bundle().x509_authorities().to_vec()
+        };
+        assert_eq!(
+            split_der(der, key).unwrap(),
+            expected,
+            "{key}: never merged"
+        );
+    }
+
+    let mut jwt = client
+        .fetch_jwt_bundles(JwtBundlesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let j = next(&mut jwt).await;
+    assert_eq!(
+        keys(&j.bundles),
+        ["spiffe://cluster-a.test", "spiffe://cluster-b.test"]
+    );
+    for doc in j.bundles.values() {
+        let v: serde_json::Value = serde_json::from_slice(doc).unwrap();
+        assert!(v["keys"].is_array(), "a JWKS document: {v}");
+    }
+
+    // JWT-SVID minting and validation are not wired in yet: a clear Unimplemented, after the
+    // request checks.
+    let err = client
+        .fetch_jwtsvid(JwtsvidRequest {
+            audience: vec!["svc".into()],
+            spiffe_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert!(err.message().contains("FetchJWTSVID"), "{err:?}");
+    let err = client
+        .fetch_jwtsvid(JwtsvidRequest {
+            audience: vec![],
+            spiffe_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = client
+        .fetch_jwtsvid(JwtsvidRequest {
+            audience: vec!["svc".into()],
+            spiffe_id: "spiffe://cluster-a.test/not-mine".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = client
+        .validate_jwtsvid(ValidateJwtsvidRequest {
+            audience: "svc".into(),
+            svid: "a.b.c".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+
+    drop((svids, bundles, jwt, client));
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_send_again_when_a_bundle_or_the_ca_changes() {
+    let mut fx = Fixture::new();
+    fx.start_matching();
+    let mut client = workload_api::connect(&fx.socket).await.unwrap();
+    let mut svids = client
+        .fetch_x509svid(X509svidRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bundles = client
+        .fetch_x509_bundles(X509BundlesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next(&mut svids).await;
+    let first_bundles = next(&mut bundles).await;
+
+    // The peer trust domain rotates its CA; the gateway distributes the new map.
+    let mut peer = fx.peer.clone_for_test();
+    peer.rotate().unwrap();
+    write_map(&fx.map, &[peer.bundle().clone()]);
+    let second = next(&mut svids).await;
+    assert_eq!(
+        split_der(&second.federated_bundles["spiffe://cluster-b.test"], "b").unwrap(),
+        peer.bundle().x509_authorities(),
+        "the new peer bundle is streamed"
+    );
+    assert_eq!(
+        second.svids[0].x509_svid, first.svids[0].x509_svid,
+        "same SVID"
+    );
+    let second_bundles = next(&mut bundles).await;
+    assert_ne!(second_bundles, first_bundles);
+
+    // The local CA rotates: the SVID is re-minted from the new CA and the bundle follows.
+    let mut ca = Ca::load(&fx.ca_dir).unwrap();
+    ca.rotate().unwrap();
+    ca.save(&fx.ca_dir).unwrap();
+    let third = loop {
+        // A CA directory is several files: a poll may see a version between two writes (it
+        // is refused and the next stable version is taken). Wait for the rotated bundle.
+        let m = next(&mut svids).await;
+        if split_der(&m.svids[0].bundle, "bundle").unwrap() == ca.bundle().x509_authorities() {
+            break m;
+        }
+    };
+    assert_ne!(
+        third.svids[0].x509_svid, first.svids[0].x509_svid,
+        "re-minted"
+    );
+    let identity = workload_api::identity_from_response(&third, &td("cluster-a.test")).unwrap();
+    let leaf = &identity.svid.chain()[0];
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).unwrap();
+    let (_, root) = x509_parser::parse_x509_certificate(ca.root().as_ref()).unwrap();
+    assert_eq!(cert.issuer(), root.subject(), "minted by the rotated CA");
+
+    drop((svids, bundles, client));
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_identity_source_follows_the_stream() {
+    let mut fx = Fixture::new();
+    fx.start_matching();
+    let (source, mut rx) = WorkloadApiSource::start(&fx.socket, &td("cluster-a.test"), WAIT)
+        .await
+        .unwrap();
+    let stats = source.stats();
+    {
+        let identity = rx.borrow_and_update();
+        assert_eq!(identity.svid.id().to_string(), APP_ID);
+        assert_eq!(identity.bundles.len(), 2);
+    }
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(source.run(shutdown.clone()));
+
+    let mut peer = fx.peer.clone_for_test();
+    peer.rotate().unwrap();
+    write_map(&fx.map, &[peer.bundle().clone()]);
+    tokio::time::timeout(WAIT, rx.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    let b = td("cluster-b.test");
+    assert_eq!(
+        rx.borrow().bundles.get(&b).unwrap().x509_authorities(),
+        peer.bundle().x509_authorities()
+    );
+    assert_eq!(stats.updates.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.rejected.load(Ordering::Relaxed), 0);
+
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_the_security_header_is_invalid_argument() {
+    let mut fx = Fixture::new();
+    fx.start_matching();
+    let channel = workload_api::channel(&fx.socket).await.unwrap();
+    let mut bare = SpiffeWorkloadApiClient::new(channel);
+    let err = bare.fetch_x509svid(X509svidRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("security header"), "{err:?}");
+    for code in [
+        bare.fetch_x509_bundles(X509BundlesRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        bare.fetch_jwt_bundles(JwtBundlesRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        bare.validate_jwtsvid(ValidateJwtsvidRequest::default())
+            .await
+            .unwrap_err()
+            .code(),
+    ] {
+        assert_eq!(code, Code::InvalidArgument);
+    }
+    drop(bare);
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_matches_no_entry_is_permission_denied() {
+    let mut fx = Fixture::new();
+    let (uid, _) = my_uid_gid(&fx.dir);
+    // Only a uid that is not ours; and our uid with an executable we are not.
+    fx.start(&[Selector::Uid(uid.wrapping_add(1))]);
+    let mut client = workload_api::connect(&fx.socket).await.unwrap();
+    let err = client.fetch_x509svid(X509svidRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    for code in [
+        client
+            .fetch_x509_bundles(X509BundlesRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        client
+            .fetch_jwt_bundles(JwtBundlesRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+    ] {
+        assert_eq!(code, Code::PermissionDenied);
+    }
+    let err = WorkloadApiSource::start_with_backoff(
+        &fx.socket,
+        &td("cluster-a.test"),
+        Duration::from_millis(300),
+        Backoff::new(Duration::from_millis(20), Duration::from_millis(50)),
+    )
+    .await
+    .err()
+    .expect("no identity for a caller without an entry");
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("PermissionDenied"), "{err}");
+    drop(client);
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_executable_path_is_a_selector() {
+    let mut fx = Fixture::new();
+    let (uid, _) = my_uid_gid(&fx.dir);
+    let me = std::env::current_exe().unwrap();
+    fx.start(&[
+        Selector::Uid(uid),
+        Selector::Path(me.to_str().unwrap().to_owned()),
+    ]);
+    let mut client = workload_api::connect(&fx.socket).await.unwrap();
+    let mut svids = client
+        .fetch_x509svid(X509svidRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut svids).await.svids[0].spiffe_id, APP_ID);
+    drop((svids, client));
+    fx.stop().await;
+
+    let mut fx = Fixture::new();
+    fx.start(&[
+        Selector::Uid(uid),
+        Selector::Path("/usr/bin/not-this-test".into()),
+    ]);
+    let mut client = workload_api::connect(&fx.socket).await.unwrap();
+    let err = client.fetch_x509svid(X509svidRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    drop(client);
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_path_that_is_not_a_socket_is_refused() {
+    let fx = Fixture::new();
+    std::fs::write(&fx.socket, b"important data").unwrap();
+    let err = Agent::start(fx.settings(&[Selector::Uid(0)]))
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, AgentError::Bind(BindError::NotASocket { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read(&fx.socket).unwrap(), b"important data");
+
+    // A stale socket from a previous run is replaced.
+    std::fs::remove_file(&fx.socket).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&fx.socket).unwrap());
+    let mut fx = fx;
+    fx.start_matching();
+    let mut client = workload_api::connect(&fx.socket).await.unwrap();
+    let mut svids = client
+        .fetch_x509svid(X509svidRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    next(&mut svids).await;
+    drop((svids, client));
+    fx.stop().await;
+}
+
+// === a scripted Workload API server, for what fedgate's own server never sends ===
+
+type Script = VecDeque<Vec<X509svidResponse>>;
+
+/// Each `FetchX509SVID` call takes the next script: its messages are sent, then the stream
+/// ends (the client must reconnect). With no script left, the stream stays open and silent.
+#[derive(Clone, Default)]
+struct Scripted {
+    scripts: Arc<Mutex<Script>>,
+}
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SpiffeWorkloadApi for Scripted {
+    type FetchX509SVIDStream = Boxed<X509svidResponse>;
+    type FetchX509BundlesStream = Boxed<X509BundlesResponse>;
+    type FetchJWTBundlesStream = Boxed<JwtBundlesResponse>;
+    type FetchWITSVIDStream = Boxed<WitsvidResponse>;
+    type FetchWITBundlesStream = Boxed<WitBundlesResponse>;
+
+    async fn fetch_x509svid(
+        &self,
+        _: Request<X509svidRequest>,
+    ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
+        let script = self.scripts.lock().unwrap().pop_front();
+        let stream: Self::FetchX509SVIDStream = match script {
+            Some(messages) => Box::pin(futures_util::stream::iter(messages.into_iter().map(Ok))),
+            None => Box::pin(futures_util::stream::pending()),
+        };
+        Ok(Response::new(stream))
+    }
+    async fn fetch_x509_bundles(
+        &self,
+        _: Request<X509BundlesRequest>,
+    ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn fetch_jwtsvid(
+        &self,
+        _: Request<JwtsvidRequest>,
+    ) -> Result<Response<JwtsvidResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn fetch_jwt_bundles(
+        &self,
+        _: Request<JwtBundlesRequest>,
+    ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn validate_jwtsvid(
+        &self,
+        _: Request<ValidateJwtsvidRequest>,
+    ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn fetch_witsvid(
+        &self,
+        _: Request<WitsvidRequest>,
+    ) -> Result<Response<Self::FetchWITSVIDStream>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    async fn fetch_wit_bundles(
+        &self,
+        _: Request<WitBundlesRequest>,
+    ) -> Result<Response<Self::FetchWITBundlesStream>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+}
+
+fn serve_scripted(socket: &Path, scripted: Scripted) -> CancellationToken {
+    let listener = tokio::net::UnixListener::bind(socket).unwrap();
+    let shutdown = CancellationToken::new();
+    let incoming = futures_util::stream::unfold(listener, |l| async move {
+        Some((l.accept().await.map(|(s, _)| s), l))
+    });
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(SpiffeWorkloadApiServer::new(scripted))
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+            .unwrap();
+    });
+    shutdown
+}
+
+/// A response for `id` minted by `ca`, with `peer`'s bundle as the one federated bundle.
+fn response(ca: &Ca, id: &str, peer: &Ca) -> X509svidResponse {
+    let issued = ca
+        .issue(&SpiffeId::parse(id).unwrap(), Duration::from_secs(600), &[])
+        .unwrap();
+    let svid = fedgate_federation::X509Svid::from_pem(
+        issued.chain_pem().as_bytes(),
+        issued.key_pem().as_bytes(),
+    )
+    .unwrap();
+    let snapshot = fedgate::workload::Snapshot {
+        trust_domain: ca.trust_domain().clone(),
+        bundles: BundleSet::from_bundles([ca.bundle().clone(), peer.bundle().clone()]).unwrap(),
+        svids: BTreeMap::from([(svid.id().clone(), svid)]),
+    };
+    let id = SpiffeId::parse(id).unwrap();
+    fedgate::workload::convert::x509_svid_response(&snapshot, &[id]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mismatched_key_or_a_dropped_stream_keeps_the_last_good_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("spire-agent.sock");
+    let ca = new_ca("cluster-a.test");
+    let peer = new_ca("cluster-b.test");
+    let good1 = response(&ca, "spiffe://cluster-a.test/one", &peer);
+    let mut mismatched = response(&ca, "spiffe://cluster-a.test/two", &peer);
+    mismatched.svids[0].x509_svid_key = good1.svids[0].x509_svid_key.clone();
+    let foreign = response(&peer, "spiffe://cluster-b.test/x", &ca);
+    let good3 = response(&ca, "spiffe://cluster-a.test/three", &peer);
+    let good4 = response(&ca, "spiffe://cluster-a.test/four", &peer);
+
+    let scripted = Scripted::default();
+    scripted.scripts.lock().unwrap().extend([
+        // First stream: a good SVID, a key that does not match, one of another trust domain,
+        // a good one again; then the server ends the stream.
+        vec![good1, mismatched, foreign, good3],
+        // After the reconnect: one more good SVID, then silence.
+        vec![good4],
+    ]);
+    let server = serve_scripted(&socket, scripted);
+
+    let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
+    let (source, mut rx) =
+        WorkloadApiSource::start_with_backoff(&socket, &td("cluster-a.test"), WAIT, backoff)
+            .await
+            .unwrap();
+    assert_eq!(rx.borrow_and_update().svid.id().path(), "/one");
+    let stats = source.stats();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(source.run(shutdown.clone()));
+
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("/four") {
+        tokio::time::timeout(WAIT, rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push(rx.borrow_and_update().svid.id().path().to_owned());
+    }
+    assert_eq!(
+        seen,
+        ["/three", "/four"],
+        "the refused updates were never published"
+    );
+    assert_eq!(stats.rejected.load(Ordering::Relaxed), 2);
+    assert!(stats.reconnects.load(Ordering::Relaxed) >= 1);
+    assert_eq!(stats.updates.load(Ordering::Relaxed), 3);
+
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    server.cancel();
+}
+
+/// `Ca` is not `Clone` (it holds keys): a test copy through its own directory format.
+trait CloneForTest {
+    fn clone_for_test(&self) -> Ca;
+}
+
+impl CloneForTest for Ca {
+    fn clone_for_test(&self) -> Ca {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca");
+        self.save(&path).unwrap();
+        Ca::load(&path).unwrap()
+    }
+}
