@@ -675,3 +675,87 @@ impl CloneForTest for Ca {
         Ca::load(&path).unwrap()
     }
 }
+
+// === the `fedgate agent` command ===
+
+#[test]
+fn the_documented_example_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/agent/agent.toml");
+    let config = fedgate::config::agent::Config::load(&path).unwrap();
+    assert_eq!(config.entries.iter().count(), 2);
+    assert_eq!(config.socket, PathBuf::from("/run/fedgate/agent.sock"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_command_serves_until_sigterm() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let fx = Fixture::new();
+    let (uid, _) = my_uid_gid(&fx.dir);
+    let config = fx.dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "trust_domain = \"cluster-a.test\"\nsocket = \"agent.sock\"\nca = \"ca\"\n\
+             federated_bundles = \"federated.json\"\n\
+             [[entry]]\nspiffe_id = \"{APP_ID}\"\nselectors = [\"unix:uid:{uid}\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fedgate"))
+        .args(["agent", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        line,
+        format!("workload-api listening on unix://{}", fx.socket.display())
+    );
+    let mut client = workload_api::connect(&fx.socket).await.unwrap();
+    let mut svids = client
+        .fetch_x509svid(X509svidRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut svids).await.svids[0].spiffe_id, APP_ID);
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    // The open stream ends at shutdown; the process exits cleanly and removes its socket.
+    let end = tokio::time::timeout(WAIT, svids.message()).await.unwrap();
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!fx.socket.exists());
+
+    // A config error exits 64 and names the key.
+    std::fs::write(
+        &config,
+        "trust_domain = \"cluster-a.test\"\nsocket = \"s\"\nca = \"ca\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fedgate"))
+        .args(["agent", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`entry`"),
+        "{out:?}"
+    );
+}

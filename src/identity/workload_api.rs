@@ -305,10 +305,11 @@ impl WorkloadApiSource {
                     trust_domains = identity.bundles.len(),
                     "identity updated from the Workload API"
                 );
-                self.tx.send_replace(Arc::new(identity));
+                // Counted before it is published: whoever is woken by it sees the count.
                 self.stats.updates.fetch_add(1, Ordering::Relaxed);
                 self.stats.clear_error();
                 self.backoff.reset();
+                self.tx.send_replace(Arc::new(identity));
             }
             Err(e) => {
                 let e = ClientError::Invalid(e);
