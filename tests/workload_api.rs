@@ -759,3 +759,85 @@ async fn the_agent_command_serves_until_sigterm() {
         "{out:?}"
     );
 }
+
+/// `fedgate run` with `[identity] source = "workload_api"`: the gateway takes its SVID and its
+/// bundle from the agent and follows a CA rotation there without a restart (seen in `/status`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_takes_its_identity_from_the_workload_api() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut fx = Fixture::new();
+    fx.start_matching();
+    let config = fx.dir.join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "trust_domain = \"cluster-a.test\"\n\
+             [identity]\nsource = \"workload_api\"\nsocket = \"unix://{}\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\
+             [[listeners]]\nname = \"e\"\nlisten = \"127.0.0.1:0\"\nkind = \"passthrough\"\n\
+             [[listeners.routes]]\nsni = \"*.cluster-b.test\"\nupstreams = [\"127.0.0.1:1\"]\n",
+            fx.socket.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fedgate"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let admin = tokio::task::spawn_blocking(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(addr) = line.strip_prefix("admin listening on ") {
+                return addr.parse::<std::net::SocketAddr>().unwrap();
+            }
+        }
+        panic!("the gateway exited before printing its admin address");
+    })
+    .await
+    .unwrap();
+    let status = || async move {
+        let mut tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+        tcp.write_all(b"GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = String::new();
+        tcp.read_to_string(&mut raw).await.unwrap();
+        let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let local = status().await["local_bundle"].clone();
+    assert_eq!(local["trust_domain"], "cluster-a.test", "{local}");
+    assert_eq!(local["authorities"], 1, "{local}");
+
+    // A CA rotation at the agent reaches the gateway over the stream. /status is polled (it
+    // has no change feed); the deadline only bounds a failure.
+    let mut ca = Ca::load(&fx.ca_dir).unwrap();
+    ca.rotate().unwrap();
+    ca.save(&fx.ca_dir).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if status().await["local_bundle"]["authorities"] == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rotation never reached the gateway"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code.code(), Some(0));
+    fx.stop().await;
+}

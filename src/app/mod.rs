@@ -78,6 +78,8 @@ pub enum AppError {
         "cannot load the gateway identity; check [identity] svid, key, bundle and trust_domain"
     )]
     Identity(#[from] IdentityError),
+    #[error("cannot get the gateway identity from the Workload API ([identity] socket)")]
+    WorkloadApi(#[from] crate::identity::workload_api::ClientError),
     #[error(transparent)]
     Federation(#[from] FederationSetupError),
     #[error(transparent)]
@@ -202,13 +204,17 @@ impl App {
             source,
         })?;
 
-        let identity = match &config.identity {
-            Some(i) => {
+        let identity = match (&config.identity, &config.identity_socket) {
+            (Some(i), _) => {
                 let files = IdentityFiles::new(i.svid.clone(), i.key.clone(), i.bundle.clone());
                 let (source, rx) = FileSource::start(&files, &config.trust_domain)?;
                 Some((Box::new(source) as Box<dyn IdentitySource>, rx))
             }
-            None => None,
+            (None, Some(socket)) => {
+                let td = &config.trust_domain;
+                Some(crate::identity::workload_api::start_source(socket, td).await?)
+            }
+            (None, None) => None,
         };
         let federation = match &config.federation {
             Some(f) => Some(

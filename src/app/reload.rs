@@ -189,7 +189,10 @@ impl Reloader {
         }
         let cold = [
             ("trust_domain", old.trust_domain != new.trust_domain),
-            ("[identity]", old.identity != new.identity),
+            (
+                "[identity]",
+                old.identity != new.identity || old.identity_socket != new.identity_socket,
+            ),
             ("[admin]", old.admin != new.admin),
             ("[federation]", old.federation != new.federation),
             ("[bridge]", old.bridge != new.bridge),

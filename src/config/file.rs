@@ -34,9 +34,21 @@ pub(super) struct FileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileIdentity {
-    pub svid: String,
-    pub key: String,
-    pub bundle: String,
+    #[serde(default)]
+    pub source: FileIdentitySource,
+    pub svid: Option<String>,
+    pub key: Option<String>,
+    pub bundle: Option<String>,
+    pub socket: Option<String>,
+}
+
+/// `[identity] source` (see `super::identity_source`).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum FileIdentitySource {
+    #[default]
+    Files,
+    WorkloadApi,
 }
 
 #[derive(Debug, Deserialize)]

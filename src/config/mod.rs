@@ -12,6 +12,7 @@ pub mod agent;
 pub mod bridge;
 pub mod federation;
 mod file;
+mod identity_source;
 pub mod listener;
 pub mod sidecar;
 pub mod source;
@@ -32,6 +33,7 @@ pub use federation::{
     FederationConfig, PeerConfig, PeerProfile, ServeConfig, ServeProfile,
     DEFAULT_SERVE_MAX_CONNECTIONS,
 };
+pub use identity_source::workload_api_socket;
 pub use listener::{
     ListenerConfig, ListenerKind, ListenerLimits, ListenerMode, Route, RouteConfig,
     MAX_CLIENT_HELLO_LIMIT, MIN_CLIENT_HELLO_LIMIT,
@@ -62,6 +64,9 @@ pub struct Config {
     /// The gateway's own SVID and its trust domain's bundle. Optional: a pure passthrough
     /// gateway holds no key.
     pub identity: Option<IdentityConfig>,
+    /// `[identity] source = "workload_api"`: the Workload API socket the identity comes from
+    /// instead (then `identity` is `None`).
+    pub identity_socket: Option<PathBuf>,
     pub admin: AdminConfig,
     pub federation: Option<FederationConfig>,
     /// The bridge identity, required by bridge listeners.
@@ -155,13 +160,9 @@ impl Cx<'_> {
                 )
             })?),
         };
-        let identity = match &raw.identity {
-            None => None,
-            Some(i) => Some(IdentityConfig {
-                svid: self.nonempty_path("identity.svid", &i.svid)?,
-                key: self.nonempty_path("identity.key", &i.key)?,
-                bundle: self.nonempty_path("identity.bundle", &i.bundle)?,
-            }),
+        let (identity, identity_socket) = match &raw.identity {
+            None => (None, None),
+            Some(i) => self.identity_source(i)?,
         };
         let admin = match &raw.admin {
             None => AdminConfig {
@@ -216,6 +217,7 @@ impl Cx<'_> {
             drain_timeout,
             workers,
             identity,
+            identity_socket,
             admin,
             federation,
             bridge,

@@ -29,7 +29,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status, Streaming};
 
-use super::{Identity, IdentitySource, SourceTask};
+use super::{Identity, IdentitySource, SourceTask, StartedSource};
 use crate::workload::convert::{
     bundle_from_der, federated_from_map, svid_from_message, ConvertError,
 };
@@ -40,6 +40,8 @@ use crate::workload::SECURITY_HEADER;
 /// Default first reconnect delay; it doubles up to [`DEFAULT_MAX_BACKOFF`].
 pub const DEFAULT_FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long [`start_source`] waits for a first identity (a SPIRE agent may still be starting).
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A Workload API client whose every call carries the security header.
 pub type Client = SpiffeWorkloadApiClient<InterceptedService<Channel, AddHeader>>;
@@ -80,19 +82,18 @@ pub enum ClientError {
 
 /// The path of a `unix:///path` (or `unix:/path`) address, as go-spiffe accepts them.
 pub fn socket_path(addr: &str) -> Result<PathBuf, ClientError> {
-    let bad = || ClientError::BadAddress(addr.to_owned());
-    let path = if let Some(rest) = addr.strip_prefix("unix://") {
-        // `unix://host/path` names a host, which a Unix socket cannot have.
-        rest.starts_with('/').then_some(rest).ok_or_else(bad)?
-    } else if let Some(rest) = addr.strip_prefix("unix:") {
-        rest.starts_with('/').then_some(rest).ok_or_else(bad)?
-    } else {
-        return Err(bad());
-    };
-    if path.len() < 2 || path.contains(['?', '#', '\0']) {
-        return Err(bad());
-    }
-    Ok(PathBuf::from(path))
+    crate::config::workload_api_socket(addr).ok_or_else(|| ClientError::BadAddress(addr.to_owned()))
+}
+
+/// Starts a source on `socket` for `trust_domain` with [`DEFAULT_STARTUP_TIMEOUT`], boxed as
+/// the application holds its identity sources (`[identity] source = "workload_api"`).
+pub async fn start_source(
+    socket: &Path,
+    trust_domain: &TrustDomain,
+) -> Result<StartedSource, ClientError> {
+    let (source, rx) =
+        WorkloadApiSource::start(socket, trust_domain, DEFAULT_STARTUP_TIMEOUT).await?;
+    Ok((Box::new(source) as Box<dyn IdentitySource>, rx))
 }
 
 /// Connects to the Workload API socket at `path`, adding the security header to every call.
