@@ -198,6 +198,17 @@ async fn fetches_the_svid_and_bundles_per_trust_domain() {
     )
     .unwrap();
 
+    // basicConstraints is critical and DER: cA FALSE is a DEFAULT, so it is left out (strict
+    // parsers such as py-spiffe's reject an explicit FALSE).
+    let (_, leaf) = x509_parser::parse_x509_certificate(identity.svid.chain()[0].as_ref()).unwrap();
+    let bc = leaf
+        .extensions()
+        .iter()
+        .find(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_BASIC_CONSTRAINTS)
+        .expect("basicConstraints present");
+    assert!(bc.critical);
+    assert_eq!(bc.value, [0x30, 0x00]);
+
     let mut bundles = client
         .fetch_x509_bundles(X509BundlesRequest {})
         .await

@@ -570,7 +570,14 @@ impl Ca {
             p.subject_alt_names
                 .push(SanType::DnsName(ia5(name).map_err(bad)?));
         }
-        p.is_ca = IsCa::ExplicitNoCa;
+        // basicConstraints, critical, with cA absent (= FALSE). rcgen's `ExplicitNoCa` encodes
+        // `cA FALSE` explicitly, which DER forbids (a DEFAULT value) and strict parsers such as
+        // Python's `cryptography` (py-spiffe) reject.
+        p.is_ca = IsCa::NoCa;
+        let mut basic_constraints =
+            rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+        basic_constraints.set_criticality(true);
+        p.custom_extensions.push(basic_constraints);
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,

@@ -9,6 +9,8 @@
 //!   CA directory and re-minted at half its lifetime or when the CA changes, plus the local
 //!   bundle and the federated bundle map the gateway distributes;
 //! * [`server`]: the tonic service on a Unix socket, streaming from the snapshot's `watch`;
+//! * [`authority`]: an HTTP/2 filter in front of it, so that clients sending the socket path
+//!   as `:authority` (gRPC C-core: py-spiffe; grpc-java) are served too;
 //! * [`agent`]: the minter and the server together, as `fedgate agent` runs them.
 //!
 //! Consumed: `crate::identity::workload_api`, an identity source fed by a Workload API's
@@ -30,6 +32,7 @@
 
 pub mod agent;
 pub mod attest;
+pub mod authority;
 pub mod convert;
 pub mod entries;
 pub mod mint;

@@ -21,13 +21,14 @@ use std::time::Duration;
 use fedgate_dataplane::backoff::Backoff;
 use fedgate_federation::SpiffeId;
 use futures_util::Stream;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 
 use super::attest::Caller;
+use super::authority::{shim, ShimmedStream};
 use super::convert;
 use super::entries::{Entries, Selector};
 use super::proto::spiffe_workload_api_server::{SpiffeWorkloadApi, SpiffeWorkloadApiServer};
@@ -419,12 +420,13 @@ pub async fn serve(
     result
 }
 
-/// Accepted connections until shutdown; accept errors are logged and retried after a capped
-/// backoff (as `fedgate_dataplane::accept` does for TCP), never handed to tonic.
+/// Accepted connections until shutdown, each behind the `:authority` filter
+/// ([`super::authority`]); accept errors are logged and retried after a capped backoff (as
+/// `fedgate_dataplane::accept` does for TCP), never handed to tonic.
 fn accept_stream(
     listener: UnixListener,
     shutdown: CancellationToken,
-) -> impl Stream<Item = Result<UnixStream, io::Error>> + Send + 'static {
+) -> impl Stream<Item = Result<ShimmedStream, io::Error>> + Send + 'static {
     let backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     futures_util::stream::unfold(
         (listener, backoff, shutdown),
@@ -438,7 +440,7 @@ fn accept_stream(
                 match accepted {
                     Ok((stream, _)) => {
                         backoff.reset();
-                        return Some((Ok(stream), (listener, backoff, shutdown)));
+                        return Some((Ok(shim(stream)), (listener, backoff, shutdown)));
                     }
                     Err(e) => {
                         let delay = backoff.next();
