@@ -365,6 +365,28 @@ mod tests {
         assert_eq!(headers[1].1, long);
     }
 
+    proptest::proptest! {
+        /// Arbitrary bytes after the preface, or an arbitrary header block: an error or a
+        /// pass, never a panic.
+        #[test]
+        fn never_panics(
+            frames_bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            block in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+            flags in proptest::num::u8::ANY,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let mut input = PREFACE.to_vec();
+            input.extend(&frames_bytes);
+            let _ = rt.block_on(run_filter(input));
+            let mut input = PREFACE.to_vec();
+            let len = block.len() as u32;
+            input.extend_from_slice(&len.to_be_bytes()[1..]);
+            input.extend([TYPE_HEADERS, flags, 0, 0, 0, 1]);
+            input.extend(&block);
+            let _ = rt.block_on(run_filter(input));
+        }
+    }
+
     #[tokio::test]
     async fn garbage_is_refused() {
         assert!(run_filter(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec())
