@@ -321,3 +321,98 @@ fn from_watch(e: WatchError<MintError>) -> MintError {
         WatchError::Parse(e) => e,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::ca::InitOptions;
+    use crate::workload::entries::{Entry, Selector};
+
+    fn setup(dir: &Path, ttl: Duration) -> (MintConfig, Arc<Entries>) {
+        let td = TrustDomain::new("cluster-a.test").unwrap();
+        let opts = InitOptions {
+            ttl: Duration::from_secs(24 * 3600),
+            refresh_hint: None,
+            intermediate: false,
+        };
+        Ca::init(&td, &opts).unwrap().save(&dir.join("ca")).unwrap();
+        let entries = Entries::new(
+            td.clone(),
+            vec![Entry {
+                spiffe_id: SpiffeId::parse("spiffe://cluster-a.test/app").unwrap(),
+                selectors: BTreeSet::from([Selector::Uid(1)]),
+            }],
+        )
+        .unwrap();
+        let config = MintConfig {
+            trust_domain: td,
+            ca_dir: dir.join("ca"),
+            federated_bundles: Some(dir.join("missing-map.json")),
+            svid_ttl: ttl,
+        };
+        (config, Arc::new(entries))
+    }
+
+    fn leaf(snapshot: &Snapshot) -> Vec<u8> {
+        snapshot.svids.values().next().unwrap().chain()[0].to_vec()
+    }
+
+    #[tokio::test]
+    async fn svids_are_reminted_at_half_their_lifetime() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_secs(2);
+        let (config, entries) = setup(dir.path(), ttl);
+        let (minter, mut rx) = Minter::start(config, entries).unwrap();
+        let first = leaf(&rx.borrow_and_update());
+        assert_eq!(
+            rx.borrow().bundles.len(),
+            1,
+            "a missing map is no federated domain"
+        );
+        let started = tokio::time::Instant::now();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(minter.run(Duration::from_secs(3600), shutdown.clone()));
+        tokio::time::timeout(Duration::from_secs(20), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            started.elapsed() >= ttl / 2 - Duration::from_millis(50),
+            "not before half-life"
+        );
+        assert_ne!(
+            leaf(&rx.borrow_and_update()),
+            first,
+            "a new SVID at half-life"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn a_broken_ca_directory_keeps_the_current_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, entries) = setup(dir.path(), Duration::from_secs(600));
+        let ca_dir = config.ca_dir.clone();
+        let (mut minter, mut rx) = Minter::start(config, entries).unwrap();
+        rx.borrow_and_update();
+        std::fs::write(ca_dir.join(CA_PEM), "half-written").unwrap();
+        minter.poll_once();
+        assert!(!rx.has_changed().unwrap(), "nothing withdrawn or replaced");
+
+        let other = TrustDomain::new("cluster-z.test").unwrap();
+        let opts = InitOptions {
+            ttl: Duration::from_secs(3600),
+            refresh_hint: None,
+            intermediate: false,
+        };
+        Ca::init(&other, &opts).unwrap().save(&ca_dir).unwrap();
+        minter.poll_once();
+        assert!(
+            !rx.has_changed().unwrap(),
+            "a CA of another trust domain is refused"
+        );
+    }
+}
