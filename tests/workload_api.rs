@@ -826,6 +826,11 @@ async fn the_gateway_takes_its_identity_from_the_workload_api() {
     let local = status().await["local_bundle"].clone();
     assert_eq!(local["trust_domain"], "cluster-a.test", "{local}");
     assert_eq!(local["authorities"], 1, "{local}");
+    let source = status().await["identity_source"].clone();
+    assert_eq!(source["source"], "workload_api", "{source}");
+    assert_eq!(source["updates"], 1, "{source}");
+    assert_eq!(source["rejected"], 0, "{source}");
+    assert!(source["last_error"].is_null(), "{source}");
 
     // A CA rotation at the agent reaches the gateway over the stream. /status is polled (it
     // has no change feed); the deadline only bounds a failure.

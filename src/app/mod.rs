@@ -116,6 +116,11 @@ struct Shared {
     federation: Option<Arc<dyn FederationView>>,
     /// The gateway identity as reloaded, for the local bundle in `/status`.
     identity: Option<watch::Receiver<Arc<Identity>>>,
+    /// `[identity] source = "workload_api"`: the source's counters and socket, for `/status`.
+    identity_source: Option<(
+        Arc<crate::identity::workload_api::SourceStats>,
+        std::path::PathBuf,
+    )>,
 }
 
 struct ListenerView {
@@ -204,6 +209,7 @@ impl App {
             source,
         })?;
 
+        let mut identity_source = None;
         let identity = match (&config.identity, &config.identity_socket) {
             (Some(i), _) => {
                 let files = IdentityFiles::new(i.svid.clone(), i.key.clone(), i.bundle.clone());
@@ -212,7 +218,10 @@ impl App {
             }
             (None, Some(socket)) => {
                 let td = &config.trust_domain;
-                Some(crate::identity::workload_api::start_source(socket, td).await?)
+                let (started, stats) =
+                    crate::identity::workload_api::start_source(socket, td).await?;
+                identity_source = Some((stats, socket.clone()));
+                Some(started)
             }
             (None, None) => None,
         };
@@ -273,6 +282,7 @@ impl App {
             listeners: views,
             federation: federation.as_ref().map(|f| f.view()),
             identity: identity.as_ref().map(|(_, rx)| rx.clone()),
+            identity_source,
         });
         Ok(App {
             listeners,
@@ -561,6 +571,7 @@ impl AdminSource for Shared {
             "workers": self.workers.load(Ordering::SeqCst),
             "listeners": listeners,
             "local_bundle": self.identity.as_ref().map(|rx| local_bundle_status(&rx.borrow().bundle)),
+            "identity_source": self.identity_source.as_ref().map(|(s, socket)| s.status(socket)),
             "peers": self.federation.as_ref().map_or(serde_json::json!([]), |f| f.peers()),
         })
     }

@@ -86,14 +86,16 @@ pub fn socket_path(addr: &str) -> Result<PathBuf, ClientError> {
 }
 
 /// Starts a source on `socket` for `trust_domain` with [`DEFAULT_STARTUP_TIMEOUT`], boxed as
-/// the application holds its identity sources (`[identity] source = "workload_api"`).
+/// the application holds its identity sources (`[identity] source = "workload_api"`), with
+/// its counters for `/status`.
 pub async fn start_source(
     socket: &Path,
     trust_domain: &TrustDomain,
-) -> Result<StartedSource, ClientError> {
+) -> Result<(StartedSource, Arc<SourceStats>), ClientError> {
     let (source, rx) =
         WorkloadApiSource::start(socket, trust_domain, DEFAULT_STARTUP_TIMEOUT).await?;
-    Ok((Box::new(source) as Box<dyn IdentitySource>, rx))
+    let stats = source.stats();
+    Ok(((Box::new(source) as Box<dyn IdentitySource>, rx), stats))
 }
 
 /// Connects to the Workload API socket at `path`, adding the security header to every call.
@@ -149,6 +151,19 @@ pub struct SourceStats {
 }
 
 impl SourceStats {
+    /// The counters and the last error as `/status` shows them.
+    pub fn status(&self, socket: &Path) -> serde_json::Value {
+        let last_error = self.last_error.lock().ok().and_then(|e| e.clone());
+        serde_json::json!({
+            "source": "workload_api",
+            "socket": socket.display().to_string(),
+            "updates": self.updates.load(Ordering::Relaxed),
+            "rejected": self.rejected.load(Ordering::Relaxed),
+            "reconnects": self.reconnects.load(Ordering::Relaxed),
+            "last_error": last_error,
+        })
+    }
+
     fn set_error(&self, e: String) {
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(e);
