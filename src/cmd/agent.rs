@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::cmd::run::{telemetry_format, LogFormatArg};
+use crate::cmd::run::LogFormatArg;
 use crate::cmd::EX_USAGE;
 use crate::config::agent::Config;
 use crate::workload::agent::{Agent, AgentError, AgentSettings};
@@ -39,11 +39,11 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_USAGE));
         }
     };
-    let format = match (args.log_format, config.log_format) {
-        (Some(f), _) => f.into(),
-        (None, Some(f)) => telemetry_format(f),
-        (None, None) => crate::telemetry::LogFormat::default(),
-    };
+    let format = args
+        .log_format
+        .map(Into::into)
+        .or(config.log_format)
+        .unwrap_or_default();
     if let Err(e) = crate::telemetry::init(format, args.log_level.as_deref()) {
         eprintln!("fedgate agent: {e}");
         return Ok(ExitCode::from(EX_USAGE));

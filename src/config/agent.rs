@@ -62,16 +62,9 @@ mod file {
         pub(super) federated_bundles: Option<PathBuf>,
         #[serde(default, with = "humantime_serde")]
         pub(super) poll_interval: Option<Duration>,
-        pub(super) log_format: Option<FileLogFormat>,
+        pub(super) log_format: Option<super::LogFormat>,
         #[serde(default)]
         pub(super) entry: Vec<FileEntry>,
-    }
-
-    #[derive(Clone, Copy, Debug, Deserialize)]
-    #[serde(rename_all = "lowercase")]
-    pub(super) enum FileLogFormat {
-        Human,
-        Json,
     }
 
     #[derive(Debug, Deserialize)]
@@ -83,7 +76,7 @@ mod file {
     }
 }
 
-use file::{FileConfig, FileEntry, FileLogFormat};
+use file::{FileConfig, FileEntry};
 
 // === impl Config ===
 
@@ -167,10 +160,7 @@ impl Validator<'_> {
             svid_ttl,
             federated_bundles: file.federated_bundles.map(|p| base.join(p)),
             poll_interval,
-            log_format: file.log_format.map(|f| match f {
-                FileLogFormat::Human => LogFormat::Human,
-                FileLogFormat::Json => LogFormat::Json,
-            }),
+            log_format: file.log_format,
             entries,
         })
     }

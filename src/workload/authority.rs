@@ -232,7 +232,7 @@ fn frames(stream_id: u32, end_stream: bool, block: &[u8]) -> Vec<u8> {
 
 /// Whether the HTTP/2 server accepts `value` as an authority.
 fn valid_authority(value: &[u8]) -> bool {
-    hyper::http::uri::Authority::try_from(value).is_ok()
+    tonic::codegen::http::uri::Authority::try_from(value).is_ok()
 }
 
 fn invalid(what: &str) -> io::Error {
