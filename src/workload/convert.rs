@@ -379,10 +379,29 @@ mod tests {
                 snapshot.bundles.get(&td).unwrap().x509_authorities()
             );
         }
+        // The JWT bundles are keyed the same way, each with exactly its own trust domain's
+        // JWT authorities (a CA made by `ca init` has one JWT key).
         let jwt = jwt_bundles_response(&snapshot);
-        for doc in jwt.bundles.values() {
+        assert_eq!(jwt.bundles.len(), x509.bundles.len());
+        for (key, doc) in &jwt.bundles {
+            let td = trust_domain_of_key(key).unwrap();
             let v: serde_json::Value = serde_json::from_slice(doc).unwrap();
-            assert_eq!(v, serde_json::json!({ "keys": [] }));
+            let kids: Vec<&str> = v["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap())
+                .collect();
+            let want: Vec<&str> = snapshot
+                .bundles
+                .get(&td)
+                .unwrap()
+                .jwt_authorities()
+                .iter()
+                .map(|a| a.key_id.as_str())
+                .collect();
+            assert!(!want.is_empty());
+            assert_eq!(kids, want);
         }
     }
 
