@@ -120,6 +120,8 @@ wait_until() {
 # after; a collision fails loudly at bind). Not called in a subshell, so the list persists.
 used_ports=" "
 spire_port="" spire_be_port="" b_admin_port="" b_be_port="" b_web_port=""
+b_in_port="" b_bin_port="" sb_port="" sb_admin_port="" app_port=""
+a_admin_port="" a_out_port="" a_bout_port="" sa_admin_port="" sa_fed_port="" sa_br_port=""
 free_port() {
     local port
     for _ in $(seq 1 100); do
@@ -274,7 +276,12 @@ plugins {
         plugin_data {}
     }
     WorkloadAttestor "unix" {
-        plugin_data {}
+        plugin_data {
+            # unix:path selectors tell apart the processes of one uid (the SPIRE CLI, fedgate's
+            # gateway and sidecar); no hashing of the binaries (unix:sha256) is needed.
+            discover_workload_path = true
+            workload_size_limit = -1
+        }
     }
 }
 EOF
@@ -305,6 +312,14 @@ setup_fedgate_ca() {
         fail "fedgate ca issue failed: $(cat "$work/fedgate-ca.log")"
     root1=$(pem_b64 "$b_dir/ca/ca.pem")
     cp "$b_dir/ca/bundle.json" "$b_dir/initial-bundle.json"
+    # The bridge trust domain: one bridge SVID per gateway, for the bridged call.
+    bridge_dir="$work/bridge"
+    "$fg" ca init --trust-domain bridge.test --out "$bridge_dir/ca" >>"$work/fedgate-ca.log" 2>&1 ||
+        fail "fedgate ca init (bridge.test) failed: $(tail -n 3 "$work/fedgate-ca.log")"
+    for gw in spire-a cluster-b; do
+        "$fg" ca issue --ca "$bridge_dir/ca" --id "spiffe://bridge.test/gateway/$gw" --out "$bridge_dir/$gw" \
+            >>"$work/fedgate-ca.log" 2>&1 || fail "fedgate ca issue (bridge SVID of $gw) failed"
+    done
     echo "  fedgate CA cluster-b.test: root 1 sha256 $(printf '%s' "$root1" | base64 -d | sha256sum | cut -c1-16)..."
 
     # A private Web PKI for the https_web endpoint: a CA and a server certificate for
@@ -326,6 +341,9 @@ setup_fedgate_ca() {
 start_fedgate_gateway() {
     free_port b_admin_port
     free_port b_be_port
+    free_port b_in_port
+    free_port b_bin_port
+    free_port sb_port
     srv bundle show -format spiffe >"$b_dir/spire-a.bootstrap.json"
     cat >"$b_dir/gateway.toml" <<EOF
 # written by e2e/spire.sh
@@ -356,6 +374,40 @@ url = "https://127.0.0.1:$spire_be_port"
 profile = "https_spiffe"
 endpoint_id = "spiffe://spire-a.test/spire/server"
 bootstrap_bundle = "spire-a.bootstrap.json"
+
+# The bridge trust domain (bridged call from spire-a.test).
+[bridge]
+trust_domain = "bridge.test"
+svid = "$bridge_dir/cluster-b/svid.pem"
+key = "$bridge_dir/cluster-b/svid.key"
+bundle = "$bridge_dir/ca/bundle.json"
+
+# Federated mode: route on the SNI to the echo workload's sidecar, never decrypt.
+[[listeners]]
+name = "in"
+kind = "passthrough"
+listen = "127.0.0.1:$b_in_port"
+
+  [[listeners.routes]]
+  sni = "echo.cluster-b.test"
+  upstreams = ["127.0.0.1:$sb_port"]
+
+# Bridged mode: spire-a.test's gateway, which may speak only for spire-a.test identities.
+[[listeners]]
+name = "bridge-in"
+kind = "bridge-ingress"
+listen = "127.0.0.1:$b_bin_port"
+
+  [[listeners.bridge_peers]]
+  id = "spiffe://bridge.test/gateway/spire-a"
+  may_speak_for = ["spire-a.test"]
+
+  [[listeners.routes]]
+  sni = "echo.cluster-b.test"
+  upstreams = ["127.0.0.1:$sb_port"]
+  server_id = ["spiffe://cluster-b.test/ns/demo/sa/echo"]
+  allow = ["spiffe://spire-a.test/ns/demo/sa/client"]
+  send_proxy_header = true
 EOF
     "$fg" config check "$b_dir/gateway.toml" >"$work/fedgate-config-check.log" 2>&1 ||
         fail "fedgate config check refused the gateway config: $(cat "$work/fedgate-config-check.log")"
@@ -463,7 +515,8 @@ step_federation_spire_fetches_fedgate_https_web() {
 step_spire_workload_gets_fedgate_bundle() {
     echo "== a SPIRE workload (unix attestor) receives cluster-b.test's bundle"
     srv entry create -parentID "$agent_id" -spiffeID spiffe://spire-a.test/workload/e2e \
-        -selector "unix:uid:$(id -u)" -federatesWith spiffe://cluster-b.test >"$work/entry-create.out" 2>&1 ||
+        -selector "unix:uid:$(id -u)" -selector "unix:path:$(realpath "$spire_agent")" \
+        -federatesWith spiffe://cluster-b.test >"$work/entry-create.out" 2>&1 ||
         fail "spire-server entry create: $(cat "$work/entry-create.out")"
     mkdir -p "$work/workload"
     fetch_svid() {
@@ -586,15 +639,246 @@ step_spire_down_fedgate_keeps_trust() {
     check fedgate-keeps-spire-bundle-when-down "$ok" "spire-server stopped: /status $peer, distributed bundle unchanged, /readyz 200"
 }
 
-# Not yet covered (they need the `workload` and `jwt` branches; see e2e/spire/README.md):
-#   step_fedgate_identity_from_spire_agent  gateway + sidecar in spire-a.test take their SVID
-#                                           from the SPIRE agent's Workload API; federated and
-#                                           bridged calls to cluster-b.test
-#   step_go_spiffe_against_fedgate          go-spiffe fetches SVIDs/bundles/JWT-SVIDs from
-#                                           fedgate's Workload API; rotation; refusal
-#   step_py_spiffe_against_fedgate          the same with py-spiffe
-#   step_jwt_spire_to_fedgate               a SPIRE JWT-SVID passes `fedgate jwt verify`
-#   step_jwt_fedgate_to_go_spiffe           a fedgate JWT-SVID validates in go-spiffe
+# ---------------------------------------------------------------------------------------------
+# fedgate in spire-a.test: a gateway and a sidecar whose identity is the SPIRE agent's
+# ---------------------------------------------------------------------------------------------
+
+a_gateway_id="spiffe://spire-a.test/fedgate/gateway"
+a_client_id="spiffe://spire-a.test/ns/demo/sa/client"
+b_echo_id="spiffe://cluster-b.test/ns/demo/sa/echo"
+
+# The spire-a.test side: registration entries that select fedgate's gateway and sidecar by
+# their executable's path (two copies of the binary, so that the unix attestor tells them
+# apart), the gateway, the sidecar; the cluster-b.test side: the echo app and its sidecar.
+step_fedgate_identity_from_spire_agent() {
+    echo "== fedgate gateway and sidecar in spire-a.test take their identity from the SPIRE agent"
+    local a_dir="$work/spire-a-fedgate"
+    mkdir -p "$a_dir/bin"
+    cp "$fg" "$a_dir/bin/fedgate-gateway"
+    cp "$fg" "$a_dir/bin/fedgate-sidecar"
+    local gw_bin sc_bin
+    gw_bin=$(realpath "$a_dir/bin/fedgate-gateway")
+    sc_bin=$(realpath "$a_dir/bin/fedgate-sidecar")
+    srv entry create -parentID "$agent_id" -spiffeID "$a_gateway_id" \
+        -selector "unix:uid:$(id -u)" -selector "unix:path:$gw_bin" \
+        -federatesWith spiffe://cluster-b.test >"$work/entry-gateway.out" 2>&1 ||
+        fail "spire-server entry create (gateway): $(cat "$work/entry-gateway.out")"
+    srv entry create -parentID "$agent_id" -spiffeID "$a_client_id" \
+        -selector "unix:uid:$(id -u)" -selector "unix:path:$sc_bin" \
+        -federatesWith spiffe://cluster-b.test >"$work/entry-sidecar.out" 2>&1 ||
+        fail "spire-server entry create (sidecar): $(cat "$work/entry-sidecar.out")"
+
+    # cluster-b.test: the echo app (answers with the identities of its PROXY v2 header) behind
+    # a file-based sidecar that accepts the spire-a.test client, directly or relayed by the
+    # ingress gateway (whose local SVID is the bundle endpoint's).
+    free_port app_port
+    free_port sb_admin_port
+    python3 "$here/spire/proxy_echo.py" serve "$app_port" >"$work/echo-app.log" 2>&1 &
+    bg_pids+=("$!")
+    "$fg" ca issue --ca "$b_dir/ca" --id "$b_echo_id" --out "$b_dir/echo-sidecar" >>"$work/fedgate-ca.log" 2>&1 ||
+        fail "fedgate ca issue (echo sidecar) failed"
+    cat >"$b_dir/sidecar.toml" <<EOF
+# written by e2e/spire.sh: the echo workload's sidecar in cluster-b.test (identity from files)
+trust_domain = "cluster-b.test"
+
+[identity]
+svid = "echo-sidecar/svid.pem"
+key = "echo-sidecar/svid.key"
+bundle = "ca/bundle.json"
+federated_bundles = "distribute/current/bundles.json"
+
+[admin]
+listen = "127.0.0.1:$sb_admin_port"
+
+[[inbound]]
+name = "echo"
+listen = "127.0.0.1:$sb_port"
+forward = "127.0.0.1:$app_port"
+allow = ["$a_client_id"]
+proxy_protocol = true
+trusted_relays = ["$b_endpoint_id"]
+EOF
+    "$fg" sidecar --config "$b_dir/sidecar.toml" >"$work/fedgate-sidecar-b.log" 2>&1 &
+    bg_pids+=("$!")
+    wait_until "cluster-b.test echo sidecar listening" grep -q "listening on" "$work/fedgate-sidecar-b.log" ||
+        fail "the cluster-b.test sidecar did not start"
+    wait_until "echo app listening" grep -q "listening on" "$work/echo-app.log" || fail "the echo app did not start"
+
+    # spire-a.test: the gateway (passthrough and bridge egress) and the client's sidecar.
+    free_port a_admin_port
+    free_port a_out_port
+    free_port a_bout_port
+    free_port sa_admin_port
+    free_port sa_fed_port
+    free_port sa_br_port
+    cat >"$a_dir/gateway.toml" <<EOF
+# written by e2e/spire.sh: spire-a.test's gateway; its SVID and bundles come from SPIRE
+trust_domain = "spire-a.test"
+
+[identity]
+source = "workload_api"
+socket = "unix://$agent_sock"
+
+[admin]
+listen = "127.0.0.1:$a_admin_port"
+
+[bridge]
+trust_domain = "bridge.test"
+svid = "$bridge_dir/spire-a/svid.pem"
+key = "$bridge_dir/spire-a/svid.key"
+bundle = "$bridge_dir/ca/bundle.json"
+
+[[listeners]]
+name = "out"
+kind = "passthrough"
+listen = "127.0.0.1:$a_out_port"
+
+  [[listeners.routes]]
+  sni = "echo.cluster-b.test"
+  upstreams = ["127.0.0.1:$b_in_port"]
+
+[[listeners]]
+name = "bridge-out"
+kind = "bridge-egress"
+listen = "127.0.0.1:$a_bout_port"
+
+  [[listeners.routes]]
+  sni = "echo.cluster-b.test"
+  upstreams = ["127.0.0.1:$b_bin_port"]
+  peer_id = "spiffe://bridge.test/gateway/cluster-b"
+  allow = ["$a_client_id"]
+EOF
+    cat >"$a_dir/sidecar.toml" <<EOF
+# written by e2e/spire.sh: the client workload's sidecar in spire-a.test; identity from SPIRE
+trust_domain = "spire-a.test"
+
+[identity]
+source = "workload_api"
+socket = "unix://$agent_sock"
+
+[admin]
+listen = "127.0.0.1:$sa_admin_port"
+
+# Federated: mTLS end to end with the echo workload, through both gateways' SNI routing.
+[[outbound]]
+name = "federated"
+listen = "127.0.0.1:$sa_fed_port"
+server_name = "echo.cluster-b.test"
+connect = ["127.0.0.1:$a_out_port"]
+allow = ["$b_echo_id"]
+
+# Bridged: mTLS with our own gateway only, which bridges to cluster-b.test.
+[[outbound]]
+name = "bridged"
+listen = "127.0.0.1:$sa_br_port"
+server_name = "echo.cluster-b.test"
+connect = ["127.0.0.1:$a_bout_port"]
+allow = ["$a_gateway_id"]
+EOF
+    "$gw_bin" config check "$a_dir/gateway.toml" >"$work/fedgate-a-config-check.log" 2>&1 ||
+        fail "fedgate config check refused spire-a.test's gateway config: $(cat "$work/fedgate-a-config-check.log")"
+    "$gw_bin" run --config "$a_dir/gateway.toml" --workers 1 >"$work/fedgate-gateway-a.log" 2>&1 &
+    bg_pids+=("$!")
+    "$sc_bin" sidecar --config "$a_dir/sidecar.toml" >"$work/fedgate-sidecar-a.log" 2>&1 &
+    bg_pids+=("$!")
+    local ok=0
+    wait_until "spire-a.test gateway ready (identity from the SPIRE agent)" \
+        curl -fsS --max-time 5 "http://127.0.0.1:$a_admin_port/readyz" || ok=1
+    wait_until "spire-a.test sidecar listening" grep -q "listening on" "$work/fedgate-sidecar-a.log" || ok=1
+    local gw_source sc_source
+    gw_source=$(curl -fsS --max-time 5 "http://127.0.0.1:$a_admin_port/status" | jq -c '.identity_source') || ok=1
+    sc_source=$(curl -fsS --max-time 5 "http://127.0.0.1:$sa_admin_port/status" | jq -c '.identity_source') || ok=1
+    jq -e --arg s "$agent_sock" '.source == "workload_api" and .socket == $s and .updates >= 1 and .last_error == null' \
+        <<<"$gw_source" >/dev/null 2>&1 || ok=1
+    jq -e --arg s "$agent_sock" '.source == "workload_api" and .socket == $s and .updates >= 1 and .last_error == null' \
+        <<<"$sc_source" >/dev/null 2>&1 || ok=1
+    check fedgate-identity-from-spire-agent "$ok" "gateway /status identity_source $gw_source; sidecar $sc_source"
+    [ "$ok" -eq 0 ] || return 0
+
+    # Federated: the echo app sees the spire-a.test client's own SVID (TLV 0xE0), no relay.
+    local answer want
+    answer=$(python3 "$here/spire/proxy_echo.py" call "$sa_fed_port" federated 2>&1) || true
+    want="client=$a_client_id origin=- msg=federated"
+    check federated-call-spire-to-fedgate "$([ "$answer" = "$want" ] && echo 0 || echo 1)" \
+        "spire-a.test client (SVID from SPIRE) -> its sidecar -> gateway SNI passthrough -> cluster-b.test gateway -> echo sidecar: app saw \"$answer\""
+
+    # Bridged: the sidecar accepts only its gateway's SPIRE-issued SVID; the echo app sees the
+    # ingress gateway as client and the caller as origin (TLV 0xE1).
+    answer=$(python3 "$here/spire/proxy_echo.py" call "$sa_br_port" bridged 2>&1) || true
+    want="client=$b_endpoint_id origin=$a_client_id msg=bridged"
+    check bridged-call-spire-to-fedgate "$([ "$answer" = "$want" ] && echo 0 || echo 1)" \
+        "spire-a.test client -> its sidecar -> gateway ($a_gateway_id from SPIRE) bridge egress -> bridge.test -> cluster-b.test bridge ingress -> echo sidecar: app saw \"$answer\""
+}
+
+# ---------------------------------------------------------------------------------------------
+# JWT-SVIDs across the federation
+# ---------------------------------------------------------------------------------------------
+
+# A JWT-SVID the SPIRE agent minted for its workload validates with `fedgate jwt verify`
+# through the spire-a.test bundle fedgate fetched (its JWT authorities) and distributed.
+step_jwt_spire_to_fedgate() {
+    echo "== a JWT-SVID minted by SPIRE validates with fedgate jwt verify (federated bundle)"
+    local token ok=0
+    token=$(timeout 30 "$spire_agent" api fetch jwt -audience fedgate-e2e -socketPath "$agent_sock" 2>"$work/jwt-fetch.err" |
+        awk '/^token\(/ {getline; gsub(/[ \t]/, ""); print; exit}') || true
+    [ -n "$token" ] || fail "spire-agent api fetch jwt printed no token: $(cat "$work/jwt-fetch.err")"
+    jq '.trust_domains["spire-a.test"]' "$b_dir/distribute/current/bundles.json" >"$work/spire-a.jwt-bundle.json"
+    local out
+    out=$("$fg" jwt verify --audience fedgate-e2e --bundle "spire-a.test=$work/spire-a.jwt-bundle.json" --json - <<<"$token" 2>&1) || ok=1
+    jq -e '.spiffe_id == "spiffe://spire-a.test/workload/e2e" and (.audience | index("fedgate-e2e"))' <<<"$out" >/dev/null 2>&1 || ok=1
+    # The same token for another audience is refused.
+    "$fg" jwt verify --audience other --bundle "spire-a.test=$work/spire-a.jwt-bundle.json" - <<<"$token" \
+        >"$work/jwt-wrong-aud.out" 2>&1 && ok=1
+    check jwt-spire-to-fedgate "$ok" "fedgate jwt verify: $out; audience \"other\" refused: $(head -c 160 "$work/jwt-wrong-aud.out")"
+}
+
+# A JWT-SVID minted by fedgate's CA validates in SPIRE (its agent's ValidateJWTSVID, against the
+# cluster-b.test bundle SPIRE fetched from fedgate) and in go-spiffe's jwtsvid.ParseAndValidate
+# against that same bundle as SPIRE stores it.
+step_jwt_fedgate_to_spire_and_go_spiffe() {
+    echo "== a JWT-SVID minted by fedgate validates in SPIRE and in go-spiffe"
+    local token ok=0
+    token=$("$fg" jwt mint --ca-dir "$b_dir/ca" --spiffe-id "$b_echo_id" --audience spire-e2e 2>"$work/jwt-mint.err") ||
+        fail "fedgate jwt mint failed: $(cat "$work/jwt-mint.err")"
+    timeout 30 "$spire_agent" api validate jwt -audience spire-e2e -svid "$token" -socketPath "$agent_sock" \
+        >"$work/jwt-spire-validate.out" 2>&1 || ok=1
+    grep -q "$b_echo_id" "$work/jwt-spire-validate.out" || ok=1
+    srv bundle list -id spiffe://cluster-b.test -format spiffe >"$work/cluster-b.as-spire-holds.json" 2>&1 || ok=1
+    local go_out=""
+    if (cd "$repo/e2e/interop/jwt" && timeout 600 go build -o "$work/jwt-interop" .) >"$work/go-build-jwt.log" 2>&1; then
+        printf '%s' "$token" >"$work/fedgate.jwt"
+        go_out=$("$work/jwt-interop" validate -td cluster-b.test -bundle "$work/cluster-b.as-spire-holds.json" \
+            -audience spire-e2e -token "$work/fedgate.jwt" 2>&1) || ok=1
+    else
+        ok=1
+        go_out="go build of e2e/interop/jwt failed: $(tail -n 3 "$work/go-build-jwt.log")"
+    fi
+    check jwt-fedgate-to-spire-and-go-spiffe "$ok" \
+        "spire-agent api validate jwt: $(tr '\n' ' ' <"$work/jwt-spire-validate.out" | head -c 200); go-spiffe: $go_out"
+}
+
+# ---------------------------------------------------------------------------------------------
+# go-spiffe and py-spiffe against fedgate's own Workload API server (`fedgate agent`)
+# ---------------------------------------------------------------------------------------------
+
+# Each script runs `fedgate agent` with its own CA and checks fetch (X.509 SVID, bundles per
+# trust domain, JWT-SVIDs), an update on rotation and PermissionDenied for an unmatched caller.
+step_spiffe_libraries_against_fedgate_agent() {
+    local name script
+    for name in go-spiffe py-spiffe; do
+        case $name in
+        go-spiffe) script="$repo/e2e/interop/workload/run.sh" ;;
+        py-spiffe) script="$repo/e2e/interop/workload/run-py.sh" ;;
+        esac
+        echo "== $name against fedgate agent ($script)"
+        local ok=0
+        FEDGATE="$fg" timeout 900 bash "$script" >"$work/interop-$name.log" 2>&1 || ok=1
+        grep -q "^SKIP" "$work/interop-$name.log" && ok=1
+        check "$name-against-fedgate-agent" "$ok" \
+            "$(grep -cE '^PASS' "$work/interop-$name.log") PASS, $(grep -cE '^FAIL' "$work/interop-$name.log") FAIL lines (log: interop-$name.log)"
+        [ "$ok" -eq 0 ] || tail -n 20 "$work/interop-$name.log"
+    done
+}
 
 # ---------------------------------------------------------------------------------------------
 
@@ -611,8 +895,12 @@ step_federation_spire_fetches_fedgate_https_web
 step_spire_workload_gets_fedgate_bundle
 step_federation_fedgate_fetches_spire
 step_spire_rotation_reaches_fedgate
+step_fedgate_identity_from_spire_agent
+step_jwt_spire_to_fedgate
+step_jwt_fedgate_to_spire_and_go_spiffe
 step_no_fetch_failures
 step_spire_down_fedgate_keeps_trust
+step_spiffe_libraries_against_fedgate_agent
 
 echo "e2e/spire.sh: SPIRE $SPIRE_VERSION <-> fedgate, $((SECONDS - run_start))s"
 echo "spire: $passed passed, $failed failed"

@@ -161,3 +161,16 @@ trusted_relays = ["spiffe://cluster-b.test/ns/gateway/sa/ingress"]
         }
     }
 }
+
+/// The gateways of the "Use with SPIRE" guide (docs/spire.md): one takes its identity from a
+/// SPIRE agent's Workload API, the other federates with SPIRE's bundle endpoint.
+#[test]
+fn spire_guide_gateway_examples_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/spire");
+    for name in ["gateway-spire-a.toml", "gateway-cluster-b.toml"] {
+        let path = dir.join(name);
+        let (code, stdout, stderr) = check(&path);
+        assert_eq!(code, 0, "{}: {stderr}", path.display());
+        assert!(stdout.starts_with("ok: "), "{name}: {stdout}");
+    }
+}

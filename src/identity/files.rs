@@ -211,35 +211,35 @@ impl FileSource {
     /// identity, already published, or why the change was refused (the previous one stays).
     pub fn poll_once(&mut self) -> Option<Result<Arc<Identity>, IdentityError>> {
         let loaded = self.watch.poll_once()?;
-        Some(loaded.map_err(from_watch).map(|identity| {
-            let identity = Arc::new(identity);
-            self.tx.send_replace(identity.clone());
-            identity
-        }))
+        Some(publish(&self.tx, loaded))
     }
 
-    /// Polls every `interval` until `shutdown`, logging each reload and each refusal.
-    pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match self.poll_once() {
-                None => {}
-                Some(Ok(identity)) => {
+    /// Polls every `interval` until `shutdown` (the watch's own loop), logging each reload and
+    /// each refusal.
+    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+        let FileSource { watch, tx } = self;
+        watch
+            .run(interval, shutdown, |loaded| match publish(&tx, loaded) {
+                Ok(identity) => {
                     tracing::info!(id = %identity.svid.id(), "identity files reloaded");
                 }
-                Some(Err(e)) => tracing::warn!(
+                Err(e) => tracing::warn!(
                     error = %error_chain(&e),
                     "identity files changed but do not load; keeping the previous identity"
                 ),
-            }
-        }
+            })
+            .await;
     }
+}
+
+/// Publishes a newly loaded identity on `tx`; a refused one leaves the published one in place.
+fn publish(
+    tx: &watch::Sender<Arc<Identity>>,
+    loaded: Result<Identity, WatchError<IdentityError>>,
+) -> Result<Arc<Identity>, IdentityError> {
+    let identity = Arc::new(loaded.map_err(from_watch)?);
+    tx.send_replace(identity.clone());
+    Ok(identity)
 }
 
 impl IdentitySource for FileSource {
