@@ -613,6 +613,8 @@ fn response(ca: &Ca, id: &str, peer: &Ca) -> X509svidResponse {
         trust_domain: ca.trust_domain().clone(),
         bundles: BundleSet::from_bundles([ca.bundle().clone(), peer.bundle().clone()]).unwrap(),
         svids: BTreeMap::from([(svid.id().clone(), svid)]),
+        jwt_signer: ca.jwt_signer(Path::new("ca")).map_err(Arc::new),
+        jwt_ttl: fedgate::workload::MAX_JWT_TTL,
     };
     let id = SpiffeId::parse(id).unwrap();
     fedgate::workload::convert::x509_svid_response(&snapshot, &[id]).unwrap()
