@@ -414,6 +414,47 @@ mod tests {
     }
 
     #[test]
+    fn the_snapshot_carries_the_cas_jwt_signer_and_the_jwt_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, entries) = setup(dir.path(), Duration::from_secs(3600));
+        let ca_dir = config.ca_dir.clone();
+        let (_minter, rx) = Minter::start(config.clone(), entries.clone()).unwrap();
+        let snapshot = rx.borrow().clone();
+        assert_eq!(snapshot.jwt_ttl, crate::workload::MAX_JWT_TTL, "capped");
+        let id = SpiffeId::parse("spiffe://cluster-a.test/app").unwrap();
+        let token = snapshot
+            .jwt_signer
+            .as_ref()
+            .unwrap()
+            .mint(&id, &["svc"], snapshot.jwt_ttl)
+            .unwrap();
+        let local = snapshot.local_bundle().unwrap();
+        let svid = fedgate_federation::jwt::validate(
+            &token,
+            local.as_ref(),
+            "svc",
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(svid.spiffe_id, id);
+
+        // A CA directory from before JWT-SVIDs still serves X509-SVIDs; the snapshot says
+        // why there is no signer. A short svid_ttl is the JWT lifetime too.
+        std::fs::remove_file(ca_dir.join(JWT_KEY)).unwrap();
+        let config = MintConfig {
+            svid_ttl: Duration::from_secs(120),
+            ..config
+        };
+        let (_minter, rx) = Minter::start(config, entries).unwrap();
+        let snapshot = rx.borrow().clone();
+        assert_eq!(snapshot.svids.len(), 1);
+        assert_eq!(snapshot.jwt_ttl, Duration::from_secs(120));
+        let err = snapshot.jwt_signer.as_ref().unwrap_err();
+        assert!(matches!(**err, CaError::NoJwtKey { .. }), "{err}");
+        assert!(err.to_string().contains("fedgate ca rotate"), "{err}");
+    }
+
+    #[test]
     fn a_broken_ca_directory_keeps_the_current_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let (config, entries) = setup(dir.path(), Duration::from_secs(600));
