@@ -247,42 +247,6 @@ async fn fetches_the_svid_and_bundles_per_trust_domain() {
         assert!(v["keys"].is_array(), "a JWKS document: {v}");
     }
 
-    // JWT-SVID minting and validation are not wired in yet: a clear Unimplemented, after the
-    // request checks.
-    let err = client
-        .fetch_jwtsvid(JwtsvidRequest {
-            audience: vec!["svc".into()],
-            spiffe_id: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
-    assert!(err.message().contains("FetchJWTSVID"), "{err:?}");
-    let err = client
-        .fetch_jwtsvid(JwtsvidRequest {
-            audience: vec![],
-            spiffe_id: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    let err = client
-        .fetch_jwtsvid(JwtsvidRequest {
-            audience: vec!["svc".into()],
-            spiffe_id: "spiffe://cluster-a.test/not-mine".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
-    let err = client
-        .validate_jwtsvid(ValidateJwtsvidRequest {
-            audience: "svc".into(),
-            svid: "a.b.c".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
-
     drop((svids, bundles, jwt, client));
     fx.stop().await;
 }
@@ -512,6 +476,297 @@ async fn a_socket_path_that_is_not_a_socket_is_refused() {
     fx.stop().await;
 }
 
+// === JWT-SVIDs ===
+
+fn jwt_request(audience: &[&str], spiffe_id: &str) -> JwtsvidRequest {
+    JwtsvidRequest {
+        audience: audience.iter().map(|a| a.to_string()).collect(),
+        spiffe_id: spiffe_id.into(),
+    }
+}
+
+fn validate_request(svid: &str, audience: &str) -> ValidateJwtsvidRequest {
+    ValidateJwtsvidRequest {
+        audience: audience.into(),
+        svid: svid.into(),
+    }
+}
+
+fn b64(json: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn number(claims: &prost_types::Struct, key: &str) -> f64 {
+    match claims.fields[key].kind {
+        Some(prost_types::value::Kind::NumberValue(n)) => n,
+        ref other => panic!("claim {key} is {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_jwtsvid_mints_tokens_the_ca_bundle_validates() {
+    let mut fx = Fixture::new();
+    fx.start_matching();
+    let mut client = workload_api::connect(&fx.socket).await.unwrap();
+
+    let resp = client
+        .fetch_jwtsvid(jwt_request(&["svc-a", "svc-b"], ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.svids.len(), 1, "one per entitled SPIFFE ID");
+    let svid = &resp.svids[0];
+    assert_eq!(svid.spiffe_id, APP_ID);
+    assert_eq!(svid.hint, "");
+    let ca = Ca::load(&fx.ca_dir).unwrap();
+    let now = std::time::SystemTime::now();
+    let valid = fedgate_federation::jwt::validate(&svid.svid, ca.bundle(), "svc-b", now).unwrap();
+    assert_eq!(valid.spiffe_id.to_string(), APP_ID);
+    assert_eq!(valid.audience, ["svc-a", "svc-b"]);
+    let lifetime = valid.expiry - valid.issued_at.unwrap();
+    assert_eq!(
+        Duration::from_secs(lifetime),
+        fedgate::workload::MAX_JWT_TTL,
+        "min(svid_ttl = 1h, 5 min)"
+    );
+
+    // The requested SPIFFE ID only, when the caller is entitled to it.
+    let resp = client
+        .fetch_jwtsvid(jwt_request(&["svc-a"], APP_ID))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.svids.len(), 1);
+    assert_eq!(resp.svids[0].spiffe_id, APP_ID);
+    let one =
+        fedgate_federation::jwt::validate(&resp.svids[0].svid, ca.bundle(), "svc-a", now).unwrap();
+    assert_eq!(one.audience, ["svc-a"]);
+
+    // The agent validates its own token and returns the claims.
+    let v = client
+        .validate_jwtsvid(validate_request(&svid.svid, "svc-a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.spiffe_id, APP_ID);
+    let claims = v.claims.unwrap();
+    assert_eq!(
+        claims.fields["sub"].kind,
+        Some(prost_types::value::Kind::StringValue(APP_ID.into()))
+    );
+    assert_eq!(number(&claims, "exp") as u64, valid.expiry);
+    assert_eq!(number(&claims, "iat") as u64, valid.issued_at.unwrap());
+    assert!(claims.fields.contains_key("aud"));
+
+    // Request checks.
+    for audience in [&[][..], &[""][..]] {
+        let err = client
+            .fetch_jwtsvid(jwt_request(audience, ""))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("audience"), "{err:?}");
+    }
+    let err = client
+        .fetch_jwtsvid(jwt_request(&["svc", ""], ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = client
+        .fetch_jwtsvid(jwt_request(&["svc"], "spiffe://cluster-a.test/not-mine"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("not-mine"), "{err:?}");
+    for req in [
+        validate_request("", "svc"),
+        validate_request(&svid.svid, ""),
+    ] {
+        let err = client.validate_jwtsvid(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("must be specified"), "{err:?}");
+    }
+
+    drop(client);
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_jwtsvid_refuses_bad_tokens_with_the_reason() {
+    let mut fx = Fixture::new();
+    fx.start_matching();
+    let mut client = workload_api::connect(&fx.socket).await.unwrap();
+    let good = client
+        .fetch_jwtsvid(jwt_request(&["svc"], ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .svids
+        .remove(0)
+        .svid;
+    let signer = Ca::load(&fx.ca_dir)
+        .unwrap()
+        .jwt_signer(&fx.ca_dir)
+        .unwrap();
+    let app = SpiffeId::parse(APP_ID).unwrap();
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let expired = signer
+        .mint_at(&app, &["svc"], hour_ago, Duration::from_secs(300))
+        .unwrap();
+    let unsigned = format!(
+        "{}.{}.",
+        b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
+        b64(&serde_json::json!({"sub": APP_ID, "aud": "svc", "exp": unix_now() + 300}))
+    );
+    let nobody = new_ca("cluster-z.test");
+    let stranger = nobody
+        .jwt_signer(Path::new("z"))
+        .unwrap()
+        .mint(
+            &SpiffeId::parse("spiffe://cluster-z.test/x").unwrap(),
+            &["svc"],
+            Duration::from_secs(300),
+        )
+        .unwrap();
+    let huge = "a".repeat(1 << 20);
+
+    let cases: [(&str, &str, &str, &str); 6] = [
+        ("wrong audience", &good, "other-svc", "audience"),
+        ("expired", &expired, "svc", "expired"),
+        ("alg none", &unsigned, "svc", "`alg` none is not allowed"),
+        (
+            "no bundle for the sub's trust domain",
+            &stranger,
+            "svc",
+            "no bundle for trust domain cluster-z.test",
+        ),
+        ("garbage", "not a token at all", "svc", "not a compact JWS"),
+        ("1 MiB", &huge, "svc", "over the"),
+    ];
+    for (what, token, audience, reason) in cases {
+        let err = client
+            .validate_jwtsvid(validate_request(token, audience))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+        assert!(
+            err.message().contains("not valid") && err.message().contains(reason),
+            "{what}: {:?}",
+            err.message()
+        );
+    }
+    // Still serving after all of that.
+    client
+        .validate_jwtsvid(validate_request(&good, "svc"))
+        .await
+        .unwrap();
+
+    drop(client);
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_jwtsvid_validates_with_the_served_bundle() {
+    let mut fx = Fixture::new();
+    fx.start_matching();
+    let mut client = workload_api::connect(&fx.socket).await.unwrap();
+    let peer_id = SpiffeId::parse("spiffe://cluster-b.test/reports").unwrap();
+    let token = fx
+        .peer
+        .jwt_signer(Path::new("peer"))
+        .unwrap()
+        .mint(&peer_id, &["svc"], Duration::from_secs(300))
+        .unwrap();
+    let v = client
+        .validate_jwtsvid(validate_request(&token, "svc"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.spiffe_id, peer_id.to_string());
+
+    // The peer rotates its JWT key: a token of the new key validates once the gateway has
+    // distributed the new bundle map (seen on the JWT bundles stream), not before.
+    let mut bundles = client
+        .fetch_jwt_bundles(JwtBundlesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    next(&mut bundles).await;
+    let mut peer = fx.peer.clone_for_test();
+    peer.rotate().unwrap();
+    let rotated = peer
+        .jwt_signer(Path::new("peer"))
+        .unwrap()
+        .mint(&peer_id, &["svc"], Duration::from_secs(300))
+        .unwrap();
+    let err = client
+        .validate_jwtsvid(validate_request(&rotated, "svc"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("is not a jwt-svid key"), "{err:?}");
+    write_map(&fx.map, &[peer.bundle().clone()]);
+    next(&mut bundles).await;
+    client
+        .validate_jwtsvid(validate_request(&rotated, "svc"))
+        .await
+        .unwrap();
+
+    drop((bundles, client));
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_without_a_jwt_key_is_unavailable_until_rotated() {
+    let mut fx = Fixture::new();
+    std::fs::remove_file(fx.ca_dir.join(fedgate::ca::JWT_KEY)).unwrap();
+    fx.start_matching();
+    let mut client = workload_api::connect(&fx.socket).await.unwrap();
+    let err = client
+        .fetch_jwtsvid(jwt_request(&["svc"], ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("fedgate ca rotate"), "{err:?}");
+
+    // `ca rotate` adds a JWT key; the agent picks it up with the rotated CA.
+    let mut svids = client
+        .fetch_x509svid(X509svidRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    next(&mut svids).await;
+    let mut ca = Ca::load(&fx.ca_dir).unwrap();
+    ca.rotate().unwrap();
+    ca.save(&fx.ca_dir).unwrap();
+    let token = loop {
+        // Each CA version the agent loads re-mints the X509-SVID, so the stream says when to
+        // ask again (a version read between two file writes may lack the new key).
+        let m = next(&mut svids).await;
+        if split_der(&m.svids[0].bundle, "bundle").unwrap() != ca.bundle().x509_authorities() {
+            continue;
+        }
+        match client.fetch_jwtsvid(jwt_request(&["svc"], "")).await {
+            Ok(resp) => break resp.into_inner().svids.remove(0).svid,
+            Err(e) if e.code() == Code::Unavailable => continue,
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    fedgate_federation::jwt::validate(&token, ca.bundle(), "svc", std::time::SystemTime::now())
+        .unwrap();
+
+    drop((svids, client));
+    fx.stop().await;
+}
+
 // === a scripted Workload API server, for what fedgate's own server never sends ===
 
 type Script = VecDeque<Vec<X509svidResponse>>;
@@ -613,6 +868,8 @@ fn response(ca: &Ca, id: &str, peer: &Ca) -> X509svidResponse {
         trust_domain: ca.trust_domain().clone(),
         bundles: BundleSet::from_bundles([ca.bundle().clone(), peer.bundle().clone()]).unwrap(),
         svids: BTreeMap::from([(svid.id().clone(), svid)]),
+        jwt_signer: ca.jwt_signer(Path::new("ca")).map_err(Arc::new),
+        jwt_ttl: fedgate::workload::MAX_JWT_TTL,
     };
     let id = SpiffeId::parse(id).unwrap();
     fedgate::workload::convert::x509_svid_response(&snapshot, &[id]).unwrap()

@@ -3,20 +3,29 @@
 //! Wire formats (workload.proto): certificate chains and X.509 bundles are concatenated ASN.1
 //! DER certificates (leaf first for a chain); keys are unencrypted PKCS#8 DER; bundle maps
 //! are keyed by the trust domain's SPIFFE ID (`spiffe://<td>`); JWT bundles are JWKS JSON
-//! documents holding only `jwt-svid` keys.
+//! documents holding only `jwt-svid` keys; JWT-SVIDs are JWS compact strings and the claims
+//! `ValidateJWTSVID` returns are a `google.protobuf.Struct` mirroring the token's JSON claims.
 //!
 //! Invariants: an SVID read from a message has a key that matches its leaf (checked by
 //! `X509Svid::from_der`) and the SPIFFE ID the message names; a bundle read from a message
-//! has at least one authority; a bundle map yields at most one bundle per trust domain.
+//! has at least one authority; a bundle map yields at most one bundle per trust domain; a
+//! JWT-SVID is minted only for the IDs passed in, and validated only against the bundle of its
+//! `sub`'s trust domain (`fedgate_federation::jwt::validate`).
 //! (The client side that builds an `Identity` from these is `crate::identity::workload_api`.)
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
 
+use fedgate_federation::jwt::{self, JwtError};
 use fedgate_federation::{Bundle, SpiffeId, SvidError, TrustDomain, X509Svid};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::proto::{JwtBundlesResponse, X509BundlesResponse, X509svid, X509svidResponse};
+use super::proto::{
+    JwtBundlesResponse, Jwtsvid, JwtsvidResponse, ValidateJwtsvidResponse, X509BundlesResponse,
+    X509svid, X509svidResponse,
+};
 use super::Snapshot;
+use crate::ca::{CaError, JwtSigner};
 
 /// Why a message could not be turned into fedgate's types (or the reverse).
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +168,69 @@ pub fn jwt_bundles_response(snapshot: &Snapshot) -> JwtBundlesResponse {
     }
 }
 
+/// `FetchJWTSVID`'s answer: one JWT-SVID per ID in `ids`, in order, each for every audience
+/// of `audience`, issued at `now` for `ttl`.
+pub fn jwt_svid_response(
+    signer: &JwtSigner,
+    ids: &[SpiffeId],
+    audience: &[&str],
+    now: SystemTime,
+    ttl: Duration,
+) -> Result<JwtsvidResponse, CaError> {
+    let svids = ids
+        .iter()
+        .map(|id| {
+            Ok(Jwtsvid {
+                spiffe_id: id.to_string(),
+                svid: signer.mint_at(id, audience, now, ttl)?,
+                hint: String::new(),
+            })
+        })
+        .collect::<Result<_, CaError>>()?;
+    Ok(JwtsvidResponse { svids })
+}
+
+/// `ValidateJWTSVID`'s answer: `token` validated for `audience` at `now` against the bundle
+/// of its `sub`'s trust domain in `snapshot` (local or federated); the claims as signed.
+pub fn validate_jwt_svid(
+    snapshot: &Snapshot,
+    token: &str,
+    audience: &str,
+    now: SystemTime,
+) -> Result<ValidateJwtsvidResponse, JwtError> {
+    let svid = jwt::validate(token, &snapshot.bundles, audience, now)?;
+    Ok(ValidateJwtsvidResponse {
+        spiffe_id: svid.spiffe_id.to_string(),
+        claims: Some(struct_of(svid.claims)),
+    })
+}
+
+/// A JSON object as a `google.protobuf.Struct` (numbers become doubles, as in protobuf's own
+/// JSON mapping).
+pub fn struct_of(map: serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: map
+            .into_iter()
+            .map(|(k, v)| (k, value_of(v)))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn value_of(v: serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match v {
+        serde_json::Value::Null => Kind::NullValue(prost_types::NullValue::NullValue.into()),
+        serde_json::Value::Bool(b) => Kind::BoolValue(b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(s) => Kind::StringValue(s),
+        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.into_iter().map(value_of).collect(),
+        }),
+        serde_json::Value::Object(o) => Kind::StructValue(struct_of(o)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
 /// The JWKS JSON of a bundle's JWT authorities, each with its `kid` and `use`.
 pub fn jwks_of(bundle: &Bundle) -> Vec<u8> {
     let keys: Vec<serde_json::Value> = bundle
@@ -234,6 +306,8 @@ pub fn federated_from_map(map: &HashMap<String, Vec<u8>>) -> Result<Vec<Bundle>,
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::Arc;
     use std::time::Duration;
 
     use fedgate_federation::BundleSet;
@@ -258,16 +332,20 @@ mod tests {
         X509Svid::from_pem(issued.chain_pem().as_bytes(), issued.key_pem().as_bytes()).unwrap()
     }
 
-    fn snapshot() -> (Snapshot, SpiffeId) {
-        let a = ca("cluster-a.test");
-        let b = ca("cluster-b.test");
+    fn snapshot_of(a: &Ca, b: &Ca) -> (Snapshot, SpiffeId) {
         let id = SpiffeId::parse("spiffe://cluster-a.test/app").unwrap();
         let snapshot = Snapshot {
             trust_domain: a.trust_domain().clone(),
             bundles: BundleSet::from_bundles([a.bundle().clone(), b.bundle().clone()]).unwrap(),
-            svids: BTreeMap::from([(id.clone(), svid(&a, "spiffe://cluster-a.test/app"))]),
+            svids: BTreeMap::from([(id.clone(), svid(a, "spiffe://cluster-a.test/app"))]),
+            jwt_signer: a.jwt_signer(Path::new("ca")).map_err(Arc::new),
+            jwt_ttl: crate::workload::MAX_JWT_TTL,
         };
         (snapshot, id)
+    }
+
+    fn snapshot() -> (Snapshot, SpiffeId) {
+        snapshot_of(&ca("cluster-a.test"), &ca("cluster-b.test"))
     }
 
     #[test]
@@ -379,12 +457,14 @@ mod tests {
                 snapshot.bundles.get(&td).unwrap().x509_authorities()
             );
         }
-        // The JWT bundles are keyed the same way, each with exactly its own trust domain's
-        // JWT authorities (a CA made by `ca init` has one JWT key).
         let jwt = jwt_bundles_response(&snapshot);
-        assert_eq!(jwt.bundles.len(), x509.bundles.len());
+        assert_eq!(jwt.bundles.len(), 2);
         for (key, doc) in &jwt.bundles {
-            let td = trust_domain_of_key(key).unwrap();
+            // Each trust domain's own jwt-svid keys (a CA has one since `ca init` mints one).
+            let bundle = snapshot
+                .bundles
+                .get(&trust_domain_of_key(key).unwrap())
+                .unwrap();
             let v: serde_json::Value = serde_json::from_slice(doc).unwrap();
             let kids: Vec<&str> = v["keys"]
                 .as_array()
@@ -392,17 +472,113 @@ mod tests {
                 .iter()
                 .map(|k| k["kid"].as_str().unwrap())
                 .collect();
-            let want: Vec<&str> = snapshot
-                .bundles
-                .get(&td)
-                .unwrap()
+            let expected: Vec<&str> = bundle
                 .jwt_authorities()
                 .iter()
                 .map(|a| a.key_id.as_str())
                 .collect();
-            assert!(!want.is_empty());
-            assert_eq!(kids, want);
+            assert_eq!(kids, expected, "{key}");
+            assert_eq!(kids.len(), 1);
         }
+    }
+
+    #[test]
+    fn minted_jwt_svids_validate_against_the_snapshot_with_their_claims() {
+        let (snapshot, id) = snapshot();
+        let other = SpiffeId::parse("spiffe://cluster-a.test/other").unwrap();
+        let signer = snapshot.jwt_signer.as_ref().unwrap();
+        let now = SystemTime::now();
+        let resp = jwt_svid_response(
+            signer,
+            &[id.clone(), other.clone()],
+            &["svc-1", "svc-2"],
+            now,
+            Duration::from_secs(300),
+        )
+        .unwrap();
+        let ids: Vec<&str> = resp.svids.iter().map(|s| s.spiffe_id.as_str()).collect();
+        assert_eq!(ids, [id.to_string(), other.to_string()]);
+        assert!(resp.svids.iter().all(|s| s.hint.is_empty()));
+
+        let v = validate_jwt_svid(&snapshot, &resp.svids[0].svid, "svc-2", now).unwrap();
+        assert_eq!(v.spiffe_id, id.to_string());
+        let claims = v.claims.unwrap().fields;
+        use prost_types::value::Kind;
+        assert_eq!(claims["sub"].kind, Some(Kind::StringValue(id.to_string())));
+        let Some(Kind::ListValue(aud)) = &claims["aud"].kind else {
+            panic!("two audiences are a list: {claims:?}")
+        };
+        assert_eq!(aud.values.len(), 2);
+        let secs = |k: &str| match claims[k].kind {
+            Some(Kind::NumberValue(n)) => n,
+            ref other => panic!("{k} is {other:?}"),
+        };
+        assert_eq!(secs("exp") - secs("iat"), 300.0);
+
+        let err = validate_jwt_svid(&snapshot, &resp.svids[1].svid, "svc-3", now).unwrap_err();
+        assert!(matches!(err, JwtError::WrongAudience { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_jwt_svid_is_validated_only_against_its_own_trust_domain() {
+        let a = ca("cluster-a.test");
+        let b = ca("cluster-b.test");
+        let (snapshot, _) = snapshot_of(&a, &b);
+        let now = SystemTime::now();
+        let ttl = Duration::from_secs(60);
+        // A federated trust domain's token validates with its bundle.
+        let b_id = SpiffeId::parse("spiffe://cluster-b.test/peer").unwrap();
+        let b_token = b
+            .jwt_signer(Path::new("b"))
+            .unwrap()
+            .mint_at(&b_id, &["svc"], now, ttl)
+            .unwrap();
+        let v = validate_jwt_svid(&snapshot, &b_token, "svc", now).unwrap();
+        assert_eq!(v.spiffe_id, b_id.to_string());
+
+        // A token of a trust domain with no bundle is refused, as is one signed by a key
+        // that is not in its `sub`'s bundle.
+        let c = ca("cluster-c.test");
+        let c_id = SpiffeId::parse("spiffe://cluster-c.test/x").unwrap();
+        let c_token = c
+            .jwt_signer(Path::new("c"))
+            .unwrap()
+            .mint_at(&c_id, &["svc"], now, ttl)
+            .unwrap();
+        let err = validate_jwt_svid(&snapshot, &c_token, "svc", now).unwrap_err();
+        assert!(matches!(err, JwtError::NoBundle { .. }), "{err}");
+        let rogue = ca("cluster-a.test");
+        let a_id = SpiffeId::parse("spiffe://cluster-a.test/app").unwrap();
+        let forged = rogue
+            .jwt_signer(Path::new("rogue"))
+            .unwrap()
+            .mint_at(&a_id, &["svc"], now, ttl)
+            .unwrap();
+        let err = validate_jwt_svid(&snapshot, &forged, "svc", now).unwrap_err();
+        assert!(matches!(err, JwtError::UnknownKid { .. }), "{err}");
+    }
+
+    #[test]
+    fn claims_become_a_protobuf_struct() {
+        let serde_json::Value::Object(map) = serde_json::json!({
+            "s": "x", "n": 1.5, "b": true, "z": null, "l": [1, "two"], "o": {"k": "v"}
+        }) else {
+            unreachable!()
+        };
+        use prost_types::value::Kind;
+        let st = struct_of(map);
+        assert_eq!(st.fields["s"].kind, Some(Kind::StringValue("x".into())));
+        assert_eq!(st.fields["n"].kind, Some(Kind::NumberValue(1.5)));
+        assert_eq!(st.fields["b"].kind, Some(Kind::BoolValue(true)));
+        assert_eq!(st.fields["z"].kind, Some(Kind::NullValue(0)));
+        let Some(Kind::ListValue(l)) = &st.fields["l"].kind else {
+            panic!("a list")
+        };
+        assert_eq!(l.values.len(), 2);
+        let Some(Kind::StructValue(o)) = &st.fields["o"].kind else {
+            panic!("an object")
+        };
+        assert_eq!(o.fields["k"].kind, Some(Kind::StringValue("v".into())));
     }
 
     #[test]

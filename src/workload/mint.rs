@@ -15,7 +15,11 @@
 //!   a failed re-mint is retried after [`RETRY`] while the old SVIDs stay in force;
 //! * the local trust domain's bundle is the CA's `bundle.json`; an entry for the local trust
 //!   domain in the federated map is ignored (the CA is authoritative), as in
-//!   `Identity::with_federated`.
+//!   `Identity::with_federated`;
+//! * the JWT-SVID signer in a snapshot is the one of the CA the snapshot's bundle comes from
+//!   (loaded together, `jwt.key` is watched with the other CA files), so a JWT-SVID minted
+//!   from a snapshot validates against that snapshot's local bundle; a CA directory without
+//!   `jwt.key` still serves X509-SVIDs, and `FetchJWTSVID` says to run `fedgate ca rotate`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::entries::Entries;
 use super::Snapshot;
-use crate::ca::{Ca, CaError, BUNDLE_JSON, CA_KEY, CA_PEM, ROOT_KEY, ROOT_PEM};
+use crate::ca::{Ca, CaError, BUNDLE_JSON, CA_KEY, CA_PEM, JWT_KEY, ROOT_KEY, ROOT_PEM};
 
 /// How soon a failed re-mint is retried.
 pub const RETRY: Duration = Duration::from_secs(5);
@@ -47,7 +51,8 @@ pub struct MintConfig {
     pub ca_dir: PathBuf,
     /// The SPIFFE bundle map of federated trust domains; may not exist yet.
     pub federated_bundles: Option<PathBuf>,
-    /// Lifetime of each minted SVID.
+    /// Lifetime of each minted X509-SVID; JWT-SVIDs live `min(svid_ttl, MAX_JWT_TTL)`
+    /// ([`super::jwt_ttl`]).
     pub svid_ttl: Duration,
 }
 
@@ -127,7 +132,8 @@ impl Minter {
             None => Vec::new(),
         };
         let svids = mint_all(&ca, &entries, config.svid_ttl)?;
-        let snapshot = snapshot_of(&ca, &federated, svids.clone());
+        warn_without_jwt_key(&ca, &config.ca_dir);
+        let snapshot = snapshot_of(&config, &ca, &federated, svids.clone());
         let (tx, rx) = watch::channel(Arc::new(snapshot));
         let renew_at = Instant::now() + config.svid_ttl / 2;
         Ok((
@@ -172,6 +178,7 @@ impl Minter {
             match result.map_err(from_watch) {
                 Ok(ca) => {
                     tracing::info!(ca_dir = %self.config.ca_dir.display(), "CA directory changed; re-minting SVIDs");
+                    warn_without_jwt_key(&ca, &self.config.ca_dir);
                     self.ca = ca;
                     self.remint("CA change");
                 }
@@ -223,7 +230,7 @@ impl Minter {
     }
 
     fn publish(&self) {
-        let snapshot = snapshot_of(&self.ca, &self.federated, self.svids.clone());
+        let snapshot = snapshot_of(&self.config, &self.ca, &self.federated, self.svids.clone());
         self.tx.send_replace(Arc::new(snapshot));
     }
 }
@@ -252,7 +259,19 @@ fn mint_all(
         .collect()
 }
 
-fn snapshot_of(ca: &Ca, federated: &[Bundle], svids: BTreeMap<SpiffeId, X509Svid>) -> Snapshot {
+/// A CA without a JWT signing key serves X509-SVIDs only; say so once per load, not per call.
+fn warn_without_jwt_key(ca: &Ca, dir: &Path) {
+    if let Err(e) = ca.jwt_signer(dir) {
+        tracing::warn!(error = %e, "FetchJWTSVID will answer Unavailable");
+    }
+}
+
+fn snapshot_of(
+    config: &MintConfig,
+    ca: &Ca,
+    federated: &[Bundle],
+    svids: BTreeMap<SpiffeId, X509Svid>,
+) -> Snapshot {
     let local = ca.bundle().clone();
     let mut bundles = BundleSet::new().with(local);
     for b in federated {
@@ -264,6 +283,8 @@ fn snapshot_of(ca: &Ca, federated: &[Bundle], svids: BTreeMap<SpiffeId, X509Svid
         trust_domain: ca.trust_domain().clone(),
         bundles,
         svids,
+        jwt_signer: ca.jwt_signer(&config.ca_dir).map_err(Arc::new),
+        jwt_ttl: super::jwt_ttl(config.svid_ttl),
     }
 }
 
@@ -288,6 +309,7 @@ fn ca_watch(dir: &Path, td: &TrustDomain) -> FileWatch<Ca, MintError> {
     })
     .with_optional(dir.join(ROOT_PEM))
     .with_optional(dir.join(ROOT_KEY))
+    .with_optional(dir.join(JWT_KEY))
 }
 
 /// Watches the federated bundle map. A map that does not exist (yet) is empty: the gateway
@@ -389,6 +411,47 @@ mod tests {
         );
         shutdown.cancel();
         task.await.unwrap();
+    }
+
+    #[test]
+    fn the_snapshot_carries_the_cas_jwt_signer_and_the_jwt_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, entries) = setup(dir.path(), Duration::from_secs(3600));
+        let ca_dir = config.ca_dir.clone();
+        let (_minter, rx) = Minter::start(config.clone(), entries.clone()).unwrap();
+        let snapshot = rx.borrow().clone();
+        assert_eq!(snapshot.jwt_ttl, crate::workload::MAX_JWT_TTL, "capped");
+        let id = SpiffeId::parse("spiffe://cluster-a.test/app").unwrap();
+        let token = snapshot
+            .jwt_signer
+            .as_ref()
+            .unwrap()
+            .mint(&id, &["svc"], snapshot.jwt_ttl)
+            .unwrap();
+        let local = snapshot.local_bundle().unwrap();
+        let svid = fedgate_federation::jwt::validate(
+            &token,
+            local.as_ref(),
+            "svc",
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(svid.spiffe_id, id);
+
+        // A CA directory from before JWT-SVIDs still serves X509-SVIDs; the snapshot says
+        // why there is no signer. A short svid_ttl is the JWT lifetime too.
+        std::fs::remove_file(ca_dir.join(JWT_KEY)).unwrap();
+        let config = MintConfig {
+            svid_ttl: Duration::from_secs(120),
+            ..config
+        };
+        let (_minter, rx) = Minter::start(config, entries).unwrap();
+        let snapshot = rx.borrow().clone();
+        assert_eq!(snapshot.svids.len(), 1);
+        assert_eq!(snapshot.jwt_ttl, Duration::from_secs(120));
+        let err = snapshot.jwt_signer.as_ref().unwrap_err();
+        assert!(matches!(**err, CaError::NoJwtKey { .. }), "{err}");
+        assert!(err.to_string().contains("fedgate ca rotate"), "{err}");
     }
 
     #[test]

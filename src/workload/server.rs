@@ -5,6 +5,9 @@
 //! (no match: `PermissionDenied`). Streams are driven by the `watch` channel of [`Snapshot`]s
 //! the [`Minter`](super::mint::Minter) publishes: the current state at once, then a message
 //! each time what this caller is served changes, until the client goes away or shutdown.
+//! The unary JWT methods read the snapshot current when they are called: `FetchJWTSVID` mints
+//! with its JWT signer (no file is read per call), `ValidateJWTSVID` validates against its
+//! bundles.
 //!
 //! Invariants: [`bind`] never removes anything but a socket, and never one that a live
 //! server still answers on; the accept loop never ends on an accept error and never spins
@@ -16,10 +19,10 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use fedgate_dataplane::backoff::Backoff;
-use fedgate_federation::SpiffeId;
+use fedgate_federation::{error_chain, SpiffeId};
 use futures_util::Stream;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -278,10 +281,11 @@ impl SpiffeWorkloadApi for WorkloadApi {
         })))
     }
 
-    /// Checks the request (an audience is required; a requested SPIFFE ID must be one the
-    /// caller is entitled to), then answers `Unimplemented` until the CA's JWT signer is wired
-    /// in: for each entitled ID (or the requested one) the signer mints a JWT-SVID for
-    /// `audience`, and the answer lists them.
+    /// Checks the request (an audience is required, none empty; a requested SPIFFE ID must be
+    /// one the caller is entitled to), then mints with the current snapshot's JWT signer one
+    /// JWT-SVID for `audience` per entitled ID (or for the requested one), living
+    /// [`Snapshot::jwt_ttl`]. A CA without a JWT key gives `Unavailable`, saying to run
+    /// `fedgate ca rotate`.
     async fn fetch_jwtsvid(
         &self,
         request: Request<JwtsvidRequest>,
@@ -291,21 +295,54 @@ impl SpiffeWorkloadApi for WorkloadApi {
         if req.audience.iter().all(|a| a.is_empty()) {
             return Err(Status::invalid_argument("audience must be specified"));
         }
-        if !req.spiffe_id.is_empty() && !ids.iter().any(|id| id.to_string() == req.spiffe_id) {
-            return Err(Status::permission_denied(format!(
-                "no identity issued for {}",
-                req.spiffe_id
-            )));
+        if req.audience.iter().any(|a| a.is_empty()) {
+            return Err(Status::invalid_argument(
+                "audience must not contain an empty string",
+            ));
         }
-        Err(Status::unimplemented(
-            "FetchJWTSVID is not implemented by this fedgate agent yet: JWT-SVID minting \
-             (the CA's JWT signing key) is not wired into the Workload API",
-        ))
+        let ids: Vec<SpiffeId> = if req.spiffe_id.is_empty() {
+            ids
+        } else {
+            match ids.into_iter().find(|id| id.to_string() == req.spiffe_id) {
+                Some(id) => vec![id],
+                None => {
+                    return Err(Status::permission_denied(format!(
+                        "no identity issued for {}",
+                        req.spiffe_id
+                    )))
+                }
+            }
+        };
+        let snapshot = self.snapshots.borrow().clone();
+        let signer = snapshot.jwt_signer.as_ref().map_err(|e| {
+            tracing::warn!(error = %e, "FetchJWTSVID refused: the CA has no JWT signing key");
+            Status::unavailable(format!("cannot mint JWT-SVIDs: {e}"))
+        })?;
+        let audience: Vec<&str> = req.audience.iter().map(String::as_str).collect();
+        let resp = convert::jwt_svid_response(
+            signer,
+            &ids,
+            &audience,
+            SystemTime::now(),
+            snapshot.jwt_ttl,
+        )
+        .map_err(|e| {
+            tracing::error!(error = %error_chain(&e), "cannot mint a JWT-SVID");
+            Status::internal(format!("cannot mint the JWT-SVID: {}", error_chain(&e)))
+        })?;
+        tracing::debug!(
+            ids = resp.svids.len(),
+            audience = %audience.join(","),
+            ttl_s = snapshot.jwt_ttl.as_secs(),
+            "JWT-SVIDs minted"
+        );
+        Ok(Response::new(resp))
     }
 
-    /// Checks the request, then answers `Unimplemented` until JWT-SVID validation is wired
-    /// in: the token is validated against the JWT authorities of the bundle of its `sub`'s
-    /// trust domain in the current snapshot, for `audience`.
+    /// Validates `svid` for `audience` against the JWT authorities of the bundle of its
+    /// `sub`'s trust domain in the current snapshot (the local bundle or a federated one),
+    /// with `fedgate_federation::jwt::validate`. An invalid token is `InvalidArgument` with the
+    /// reason, as SPIRE answers; a valid one gives its SPIFFE ID and its claims.
     async fn validate_jwtsvid(
         &self,
         request: Request<ValidateJwtsvidRequest>,
@@ -318,10 +355,17 @@ impl SpiffeWorkloadApi for WorkloadApi {
         if req.svid.is_empty() {
             return Err(Status::invalid_argument("svid must be specified"));
         }
-        Err(Status::unimplemented(
-            "ValidateJWTSVID is not implemented by this fedgate agent yet: JWT-SVID \
-             validation is not wired into the Workload API",
-        ))
+        let snapshot = self.snapshots.borrow().clone();
+        match convert::validate_jwt_svid(&snapshot, &req.svid, &req.audience, SystemTime::now()) {
+            Ok(resp) => Ok(Response::new(resp)),
+            Err(e) => {
+                let reason = error_chain(&e);
+                tracing::debug!(error = %reason, "ValidateJWTSVID: the token is not valid");
+                Err(Status::invalid_argument(format!(
+                    "the JWT-SVID is not valid: {reason}"
+                )))
+            }
+        }
     }
 
     async fn fetch_witsvid(

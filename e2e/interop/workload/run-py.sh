@@ -5,7 +5,11 @@
 #   2. rotation: the X.509 context stream delivers a second update after the federated bundle
 #      rotates;
 #   3. denied: the same interpreter under another uid matches no entry: PermissionDenied
-#      (needs root and setpriv to switch uid; skipped with a message otherwise).
+#      (needs root and setpriv to switch uid; skipped with a message otherwise);
+#   4. jwt: fetch_jwt_svid for an audience; the token validates through validate_jwt_svid (and a
+#      raw ValidateJWTSVID call, for the claims) and locally (JwtSvid.parse_and_validate with
+#      fetch_jwt_bundles); a wrong audience and an ID not entitled are refused; a cluster-b.test
+#      token (`fedgate jwt mint` with the peer CA) validates with the federated bundle.
 # Usage: e2e/interop/workload/run-py.sh   (FEDGATE=path/to/fedgate to use a built binary;
 #        PY_SPIFFE_VENV=dir to choose where py-spiffe is installed, default under /tmp).
 # Exits 0 only if every step that ran passed.
@@ -118,6 +122,17 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1; then
   fi
 else
   echo "SKIP: switching uid needs root and setpriv"
+fi
+
+step "4. JWT-SVIDs: fetch, validate by the agent and locally, refusals, a federated token"
+audience="spiffe://cluster-a.test/interop-server"
+peer_id="spiffe://cluster-b.test/peer-workload"
+peer_token="$("$FEDGATE" jwt mint --ca "$work/peer" --spiffe-id "$peer_id" --audience "$audience")"
+if "${client[@]}" --mode jwt --expect-id spiffe://cluster-a.test/py-client \
+  --audience "$audience" --peer-token "$peer_token" --peer-id "$peer_id"; then
+  pass "py-spiffe fetched and validated JWT-SVIDs (local and federated)"
+else
+  fail "jwt"
 fi
 
 echo

@@ -3,7 +3,11 @@
 #   1. fetch: the default X509-SVID has the entry's SPIFFE ID; X.509 and JWT bundles are served
 #      per trust domain (cluster-a.test and the federated cluster-b.test);
 #   2. rotation: a watcher sees a second X.509 context after the federated bundle rotates;
-#   3. denied: the same program at another path matches no entry and gets PermissionDenied.
+#   3. denied: the same program at another path matches no entry and gets PermissionDenied;
+#   4. jwt: FetchJWTSVID for an audience; the token validates through ValidateJWTSVID (go-spiffe
+#      and the raw call, with its claims) and locally (jwtsvid.ParseAndValidate against
+#      FetchJWTBundles); a wrong audience and an ID not entitled are refused; a cluster-b.test
+#      token (`fedgate jwt mint` with the peer CA) validates with the federated bundle.
 # Usage: e2e/interop/workload/run.sh   (FEDGATE=path/to/fedgate to use a built binary;
 #        otherwise target/debug/fedgate is built with cargo). Exits 0 only if every step passes;
 #        skips (exit 0, with a message) only when Go is not installed.
@@ -111,11 +115,23 @@ else
   fail "denied"
 fi
 
+step "4. JWT-SVIDs: fetch, validate by the agent and locally, refusals, a federated token"
+audience="spiffe://cluster-a.test/interop-server"
+peer_id="spiffe://cluster-b.test/peer-workload"
+# Minted after step 2's rotation: signed with the peer's new key, which the rewritten map holds.
+peer_token="$("$FEDGATE" jwt mint --ca "$work/peer" --spiffe-id "$peer_id" --audience "$audience")"
+if "$work/interop" -socket "$socket" -mode jwt -expect-id spiffe://cluster-a.test/go-client \
+  -audience "$audience" -peer-token "$peer_token" -peer-id "$peer_id"; then
+  pass "go-spiffe fetched and validated JWT-SVIDs (local and federated)"
+else
+  fail "jwt"
+fi
+
 echo
 if [ "$failures" -eq 0 ]; then
-  echo "go-spiffe interop: 3 passed, 0 failed"
+  echo "go-spiffe interop: 4 passed, 0 failed"
 else
-  echo "go-spiffe interop: $((3 - failures)) passed, $failures failed"
+  echo "go-spiffe interop: $((4 - failures)) passed, $failures failed"
   sed -n '1,50p' "$work/agent.log"
   exit 1
 fi
