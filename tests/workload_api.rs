@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fedgate::ca::{Ca, InitOptions};
+use fedgate::config::entries::{Entries, Entry, Selector};
 use fedgate::identity::workload_api::{self, ClientError, WorkloadApiSource};
 use fedgate::workload::agent::{Agent, AgentError, AgentSettings};
 use fedgate::workload::convert::{split_der, trust_domain_of_key};
-use fedgate::workload::entries::{Entries, Entry, Selector};
 use fedgate::workload::mint::MintConfig;
 use fedgate::workload::proto::spiffe_workload_api_client::SpiffeWorkloadApiClient;
 use fedgate::workload::proto::spiffe_workload_api_server::{

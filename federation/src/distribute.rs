@@ -227,6 +227,24 @@ fn pem_block(der: &[u8]) -> String {
     out
 }
 
+/// The bundles of the bundle map file at `path`, as `bytes` read by a
+/// [`FileWatch`](crate::watch::FileWatch) that watches it as an optional file. A map that
+/// does not exist (yet) is empty, with a warning: a gateway may not have distributed one when a
+/// workload or agent starts, and the watch picks it up once it appears. An existing map must
+/// parse.
+pub fn bundles_of_map_file(path: &Path, bytes: &[u8]) -> Result<Vec<Bundle>, BundleMapError> {
+    if bytes.is_empty() && !path.exists() {
+        tracing::warn!(
+            path = %path.display(),
+            "federated bundle map does not exist (yet): only the local trust domain's bundle \
+             is in use until it appears"
+        );
+        return Ok(Vec::new());
+    }
+    let set = parse_bundle_map(bytes)?;
+    Ok(set.iter().map(|b| Bundle::clone(b)).collect())
+}
+
 /// Parses a SPIFFE bundle map. Keys are trust domain names (`example.org`; the
 /// `spiffe://example.org` form is accepted too); two keys naming the same trust domain, or a
 /// repeated `trust_domains` key, reject the whole map.

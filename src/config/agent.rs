@@ -6,9 +6,9 @@
 //! Invariants:
 //! * every path is absolute or relative to the process's working directory (paths in the
 //!   file are resolved against the file's own directory);
-//! * the entries are checked `Entries` (`crate::workload::entries`, pure data and logic: the
-//!   one module outside config that config uses): at least one entry, each with at least one
-//!   valid selector and a SPIFFE ID with a path in `trust_domain`;
+//! * the entries are checked `Entries` ([`super::entries`], pure data and logic): at least one
+//!   entry, each with at least one valid selector and a SPIFFE ID with a path in
+//!   `trust_domain`;
 //! * `svid_ttl` is at least [`MIN_SVID_TTL`] and `poll_interval` is above zero.
 
 use std::collections::BTreeSet;
@@ -18,10 +18,10 @@ use std::time::Duration;
 use fedgate_federation::{SpiffeId, TrustDomain};
 use serde::Deserialize;
 
+use super::entries::{Entries, Entry, EntryError, Selector};
 pub use super::source::ConfigError;
 use super::source::Source;
 pub use super::LogFormat;
-use crate::workload::entries::{Entries, Entry, EntryError, Selector};
 
 /// Default lifetime of a minted SVID (re-minted at half of it).
 pub const DEFAULT_SVID_TTL: Duration = Duration::from_secs(3600);

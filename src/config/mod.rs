@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod bridge;
+pub mod entries;
 pub mod federation;
 mod file;
 mod identity_source;

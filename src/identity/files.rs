@@ -164,24 +164,13 @@ fn parse_bundle(td: &TrustDomain, path: &Path, json: &[u8]) -> Result<Bundle, Id
     Ok(bundle)
 }
 
-/// A map that does not exist (yet) is empty: the gateway may not have distributed one when the
-/// workload starts, and the watch picks it up once it appears. An existing map must parse.
 fn parse_bundle_map(path: &Path, bytes: &[u8]) -> Result<Vec<Bundle>, IdentityError> {
-    if bytes.is_empty() && !path.exists() {
-        tracing::warn!(
-            path = %path.display(),
-            "federated bundle map does not exist (yet): only the local trust domain is \
-             trusted until it appears"
-        );
-        return Ok(Vec::new());
-    }
-    let set = fedgate_federation::distribute::parse_bundle_map(bytes).map_err(|source| {
+    fedgate_federation::distribute::bundles_of_map_file(path, bytes).map_err(|source| {
         IdentityError::BundleMap {
             path: path.to_owned(),
             source: Box::new(source),
         }
-    })?;
-    Ok(set.iter().map(|b| Bundle::clone(b)).collect())
+    })
 }
 
 /// A watch error as an identity error (the read error names the file).

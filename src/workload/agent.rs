@@ -13,10 +13,10 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::entries::Entries;
 use super::mint::{MintConfig, MintError, Minter};
 use super::server::{self, BindError, WorkloadApi};
 use super::Snapshot;
+use crate::config::entries::Entries;
 
 /// What an agent needs (built by `fedgate agent` from its config file).
 #[derive(Clone, Debug)]

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use tokio::net::unix::UCred;
 
-use super::entries::Selector;
+use crate::config::entries::Selector;
 
 /// What the kernel told us about a caller.
 #[derive(Clone, Debug, PartialEq, Eq)]

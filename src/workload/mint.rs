@@ -35,9 +35,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::entries::Entries;
 use super::Snapshot;
 use crate::ca::{Ca, CaError, BUNDLE_JSON, CA_KEY, CA_PEM, JWT_KEY, ROOT_KEY, ROOT_PEM};
+use crate::config::entries::Entries;
 
 /// How soon a failed re-mint is retried.
 pub const RETRY: Duration = Duration::from_secs(5);
@@ -318,21 +318,12 @@ fn map_watch(path: &Path) -> FileWatch<Vec<Bundle>, MintError> {
     let owned = path.to_path_buf();
     FileWatch::new(Vec::<PathBuf>::new(), move |contents: &[Vec<u8>]| {
         let bytes = contents.first().map(Vec::as_slice).unwrap_or_default();
-        if bytes.is_empty() && !owned.exists() {
-            tracing::warn!(
-                path = %owned.display(),
-                "federated bundle map does not exist (yet): only the local trust domain is \
-                 served until it appears"
-            );
-            return Ok(Vec::new());
-        }
-        let set = fedgate_federation::distribute::parse_bundle_map(bytes).map_err(|source| {
+        fedgate_federation::distribute::bundles_of_map_file(&owned, bytes).map_err(|source| {
             MintError::BundleMap {
                 path: owned.clone(),
                 source: Box::new(source),
             }
-        })?;
-        Ok(set.iter().map(|b| Bundle::clone(b)).collect())
+        })
     })
     .with_optional(path.to_path_buf())
 }
@@ -350,7 +341,7 @@ mod tests {
 
     use super::*;
     use crate::ca::InitOptions;
-    use crate::workload::entries::{Entry, Selector};
+    use crate::config::entries::{Entry, Selector};
 
     fn setup(dir: &Path, ttl: Duration) -> (MintConfig, Arc<Entries>) {
         let td = TrustDomain::new("cluster-a.test").unwrap();

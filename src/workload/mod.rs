@@ -38,7 +38,6 @@ pub mod agent;
 pub mod attest;
 pub mod authority;
 pub mod convert;
-pub mod entries;
 pub mod mint;
 pub mod proto;
 pub mod server;

@@ -33,7 +33,6 @@ use tonic::{Request, Response, Status};
 use super::attest::Caller;
 use super::authority::{shim, ShimmedStream};
 use super::convert;
-use super::entries::{Entries, Selector};
 use super::proto::spiffe_workload_api_server::{SpiffeWorkloadApi, SpiffeWorkloadApiServer};
 use super::proto::{
     JwtBundlesRequest, JwtBundlesResponse, JwtsvidRequest, JwtsvidResponse, ValidateJwtsvidRequest,
@@ -41,6 +40,7 @@ use super::proto::{
     WitsvidResponse, X509BundlesRequest, X509BundlesResponse, X509svidRequest, X509svidResponse,
 };
 use super::{Snapshot, SECURITY_HEADER};
+use crate::config::entries::{Entries, Selector};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
