@@ -865,16 +865,17 @@ step_jwt_fedgate_to_spire_and_go_spiffe() {
 # trust domain, JWT-SVIDs), an update on rotation and PermissionDenied for an unmatched caller.
 step_spiffe_libraries_against_fedgate_agent() {
     local name script
-    for name in go-spiffe py-spiffe; do
+    for name in go-spiffe py-spiffe go-spiffe-jwt; do
         case $name in
         go-spiffe) script="$repo/e2e/interop/workload/run.sh" ;;
         py-spiffe) script="$repo/e2e/interop/workload/run-py.sh" ;;
+        go-spiffe-jwt) script="$repo/e2e/interop/jwt/run.sh" ;;
         esac
-        echo "== $name against fedgate agent ($script)"
+        echo "== $name against fedgate ($script)"
         local ok=0
-        FEDGATE="$fg" timeout 900 bash "$script" >"$work/interop-$name.log" 2>&1 || ok=1
+        FEDGATE="$fg" timeout 900 bash "$script" "$fg" >"$work/interop-$name.log" 2>&1 || ok=1
         grep -q "^SKIP" "$work/interop-$name.log" && ok=1
-        check "$name-against-fedgate-agent" "$ok" \
+        check "$name-interop" "$ok" \
             "$(grep -cE '^PASS' "$work/interop-$name.log") PASS, $(grep -cE '^FAIL' "$work/interop-$name.log") FAIL lines (log: interop-$name.log)"
         [ "$ok" -eq 0 ] || tail -n 20 "$work/interop-$name.log"
     done

@@ -236,7 +236,8 @@ impl Cx<'_> {
                 format!("{key}.kind"),
                 format!(
                     "kind = \"{kind_name}\" terminates and re-originates mTLS with the local SVID: \
-                     add an [identity] table with svid, key and bundle"
+                     add an [identity] table with svid, key and bundle (or source = \
+                     \"workload_api\" and a socket)"
                 ),
             ));
         }

@@ -125,6 +125,33 @@ mod tests {
         assert_eq!(files.identity_socket, None);
     }
 
+    /// A bridge listener terminates and re-originates with the local SVID, whichever source
+    /// supplies it (the runtime reads it from the source's channel either way).
+    #[test]
+    fn bridge_listeners_take_the_workload_api_identity() {
+        let src = "trust_domain = \"cluster-a.test\"\n\
+            [identity]\nsource = \"workload_api\"\nsocket = \"unix:///run/spire/agent.sock\"\n\
+            [bridge]\ntrust_domain = \"bridge.test\"\nsvid = \"b.pem\"\nkey = \"b.key\"\n\
+            bundle = \"b.json\"\n\
+            [[listeners]]\nname = \"out\"\nlisten = \"127.0.0.1:0\"\nkind = \"bridge-egress\"\n\
+            [[listeners.routes]]\nsni = \"echo.cluster-b.test\"\nupstreams = [\"127.0.0.1:1\"]\n\
+            peer_id = \"spiffe://bridge.test/gw/b\"\nallow = [\"spiffe://cluster-a.test/app\"]\n";
+        let c = Config::parse(src, Path::new("/etc/fedgate/gw.toml")).unwrap();
+        assert!(c.identity.is_none() && c.identity_socket.is_some());
+        // Without any identity the error names both ways to give one.
+        let none = src.replace(
+            "[identity]\nsource = \"workload_api\"\nsocket = \"unix:///run/spire/agent.sock\"\n",
+            "",
+        );
+        let e = Config::parse(&none, Path::new("/etc/fedgate/gw.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("listeners[0].kind") && e.contains("workload_api"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn mixed_or_missing_keys_are_refused() {
         let cases = [

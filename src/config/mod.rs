@@ -189,8 +189,13 @@ impl Cx<'_> {
         }
         for (i, l) in raw.listeners.into_iter().enumerate() {
             let key = format!("listeners[{i}]");
-            let listener =
-                self.listener(&key, l, bridge.as_ref(), identity.is_some(), &trust_domain)?;
+            let listener = self.listener(
+                &key,
+                l,
+                bridge.as_ref(),
+                identity.is_some() || identity_socket.is_some(),
+                &trust_domain,
+            )?;
             if !names.insert(listener.name.clone()) {
                 return Err(self.err(
                     format!("{key}.name"),

@@ -9,7 +9,7 @@
 # Usage: e2e/interop/jwt/run.sh [FEDGATE_BINARY]
 #   Without an argument it builds target/debug/fedgate with cargo. Needs Go (and the Go module
 #   proxy, or a module cache that holds go-spiffe v2.9.0); without `go` it prints SKIP and
-#   exits 0. Exits 1 if any step fails. Not run by CI.
+#   exits 0. Exits 1 if any step fails. CI runs it from e2e/spire.sh.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
