@@ -63,10 +63,16 @@ const IN: &str = "[[inbound]]\nname = \"i\"\nlisten = \"127.0.0.1:0\"\nforward =
 fn full_example_parses_with_paths_relative_to_the_file() {
     let c = parse(FULL).unwrap();
     assert_eq!(c.trust_domain.to_string(), "cluster-a.test");
-    assert_eq!(c.identity.svid, PathBuf::from("/etc/fedgate/svid.pem"));
-    assert_eq!(c.identity.key, PathBuf::from("/etc/fedgate/svid.key"));
     assert_eq!(
-        c.identity.federated_bundles,
+        c.identity.files().unwrap().svid,
+        PathBuf::from("/etc/fedgate/svid.pem")
+    );
+    assert_eq!(
+        c.identity.files().unwrap().key,
+        PathBuf::from("/etc/fedgate/svid.key")
+    );
+    assert_eq!(
+        c.identity.files().unwrap().federated_bundles,
         Some(PathBuf::from(
             "/etc/fedgate/../gw/bundles-out/current/bundles.json"
         ))
@@ -109,7 +115,7 @@ fn defaults_apply_and_missing_allow_denies() {
     assert_eq!(c.reload_interval, DEFAULT_RELOAD_INTERVAL);
     assert_eq!(c.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     assert!(c.admin.is_none());
-    assert!(c.identity.federated_bundles.is_none());
+    assert!(c.identity.files().unwrap().federated_bundles.is_none());
     assert_eq!(c.outbound[0].allow, Authorizer::any_of([]));
     assert_eq!(c.inbound[0].allow, Authorizer::any_of([]));
     assert_eq!(c.inbound[0].trusted_relays, Authorizer::any_of([]));
