@@ -155,8 +155,23 @@ struct Serving {
 // === impl Sidecar ===
 
 impl Sidecar {
-    /// Loads the identity, builds every TLS config and binds every listener.
+    /// Loads the identity, builds every TLS config and binds every listener. With
+    /// `[identity] source = "workload_api"`, waits for a first SVID for up to
+    /// `crate::identity::workload_api::DEFAULT_STARTUP_TIMEOUT` (as `fedgate run` does).
     pub async fn build(config: Config) -> Result<Self, BuildError> {
+        Self::build_with_startup_timeout(
+            config,
+            crate::identity::workload_api::DEFAULT_STARTUP_TIMEOUT,
+        )
+        .await
+    }
+
+    /// [`build`](Self::build), waiting at most `startup_timeout` for a first SVID from the
+    /// Workload API (unused with identity files).
+    pub async fn build_with_startup_timeout(
+        config: Config,
+        startup_timeout: std::time::Duration,
+    ) -> Result<Self, BuildError> {
         let config = Arc::new(config);
         let (identity, snapshot, streaming) = match &config.identity {
             WorkloadIdentity::Files(paths) => {
@@ -169,7 +184,7 @@ impl Sidecar {
             }
             WorkloadIdentity::WorkloadApi { socket } => {
                 tracing::info!(socket = %socket.display(), "waiting for the workload identity from the Workload API");
-                let started = reload::start_workload_api(&config, socket).await?;
+                let started = reload::start_workload_api(&config, socket, startup_timeout).await?;
                 let streaming = Some((started.source, started.status));
                 (started.input, started.snapshot, streaming)
             }

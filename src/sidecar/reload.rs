@@ -19,6 +19,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -103,14 +104,16 @@ pub fn load(
 }
 
 /// Starts the Workload API source on `socket` (the gateway's: it waits for a first SVID of
-/// the configured trust domain for up to `workload_api::DEFAULT_STARTUP_TIMEOUT`, and refuses
-/// a path that is not a socket at once) and builds the first snapshot from its identity.
+/// the configured trust domain for up to `timeout`, `workload_api::DEFAULT_STARTUP_TIMEOUT`
+/// in `fedgate sidecar` as in `fedgate run`, and refuses a path that is not a socket at once)
+/// and builds the first snapshot from its identity.
 pub async fn start_workload_api(
     config: &Config,
     socket: &Path,
+    timeout: Duration,
 ) -> Result<StartedWorkloadApi, LoadError> {
     let ((source, mut rx), status) =
-        workload_api::start_source(socket, &config.trust_domain).await?;
+        workload_api::start_source_with(socket, &config.trust_domain, timeout).await?;
     let identity = rx.borrow_and_update().clone();
     let snapshot = TlsSnapshot::build(&identity, config, 0)?;
     Ok(StartedWorkloadApi {
