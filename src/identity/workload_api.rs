@@ -482,4 +482,26 @@ mod tests {
             );
         }
     }
+
+    #[tokio::test]
+    async fn a_path_that_is_not_a_socket_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.sock");
+        std::fs::write(&file, b"data").unwrap();
+        let td = TrustDomain::new("a.test").unwrap();
+        // A timeout far beyond the test's: the refusal must not wait for it.
+        let start = start_source_with(&file, &td, Duration::from_secs(3600));
+        let err = tokio::time::timeout(Duration::from_secs(10), start)
+            .await
+            .expect("refused at once")
+            .err()
+            .unwrap();
+        assert!(matches!(err, ClientError::NotASocket { .. }), "{err}");
+        assert!(err.to_string().contains("is not a Unix socket"), "{err}");
+        assert!(check_socket_path(&dir.path().join("missing.sock")).is_ok());
+        assert!(
+            check_socket_path(dir.path()).is_err(),
+            "a directory is not a socket"
+        );
+    }
 }
