@@ -240,12 +240,19 @@ impl Reloader {
                 let id = snapshot.id.clone();
                 // Swap first, then say so: whoever reads the log may connect at once.
                 self.tx.send_replace(Arc::new(snapshot));
-                tracing::info!(
-                    generation,
-                    %id,
-                    source = self.input.name(),
-                    "identity changed: new TLS configs in force for new connections"
-                );
+                match self.input {
+                    IdentityInput::Files(_) => tracing::info!(
+                        generation,
+                        %id,
+                        "identity files changed: new TLS configs in force for new connections"
+                    ),
+                    IdentityInput::Stream(_) => tracing::info!(
+                        generation,
+                        %id,
+                        "identity updated by the Workload API: new TLS configs in force for \
+                         new connections"
+                    ),
+                }
                 self.metrics.reload(true, Some(generation));
                 self.status.send_modify(|s| s.succeeded += 1);
             }
@@ -255,28 +262,21 @@ impl Reloader {
     }
 
     fn refuse(&self, error: String) {
-        tracing::warn!(
-            %error,
-            source = self.input.name(),
-            "identity changed but cannot be used; keeping the TLS configs in force"
-        );
+        match self.input {
+            IdentityInput::Files(_) => tracing::warn!(
+                %error,
+                "identity files changed but cannot be used; keeping the TLS configs in force"
+            ),
+            IdentityInput::Stream(_) => tracing::warn!(
+                %error,
+                "Workload API identity cannot be used; keeping the TLS configs in force"
+            ),
+        }
         self.metrics.reload(false, None);
         self.status.send_modify(|s| {
             s.failed += 1;
             s.last_error = Some(error);
         });
-    }
-}
-
-// === impl IdentityInput ===
-
-impl IdentityInput {
-    /// `files` or `workload_api`, for logs.
-    fn name(&self) -> &'static str {
-        match self {
-            IdentityInput::Files(_) => "files",
-            IdentityInput::Stream(_) => "workload_api",
-        }
     }
 }
 
