@@ -555,3 +555,192 @@ async fn no_agent_within_the_startup_timeout_is_an_identity_error() {
     assert!(chain.contains(&fx.socket.display().to_string()), "{chain}");
     assert!(started.elapsed() < WAIT, "gave up after the timeout");
 }
+
+// === a scripted Workload API server, for what `fedgate agent` never sends ===
+
+mod scripted {
+    use std::collections::{BTreeMap, VecDeque};
+    use std::path::Path;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use fedgate::ca::Ca;
+    use fedgate::workload::proto::spiffe_workload_api_server::{
+        SpiffeWorkloadApi, SpiffeWorkloadApiServer,
+    };
+    use fedgate::workload::proto::*;
+    use fedgate_federation::{BundleSet, SpiffeId};
+    use futures_util::Stream;
+    use tokio_util::sync::CancellationToken;
+    use tonic::{Request, Response, Status};
+
+    /// Each `FetchX509SVID` call takes the next script: its messages are sent, then the
+    /// stream ends. With no script left, the stream stays open and silent.
+    #[derive(Clone, Default)]
+    pub struct Scripted {
+        pub scripts: Arc<Mutex<VecDeque<Vec<X509svidResponse>>>>,
+    }
+
+    type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl SpiffeWorkloadApi for Scripted {
+        type FetchX509SVIDStream = Boxed<X509svidResponse>;
+        type FetchX509BundlesStream = Boxed<X509BundlesResponse>;
+        type FetchJWTBundlesStream = Boxed<JwtBundlesResponse>;
+        type FetchWITSVIDStream = Boxed<WitsvidResponse>;
+        type FetchWITBundlesStream = Boxed<WitBundlesResponse>;
+
+        async fn fetch_x509svid(
+            &self,
+            _: Request<X509svidRequest>,
+        ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
+            let script = self.scripts.lock().unwrap().pop_front();
+            let stream: Self::FetchX509SVIDStream = match script {
+                Some(m) => Box::pin(futures_util::stream::iter(m.into_iter().map(Ok))),
+                None => Box::pin(futures_util::stream::pending()),
+            };
+            Ok(Response::new(stream))
+        }
+        async fn fetch_x509_bundles(
+            &self,
+            _: Request<X509BundlesRequest>,
+        ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
+            Err(Status::unimplemented("scripted"))
+        }
+        async fn fetch_jwtsvid(
+            &self,
+            _: Request<JwtsvidRequest>,
+        ) -> Result<Response<JwtsvidResponse>, Status> {
+            Err(Status::unimplemented("scripted"))
+        }
+        async fn fetch_jwt_bundles(
+            &self,
+            _: Request<JwtBundlesRequest>,
+        ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
+            Err(Status::unimplemented("scripted"))
+        }
+        async fn validate_jwtsvid(
+            &self,
+            _: Request<ValidateJwtsvidRequest>,
+        ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
+            Err(Status::unimplemented("scripted"))
+        }
+        async fn fetch_witsvid(
+            &self,
+            _: Request<WitsvidRequest>,
+        ) -> Result<Response<Self::FetchWITSVIDStream>, Status> {
+            Err(Status::unimplemented("scripted"))
+        }
+        async fn fetch_wit_bundles(
+            &self,
+            _: Request<WitBundlesRequest>,
+        ) -> Result<Response<Self::FetchWITBundlesStream>, Status> {
+            Err(Status::unimplemented("scripted"))
+        }
+    }
+
+    pub fn serve(socket: &Path, scripted: Scripted) -> CancellationToken {
+        let listener = tokio::net::UnixListener::bind(socket).unwrap();
+        let shutdown = CancellationToken::new();
+        let incoming = futures_util::stream::unfold(listener, |l| async move {
+            Some((l.accept().await.map(|(s, _)| s), l))
+        });
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(SpiffeWorkloadApiServer::new(scripted))
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+                .unwrap();
+        });
+        shutdown
+    }
+
+    /// A response for `id` minted by `ca`, with `ca`'s bundle and `federated`.
+    pub fn response(
+        ca: &Ca,
+        id: &str,
+        federated: &[fedgate_federation::Bundle],
+    ) -> X509svidResponse {
+        let id = SpiffeId::parse(id).unwrap();
+        let issued = ca.issue(&id, Duration::from_secs(600), &[]).unwrap();
+        let svid = fedgate_federation::X509Svid::from_pem(
+            issued.chain_pem().as_bytes(),
+            issued.key_pem().as_bytes(),
+        )
+        .unwrap();
+        let bundles = std::iter::once(ca.bundle().clone()).chain(federated.iter().cloned());
+        let snapshot = fedgate::workload::Snapshot {
+            trust_domain: ca.trust_domain().clone(),
+            bundles: BundleSet::from_bundles(bundles).unwrap(),
+            svids: BTreeMap::from([(id.clone(), svid)]),
+        };
+        fedgate::workload::convert::x509_svid_response(&snapshot, &[id]).unwrap()
+    }
+}
+
+/// A Workload API that sends an SVID of another trust domain, then drops the stream: the
+/// sidecar refuses the update, keeps serving the identity in force, reconnects, and `/status`
+/// shows all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_update_and_a_dropped_stream_keep_the_identity_in_force() {
+    let fx = Fixture::new();
+    let ca = fx.ca();
+    let other = Ca::init(
+        &TrustDomain::new("cluster-z.test").unwrap(),
+        &InitOptions {
+            ttl: Duration::from_secs(24 * 3600),
+            refresh_hint: None,
+            intermediate: false,
+        },
+    )
+    .unwrap();
+    let federated = [fx.peer_b.bundle()];
+    let good = scripted::response(&ca, APP_ID, &federated);
+    let foreign = scripted::response(&other, "spiffe://cluster-z.test/app", &federated);
+    let server = scripted::Scripted::default();
+    // One stream: the good SVID, the foreign one; then it ends. The next stream is silent.
+    server
+        .scripts
+        .lock()
+        .unwrap()
+        .push_back(vec![good, foreign]);
+    let stop = scripted::serve(&fx.socket, server);
+
+    let (app, _conns) = echo_app(false).await;
+    let toml = format!(
+        "trust_domain = \"cluster-a.test\"\n[identity]\n{}\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [[inbound]]\nname = \"in\"\nlisten = \"127.0.0.1:0\"\nforward = \"{app}\"\n\
+         allow = [\"{CLIENT_ID}\"]\n",
+        fx.workload_api_identity()
+    );
+    let sidecar = harness::RunningSidecar::start(&fx.dir, &toml).await;
+    let admin = sidecar.addr("admin");
+    let s = wait_status(admin, "the refused update and the lost stream", |s| {
+        s["identity_source"]["rejected"] == 1
+            && s["identity_source"]["reconnects"].as_u64() >= Some(1)
+    })
+    .await;
+    let src = &s["identity_source"];
+    assert_eq!(src["updates"], 1, "{s:#}");
+    assert!(!src["last_error"].is_null(), "{s:#}");
+    assert_eq!(s["identity"]["spiffe_id"], APP_ID, "{s:#}");
+    assert_eq!(s["identity"]["generation"], 0, "{s:#}");
+
+    let local = BundleSet::new().with(ca.bundle().clone());
+    let (leaf, echoed) = inbound(
+        sidecar.addr("in"),
+        &fx.peer_b.issue(CLIENT_ID).x509(),
+        &local,
+    )
+    .await;
+    assert_eq!(echoed, b"ping");
+    assert_eq!(uri_san(&leaf), APP_ID);
+    assert!(issuer_is(&leaf, ca.root()));
+
+    sidecar.stop().await;
+    stop.cancel();
+}

@@ -183,7 +183,10 @@ impl Sidecar {
                 (IdentityInput::Files(source), snapshot, None)
             }
             WorkloadIdentity::WorkloadApi { socket } => {
-                tracing::info!(socket = %socket.display(), "waiting for the workload identity from the Workload API");
+                tracing::info!(
+                    socket = %socket.display(),
+                    "waiting for the workload identity from the Workload API"
+                );
                 let started = reload::start_workload_api(&config, socket, startup_timeout).await?;
                 let streaming = Some((started.source, started.status));
                 (started.input, started.snapshot, streaming)
