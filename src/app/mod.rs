@@ -117,10 +117,7 @@ struct Shared {
     /// The gateway identity as reloaded, for the local bundle in `/status`.
     identity: Option<watch::Receiver<Arc<Identity>>>,
     /// `[identity] source = "workload_api"`: the source's counters and socket, for `/status`.
-    identity_source: Option<(
-        Arc<crate::identity::workload_api::SourceStats>,
-        std::path::PathBuf,
-    )>,
+    identity_source: Option<crate::identity::workload_api::SourceStatus>,
 }
 
 struct ListenerView {
@@ -218,9 +215,9 @@ impl App {
             }
             (None, Some(socket)) => {
                 let td = &config.trust_domain;
-                let (started, stats) =
+                let (started, status) =
                     crate::identity::workload_api::start_source(socket, td).await?;
-                identity_source = Some((stats, socket.clone()));
+                identity_source = Some(status);
                 Some(started)
             }
             (None, None) => None,
@@ -571,7 +568,7 @@ impl AdminSource for Shared {
             "workers": self.workers.load(Ordering::SeqCst),
             "listeners": listeners,
             "local_bundle": self.identity.as_ref().map(|rx| local_bundle_status(&rx.borrow().bundle)),
-            "identity_source": self.identity_source.as_ref().map(|(s, socket)| s.status(socket)),
+            "identity_source": self.identity_source.as_ref().map(|s| s.status()),
             "peers": self.federation.as_ref().map_or(serde_json::json!([]), |f| f.peers()),
         })
     }

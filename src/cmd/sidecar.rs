@@ -1,8 +1,10 @@
 //! `fedgate sidecar --config FILE`: the workload-side mTLS proxy, as the life of the process:
 //! load config, init logging, build (load identity, bind everything), print addresses, serve
-//! until SIGTERM/SIGINT, drain. SIGHUP re-reads the identity files at once.
+//! until SIGTERM/SIGINT, drain. SIGHUP re-reads the identity files at once (with
+//! `[identity] source = "workload_api"` the identity is streamed and SIGHUP has nothing to do).
 //!
-//! Exit codes: 0 after a clean drain, 64 when the config or the identity files are unusable,
+//! Exit codes: 0 after a clean drain, 64 when the config or the identity is unusable (identity
+//! files, or a Workload API socket that is not a socket or gives no usable SVID within 30 s),
 //! 1 for runtime failures (e.g. a port already in use).
 
 use std::path::PathBuf;

@@ -3,14 +3,69 @@
 //! "unix:///…"`), whose `FetchX509SVID` stream then supplies the SVID, the local bundle and the
 //! federated bundles (`crate::identity::workload_api`).
 //!
+//! The sidecar's `[identity]` (`super::sidecar`) has the same two sources and the same
+//! `source`/`socket` keys; both files check them with [`files_keys`] and [`workload_api_keys`]
+//! here, so the two spell and refuse them identically.
+//!
 //! Invariant: exactly one of the two is configured: file keys with `source = "workload_api"`,
 //! or `socket` with files, are errors naming the key.
 
 use std::path::PathBuf;
 
 use super::file::{FileIdentity, FileIdentitySource};
+use super::source::Source;
 use super::values::Cx;
 use super::{ConfigError, IdentityConfig};
+
+/// The message of a missing file key of `[identity]` with `source = "files"` (the default).
+pub(super) const MISSING_FILE_KEY: &str = "is missing: [identity] needs svid, key and bundle \
+     files, or source = \"workload_api\" and a socket";
+
+/// `[identity]` with `source = "files"` (the default): `socket` must be absent.
+pub(super) fn files_keys(src: &Source<'_>, socket: Option<&str>) -> Result<(), ConfigError> {
+    match socket {
+        Some(_) => Err(src.error(
+            "identity.socket",
+            "is only used with source = \"workload_api\"",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `[identity]` with `source = "workload_api"`: every one of `file_keys` (a key of the table
+/// and whether it is present) must be absent, and `socket` a Workload API address; returns
+/// the socket's path.
+pub(super) fn workload_api_keys(
+    src: &Source<'_>,
+    file_keys: &[(&str, bool)],
+    socket: Option<&str>,
+) -> Result<PathBuf, ConfigError> {
+    for (key, present) in file_keys {
+        if *present {
+            return Err(src.error(
+                format!("identity.{key}"),
+                "is not used with source = \"workload_api\": the SVID and bundles \
+                 come from the Workload API socket",
+            ));
+        }
+    }
+    let Some(addr) = socket else {
+        return Err(src.error(
+            "identity.socket",
+            "is missing: write the Workload API address, e.g. \
+             \"unix:///run/spire/agent.sock\"",
+        ));
+    };
+    workload_api_socket(addr).ok_or_else(|| {
+        src.error(
+            "identity.socket",
+            format!(
+                "{addr:?} is not a Workload API address; write \
+                 \"unix:///path/to/agent.sock\""
+            ),
+        )
+    })
+}
 
 /// The path of a Workload API address `unix:///path` (or `unix:/path`, as go-spiffe accepts);
 /// `None` if it is not one.
@@ -32,22 +87,11 @@ impl Cx<'_> {
     ) -> Result<(Option<IdentityConfig>, Option<PathBuf>), ConfigError> {
         match i.source {
             FileIdentitySource::Files => {
-                if i.socket.is_some() {
-                    return Err(self.err(
-                        "identity.socket",
-                        "is only used with source = \"workload_api\"",
-                    ));
-                }
+                files_keys(self.src, i.socket.as_deref())?;
                 let required = |key: &str, v: &Option<String>| {
                     v.as_deref()
                         .map(|p| self.nonempty_path(key, p))
-                        .unwrap_or_else(|| {
-                            Err(self.err(
-                                key,
-                                "is missing: [identity] needs svid, key and bundle files, or \
-                             source = \"workload_api\" and a socket",
-                            ))
-                        })
+                        .unwrap_or_else(|| Err(self.err(key, MISSING_FILE_KEY)))
                 };
                 Ok((
                     Some(IdentityConfig {
@@ -59,31 +103,12 @@ impl Cx<'_> {
                 ))
             }
             FileIdentitySource::WorkloadApi => {
-                for (key, v) in [("svid", &i.svid), ("key", &i.key), ("bundle", &i.bundle)] {
-                    if v.is_some() {
-                        return Err(self.err(
-                            format!("identity.{key}"),
-                            "is not used with source = \"workload_api\": the SVID and bundles \
-                             come from the Workload API socket",
-                        ));
-                    }
-                }
-                let Some(addr) = &i.socket else {
-                    return Err(self.err(
-                        "identity.socket",
-                        "is missing: write the Workload API address, e.g. \
-                         \"unix:///run/spire/agent.sock\"",
-                    ));
-                };
-                let path = workload_api_socket(addr).ok_or_else(|| {
-                    self.err(
-                        "identity.socket",
-                        format!(
-                            "{addr:?} is not a Workload API address; write \
-                             \"unix:///path/to/agent.sock\""
-                        ),
-                    )
-                })?;
+                let file_keys = [
+                    ("svid", i.svid.is_some()),
+                    ("key", i.key.is_some()),
+                    ("bundle", i.bundle.is_some()),
+                ];
+                let path = workload_api_keys(self.src, &file_keys, i.socket.as_deref())?;
                 Ok((None, Some(path)))
             }
         }

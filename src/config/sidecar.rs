@@ -8,7 +8,11 @@
 //! * every allow list is an [`Authorizer`] built from config patterns; an empty or missing list
 //!   denies everyone;
 //! * listener names are unique across `[[outbound]]` and `[[inbound]]`, so they can be metric
-//!   labels and lookup keys.
+//!   labels and lookup keys;
+//! * `[identity]` is either files (`svid`, `key`, `bundle`, optional `federated_bundles`; the
+//!   default, `source = "files"`) or a Workload API socket (`source = "workload_api"`,
+//!   `socket = "unix:///…"`), never a mix: the keys are checked by the gateway's rules
+//!   (`super::identity_source`), so a key of the other source is an error naming it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -44,18 +48,48 @@ const MAX_PROXY_HEADER_LIMIT: usize = 16 + u16::MAX as usize;
 pub struct Config {
     /// The workload's own trust domain; the SVID must belong to it.
     pub trust_domain: TrustDomain,
-    pub identity: IdentityPaths,
+    /// Where the SVID and bundles come from.
+    pub identity: WorkloadIdentity,
     /// Admin HTTP listener (`/healthz`, `/metrics`), if any.
     pub admin: Option<SocketAddr>,
     /// The CLI flag `--log-format` overrides it.
     pub log_format: Option<LogFormat>,
+    /// How often the identity files are polled (unused with the Workload API, which streams).
     pub reload_interval: Duration,
     pub drain_timeout: Duration,
     pub outbound: Vec<OutboundConfig>,
     pub inbound: Vec<InboundConfig>,
 }
 
-/// Where the workload identity and the trust bundles live.
+/// Where the workload identity and the trust bundles come from (`[identity] source`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkloadIdentity {
+    /// `source = "files"` (the default): files polled every `reload_interval`.
+    Files(IdentityPaths),
+    /// `source = "workload_api"`: the `FetchX509SVID` stream of the agent listening on this
+    /// Unix socket supplies the SVID, the local bundle and the federated bundles.
+    WorkloadApi { socket: PathBuf },
+}
+
+impl WorkloadIdentity {
+    /// The identity files, with `source = "files"`.
+    pub fn files(&self) -> Option<&IdentityPaths> {
+        match self {
+            Self::Files(paths) => Some(paths),
+            Self::WorkloadApi { .. } => None,
+        }
+    }
+
+    /// The Workload API socket, with `source = "workload_api"`.
+    pub fn socket(&self) -> Option<&Path> {
+        match self {
+            Self::Files(_) => None,
+            Self::WorkloadApi { socket } => Some(socket),
+        }
+    }
+}
+
+/// Where the workload identity and the trust bundles live (`source = "files"`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdentityPaths {
     /// X509-SVID chain, leaf first (PEM).
@@ -113,7 +147,8 @@ pub struct ConnectionLimits {
 
 mod file;
 
-use file::{FileConfig, FileInbound, FileLimits, FileOutbound};
+use super::file::FileIdentitySource;
+use file::{FileConfig, FileIdentity, FileInbound, FileLimits, FileOutbound};
 
 // === impl Config ===
 
@@ -164,12 +199,7 @@ impl Validator<'_> {
                 ),
             )
         })?;
-        let identity = IdentityPaths {
-            svid: base.join(file.identity.svid),
-            key: base.join(file.identity.key),
-            bundle: base.join(file.identity.bundle),
-            federated_bundles: file.identity.federated_bundles.map(|p| base.join(p)),
-        };
+        let identity = self.identity(file.identity, base)?;
         let admin = file
             .admin
             .map(|a| self.socket_addr("admin.listen", &a.listen))
@@ -225,6 +255,43 @@ impl Validator<'_> {
             outbound,
             inbound,
         })
+    }
+
+    /// `[identity]`: the files (relative to `base`) or the Workload API socket.
+    fn identity(&self, i: FileIdentity, base: &Path) -> Result<WorkloadIdentity, ConfigError> {
+        match i.source {
+            FileIdentitySource::Files => {
+                super::identity_source::files_keys(self.src, i.socket.as_deref())?;
+                let required = |key: &str, p: Option<PathBuf>| {
+                    p.map(|p| base.join(p)).ok_or_else(|| {
+                        self.invalid(
+                            format!("identity.{key}"),
+                            super::identity_source::MISSING_FILE_KEY,
+                        )
+                    })
+                };
+                Ok(WorkloadIdentity::Files(IdentityPaths {
+                    svid: required("svid", i.svid)?,
+                    key: required("key", i.key)?,
+                    bundle: required("bundle", i.bundle)?,
+                    federated_bundles: i.federated_bundles.map(|p| base.join(p)),
+                }))
+            }
+            FileIdentitySource::WorkloadApi => {
+                let file_keys = [
+                    ("svid", i.svid.is_some()),
+                    ("key", i.key.is_some()),
+                    ("bundle", i.bundle.is_some()),
+                    ("federated_bundles", i.federated_bundles.is_some()),
+                ];
+                let socket = super::identity_source::workload_api_keys(
+                    self.src,
+                    &file_keys,
+                    i.socket.as_deref(),
+                )?;
+                Ok(WorkloadIdentity::WorkloadApi { socket })
+            }
+        }
     }
 
     fn outbound(&self, i: usize, o: FileOutbound) -> Result<OutboundConfig, ConfigError> {

@@ -6,7 +6,8 @@
 //!   `fedgate_federation::watch::FileWatch`.
 //! * [`issuer`]: the gateway's bridge SVID, obtained and renewed from `fedgate ca serve`.
 //! * [`workload_api`]: X509-SVIDs and bundles streamed from a SPIFFE Workload API socket (a
-//!   SPIRE agent's or `fedgate agent`'s `FetchX509SVID`).
+//!   SPIRE agent's or `fedgate agent`'s `FetchX509SVID`): the gateway's and the sidecar's
+//!   `[identity] source = "workload_api"`, both started by `workload_api::start_source`.
 //!
 //! The application chooses a source per identity (from its configuration) and hands the
 //! source's receiver to whatever builds TLS configs from it; nothing downstream knows where

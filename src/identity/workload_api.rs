@@ -10,7 +10,14 @@
 //!   counted in [`SourceStats::rejected`], and the previous identity stays in force;
 //! * a stream error or end reconnects after `fedgate_dataplane::backoff::Backoff`; an
 //!   identity is never withdrawn (even on `PermissionDenied`);
-//! * every call carries the `workload.spiffe.io: true` metadata.
+//! * every call carries the `workload.spiffe.io: true` metadata;
+//! * a socket path that exists but is not a Unix socket is refused at once
+//!   ([`ClientError::NotASocket`]): no agent will ever listen there, so waiting is pointless;
+//!   a path that does not exist (yet) is waited for, as an agent that is still starting.
+//!
+//! [`start_source`] is how an application (`fedgate run`'s `[identity]`, `fedgate sidecar`'s
+//! `[identity]`) starts this source: one client, one set of counters ([`SourceStatus`]) that
+//! both show in `/status` the same way.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +71,11 @@ impl tonic::service::Interceptor for AddHeader {
 pub enum ClientError {
     #[error("{0:?} is not a Workload API socket address; write \"unix:///path/to/agent.sock\"")]
     BadAddress(String),
+    #[error(
+        "{} exists but is not a Unix socket; point the socket address at the agent's socket",
+        path.display()
+    )]
+    NotASocket { path: PathBuf },
     #[error("cannot connect to the Workload API at {}", path.display())]
     Connect {
         path: PathBuf,
@@ -86,16 +98,53 @@ pub fn socket_path(addr: &str) -> Result<PathBuf, ClientError> {
 }
 
 /// Starts a source on `socket` for `trust_domain` with [`DEFAULT_STARTUP_TIMEOUT`], boxed as
-/// the application holds its identity sources (`[identity] source = "workload_api"`), with
-/// its counters for `/status`.
+/// an application holds its identity sources (`[identity] source = "workload_api"` of
+/// `fedgate run` and `fedgate sidecar`), with its counters for `/status`.
 pub async fn start_source(
     socket: &Path,
     trust_domain: &TrustDomain,
-) -> Result<(StartedSource, Arc<SourceStats>), ClientError> {
-    let (source, rx) =
-        WorkloadApiSource::start(socket, trust_domain, DEFAULT_STARTUP_TIMEOUT).await?;
-    let stats = source.stats();
-    Ok(((Box::new(source) as Box<dyn IdentitySource>, rx), stats))
+) -> Result<(StartedSource, SourceStatus), ClientError> {
+    start_source_with(socket, trust_domain, DEFAULT_STARTUP_TIMEOUT).await
+}
+
+/// [`start_source`] with another startup timeout.
+pub async fn start_source_with(
+    socket: &Path,
+    trust_domain: &TrustDomain,
+    timeout: Duration,
+) -> Result<(StartedSource, SourceStatus), ClientError> {
+    let (source, rx) = WorkloadApiSource::start(socket, trust_domain, timeout).await?;
+    let status = SourceStatus {
+        stats: source.stats(),
+        socket: socket.to_path_buf(),
+    };
+    Ok(((Box::new(source) as Box<dyn IdentitySource>, rx), status))
+}
+
+/// A running source's socket and counters, as `/status` shows them (`identity_source`).
+#[derive(Clone, Debug)]
+pub struct SourceStatus {
+    pub stats: Arc<SourceStats>,
+    pub socket: PathBuf,
+}
+
+impl SourceStatus {
+    /// `{"source": "workload_api", "socket", "updates", "rejected", "reconnects", "last_error"}`.
+    pub fn status(&self) -> serde_json::Value {
+        self.stats.status(&self.socket)
+    }
+}
+
+/// Refuses a `socket` path that exists and is not a socket; a missing one is fine (an agent
+/// may still be starting).
+fn check_socket_path(socket: &Path) -> Result<(), ClientError> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(socket) {
+        Ok(meta) if !meta.file_type().is_socket() => Err(ClientError::NotASocket {
+            path: socket.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Connects to the Workload API socket at `path`, adding the security header to every call.
@@ -214,6 +263,7 @@ impl WorkloadApiSource {
         timeout: Duration,
         mut backoff: Backoff,
     ) -> Result<(Self, watch::Receiver<Arc<Identity>>), ClientError> {
+        check_socket_path(socket)?;
         let deadline = Instant::now() + timeout;
         let stats = Arc::new(SourceStats::default());
         loop {
@@ -431,5 +481,27 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_path_that_is_not_a_socket_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.sock");
+        std::fs::write(&file, b"data").unwrap();
+        let td = TrustDomain::new("a.test").unwrap();
+        // A timeout far beyond the test's: the refusal must not wait for it.
+        let start = start_source_with(&file, &td, Duration::from_secs(3600));
+        let err = tokio::time::timeout(Duration::from_secs(10), start)
+            .await
+            .expect("refused at once")
+            .err()
+            .unwrap();
+        assert!(matches!(err, ClientError::NotASocket { .. }), "{err}");
+        assert!(err.to_string().contains("is not a Unix socket"), "{err}");
+        assert!(check_socket_path(&dir.path().join("missing.sock")).is_ok());
+        assert!(
+            check_socket_path(dir.path()).is_err(),
+            "a directory is not a socket"
+        );
     }
 }

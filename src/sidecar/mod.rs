@@ -9,8 +9,9 @@
 //! shutdown token fires → drain live connections for up to `drain_timeout`.
 //!
 //! Modules: [`config`] (the file model, a re-export of `crate::config::sidecar`),
-//! `crate::identity` (SVID + bundles, file source), [`tls`] (rustls configs with
-//! allow-list verifiers), [`reload`] (file polling and atomic swap), [`outbound`] and [`inbound`]
+//! `crate::identity` (SVID + bundles: the file source, or the Workload API source that
+//! `fedgate run` uses too), [`tls`] (rustls configs with allow-list verifiers), [`reload`]
+//! (file polling or stream following, and atomic swap), [`outbound`] and [`inbound`]
 //! (one connection each), [`metrics`], `status` (what the admin server reports). Accepting,
 //! connection limits and drain are the data plane's (`fedgate_dataplane::serve`), as for the
 //! gateway's listeners.
@@ -19,7 +20,10 @@
 //! (one log line + one metric + one [`ConnectionEvent`]) and never stop an accept loop; each
 //! listener holds at most its `max_connections` connections: one more is closed at accept,
 //! before any TLS or dial, and counted (outcome `too_many_connections`, counted before the
-//! close); a connection's slot is free again before its [`ConnectionEvent`] is sent.
+//! close); a connection's slot is free again before its [`ConnectionEvent`] is sent; with
+//! `[identity] source = "workload_api"`, `build` returns only once the first SVID has been
+//! streamed (or fails: see `reload::start_workload_api`), and the source runs with the
+//! listeners until shutdown, never withdrawing the identity in force.
 
 pub mod inbound;
 pub mod metrics;
@@ -44,13 +48,14 @@ use tracing::Instrument;
 use self::inbound::{Inbound, InboundError, InboundPeer};
 use self::metrics::{Direction, SidecarMetrics};
 use self::outbound::{Outbound, OutboundError};
-use self::reload::{LoadError, ReloadStatus, Reloader};
+use self::reload::{IdentityInput, LoadError, ReloadStatus, Reloader};
 use self::tls::TlsSnapshot;
 use crate::admin::Admin;
 /// The sidecar's config file model lives with the gateway's, in `crate::config::sidecar`.
 pub use crate::config::sidecar as config;
-pub use crate::config::sidecar::{Config, ConfigError};
-use crate::identity::files::FileSource;
+pub use crate::config::sidecar::{Config, ConfigError, WorkloadIdentity};
+use crate::identity::workload_api::SourceStatus;
+use crate::identity::IdentitySource;
 use fedgate_federation::error_chain;
 use fedgate_federation::SpiffeId;
 
@@ -64,8 +69,10 @@ pub struct Sidecar {
     tls_tx: watch::Sender<Arc<TlsSnapshot>>,
     /// Reload attempt counts; the reloader owns the sender once running.
     reload_status: watch::Sender<ReloadStatus>,
-    /// The identity files; remembers the version the first snapshot was built from.
-    identity: FileSource,
+    /// Where new identities come from; knows the version the first snapshot was built from.
+    identity: IdentityInput,
+    /// The streaming source to run (`source = "workload_api"`), and its counters.
+    streaming: Option<(Box<dyn IdentitySource>, SourceStatus)>,
     metrics: Arc<SidecarMetrics>,
     registry: Arc<Registry>,
     /// Reload requests (SIGHUP): each one makes the reloader poll the files at once.
@@ -77,7 +84,8 @@ pub struct Sidecar {
 /// Why a sidecar could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The identity files are missing or unusable: an operator error (exit 64).
+    /// The identity files are missing or unusable, or the Workload API gave no usable
+    /// identity in time: an operator error (exit 64).
     #[error(transparent)]
     Identity(#[from] LoadError),
     /// The blocking task loading the identity panicked or was cancelled.
@@ -147,14 +155,42 @@ struct Serving {
 // === impl Sidecar ===
 
 impl Sidecar {
-    /// Loads the identity, builds every TLS config and binds every listener.
+    /// Loads the identity, builds every TLS config and binds every listener. With
+    /// `[identity] source = "workload_api"`, waits for a first SVID for up to
+    /// `crate::identity::workload_api::DEFAULT_STARTUP_TIMEOUT` (as `fedgate run` does).
     pub async fn build(config: Config) -> Result<Self, BuildError> {
+        Self::build_with_startup_timeout(
+            config,
+            crate::identity::workload_api::DEFAULT_STARTUP_TIMEOUT,
+        )
+        .await
+    }
+
+    /// [`build`](Self::build), waiting at most `startup_timeout` for a first SVID from the
+    /// Workload API (unused with identity files).
+    pub async fn build_with_startup_timeout(
+        config: Config,
+        startup_timeout: std::time::Duration,
+    ) -> Result<Self, BuildError> {
         let config = Arc::new(config);
-        let (identity, snapshot) = {
-            let config = config.clone();
-            tokio::task::spawn_blocking(move || reload::load(&config))
-                .await
-                .map_err(BuildError::LoadTask)??
+        let (identity, snapshot, streaming) = match &config.identity {
+            WorkloadIdentity::Files(paths) => {
+                let (config, paths) = (config.clone(), paths.clone());
+                let (source, snapshot) =
+                    tokio::task::spawn_blocking(move || reload::load(&config, &paths))
+                        .await
+                        .map_err(BuildError::LoadTask)??;
+                (IdentityInput::Files(source), snapshot, None)
+            }
+            WorkloadIdentity::WorkloadApi { socket } => {
+                tracing::info!(
+                    socket = %socket.display(),
+                    "waiting for the workload identity from the Workload API"
+                );
+                let started = reload::start_workload_api(&config, socket, startup_timeout).await?;
+                let streaming = Some((started.source, started.status));
+                (started.input, started.snapshot, streaming)
+            }
         };
         tracing::info!(id = %snapshot.id, "workload identity loaded");
         let (tls_tx, tls_rx) = watch::channel(Arc::new(snapshot));
@@ -185,6 +221,7 @@ impl Sidecar {
             tls_tx,
             reload_status: watch::Sender::new(ReloadStatus::default()),
             identity,
+            streaming,
             metrics,
             registry: Arc::new(registry),
             reload_requests: None,
@@ -263,6 +300,7 @@ impl Sidecar {
             listeners: self.bound_addrs(),
             tls: self.tls_tx.subscribe(),
             reloads: self.reload_status.subscribe(),
+            identity_source: self.streaming.as_ref().map(|(_, status)| status.clone()),
         };
         let connections = Connections::default();
         let ctx = Arc::new(ConnCtx {
@@ -280,6 +318,10 @@ impl Sidecar {
             self.metrics.clone(),
         );
         loops.spawn(reloader.run(self.reload_requests, shutdown.clone()));
+        if let Some((source, _)) = self.streaming {
+            // A streaming source ignores the poll interval.
+            loops.spawn(source.run(self.config.reload_interval, shutdown.clone()));
+        }
         for (side, listener) in self.listeners {
             let service = Serving {
                 limit: Arc::new(Semaphore::new(side.max_connections())),

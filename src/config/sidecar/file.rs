@@ -29,10 +29,15 @@ pub(super) struct FileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileIdentity {
-    pub(super) svid: PathBuf,
-    pub(super) key: PathBuf,
-    pub(super) bundle: PathBuf,
+    /// `files` (the default) or `workload_api`, as the gateway's `[identity] source`.
+    #[serde(default)]
+    pub(super) source: crate::config::file::FileIdentitySource,
+    pub(super) svid: Option<PathBuf>,
+    pub(super) key: Option<PathBuf>,
+    pub(super) bundle: Option<PathBuf>,
     pub(super) federated_bundles: Option<PathBuf>,
+    /// The Workload API address (`unix:///…`), with `source = "workload_api"` only.
+    pub(super) socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

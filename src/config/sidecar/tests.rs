@@ -63,10 +63,16 @@ const IN: &str = "[[inbound]]\nname = \"i\"\nlisten = \"127.0.0.1:0\"\nforward =
 fn full_example_parses_with_paths_relative_to_the_file() {
     let c = parse(FULL).unwrap();
     assert_eq!(c.trust_domain.to_string(), "cluster-a.test");
-    assert_eq!(c.identity.svid, PathBuf::from("/etc/fedgate/svid.pem"));
-    assert_eq!(c.identity.key, PathBuf::from("/etc/fedgate/svid.key"));
     assert_eq!(
-        c.identity.federated_bundles,
+        c.identity.files().unwrap().svid,
+        PathBuf::from("/etc/fedgate/svid.pem")
+    );
+    assert_eq!(
+        c.identity.files().unwrap().key,
+        PathBuf::from("/etc/fedgate/svid.key")
+    );
+    assert_eq!(
+        c.identity.files().unwrap().federated_bundles,
         Some(PathBuf::from(
             "/etc/fedgate/../gw/bundles-out/current/bundles.json"
         ))
@@ -109,7 +115,7 @@ fn defaults_apply_and_missing_allow_denies() {
     assert_eq!(c.reload_interval, DEFAULT_RELOAD_INTERVAL);
     assert_eq!(c.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     assert!(c.admin.is_none());
-    assert!(c.identity.federated_bundles.is_none());
+    assert!(c.identity.files().unwrap().federated_bundles.is_none());
     assert_eq!(c.outbound[0].allow, Authorizer::any_of([]));
     assert_eq!(c.inbound[0].allow, Authorizer::any_of([]));
     assert_eq!(c.inbound[0].trusted_relays, Authorizer::any_of([]));
@@ -309,5 +315,102 @@ proptest::proptest! {
              connect = [{connect:?}]\nallow = [{allow:?}]\n"
         ));
         let _ = parse(&text);
+    }
+}
+
+fn with_identity(identity: &str) -> String {
+    format!("trust_domain = \"a.test\"\n[identity]\n{identity}{OUT}")
+}
+
+#[test]
+fn a_workload_api_identity_parses() {
+    let c = parse(&with_identity(
+        "source = \"workload_api\"\nsocket = \"unix:///run/spire/agent.sock\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.identity,
+        WorkloadIdentity::WorkloadApi {
+            socket: PathBuf::from("/run/spire/agent.sock")
+        }
+    );
+    assert_eq!(
+        c.identity.socket(),
+        Some(Path::new("/run/spire/agent.sock"))
+    );
+    assert!(c.identity.files().is_none());
+    // go-spiffe's `unix:/path` form too.
+    let c = parse(&with_identity(
+        "source = \"workload_api\"\nsocket = \"unix:/tmp/a.sock\"\n",
+    ))
+    .unwrap();
+    assert_eq!(c.identity.socket(), Some(Path::new("/tmp/a.sock")));
+    // `source = "files"` spelled out is the default.
+    let c = parse(&with_identity(
+        "source = \"files\"\nsvid = \"s.pem\"\nkey = \"s.key\"\nbundle = \"b.json\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.identity.files().unwrap().svid,
+        PathBuf::from("/etc/fedgate/s.pem")
+    );
+    assert!(c.identity.socket().is_none());
+}
+
+#[test]
+fn workload_api_identity_errors_name_the_key() {
+    let cases = [
+        (
+            "source = \"workload_api\"\n",
+            "identity.socket",
+            "is missing",
+        ),
+        (
+            "source = \"workload_api\"\nsocket = \"/run/a.sock\"\n",
+            "identity.socket",
+            "not a Workload API address",
+        ),
+        (
+            "source = \"workload_api\"\nsocket = \"tcp://127.0.0.1:1\"\n",
+            "identity.socket",
+            "not a Workload API address",
+        ),
+        (
+            "source = \"workload_api\"\nsocket = \"unix://host/a.sock\"\n",
+            "identity.socket",
+            "not a Workload API address",
+        ),
+        (
+            "source = \"workload_api\"\nsocket = \"\"\n",
+            "identity.socket",
+            "not a Workload API address",
+        ),
+        (
+            "source = \"workload_api\"\nsocket = \"unix:///a.sock\"\nsvid = \"a.pem\"\n",
+            "identity.svid",
+            "not used with source",
+        ),
+        (
+            "source = \"workload_api\"\nsocket = \"unix:///a.sock\"\n\
+             federated_bundles = \"m.json\"\n",
+            "identity.federated_bundles",
+            "not used with source",
+        ),
+        (
+            "svid = \"a.pem\"\nkey = \"a.key\"\nbundle = \"b.json\"\nsocket = \"unix:///a\"\n",
+            "identity.socket",
+            "only used with",
+        ),
+        (
+            "svid = \"a.pem\"\nkey = \"a.key\"\n",
+            "identity.bundle",
+            "is missing",
+        ),
+        ("source = \"spire\"\n", "identity.source", "workload_api"),
+    ];
+    for (identity, key, what) in cases {
+        let e = parse(&with_identity(identity)).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains(what), "{identity}: {e}");
+        assert!(e.contains("sidecar.toml"), "errors name the file: {e}");
     }
 }
