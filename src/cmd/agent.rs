@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::cmd::run::LogFormatArg;
+use crate::cmd::process::{load_and_log, LogArgs};
 use crate::cmd::EX_USAGE;
 use crate::config::agent::Config;
 use crate::workload::agent::{Agent, AgentError, AgentSettings};
@@ -23,31 +23,21 @@ pub struct AgentArgs {
     /// The agent config file (TOML; see docs/workload-api.md).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: PathBuf,
-    /// Log format; overrides `log_format` in the config file (default: human).
-    #[arg(long, value_enum)]
-    log_format: Option<LogFormatArg>,
-    /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
-    #[arg(long)]
-    log_level: Option<String>,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let config = match Config::load(&args.config) {
+    let config = match load_and_log(
+        "fedgate agent",
+        &args.config,
+        Config::load,
+        |c| c.log_format,
+        &args.log,
+    ) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("fedgate agent: config error: {}", error_chain(&e));
-            return Ok(ExitCode::from(EX_USAGE));
-        }
+        Err(code) => return Ok(code),
     };
-    let format = args
-        .log_format
-        .map(Into::into)
-        .or(config.log_format)
-        .unwrap_or_default();
-    if let Err(e) = crate::telemetry::init(format, args.log_level.as_deref()) {
-        eprintln!("fedgate agent: {e}");
-        return Ok(ExitCode::from(EX_USAGE));
-    }
     let (shutdown, _reloads) =
         fedgate_dataplane::shutdown::install().context("cannot install signal handlers")?;
     let settings = AgentSettings {

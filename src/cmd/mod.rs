@@ -7,6 +7,7 @@ mod ca;
 mod config;
 mod id;
 mod jwt;
+mod process;
 mod run;
 mod sidecar;
 mod svid;

@@ -10,57 +10,33 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::app::App;
-use crate::cmd::EX_USAGE;
-use crate::config::{Config, LogFormat};
+use crate::cmd::process::{load_and_log, LogArgs};
+use crate::config::Config;
 use fedgate_federation::error_chain;
-
-/// `--log-format`: the command-line spelling of a log format, mapped onto the telemetry one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormatArg {
-    Human,
-    Json,
-}
-
-impl From<LogFormatArg> for LogFormat {
-    fn from(f: LogFormatArg) -> Self {
-        match f {
-            LogFormatArg::Human => LogFormat::Human,
-            LogFormatArg::Json => LogFormat::Json,
-        }
-    }
-}
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The gateway config file (TOML; see docs/configuration.md).
     #[arg(long, short = 'c')]
     config: PathBuf,
-    /// Log format; overrides `log_format` in the config file.
-    #[arg(long, value_enum)]
-    log_format: Option<LogFormatArg>,
-    /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
-    #[arg(long)]
-    log_level: Option<String>,
+    #[command(flatten)]
+    log: LogArgs,
     /// Data-plane worker threads; overrides `workers` in the config file (default: one per CPU).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=crate::config::MAX_WORKERS as i64))]
     workers: Option<u16>,
 }
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = match Config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("fedgate: config error: {}", error_chain(&e));
-            return Ok(ExitCode::from(EX_USAGE));
-        }
-    };
-    if let Err(e) = crate::telemetry::init(
-        args.log_format.map_or(config.log_format, Into::into),
-        args.log_level.as_deref(),
+    let config = match load_and_log(
+        "fedgate",
+        &args.config,
+        Config::load,
+        |c| Some(c.log_format),
+        &args.log,
     ) {
-        eprintln!("fedgate: {e}");
-        return Ok(ExitCode::from(EX_USAGE));
-    }
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
     tracing::info!(config = %args.config.display(), summary = %config.summary(), "starting");
     let (shutdown, reloads) =
         fedgate_dataplane::shutdown::install().context("cannot install signal handlers")?;

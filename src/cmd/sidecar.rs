@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cmd::run::LogFormatArg;
+use crate::cmd::process::{load_and_log, LogArgs};
 use crate::cmd::EX_USAGE;
 use crate::sidecar::{BuildError, Config, Sidecar};
 use fedgate_federation::error_chain;
@@ -22,31 +22,21 @@ pub struct SidecarArgs {
     /// The sidecar config file (TOML; see docs/sidecar.md).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: PathBuf,
-    /// Log format; overrides `log_format` in the config file (default: human).
-    #[arg(long, value_enum)]
-    log_format: Option<LogFormatArg>,
-    /// Log filter such as `info` or `fedgate=debug`; overrides RUST_LOG.
-    #[arg(long)]
-    log_level: Option<String>,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<ExitCode> {
-    let config = match Config::load(&args.config) {
+    let config = match load_and_log(
+        "fedgate sidecar",
+        &args.config,
+        Config::load,
+        |c| c.log_format,
+        &args.log,
+    ) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("fedgate sidecar: config error: {}", error_chain(&e));
-            return Ok(ExitCode::from(EX_USAGE));
-        }
+        Err(code) => return Ok(code),
     };
-    let format = args
-        .log_format
-        .map(Into::into)
-        .or(config.log_format)
-        .unwrap_or_default();
-    if let Err(e) = crate::telemetry::init(format, args.log_level.as_deref()) {
-        eprintln!("fedgate sidecar: {e}");
-        return Ok(ExitCode::from(EX_USAGE));
-    }
     // Handlers go in before the addresses are printed: whoever reads them may signal at once.
     let (shutdown, reloads) =
         fedgate_dataplane::shutdown::install().context("cannot install signal handlers")?;
