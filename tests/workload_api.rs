@@ -7,12 +7,10 @@
 // Test code: a failed unwrap is a test failure with a backtrace, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fedgate::ca::{Ca, InitOptions};
@@ -22,17 +20,13 @@ use fedgate::workload::agent::{Agent, AgentError, AgentSettings};
 use fedgate::workload::convert::{split_der, trust_domain_of_key};
 use fedgate::workload::mint::MintConfig;
 use fedgate::workload::proto::spiffe_workload_api_client::SpiffeWorkloadApiClient;
-use fedgate::workload::proto::spiffe_workload_api_server::{
-    SpiffeWorkloadApi, SpiffeWorkloadApiServer,
-};
 use fedgate::workload::proto::*;
 use fedgate::workload::server::BindError;
 use fedgate_dataplane::backoff::Backoff;
 use fedgate_federation::distribute::bundle_map_json;
 use fedgate_federation::{Bundle, BundleSet, SpiffeId, TrustDomain};
-use futures_util::Stream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Code, Streaming};
 
 /// Bounds every wait for something that must happen (a hang becomes a failure, not a sleep).
 const WAIT: Duration = Duration::from_secs(20);
@@ -769,111 +763,8 @@ async fn a_ca_without_a_jwt_key_is_unavailable_until_rotated() {
 
 // === a scripted Workload API server, for what fedgate's own server never sends ===
 
-type Script = VecDeque<Vec<X509svidResponse>>;
-
-/// Each `FetchX509SVID` call takes the next script: its messages are sent, then the stream
-/// ends (the client must reconnect). With no script left, the stream stays open and silent.
-#[derive(Clone, Default)]
-struct Scripted {
-    scripts: Arc<Mutex<Script>>,
-}
-
-type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl SpiffeWorkloadApi for Scripted {
-    type FetchX509SVIDStream = Boxed<X509svidResponse>;
-    type FetchX509BundlesStream = Boxed<X509BundlesResponse>;
-    type FetchJWTBundlesStream = Boxed<JwtBundlesResponse>;
-    type FetchWITSVIDStream = Boxed<WitsvidResponse>;
-    type FetchWITBundlesStream = Boxed<WitBundlesResponse>;
-
-    async fn fetch_x509svid(
-        &self,
-        _: Request<X509svidRequest>,
-    ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
-        let script = self.scripts.lock().unwrap().pop_front();
-        let stream: Self::FetchX509SVIDStream = match script {
-            Some(messages) => Box::pin(futures_util::stream::iter(messages.into_iter().map(Ok))),
-            None => Box::pin(futures_util::stream::pending()),
-        };
-        Ok(Response::new(stream))
-    }
-    async fn fetch_x509_bundles(
-        &self,
-        _: Request<X509BundlesRequest>,
-    ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn fetch_jwtsvid(
-        &self,
-        _: Request<JwtsvidRequest>,
-    ) -> Result<Response<JwtsvidResponse>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn fetch_jwt_bundles(
-        &self,
-        _: Request<JwtBundlesRequest>,
-    ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn validate_jwtsvid(
-        &self,
-        _: Request<ValidateJwtsvidRequest>,
-    ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn fetch_witsvid(
-        &self,
-        _: Request<WitsvidRequest>,
-    ) -> Result<Response<Self::FetchWITSVIDStream>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn fetch_wit_bundles(
-        &self,
-        _: Request<WitBundlesRequest>,
-    ) -> Result<Response<Self::FetchWITBundlesStream>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-}
-
-fn serve_scripted(socket: &Path, scripted: Scripted) -> CancellationToken {
-    let listener = tokio::net::UnixListener::bind(socket).unwrap();
-    let shutdown = CancellationToken::new();
-    let incoming = futures_util::stream::unfold(listener, |l| async move {
-        Some((l.accept().await.map(|(s, _)| s), l))
-    });
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(SpiffeWorkloadApiServer::new(scripted))
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await
-            .unwrap();
-    });
-    shutdown
-}
-
-/// A response for `id` minted by `ca`, with `peer`'s bundle as the one federated bundle.
-fn response(ca: &Ca, id: &str, peer: &Ca) -> X509svidResponse {
-    let issued = ca
-        .issue(&SpiffeId::parse(id).unwrap(), Duration::from_secs(600), &[])
-        .unwrap();
-    let svid = fedgate_federation::X509Svid::from_pem(
-        issued.chain_pem().as_bytes(),
-        issued.key_pem().as_bytes(),
-    )
-    .unwrap();
-    let snapshot = fedgate::workload::Snapshot {
-        trust_domain: ca.trust_domain().clone(),
-        bundles: BundleSet::from_bundles([ca.bundle().clone(), peer.bundle().clone()]).unwrap(),
-        svids: BTreeMap::from([(svid.id().clone(), svid)]),
-        jwt_signer: ca.jwt_signer(Path::new("ca")).map_err(Arc::new),
-        jwt_ttl: fedgate::workload::MAX_JWT_TTL,
-    };
-    let id = SpiffeId::parse(id).unwrap();
-    fedgate::workload::convert::x509_svid_response(&snapshot, &[id]).unwrap()
-}
+#[path = "support/scripted_workload_api.rs"]
+mod scripted;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mismatched_key_or_a_dropped_stream_keeps_the_last_good_identity() {
@@ -881,14 +772,23 @@ async fn a_mismatched_key_or_a_dropped_stream_keeps_the_last_good_identity() {
     let socket = dir.path().join("spire-agent.sock");
     let ca = new_ca("cluster-a.test");
     let peer = new_ca("cluster-b.test");
-    let good1 = response(&ca, "spiffe://cluster-a.test/one", &peer);
-    let mut mismatched = response(&ca, "spiffe://cluster-a.test/two", &peer);
+    let good1 = scripted::response(&ca, "spiffe://cluster-a.test/one", &[peer.bundle().clone()]);
+    let mut mismatched =
+        scripted::response(&ca, "spiffe://cluster-a.test/two", &[peer.bundle().clone()]);
     mismatched.svids[0].x509_svid_key = good1.svids[0].x509_svid_key.clone();
-    let foreign = response(&peer, "spiffe://cluster-b.test/x", &ca);
-    let good3 = response(&ca, "spiffe://cluster-a.test/three", &peer);
-    let good4 = response(&ca, "spiffe://cluster-a.test/four", &peer);
+    let foreign = scripted::response(&peer, "spiffe://cluster-b.test/x", &[ca.bundle().clone()]);
+    let good3 = scripted::response(
+        &ca,
+        "spiffe://cluster-a.test/three",
+        &[peer.bundle().clone()],
+    );
+    let good4 = scripted::response(
+        &ca,
+        "spiffe://cluster-a.test/four",
+        &[peer.bundle().clone()],
+    );
 
-    let scripted = Scripted::default();
+    let scripted = scripted::Scripted::default();
     scripted.scripts.lock().unwrap().extend([
         // First stream: a good SVID, a key that does not match, one of another trust domain,
         // a good one again; then the server ends the stream.
@@ -896,7 +796,7 @@ async fn a_mismatched_key_or_a_dropped_stream_keeps_the_last_good_identity() {
         // After the reconnect: one more good SVID, then silence.
         vec![good4],
     ]);
-    let server = serve_scripted(&socket, scripted);
+    let server = scripted::serve(&socket, scripted);
 
     let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
     let (source, mut rx) =
