@@ -6,6 +6,11 @@
 #   spire-server (sqlite3, join_token) <-------->   fedgate run: [federation.serve] https_spiffe
 #     bundle endpoint https_spiffe                    + peer spire-a.test (https_spiffe)
 #   spire-agent (join token, unix attestor)         fedgate bundle serve --profile https_web
+#     -> fedgate run + fedgate sidecar              fedgate sidecar (files) -> echo app
+#        ([identity] source = "workload_api")       (passthrough + bridge ingress in `fedgate run`)
+#
+# Then JWT-SVIDs both ways, and go-spiffe / py-spiffe against `fedgate agent`
+# (e2e/interop/workload, e2e/interop/jwt).
 #
 # Every step prints `check <name>: MATCH|MISMATCH ...`; the script exits 0 only when every
 # check matched, and ends with `spire: N passed, M failed`. It skips (exit 0) only when Go is
@@ -536,7 +541,7 @@ step_spire_workload_gets_fedgate_bundle() {
             >"$work/workload/verify.out" 2>&1 || ok=1
     fi
     check spire-workload-gets-fedgate-bundle "$ok" \
-        "spire-agent Workload API: SVID $id (unix:uid selector); its federated bundle verifies a fedgate-issued cluster-b.test SVID"
+        "spire-agent Workload API: SVID $id (unix:uid + unix:path selectors); its federated bundle verifies a fedgate-issued cluster-b.test SVID"
 }
 
 step_federation_fedgate_fetches_spire() {
