@@ -144,7 +144,12 @@ fn prints_bound_addresses_and_exits_0_on_sigterm() {
 #[test]
 fn documented_examples_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
-    for name in ["sidecar-client.toml", "sidecar-server.toml"] {
+    // spire/sidecar-spire-a.toml: docs/spire.md's sidecar, identity from a SPIRE agent.
+    for name in [
+        "sidecar-client.toml",
+        "sidecar-server.toml",
+        "spire/sidecar-spire-a.toml",
+    ] {
         let config = Config::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(config.listener_names().count() > 0);
     }
