@@ -21,6 +21,7 @@ use serde::Deserialize;
 use super::entries::{Entries, Entry, EntryError, Selector};
 pub use super::source::ConfigError;
 use super::source::Source;
+use super::values::Cx;
 pub use super::LogFormat;
 
 /// Default lifetime of a minted SVID (re-minted at half of it).
@@ -108,15 +109,7 @@ impl Validator<'_> {
     }
 
     fn config(&self, file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
-        let trust_domain = TrustDomain::new(&file.trust_domain).map_err(|e| {
-            self.invalid(
-                "trust_domain",
-                format!(
-                    "{:?} is not a valid trust domain: {e} (write e.g. \"cluster-a.test\")",
-                    file.trust_domain
-                ),
-            )
-        })?;
+        let trust_domain = Cx { src: self.src }.trust_domain("trust_domain", &file.trust_domain)?;
         if file.socket.as_os_str().is_empty() {
             return Err(self.invalid(
                 "socket",

@@ -26,6 +26,7 @@ use rustls_pki_types::ServerName;
 
 pub use super::source::ConfigError;
 use super::source::Source;
+use super::values::Cx;
 pub use super::LogFormat;
 
 /// Default poll interval for the identity files.
@@ -190,15 +191,7 @@ impl Validator<'_> {
     }
 
     fn config(&self, file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
-        let trust_domain = TrustDomain::new(&file.trust_domain).map_err(|e| {
-            self.invalid(
-                "trust_domain",
-                format!(
-                    "{:?} is not a valid trust domain: {e} (write e.g. \"cluster-a.test\")",
-                    file.trust_domain
-                ),
-            )
-        })?;
+        let trust_domain = Cx { src: self.src }.trust_domain("trust_domain", &file.trust_domain)?;
         let identity = self.identity(file.identity, base)?;
         let admin = file
             .admin
