@@ -22,40 +22,9 @@ scen_start() {
   SCEN_CA=$PKI/cluster-a-root.crt
   fedgate_bundle cluster-a.test "$PKI/cluster-a-root.crt" "$SCEN_DIR/cluster-a.json" || return 1
   fedgate_bundle cluster-b.test "$PKI/cluster-b-root.crt" "$SCEN_DIR/cluster-b.json" || return 1
-  cat >"$SCEN_DIR/gateway.toml" <<CFG
-trust_domain = "cluster-a.test"
-
-[identity]
-svid = "$PKI/gw-a-cluster-a.crt"
-key = "$PKI/gw-a-cluster-a.key"
-bundle = "$SCEN_DIR/cluster-a.json"
-
-[admin]
-listen = "127.0.0.1:$((SCEN_PORT_BASE + 5))"
-
-# The identity presented upstream, and the bundle the upstream is verified with.
-[bridge]
-trust_domain = "cluster-b.test"
-svid = "$PKI/gw-b-cluster-b.crt"
-key = "$PKI/gw-b-cluster-b.key"
-bundle = "$SCEN_DIR/cluster-b.json"
-session_resumption = false
-
-[[listeners]]
-name = "bridge-out"
-kind = "bridge-egress"
-listen = "127.0.0.1:$SCEN_PORT"
-peek_timeout = "5s"
-connect_timeout = "5s"
-
-  [[listeners.routes]]
-  name = "backend"
-  sni = "gw-a.cluster-a.test"
-  upstreams = ["127.0.0.1:$BACKEND_PORT"]
-  peer_id = "spiffe://cluster-b.test/ns/default/sa/server"
-  allow = ["spiffe://cluster-a.test/ns/default/sa/client"]
-  send_proxy_header = false
-CFG
+  # The "bridge" identity is cluster-b's gateway SVID; the upstream is the backend itself.
+  fedgate_egress_config "$SCEN_DIR/gateway.toml" cluster-b.test gw-b-cluster-b "$SCEN_DIR/cluster-b.json" \
+    "$BACKEND_PORT" spiffe://cluster-b.test/ns/default/sa/server '  send_proxy_header = false'
   fedgate_check "$SCEN_DIR/gateway.toml" || return 1
   fedgate_spawn fedgate "$SCEN_DIR/gateway.toml"
 }

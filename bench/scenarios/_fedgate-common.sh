@@ -75,6 +75,49 @@ CFG
 # (default $FEDGATE_BIN) makes the bundles, checks the configs and runs both gateways; another
 # build than $FEDGATE_BIN is started with fedgate_prev_spawn. SUFFIX is appended to the process
 # (log) names gw-a and gw-b. Sets SCEN_PORT, SCEN_SNI and SCEN_CA.
+# fedgate_egress_config FILE BRIDGE_TD BRIDGE_CERT BRIDGE_BUNDLE UPSTREAM_PORT PEER_ID [ROUTE_EXTRA]:
+# writes the cluster-a bridge egress shared by the bridge scenarios (gateway A of
+# fedgate-bridge, the one gateway of fedgate-bridge-1hop): it verifies the client with the
+# cluster-a bundle, authorizes it on the route, and dials 127.0.0.1:UPSTREAM_PORT presenting
+# $PKI/BRIDGE_CERT.{crt,key} (of BRIDGE_TD, verified upstream with BRIDGE_BUNDLE), pinned to
+# PEER_ID. ROUTE_EXTRA is appended to the route table (e.g. `send_proxy_header = false`).
+fedgate_egress_config() {
+  local file=$1 bridge_td=$2 cert=$3 bundle=$4 upstream=$5 peer=$6 extra=${7:-}
+  cat >"$file" <<CFG
+trust_domain = "cluster-a.test"
+
+[identity]
+svid = "$PKI/gw-a-cluster-a.crt"
+key = "$PKI/gw-a-cluster-a.key"
+bundle = "$SCEN_DIR/cluster-a.json"
+
+[admin]
+listen = "127.0.0.1:$((SCEN_PORT_BASE + 5))"
+
+[bridge]
+trust_domain = "$bridge_td"
+svid = "$PKI/$cert.crt"
+key = "$PKI/$cert.key"
+bundle = "$bundle"
+session_resumption = false
+
+[[listeners]]
+name = "bridge-out"
+kind = "bridge-egress"
+listen = "127.0.0.1:$SCEN_PORT"
+peek_timeout = "5s"
+connect_timeout = "5s"
+
+  [[listeners.routes]]
+  name = "out"
+  sni = "gw-a.cluster-a.test"
+  upstreams = ["127.0.0.1:$upstream"]
+  peer_id = "$peer"
+  allow = ["spiffe://cluster-a.test/ns/default/sa/client"]
+$extra
+CFG
+}
+
 fedgate_bridge_start() {
   local bin="${1:-$FEDGATE_BIN}" suffix="${2:-}"
   SCEN_PORT=$SCEN_PORT_BASE
@@ -120,38 +163,8 @@ connect_timeout = "5s"
   server_id = ["spiffe://cluster-b.test/ns/default/sa/server"]
   allow = ["spiffe://cluster-a.test/ns/default/sa/client"]
 CFG
-  cat >"$SCEN_DIR/gw-a.toml" <<CFG
-trust_domain = "cluster-a.test"
-
-[identity]
-svid = "$PKI/gw-a-cluster-a.crt"
-key = "$PKI/gw-a-cluster-a.key"
-bundle = "$SCEN_DIR/cluster-a.json"
-
-[admin]
-listen = "127.0.0.1:$((SCEN_PORT_BASE + 5))"
-
-[bridge]
-trust_domain = "bridge.test"
-svid = "$PKI/gw-a-bridge.crt"
-key = "$PKI/gw-a-bridge.key"
-bundle = "$SCEN_DIR/bridge.json"
-session_resumption = false
-
-[[listeners]]
-name = "bridge-out"
-kind = "bridge-egress"
-listen = "127.0.0.1:$SCEN_PORT"
-peek_timeout = "5s"
-connect_timeout = "5s"
-
-  [[listeners.routes]]
-  name = "to-gw-b"
-  sni = "gw-a.cluster-a.test"
-  upstreams = ["127.0.0.1:$port_b"]
-  peer_id = "spiffe://bridge.test/gateway/b"
-  allow = ["spiffe://cluster-a.test/ns/default/sa/client"]
-CFG
+  fedgate_egress_config "$SCEN_DIR/gw-a.toml" bridge.test gw-a-bridge "$SCEN_DIR/bridge.json" \
+    "$port_b" spiffe://bridge.test/gateway/b
   fedgate_check "$SCEN_DIR/gw-b.toml" "$bin" || return 1
   fedgate_check "$SCEN_DIR/gw-a.toml" "$bin" || return 1
   if [ "$bin" = "$FEDGATE_BIN" ]; then
