@@ -41,7 +41,10 @@ impl Replica {
         let (source, rx) = BundleFileSource::new(td(), bundle, Duration::from_secs(3600)).unwrap();
         let (tls_tx, tls_rx) = watch::channel(tls.server_config().unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("https://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+        let url = format!(
+            "https://127.0.0.1:{}/",
+            listener.local_addr().unwrap().port()
+        );
         let server = BundleEndpoint::new("/", rx, tls_rx);
         let sd = shutdown.clone();
         tokio::spawn(async move {
@@ -62,7 +65,9 @@ async fn get(http: &reqwest::Client, url: &str) -> (String, Vec<u8>) {
 
 fn written_sequence(path: &Path) -> u64 {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    v["spiffe_sequence"].as_u64().expect("the CA writes spiffe_sequence")
+    v["spiffe_sequence"]
+        .as_u64()
+        .expect("the CA writes spiffe_sequence")
 }
 
 /// The federation client's view: the bundle in force and its `ETag`, updated like the
@@ -109,7 +114,11 @@ impl Client {
                 for _ in 0..4 {
                     self.fetch_next().await;
                 }
-                assert_eq!(self.not_modified, before + 4, "{what}: both replicas answer 304");
+                assert_eq!(
+                    self.not_modified,
+                    before + 4,
+                    "{what}: both replicas answer 304"
+                );
                 return;
             }
         }
@@ -177,7 +186,9 @@ async fn two_replicas_one_client_through_a_ca_rotation() {
         not_modified: 0,
     };
     client
-        .until("initial bundle", |b| b.x509_authorities().contains(&first_root))
+        .until("initial bundle", |b| {
+            b.x509_authorities().contains(&first_root)
+        })
         .await;
     let mut last_seq = client.current.as_ref().unwrap().sequence().unwrap();
 
