@@ -657,7 +657,7 @@ fn init_writes_a_sequence_and_every_rotation_phase_raises_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ca");
     let before = unix_now();
-    let mut ca = Ca::init(&td("a.test"), &opts(false)).unwrap();
+    let ca = Ca::init(&td("a.test"), &opts(false)).unwrap();
     ca.save(&path).unwrap();
     let init = written_sequence(&path);
     assert!(
@@ -695,7 +695,7 @@ fn init_writes_a_sequence_and_every_rotation_phase_raises_it() {
 fn rotate_lifts_a_small_or_missing_sequence_to_the_clock() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ca");
-    let mut ca = Ca::init(&td("a.test"), &opts(false)).unwrap();
+    let ca = Ca::init(&td("a.test"), &opts(false)).unwrap();
     ca.save(&path).unwrap();
     for old in [Some(2), None] {
         let mut v: serde_json::Value =
