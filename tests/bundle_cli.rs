@@ -63,6 +63,13 @@ fn bundle_of(cas: &[&Ca]) -> Bundle {
     b
 }
 
+/// `b` with `spiffe_sequence` = `seq`: the endpoint serves the file's sequence, and a change
+/// is published only with a higher one (as `fedgate ca rotate` writes).
+fn seq(mut b: Bundle, seq: u64) -> Bundle {
+    b.set_sequence(Some(seq));
+    b
+}
+
 /// Replaces `path` atomically (as a ConfigMap update or `mv` would).
 fn put(path: &Path, content: &[u8]) {
     let tmp = path.with_extension("tmp");
@@ -198,7 +205,7 @@ fn serve_and_watch_follow_rotation_and_restart_keeps_last_known_good() {
     put(&path("webca.pem"), web.cert.pem().as_bytes());
     put(&path("svid.pem"), svid1.as_bytes());
     put(&path("svid.key"), svid1_key.as_bytes());
-    put(&path("bundle.json"), &bundle_of(&[&ca1]).to_json());
+    put(&path("bundle.json"), &seq(bundle_of(&[&ca1]), 1).to_json());
     put(&path("bootstrap.json"), &bundle_of(&[&ca1]).to_json());
 
     let (web_srv, web_url) = serve(
@@ -280,14 +287,21 @@ fn serve_and_watch_follow_rotation_and_restart_keeps_last_known_good() {
     assert_eq!(n, 1);
     let (seq_s, n) = parse_update(&fetch_spiffe.expect_out(Duration::from_secs(30), is_update));
     assert_eq!(n, 1);
-    assert_eq!(seq_w, seq_s, "both endpoints serve the same file");
+    assert_eq!(
+        (seq_w, seq_s),
+        (1, 1),
+        "both endpoints serve the file's sequence"
+    );
 
     // Rotation, step 1: the new root is published beside the old one. Both watchers must
     // follow within one refresh interval (1 s, ±10 % jitter) plus the server's 100 ms file
     // poll; the bound below adds scheduling slack for a loaded 2-core machine.
     let bound = Duration::from_millis(1100 + 100 + 1800);
     let start = Instant::now();
-    put(&path("bundle.json"), &bundle_of(&[&ca1, &ca2]).to_json());
+    put(
+        &path("bundle.json"),
+        &seq(bundle_of(&[&ca1, &ca2]), 2).to_json(),
+    );
     let (s2, n) = parse_update(&fetch_web.expect_out(bound, is_update));
     assert_eq!((s2, n), (seq_w + 1, 2));
     let (s2s, n) = parse_update(&fetch_spiffe.expect_out(
@@ -303,7 +317,7 @@ fn serve_and_watch_follow_rotation_and_restart_keeps_last_known_good() {
     put(&path("svid.key"), svid2_key.as_bytes());
     put(&path("svid.pem"), svid2.as_bytes());
     let start = Instant::now();
-    put(&path("bundle.json"), &bundle_of(&[&ca2]).to_json());
+    put(&path("bundle.json"), &seq(bundle_of(&[&ca2]), 3).to_json());
     let (s3, n) = parse_update(&fetch_web.expect_out(bound, is_update));
     assert_eq!((s3, n), (seq_w + 2, 1));
     let (s3s, n) = parse_update(&fetch_spiffe.expect_out(

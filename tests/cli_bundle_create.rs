@@ -95,3 +95,46 @@ fn a_leaf_is_refused_as_an_authority() {
     assert!(run.stderr.contains("not a CA"), "{run:#?}");
     assert!(!out.exists());
 }
+
+/// Without `--sequence` the bundle still gets one (bundle endpoints serve the file's own):
+/// at least the Unix time at first, unchanged when re-created with the same content, higher
+/// when the content changed.
+#[test]
+fn default_sequence_is_written_and_grows_only_with_the_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca1, ca2) = (dir.path().join("ca1"), dir.path().join("ca2"));
+    let out = dir.path().join("imported.json");
+    for ca in [&ca1, &ca2] {
+        fedgate(&["ca", "init", "--trust-domain", "a.test", "--out", &arg(ca)]).ok();
+    }
+    let create = |pems: &[&std::path::Path]| {
+        let mut args = vec![
+            "bundle".to_string(),
+            "create".into(),
+            "--trust-domain".into(),
+            "a.test".into(),
+            "--out".into(),
+            arg(&out),
+        ];
+        for p in pems {
+            args.push("--pem".into());
+            args.push(arg(&p.join("ca.pem")));
+        }
+        fedgate(&args).ok();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        v["spiffe_sequence"]
+            .as_u64()
+            .expect("spiffe_sequence written")
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let first = create(&[&ca1]);
+    assert!(first >= now, "{first} < {now}");
+    assert_eq!(create(&[&ca1]), first, "same content, same sequence");
+    let second = create(&[&ca1, &ca2]);
+    assert!(second > first, "changed content: {second} <= {first}");
+    let third = create(&[&ca2]);
+    assert!(third > second, "changed content: {third} <= {second}");
+}

@@ -139,38 +139,66 @@ async fn https_web_refuses_wrong_hostname_and_unknown_ca() {
 }
 
 #[tokio::test]
-async fn file_source_publishes_changes_with_growing_sequence() {
+async fn file_source_serves_the_files_sequence_and_refuses_unbumped_changes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bundle.json");
     let ca1 = TestCa::new("a.test");
     std::fs::write(&path, with_seq(ca1.bundle(), 1).to_json()).unwrap();
     let (mut source, rx) = BundleFileSource::new(a(), &path, Duration::from_secs(1)).unwrap();
-    let first = rx.borrow().sequence().unwrap();
-    assert!(
-        first > 1_600_000_000,
-        "first sequence is at least the Unix time: {first}"
-    );
+    // The file's own sequence, not one made up from the clock.
+    assert_eq!(rx.borrow().sequence(), Some(1));
 
     // Unchanged content: nothing published.
     assert!(!source.poll_once());
-    // Rotation: new root added, the file's own sequence is stale.
+    // Rotation without a new sequence: refused, the previous bundle stays.
     let ca2 = TestCa::new("a.test");
     let mut rotated = ca1.bundle();
     rotated.add_x509_authority(ca2.der());
+    std::fs::write(&path, with_seq(rotated.clone(), 1).to_json()).unwrap();
+    assert!(!source.poll_once());
+    assert_eq!(rx.borrow().sequence(), Some(1));
+    assert!(rx.borrow().same_authorities(&ca1.bundle()));
+    // The same rotation with a higher sequence: served as the file has it.
     std::fs::write(&path, with_seq(rotated.clone(), 2).to_json()).unwrap();
     assert!(source.poll_once());
-    let second = rx.borrow().clone();
-    assert_eq!(second.sequence(), Some(first + 1));
-    assert!(second.same_authorities(&rotated));
+    assert_eq!(rx.borrow().sequence(), Some(2));
+    assert!(rx.borrow().same_authorities(&rotated));
     // Invalid content: keep serving the previous bundle.
     std::fs::write(&path, b"{ broken").unwrap();
     assert!(!source.poll_once());
-    assert_eq!(rx.borrow().sequence(), Some(first + 1));
-    // Old root retired.
-    std::fs::write(&path, ca2.bundle().to_json()).unwrap();
+    assert_eq!(rx.borrow().sequence(), Some(2));
+    // An older file (lower sequence) is refused too.
+    std::fs::write(&path, with_seq(ca1.bundle(), 1).to_json()).unwrap();
+    assert!(!source.poll_once());
+    assert!(rx.borrow().same_authorities(&rotated));
+    // Old root retired, sequence bumped.
+    std::fs::write(&path, with_seq(ca2.bundle(), 3).to_json()).unwrap();
     assert!(source.poll_once());
-    assert_eq!(rx.borrow().sequence(), Some(first + 2));
+    assert_eq!(rx.borrow().sequence(), Some(3));
     assert!(rx.borrow().same_authorities(&ca2.bundle()));
+}
+
+#[tokio::test]
+async fn file_without_a_sequence_is_served_as_is_and_frozen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bundle.json");
+    let ca1 = TestCa::new("a.test");
+    std::fs::write(&path, ca1.bundle().to_json()).unwrap();
+    let (mut source, rx) = BundleFileSource::new(a(), &path, Duration::from_secs(1)).unwrap();
+    assert_eq!(rx.borrow().sequence(), None);
+    // A second replica of the same file serves the same document.
+    let (_source2, rx2) = BundleFileSource::new(a(), &path, Duration::from_secs(1)).unwrap();
+    assert_eq!(rx.borrow().to_json(), rx2.borrow().to_json());
+    // A change without a sequence cannot be ordered by peers: refused.
+    std::fs::write(&path, TestCa::new("a.test").bundle().to_json()).unwrap();
+    assert!(!source.poll_once());
+    assert!(rx.borrow().same_authorities(&ca1.bundle()));
+    // Giving it a sequence publishes it.
+    let ca3 = TestCa::new("a.test");
+    std::fs::write(&path, with_seq(ca3.bundle(), 1).to_json()).unwrap();
+    assert!(source.poll_once());
+    assert_eq!(rx.borrow().sequence(), Some(1));
+    assert!(rx.borrow().same_authorities(&ca3.bundle()));
 }
 
 #[tokio::test]

@@ -12,7 +12,10 @@
 //!   and no key is ever formatted into a log line or an error (`IssuedSvid`'s `Debug` omits it).
 //! * The CA's published bundle (`bundle.json`) always contains the current root. `rotate`
 //!   adds a new root next to the old ones and `retire_old` removes every root but the current
-//!   one; each change increments `spiffe_sequence`.
+//!   one. `spiffe_sequence` is written into `bundle.json` and is the only sequence the bundle
+//!   endpoint serves: `init` sets it to the Unix time, and each change raises it to
+//!   `max(previous + 1, Unix time)` ([`next_sequence`]), so it strictly grows with every change
+//!   and a re-created CA still orders after what peers hold.
 //! * JWT-SVIDs ([`jwt`]): when the CA has a JWT signing key (`jwt.key`, ES256), the bundle lists
 //!   its public key as a `jwt-svid` JWK whose `kid` is the key's RFC 7638 thumbprint. `rotate`
 //!   replaces that key and keeps the old public key in the bundle; `retire_old` drops every JWT
@@ -41,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fedgate_federation::bundle::{Bundle, BundleError};
+use fedgate_federation::bundle::{next_sequence, Bundle, BundleError};
 use fedgate_federation::jwt::{JwtSigningKey, MintError};
 use fedgate_federation::spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 use rcgen::{
@@ -203,7 +206,8 @@ struct Signer {
 
 impl Ca {
     /// Creates a new CA in memory: a self-signed root (and an intermediate if asked) and a
-    /// bundle with the root, `opts.refresh_hint` and sequence 1. Nothing is written.
+    /// bundle with the root, `opts.refresh_hint` and the Unix time as its sequence
+    /// ([`next_sequence`]). Nothing is written.
     pub fn init(trust_domain: &TrustDomain, opts: &InitOptions) -> Result<Ca, CaError> {
         let now = OffsetDateTime::now_utc();
         let root = new_root(trust_domain, now, opts.ttl)?;
@@ -217,7 +221,7 @@ impl Ca {
         bundle.add_x509_authority(root.der.clone());
         bundle.add_jwt_authority(jwt.authority());
         bundle.set_refresh_hint(opts.refresh_hint);
-        bundle.set_sequence(Some(1));
+        bump_sequence(&mut bundle)?;
         Ok(Ca {
             trust_domain: trust_domain.clone(),
             root,
@@ -467,7 +471,7 @@ impl Ca {
     /// Replaces the root with a new key and certificate of the same lifetime (and the
     /// intermediate with one signed by the new root), and the JWT signing key with a new one
     /// (adding one if the CA had none). The bundle keeps the old roots and JWT keys and adds
-    /// the new ones; the sequence is incremented.
+    /// the new ones; the sequence grows ([`next_sequence`]).
     pub fn rotate(&mut self) -> Result<(), CaError> {
         let now = OffsetDateTime::now_utc();
         let lifetime = (self.root.not_after - self.root.not_before).unsigned_abs();
@@ -489,8 +493,8 @@ impl Ca {
     }
 
     /// Removes every root but the current one, and every JWT key but the current one (when
-    /// the CA has a JWT key), from the bundle. Returns what was removed; the sequence is
-    /// incremented only if the bundle changed.
+    /// the CA has a JWT key), from the bundle. Returns what was removed; the sequence grows
+    /// ([`next_sequence`]) only if the bundle changed.
     pub fn retire_old(&mut self) -> Result<Retired, CaError> {
         let old: Vec<_> = self
             .bundle
@@ -848,11 +852,10 @@ fn trust_domain_of(der: &[u8], path: &Path) -> Result<TrustDomain, CaError> {
     Ok(id.trust_domain().clone())
 }
 
+/// Gives `bundle` the sequence of its next version (see [`next_sequence`]).
 fn bump_sequence(bundle: &mut Bundle) -> Result<(), CaError> {
-    let next = match bundle.sequence() {
-        Some(s) => s.checked_add(1).ok_or(CaError::SequenceOverflow)?,
-        None => 1,
-    };
+    let next = next_sequence(bundle.sequence(), std::time::SystemTime::now())
+        .ok_or(CaError::SequenceOverflow)?;
     bundle.set_sequence(Some(next));
     Ok(())
 }

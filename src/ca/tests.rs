@@ -121,7 +121,6 @@ fn root_follows_signing_certificate_rules() {
     assert_eq!(root.tbs_certificate.subject, root.tbs_certificate.issuer);
     let b = ca.bundle();
     assert_eq!(b.x509_authorities(), std::slice::from_ref(ca.root()));
-    assert_eq!(b.sequence(), Some(1));
     assert_eq!(b.refresh_hint(), Some(Duration::from_secs(300)));
 }
 
@@ -199,7 +198,7 @@ fn save_and_load_round_trip_with_private_key_modes() {
         assert_eq!(loaded.root(), ca.root());
         assert_eq!(loaded.intermediates(), ca.intermediates());
         assert_eq!(loaded.trust_domain(), ca.trust_domain());
-        assert_eq!(loaded.bundle().sequence(), Some(1));
+        assert_eq!(loaded.bundle().sequence(), ca.bundle().sequence());
         let svid = loaded.issue(&id("spiffe://a.test/x"), day(), &[]).unwrap();
         webpki_chains(&svid.chain()[0], &svid.chain()[1..], ca.root()).unwrap();
         assert!(Ca::ensure_absent(&path).is_err());
@@ -246,7 +245,6 @@ fn rotate_adds_a_root_then_retire_removes_the_old_one() {
         ca.bundle().x509_authorities(),
         &[old_root.clone(), ca.root().clone()]
     );
-    assert_eq!(ca.bundle().sequence(), Some(2));
     let new_svid = ca.issue(&id("spiffe://a.test/new"), day(), &[]).unwrap();
     webpki_chains(&new_svid.chain()[0], &[], ca.root()).unwrap();
     assert!(webpki_chains(&new_svid.chain()[0], &[], &old_root).is_err());
@@ -274,10 +272,10 @@ fn rotate_adds_a_root_then_retire_removes_the_old_one() {
         ca.bundle().x509_authorities(),
         std::slice::from_ref(ca.root())
     );
-    assert_eq!(ca.bundle().sequence(), Some(3));
     // Nothing more to retire: no change, no sequence bump.
+    let seq = ca.bundle().sequence();
     assert_eq!(ca.retire_old().unwrap(), Retired::default());
-    assert_eq!(ca.bundle().sequence(), Some(3));
+    assert_eq!(ca.bundle().sequence(), seq);
 }
 
 #[test]
@@ -631,5 +629,89 @@ mod jwt_svid {
             Ca::ensure_absent(dir.path()),
             Err(CaError::AlreadyExists { .. })
         ));
+    }
+}
+
+/// Unix time now, in seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The sequence of the bundle in `dir/bundle.json` as written (not as held in memory).
+fn written_sequence(dir: &Path) -> u64 {
+    let json = std::fs::read(dir.join(BUNDLE_JSON)).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    v["spiffe_sequence"]
+        .as_u64()
+        .expect("bundle.json has spiffe_sequence")
+}
+
+/// The bundle endpoint serves `bundle.json`'s own sequence, so the CA must write one that
+/// starts above anything a peer may hold (the Unix time, not 1) and strictly grows with every
+/// phase of a rotation, even several within one second.
+#[test]
+fn init_writes_a_sequence_and_every_rotation_phase_raises_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca");
+    let before = unix_now();
+    let ca = Ca::init(&td("a.test"), &opts(false)).unwrap();
+    ca.save(&path).unwrap();
+    let init = written_sequence(&path);
+    assert!(
+        init >= before,
+        "init starts at the Unix time: {init} < {before}"
+    );
+    assert_eq!(ca.bundle().sequence(), Some(init));
+
+    let mut seen = vec![init];
+    for _ in 0..2 {
+        // Phase 1: add a root (and a JWT key).
+        let mut ca = Ca::load(&path).unwrap();
+        ca.rotate().unwrap();
+        ca.save(&path).unwrap();
+        seen.push(written_sequence(&path));
+        // Phase 2: retire the old ones.
+        let mut ca = Ca::load(&path).unwrap();
+        assert_ne!(ca.retire_old().unwrap(), Retired::default());
+        ca.save(&path).unwrap();
+        seen.push(written_sequence(&path));
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "strictly growing: {seen:?}"
+    );
+    // Nothing to retire: the file is not rewritten with a new sequence.
+    let mut ca = Ca::load(&path).unwrap();
+    assert_eq!(ca.retire_old().unwrap(), Retired::default());
+    assert_eq!(ca.bundle().sequence(), seen.last().copied());
+}
+
+/// A CA directory written before sequences came from the clock (sequence 1, 2, ...) or a
+/// hand-edited bundle without one: the next change still gets a sequence above the clock.
+#[test]
+fn rotate_lifts_a_small_or_missing_sequence_to_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca");
+    let ca = Ca::init(&td("a.test"), &opts(false)).unwrap();
+    ca.save(&path).unwrap();
+    for old in [Some(2), None] {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path.join(BUNDLE_JSON)).unwrap()).unwrap();
+        match old {
+            Some(s) => v["spiffe_sequence"] = s.into(),
+            None => {
+                v.as_object_mut().unwrap().remove("spiffe_sequence");
+            }
+        }
+        std::fs::write(path.join(BUNDLE_JSON), v.to_string()).unwrap();
+        let before = unix_now();
+        let mut ca = Ca::load(&path).unwrap();
+        assert_eq!(ca.bundle().sequence(), old);
+        ca.rotate().unwrap();
+        ca.save(&path).unwrap();
+        assert!(written_sequence(&path) >= before);
     }
 }

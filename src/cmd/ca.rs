@@ -56,8 +56,8 @@ pub enum CaCommand {
         dns: Vec<String>,
     },
     /// Rotate the root and the JWT key: add new ones to the bundle next to the old ones
-    /// (sequence + 1). With --retire-old, instead remove every root and JWT key but the
-    /// current ones (sequence + 1).
+    /// (sequence raised to max(previous + 1, Unix time)). With --retire-old, instead remove
+    /// every root and JWT key but the current ones (sequence raised the same way).
     Rotate {
         /// The CA directory (from `ca init`).
         #[arg(long = "ca", value_name = "DIR")]

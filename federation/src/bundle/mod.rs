@@ -1,7 +1,11 @@
 //! SPIFFE trust bundles and the per-trust-domain `BundleSet`.
 //!
-//! Invariant: a `BundleSet` maps each trust domain to exactly one bundle and never merges
-//! authorities across domains; it is an immutable snapshot (cheap to clone).
+//! Invariants:
+//! * A `BundleSet` maps each trust domain to exactly one bundle and never merges authorities
+//!   across domains; it is an immutable snapshot (cheap to clone).
+//! * `spiffe_sequence` is a property of the bundle document: writers of a local bundle
+//!   (`fedgate ca`, `fedgate bundle create`) choose it with [`next_sequence`], which always
+//!   grows and is at least the Unix time of the write; servers serve it unchanged.
 
 pub mod document;
 
@@ -276,6 +280,25 @@ impl Bundle {
     pub fn same_authorities(&self, other: &Bundle) -> bool {
         self.x509_authorities == other.x509_authorities
             && self.jwt_authorities == other.jwt_authorities
+    }
+}
+
+/// The `spiffe_sequence` for a new version of a bundle whose current sequence is `current`
+/// (`None`: a new bundle, or one without a sequence), written `now`:
+/// `max(current + 1, Unix time of now in seconds)`. `None` if `current + 1` overflows.
+///
+/// Strictly greater than `current`, so peers accept the new version. Starting from the clock
+/// (not from 1) keeps it above what peers hold even when the writer lost its state (a CA
+/// directory re-created from scratch) and above the clock-based sequences that earlier fedgate
+/// servers invented at start; a clock that goes back only means `current + 1`.
+pub fn next_sequence(current: Option<u64>, now: SystemTime) -> Option<u64> {
+    let clock = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match current {
+        Some(c) => Some(c.checked_add(1)?.max(clock)),
+        None => Some(clock.max(1)),
     }
 }
 

@@ -537,3 +537,18 @@ fn to_json_stays_within_what_spire_accepts() {
     assert_eq!(v["spiffe_sequence"], 1);
     assert_eq!(v["spiffe_refresh_hint"], 5);
 }
+
+#[test]
+fn next_sequence_grows_and_starts_from_the_clock() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+    let now = at(1_700_000_000);
+    // A new bundle starts at the Unix time (never 0).
+    assert_eq!(next_sequence(None, now), Some(1_700_000_000));
+    assert_eq!(next_sequence(None, UNIX_EPOCH), Some(1));
+    // Behind the clock: jumps to the clock; ahead of it (or a clock gone back): + 1.
+    assert_eq!(next_sequence(Some(5), now), Some(1_700_000_000));
+    assert_eq!(next_sequence(Some(1_700_000_000), now), Some(1_700_000_001));
+    assert_eq!(next_sequence(Some(u64::MAX - 1), now), Some(u64::MAX));
+    assert_eq!(next_sequence(Some(u64::MAX), now), None);
+}

@@ -18,7 +18,9 @@ use crate::bundle::Bundle;
 use crate::spiffe_id::{SpiffeId, TrustDomain};
 
 pub use client::{fetch, FetchError, FetchOptions, FetchOutcome};
-pub use server::{BundleEndpoint, BundleFileSource, EndpointError, EndpointMetrics, ServerTls};
+pub use server::{
+    BundleEndpoint, BundleFileSource, EndpointError, EndpointMetrics, SequenceRefusal, ServerTls,
+};
 
 /// One federation relationship: whose bundle, where, and how to authenticate the endpoint.
 #[derive(Clone, Debug)]

@@ -12,14 +12,20 @@
 //!   A connection's slot is free again before its end is signalled on [`EndpointMetrics`].
 //! * A connection's failure (handshake timeout, TLS error, HTTP error) ends that connection
 //!   only, with a log line; the accept loop backs off on accept errors and never exits on them.
-//! * [`BundleFileSource`] publishes a bundle whose `spiffe_sequence` grows with every change
-//!   of the file's authorities, and never decreases, including across restarts (the first
-//!   sequence is at least the Unix time in seconds).
+//! * [`BundleFileSource`] serves the bundle file as it is: the `spiffe_sequence` it serves is
+//!   the file's own (or none, if the file has none), never one the process invents. So every
+//!   replica serving the same file serves the same document, and therefore the same body and
+//!   the same `ETag`, whatever its start time or history.
+//! * A new version of the file is served only if [`next_served`] accepts it: its sequence is
+//!   higher than the one being served (an absent sequence is lower than any), or it is equal
+//!   and the content (authorities, JWT keys, refresh hint) is unchanged. A changed content
+//!   without a higher sequence, or a lower sequence, is refused with
+//!   [`EndpointError::Sequence`] and the bundle being served stays (last good).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -107,7 +113,7 @@ pub enum ServerTlsFiles {
     Spiffe { svid: PathBuf, key: PathBuf },
 }
 
-/// Polls the local bundle file and publishes each change with a growing sequence.
+/// Polls the local bundle file and publishes each new version that [`next_served`] accepts.
 #[derive(Debug)]
 pub struct BundleFileSource {
     trust_domain: TrustDomain,
@@ -160,6 +166,61 @@ pub enum EndpointError {
     },
     #[error("cannot build the server TLS configuration (does the key match the certificate?)")]
     TlsConfig(#[source] rustls::Error),
+    #[error(
+        "bundle file {path} refused: {refusal}; run `fedgate ca rotate` (or raise \
+         spiffe_sequence in the file above {}) to publish a change; keeping the bundle being \
+         served",
+        show_sequence(refusal.served())
+    )]
+    Sequence {
+        path: PathBuf,
+        refusal: SequenceRefusal,
+    },
+}
+
+/// Why [`next_served`] refused a new version of the bundle file. Peers order bundles by
+/// `spiffe_sequence` alone: they refuse a lower one as a rollback and cannot tell a changed
+/// bundle with the same sequence from the one they hold.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SequenceRefusal {
+    #[error(
+        "its content changed but its spiffe_sequence ({}) is not higher than the one being \
+         served ({})",
+        show_sequence(*.file), show_sequence(*.served)
+    )]
+    NotIncreased {
+        served: Option<u64>,
+        file: Option<u64>,
+    },
+    #[error(
+        "its spiffe_sequence ({}) is lower than the one being served ({}); peers would refuse \
+         it as a rollback",
+        show_sequence(*.file), show_sequence(*.served)
+    )]
+    Lower {
+        served: Option<u64>,
+        file: Option<u64>,
+    },
+}
+
+impl SequenceRefusal {
+    /// The sequence being served when the file was refused.
+    pub fn served(&self) -> Option<u64> {
+        match self {
+            Self::NotIncreased { served, .. } | Self::Lower { served, .. } => *served,
+        }
+    }
+    /// The sequence of the refused file.
+    pub fn file(&self) -> Option<u64> {
+        match self {
+            Self::NotIncreased { file, .. } | Self::Lower { file, .. } => *file,
+        }
+    }
+}
+
+fn show_sequence(seq: Option<u64>) -> String {
+    seq.map_or_else(|| "absent".to_string(), |s| s.to_string())
 }
 
 // === impl BundleEndpoint ===
@@ -593,8 +654,9 @@ impl ServerTlsSource {
 
 impl BundleFileSource {
     /// Loads the bundle file of `td` (errors are fatal here) and returns the source and the
-    /// receiver to hand to [`BundleEndpoint::new`]. The first served sequence is
-    /// `max(file's sequence, Unix time in seconds)`, so a restart never serves a lower one.
+    /// receiver to hand to [`BundleEndpoint::new`]. The bundle is served as the file has it,
+    /// sequence included; a file without `spiffe_sequence` is served without one, with a
+    /// warning (peers cannot order its changes, so none will be accepted until it has one).
     pub fn new(
         trust_domain: TrustDomain,
         path: impl Into<PathBuf>,
@@ -612,12 +674,15 @@ impl BundleFileSource {
                     source: Box::new(source),
                 })
         });
-        let mut bundle = watch.load().map_err(from_watch)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        bundle.set_sequence(Some(bundle.sequence().unwrap_or(0).max(now)));
+        let bundle = watch.load().map_err(from_watch)?;
+        if bundle.sequence().is_none() {
+            tracing::warn!(
+                path = %path.display(), trust_domain = %trust_domain,
+                "bundle file has no spiffe_sequence: it is served without one, and a change of it \
+                 will be refused until it has one; write bundles with `fedgate ca` or \
+                 `fedgate bundle create`, which set it"
+            );
+        }
         let (tx, rx) = watch::channel(Arc::new(bundle));
         let source = Self {
             trust_domain,
@@ -666,13 +731,21 @@ impl BundleFileSource {
             }
         };
         let served = self.tx.borrow().clone();
-        let next = next_served(&served, file_bundle);
-        if next.same_authorities(&served)
-            && next.sequence() == served.sequence()
-            && next.refresh_hint() == served.refresh_hint()
-        {
-            return false;
-        }
+        let next = match next_served(&served, file_bundle) {
+            Ok(None) => return false,
+            Ok(Some(next)) => next,
+            Err(refusal) => {
+                let e = EndpointError::Sequence {
+                    path: self.path.clone(),
+                    refusal,
+                };
+                tracing::error!(
+                    trust_domain = %self.trust_domain, error = %crate::error_chain(&e),
+                    "bundle file change refused"
+                );
+                return false;
+            }
+        };
         tracing::info!(
             trust_domain = %self.trust_domain, sequence = ?next.sequence(),
             authorities = next.x509_authorities().len(), "serving updated bundle"
@@ -682,17 +755,34 @@ impl BundleFileSource {
     }
 }
 
-/// The bundle to serve after the file changed to `file`: its sequence is the file's if that
-/// is higher, else the served one plus one when the authorities changed (else unchanged).
-pub fn next_served(served: &Bundle, mut file: Bundle) -> Bundle {
-    let prev = served.sequence().unwrap_or(0);
-    let bump = if file.same_authorities(served) {
-        prev
-    } else {
-        prev.saturating_add(1)
-    };
-    file.set_sequence(Some(file.sequence().unwrap_or(0).max(bump)));
-    file
+/// Decides what to serve when the bundle file changed to `file` while `served` is served:
+/// * `Ok(None)`: same sequence and same content (authorities, JWT keys, refresh hint), so
+///   nothing to publish;
+/// * `Ok(Some(file))`: the file's sequence is higher (an absent sequence is lower than any),
+///   so it is served, as it is;
+/// * `Err(_)`: the content changed without a higher sequence, or the sequence went down.
+///
+/// Pure, so every replica decides the same for the same file.
+pub fn next_served(served: &Bundle, file: Bundle) -> Result<Option<Bundle>, SequenceRefusal> {
+    let (old, new) = (served.sequence(), file.sequence());
+    // `Option`'s order puts `None` below every `Some`, which is the order peers apply.
+    match new.cmp(&old) {
+        std::cmp::Ordering::Greater => Ok(Some(file)),
+        std::cmp::Ordering::Less => Err(SequenceRefusal::Lower {
+            served: old,
+            file: new,
+        }),
+        std::cmp::Ordering::Equal => {
+            if file.same_authorities(served) && file.refresh_hint() == served.refresh_hint() {
+                Ok(None)
+            } else {
+                Err(SequenceRefusal::NotIncreased {
+                    served: old,
+                    file: new,
+                })
+            }
+        }
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, EndpointError> {
@@ -730,24 +820,109 @@ mod tests {
         assert!(!if_none_match_hits(&h, &tag));
     }
 
+    fn bundle(seq: Option<u64>, roots: &[u8], hint: Option<u64>) -> Bundle {
+        let mut b = Bundle::new(TrustDomain::new("a.test").unwrap());
+        for r in roots {
+            b.add_x509_authority(CertificateDer::from(vec![0x30, 0x01, *r]));
+        }
+        b.set_sequence(seq);
+        b.set_refresh_hint(hint.map(Duration::from_secs));
+        b
+    }
+
     #[test]
-    fn sequence_grows_only_when_authorities_change() {
-        let td = TrustDomain::new("a.test").unwrap();
-        let mut served = Bundle::new(td.clone());
-        served.set_sequence(Some(100));
-        // Same (empty) authorities, file without sequence: unchanged.
+    fn same_content_and_sequence_is_no_change() {
+        let served = bundle(Some(5), &[1], Some(300));
         assert_eq!(
-            next_served(&served, Bundle::new(td.clone())).sequence(),
-            Some(100)
+            next_served(&served, bundle(Some(5), &[1], Some(300))).map(|b| b.is_some()),
+            Ok(false)
         );
-        // File with a higher sequence wins.
-        let mut f = Bundle::new(td.clone());
-        f.set_sequence(Some(500));
-        assert_eq!(next_served(&served, f).sequence(), Some(500));
-        // Changed authorities with a stale file sequence: previous + 1.
-        let mut f = Bundle::new(td);
-        f.set_sequence(Some(3));
-        f.add_x509_authority(CertificateDer::from(vec![0x30, 0x00]));
-        assert_eq!(next_served(&served, f).sequence(), Some(101));
+        // Unsequenced and unchanged: still served as is, deterministically.
+        let served = bundle(None, &[1], None);
+        assert_eq!(
+            next_served(&served, bundle(None, &[1], None)).map(|b| b.is_some()),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn changed_content_with_the_same_sequence_is_refused() {
+        let served = bundle(Some(5), &[1], Some(300));
+        for changed in [
+            bundle(Some(5), &[1, 2], Some(300)), // a root added
+            bundle(Some(5), &[2], Some(300)),    // a root replaced
+            bundle(Some(5), &[1], Some(60)),     // only the refresh hint
+        ] {
+            assert_eq!(
+                next_served(&served, changed).unwrap_err(),
+                SequenceRefusal::NotIncreased {
+                    served: Some(5),
+                    file: Some(5)
+                }
+            );
+        }
+        // Without any sequence a change cannot be ordered either.
+        let err = next_served(&bundle(None, &[1], None), bundle(None, &[2], None)).unwrap_err();
+        assert_eq!(
+            err,
+            SequenceRefusal::NotIncreased {
+                served: None,
+                file: None
+            }
+        );
+        let e = EndpointError::Sequence {
+            path: "/b.json".into(),
+            refusal: SequenceRefusal::NotIncreased {
+                served: Some(5),
+                file: Some(5),
+            },
+        }
+        .to_string();
+        assert!(
+            e.contains("/b.json") && e.contains("(5)") && e.contains("fedgate ca rotate"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn changed_content_with_a_higher_sequence_is_served_as_is() {
+        let served = bundle(Some(5), &[1], Some(300));
+        let next = next_served(&served, bundle(Some(6), &[1, 2], Some(300)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.sequence(), Some(6));
+        assert_eq!(next.x509_authorities().len(), 2);
+        // A jump is fine, and the sequence is the file's, not the served one + 1.
+        let next = next_served(&served, bundle(Some(1_000), &[2], None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.sequence(), Some(1_000));
+        // A first sequence for an unsequenced bundle is higher than none.
+        let next = next_served(&bundle(None, &[1], None), bundle(Some(1), &[2], None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.sequence(), Some(1));
+        // Same content, higher sequence: served (peers accept it, nothing is lost).
+        assert!(next_served(&served, bundle(Some(7), &[1], Some(300)))
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn a_lower_or_dropped_sequence_is_refused() {
+        let served = bundle(Some(5), &[1], Some(300));
+        for (file, seq) in [
+            (bundle(Some(4), &[1, 2], Some(300)), Some(4)), // changed content
+            (bundle(Some(4), &[1], Some(300)), Some(4)),    // same content
+            (bundle(None, &[1], Some(300)), None),          // sequence dropped
+        ] {
+            assert_eq!(
+                next_served(&served, file).unwrap_err(),
+                SequenceRefusal::Lower {
+                    served: Some(5),
+                    file: seq
+                }
+            );
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! `fedgate bundle serve`: serve a local bundle file as a SPIFFE federation endpoint.
 //!
 //! The bundle file (and the certificate/SVID files) are polled, so that a new bundle is
-//! served without a restart; its `spiffe_sequence` grows with every change of the
-//! authorities. The bound address is printed as `listening on <addr>` on stdout (and, with
+//! served without a restart. The bundle is served as the file has it, `spiffe_sequence`
+//! included, so replicas serving the same file agree; a changed file without a higher
+//! sequence is refused and the previous bundle stays (see `BundleFileSource`). The bound address is printed as `listening on <addr>` on stdout (and, with
 //! `--admin-listen`, `admin listening on <addr>`; that listener serves `/healthz`, `/readyz`,
 //! `/metrics` and `/status`, the trust domain, address and bundle sequence being served). At most `--max-connections` connections are
 //! open at once; more are closed before the TLS handshake and counted in
