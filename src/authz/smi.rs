@@ -149,12 +149,23 @@ pub struct TcpMatch {
 }
 
 /// What the first pass reads of every document: just enough to dispatch.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 struct Header {
-    #[serde(rename = "apiVersion", default)]
     api_version: Option<serde_norway::Value>,
-    #[serde(default)]
     kind: Option<serde_norway::Value>,
+}
+
+/// The YAML type of a value that should have been a mapping, for messages.
+fn type_name(v: &serde_norway::Value) -> &'static str {
+    match v {
+        serde_norway::Value::Null => "null",
+        serde_norway::Value::Bool(_) => "boolean",
+        serde_norway::Value::Number(_) => "number",
+        serde_norway::Value::String(_) => "string",
+        serde_norway::Value::Sequence(_) => "sequence",
+        serde_norway::Value::Mapping(_) => "mapping",
+        serde_norway::Value::Tagged(_) => "tagged value",
+    }
 }
 
 /// The three kinds this module reads.
@@ -180,7 +191,8 @@ const SUPPORTED: &str = "fedgate authz import reads TrafficTarget (access.smi-sp
 
 /// Parses every document of one YAML text. `file` names it in errors.
 ///
-/// Two passes over the text: the first reads each document's `apiVersion` and `kind`, the
+/// Two passes over the text: the first reads each document (as a YAML value) for its
+/// `apiVersion` and `kind`, the
 /// second deserializes each document into the type they select, so that errors keep the YAML
 /// parser's field path, line and column.
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Resource>, ImportError> {
@@ -189,30 +201,42 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Resource>, ImportEr
     let mut kinds = Vec::new();
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
         let doc = i + 1;
-        let header = Option::<Header>::deserialize(de).map_err(|e| {
+        let value = serde_norway::Value::deserialize(de).map_err(|e| {
             err(
                 doc,
-                format!(
-                    "not a Kubernetes resource: {e}; every YAML document must be a mapping \
-                     with `apiVersion`, `kind`, `metadata` and `spec`"
-                ),
+                format!("YAML syntax error: {e}; fix the YAML at that line"),
             )
         })?;
-        let Some(header) = header else {
-            kinds.push(None); // an empty document (`---` alone, or a comment)
-            continue;
-        };
-        let (kind, api) = match (header.kind, header.api_version) {
-            (None, None) => {
+        let header = match value {
+            serde_norway::Value::Null => {
+                kinds.push(None); // an empty document (`---` alone, or only comments)
+                continue;
+            }
+            serde_norway::Value::Mapping(mut m) => Header {
+                api_version: m.remove("apiVersion"),
+                kind: m.remove("kind"),
+            },
+            other => {
                 return Err(err(
                     doc,
-                    "no `kind` and no `apiVersion`: not a Kubernetes resource; remove the \
-                     document or add them"
-                        .into(),
+                    format!(
+                        "a {} is not a Kubernetes resource: every YAML document must be a \
+                         mapping with `apiVersion`, `kind`, `metadata` and `spec`",
+                        type_name(&other)
+                    ),
                 ))
             }
-            (kind, api) => (scalar(kind), scalar(api)),
         };
+        let (kind, api) = (scalar(header.kind), scalar(header.api_version));
+        if kind.is_empty() {
+            return Err(err(
+                doc,
+                format!(
+                    "missing `kind` (apiVersion {api:?}): {SUPPORTED}; add `kind:` or remove \
+                     the document"
+                ),
+            ));
+        }
         let Some((k, want)) = expected_api(&kind) else {
             return Err(err(
                 doc,
@@ -222,6 +246,12 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Resource>, ImportEr
                 ),
             ));
         };
+        if api.is_empty() {
+            return Err(err(
+                doc,
+                format!("{kind}: missing `apiVersion`: write `apiVersion: {want}`"),
+            ));
+        }
         if api != want {
             return Err(err(
                 doc,
