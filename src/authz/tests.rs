@@ -282,3 +282,16 @@ proptest::proptest! {
         }
     }
 }
+
+/// docs/examples/smi/shop-allow.toml is what docs/authz-import.md shows: keep it generated.
+#[test]
+fn documented_output_is_current() {
+    let p = run(&[("shop.yaml", SAMPLE)]).unwrap();
+    let out = sidecar_fragment(&p, &template(), &["docs/examples/smi/shop.yaml".into()]);
+    let documented = include_str!("../../docs/examples/smi/shop-allow.toml");
+    assert_eq!(
+        out, documented,
+        "regenerate: fedgate authz import docs/examples/smi/shop.yaml --trust-domain \
+         cluster-b.test -o docs/examples/smi/shop-allow.toml"
+    );
+}
