@@ -36,6 +36,8 @@ pub struct ImportError {
     pub file: String,
     /// 1-based document number within the file, when the error is about one document.
     pub doc: Option<usize>,
+    /// The index in the document's `items` when it is a `kind: List`.
+    pub item: Option<usize>,
     /// What is wrong and what to do; starts with the field path when there is one.
     pub message: String,
 }
@@ -45,6 +47,16 @@ impl ImportError {
         Self {
             file: file.to_owned(),
             doc: Some(doc),
+            item: None,
+            message,
+        }
+    }
+
+    pub(crate) fn at_origin(origin: &smi::Origin, message: String) -> Self {
+        Self {
+            file: origin.file.clone(),
+            doc: Some(origin.doc),
+            item: origin.item,
             message,
         }
     }
@@ -52,9 +64,14 @@ impl ImportError {
 
 impl fmt::Display for ImportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.doc {
-            Some(doc) => write!(f, "{}: document {doc}: {}", self.file, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
+        match (self.doc, self.item) {
+            (Some(doc), Some(item)) => write!(
+                f,
+                "{}: document {doc}: items[{item}]: {}",
+                self.file, self.message
+            ),
+            (Some(doc), None) => write!(f, "{}: document {doc}: {}", self.file, self.message),
+            (None, _) => write!(f, "{}: {}", self.file, self.message),
         }
     }
 }

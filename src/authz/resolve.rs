@@ -31,6 +31,7 @@ pub fn import(inputs: &[(String, String)], template: &IdTemplate) -> Result<Poli
         Unlocated(message) => ImportError {
             file: files.join(", "),
             doc: None,
+            item: None,
             message,
         },
         Located(e) => e,
@@ -86,7 +87,7 @@ pub fn resolve(resources: &[Resource], template: &IdTemplate) -> Result<Policy, 
     let mut by_dest: BTreeMap<String, Destination> = BTreeMap::new();
     let mut sources: BTreeMap<String, BTreeMap<String, Source>> = BTreeMap::new();
     for (origin, tt) in targets {
-        let err = |message: String| Located(ImportError::at(&origin.file, origin.doc, message));
+        let err = |message: String| Located(ImportError::at_origin(origin, message));
         let label = label(&tt.metadata);
         let ctx = format!("TrafficTarget {label}");
         let tt_ns = tt.metadata.namespace.as_deref();
@@ -201,7 +202,7 @@ fn label(m: &Metadata) -> String {
 }
 
 fn check_meta(o: &Origin, m: &Metadata) -> Result<(), ResolveError> {
-    let err = |message: String| Located(ImportError::at(&o.file, o.doc, message));
+    let err = |message: String| Located(ImportError::at_origin(o, message));
     k8s_name(&m.name, false).map_err(|why| err(format!("metadata.name: {why}")))?;
     if let Some(ns) = &m.namespace {
         k8s_name(ns, true).map_err(|why| err(format!("metadata.namespace: {why}")))?;
@@ -217,14 +218,11 @@ fn check_unique<'a>(
     let mut seen: BTreeMap<(Option<&str>, &str), &Origin> = BTreeMap::new();
     for (o, m) in items {
         if let Some(first) = seen.insert((m.namespace.as_deref(), m.name.as_str()), o) {
-            return Err(Located(ImportError::at(
-                &o.file,
-                o.doc,
+            return Err(Located(ImportError::at_origin(
+                o,
                 format!(
-                    "{kind} {} is defined twice (first in {} document {}); remove one",
+                    "{kind} {} is defined twice (first in {first}); remove one",
                     label(m),
-                    first.file,
-                    first.doc
                 ),
             )));
         }

@@ -8,7 +8,9 @@
 //!   skipped, anything else that is not one of the three kinds above at exactly the API version
 //!   above is an error naming the file, the document number (1-based) and the kind;
 //! * the fields SMI defines (`spec` and everything below it, and the top level) are read with
-//!   `deny_unknown_fields`: a misspelt key is an error naming its path, never ignored.
+//!   `deny_unknown_fields`: a misspelt key is an error naming its path, never ignored;
+//! * a `kind: List` document (`apiVersion: v1`, what `kubectl get -o yaml` writes) stands for
+//!   its `items`, each dispatched and read like a document;
 //!   `metadata` is Kubernetes `ObjectMeta` and may carry anything (`labels`, `uid`,
 //!   `resourceVersion`, ...): only `name` and `namespace` are read from it;
 //! * never panics, whatever the input (property-tested in `tests.rs`).
@@ -24,11 +26,23 @@ pub const ACCESS_API: &str = "access.smi-spec.io/v1alpha3";
 /// `apiVersion` of `HTTPRouteGroup` and `TCPRoute`.
 pub const SPECS_API: &str = "specs.smi-spec.io/v1alpha4";
 
-/// Where a resource came from: file name and 1-based document number.
+/// Where a resource came from: file name, 1-based document number, List item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub file: String,
     pub doc: usize,
+    /// The index in the document's `items` when the document is a `kind: List`.
+    pub item: Option<usize>,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} document {}", self.file, self.doc)?;
+        match self.item {
+            Some(item) => write!(f, " items[{item}]"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// One resource of the input.
@@ -189,16 +203,27 @@ fn expected_api(kind: &str) -> Option<(Kind, &'static str)> {
 const SUPPORTED: &str = "fedgate authz import reads TrafficTarget (access.smi-spec.io/v1alpha3), \
                          HTTPRouteGroup and TCPRoute (specs.smi-spec.io/v1alpha4)";
 
+/// What the first pass decided for one document.
+enum Plan {
+    /// An empty document (`---` alone, or only comments).
+    Empty,
+    /// One resource of this kind: the second pass reads it from the text.
+    One(Kind),
+    /// A `kind: List` (`kubectl get -o yaml`), kept as a value: its items are read from it.
+    List(serde_norway::Value),
+}
+
 /// Parses every document of one YAML text. `file` names it in errors.
 ///
 /// Two passes over the text: the first reads each document (as a YAML value) for its
-/// `apiVersion` and `kind`, the
-/// second deserializes each document into the type they select, so that errors keep the YAML
-/// parser's field path, line and column.
+/// `apiVersion` and `kind`, the second deserializes each document into the type they select,
+/// so that errors keep the YAML parser's field path, line and column. The items of a
+/// `kind: List` (API version `v1`, as `kubectl get -o yaml` writes) are read from the value of
+/// the first pass: their errors have the field path (`items[2].spec.sources[0]`) but no line.
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Resource>, ImportError> {
     let err = |doc: usize, message: String| ImportError::at(file, doc, message);
     // Pass 1: dispatch.
-    let mut kinds = Vec::new();
+    let mut plans = Vec::new();
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
         let doc = i + 1;
         let value = serde_norway::Value::deserialize(de).map_err(|e| {
@@ -207,96 +232,147 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Resource>, ImportEr
                 format!("YAML syntax error: {e}; fix the YAML at that line"),
             )
         })?;
-        let header = match value {
-            serde_norway::Value::Null => {
-                kinds.push(None); // an empty document (`---` alone, or only comments)
-                continue;
-            }
-            serde_norway::Value::Mapping(mut m) => Header {
-                api_version: m.remove("apiVersion"),
-                kind: m.remove("kind"),
-            },
-            other => {
-                return Err(err(
-                    doc,
-                    format!(
-                        "a {} is not a Kubernetes resource: every YAML document must be a \
-                         mapping with `apiVersion`, `kind`, `metadata` and `spec`",
-                        type_name(&other)
-                    ),
-                ))
-            }
+        let plan = match classify(&value).map_err(|m| err(doc, m))? {
+            None => Plan::Empty,
+            Some(Class::One(kind)) => Plan::One(kind),
+            Some(Class::List) => Plan::List(value),
         };
-        let (kind, api) = (scalar(header.kind), scalar(header.api_version));
-        if kind.is_empty() {
-            return Err(err(
-                doc,
-                format!(
-                    "missing `kind` (apiVersion {api:?}): {SUPPORTED}; add `kind:` or remove \
-                     the document"
-                ),
-            ));
-        }
-        let Some((k, want)) = expected_api(&kind) else {
-            return Err(err(
-                doc,
-                format!(
-                    "unknown kind {kind:?} (apiVersion {api:?}): {SUPPORTED}; remove other \
-                     resources from the input"
-                ),
-            ));
-        };
-        if api.is_empty() {
-            return Err(err(
-                doc,
-                format!("{kind}: missing `apiVersion`: write `apiVersion: {want}`"),
-            ));
-        }
-        if api != want {
-            return Err(err(
-                doc,
-                format!(
-                    "{kind}: unsupported apiVersion {api:?}: {SUPPORTED}; write \
-                     `apiVersion: {want}` (convert the resource if its fields differ)"
-                ),
-            ));
-        }
-        kinds.push(Some(k));
+        plans.push(plan);
     }
     // Pass 2: the typed resources.
     let mut out = Vec::new();
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
         let doc = i + 1;
-        let Some(Some(kind)) = kinds.get(i).copied() else {
-            continue;
-        };
         let origin = Origin {
             file: file.to_owned(),
             doc,
+            item: None,
         };
-        let bad = |kind: &str, e: serde_norway::Error| {
-            err(
-                doc,
-                format!("{kind}: {e}; see the SMI spec for the fields of {kind}"),
-            )
-        };
-        let resource = match kind {
-            Kind::TrafficTarget => Resource::TrafficTarget(
-                origin,
-                TrafficTarget::deserialize(de).map_err(|e| bad("TrafficTarget", e))?,
-            ),
-            Kind::HttpRouteGroup => Resource::HttpRouteGroup(
-                origin,
-                HttpRouteGroup::deserialize(de).map_err(|e| bad("HTTPRouteGroup", e))?,
-            ),
-            Kind::TcpRoute => Resource::TcpRoute(
-                origin,
-                TcpRoute::deserialize(de).map_err(|e| bad("TCPRoute", e))?,
-            ),
-        };
-        out.push(resource);
+        match plans.get(i) {
+            None | Some(Plan::Empty) => {}
+            Some(Plan::One(kind)) => out.push(typed(*kind, origin, de).map_err(|m| err(doc, m))?),
+            Some(Plan::List(list)) => {
+                let items = match list.get("items") {
+                    None | Some(serde_norway::Value::Null) => continue,
+                    Some(serde_norway::Value::Sequence(items)) => items,
+                    Some(other) => {
+                        return Err(err(
+                            doc,
+                            format!("List: items: a {}, not a sequence", type_name(other)),
+                        ))
+                    }
+                };
+                for (j, item) in items.iter().enumerate() {
+                    let at = |m: String| err(doc, format!("items[{j}]: {m}"));
+                    let Some(Class::One(kind)) = classify(item).map_err(at)? else {
+                        return Err(at(
+                            "an empty item or a List inside a List: remove it".to_owned()
+                        ));
+                    };
+                    let origin = Origin {
+                        item: Some(j),
+                        ..origin.clone()
+                    };
+                    out.push(typed(kind, origin, item).map_err(at)?);
+                }
+            }
+        }
     }
     Ok(out)
+}
+
+/// What a document or List item is, from its `apiVersion` and `kind`.
+enum Class {
+    One(Kind),
+    List,
+}
+
+/// Classifies a document (`None`: empty); the error says what is wrong and what to do.
+fn classify(value: &serde_norway::Value) -> Result<Option<Class>, String> {
+    let header = match value {
+        serde_norway::Value::Null => return Ok(None),
+        serde_norway::Value::Mapping(m) => Header {
+            api_version: m.get("apiVersion").cloned(),
+            kind: m.get("kind").cloned(),
+        },
+        other => {
+            return Err(format!(
+                "a {} is not a Kubernetes resource: every YAML document must be a mapping with \
+                 `apiVersion`, `kind`, `metadata` and `spec`",
+                type_name(other)
+            ))
+        }
+    };
+    let (kind, api) = (scalar(header.kind), scalar(header.api_version));
+    if kind.is_empty() {
+        return Err(format!(
+            "missing `kind` (apiVersion {api:?}): {SUPPORTED}; add `kind:` or remove the document"
+        ));
+    }
+    if kind == "List" && api == "v1" {
+        return Ok(Some(Class::List));
+    }
+    let Some((k, want)) = expected_api(&kind) else {
+        return Err(format!(
+            "unknown kind {kind:?} (apiVersion {api:?}): {SUPPORTED}; remove other resources \
+             from the input"
+        ));
+    };
+    if api.is_empty() {
+        return Err(format!(
+            "{kind}: missing `apiVersion`: write `apiVersion: {want}`"
+        ));
+    }
+    if api != want {
+        return Err(format!(
+            "{kind}: unsupported apiVersion {api:?}: {SUPPORTED}; write `apiVersion: {want}` \
+             (convert the resource if its fields differ)"
+        ));
+    }
+    Ok(Some(Class::One(k)))
+}
+
+/// A source of one typed resource: a document of the text, or a List item.
+trait Reader {
+    /// The resource, or the parser's message with the field path in front.
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, String>;
+}
+
+/// A document of the text: the parser's own message has the path, line and column.
+impl<'de> Reader for serde_norway::Deserializer<'de> {
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
+        T::deserialize(self).map_err(|e| e.to_string())
+    }
+}
+
+/// A List item (a value): the path comes from serde_path_to_error; there is no line.
+impl Reader for &serde_norway::Value {
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
+        serde_path_to_error::deserialize(self.clone()).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                e.into_inner().to_string()
+            } else {
+                format!("{path}: {}", e.into_inner())
+            }
+        })
+    }
+}
+
+/// Reads one resource of `kind`.
+fn typed(kind: Kind, origin: Origin, r: impl Reader) -> Result<Resource, String> {
+    let bad = |kind: &'static str| {
+        move |e: String| format!("{kind}: {e}; see the SMI spec for the fields of {kind}")
+    };
+    Ok(match kind {
+        Kind::TrafficTarget => {
+            Resource::TrafficTarget(origin, r.read().map_err(bad("TrafficTarget"))?)
+        }
+        Kind::HttpRouteGroup => {
+            Resource::HttpRouteGroup(origin, r.read().map_err(bad("HTTPRouteGroup"))?)
+        }
+        Kind::TcpRoute => Resource::TcpRoute(origin, r.read().map_err(bad("TCPRoute"))?),
+    })
 }
 
 /// A `kind` or `apiVersion` as text for dispatch and messages (`""` when absent, the YAML

@@ -295,3 +295,35 @@ fn documented_output_is_current() {
          cluster-b.test -o docs/examples/smi/shop-allow.toml"
     );
 }
+
+/// `kubectl get traffictargets,tcproutes -A -o yaml` writes one `kind: List`, with server-side
+/// metadata on every item.
+#[test]
+fn kubectl_list_output_is_read_item_by_item() {
+    let list = "apiVersion: v1\nkind: List\nmetadata: {resourceVersion: \"\"}\nitems:\n\
+        - apiVersion: specs.smi-spec.io/v1alpha4\n  kind: TCPRoute\n  metadata: {name: r, namespace: n, uid: u1, resourceVersion: \"7\"}\n  spec: {matches: {ports: [5432]}}\n\
+        - apiVersion: access.smi-spec.io/v1alpha3\n  kind: TrafficTarget\n  metadata:\n    name: t\n    namespace: n\n    annotations: {a: b}\n  spec:\n    destination: {kind: ServiceAccount, name: db}\n    rules: [{kind: TCPRoute, name: r}]\n    sources: [{kind: ServiceAccount, name: app}]\n";
+    let p = run(&[("list.yaml", list)]).unwrap();
+    assert_eq!(
+        p.destinations[0].sources[0].id.to_string(),
+        "spiffe://cluster-b.test/ns/n/sa/app"
+    );
+
+    let e = err(&list.replace("name: app}", "name: app, colour: red}"));
+    assert!(
+        e.starts_with("in.yaml: document 1: items[1]: TrafficTarget: spec.sources[0].colour: unknown field `colour`"),
+        "{e}"
+    );
+    let e = err(&list.replace("kind: TCPRoute\n", "kind: UDPRoute\n"));
+    assert!(
+        e.contains("document 1: items[0]: unknown kind \"UDPRoute\""),
+        "{e}"
+    );
+    let e = err(&list.replace("name: db}", "name: db, namespace: \"\"}"));
+    assert!(
+        e.contains("document 1: items[1]: TrafficTarget n/t: spec.destination.namespace: \"\" is not valid"),
+        "{e}"
+    );
+    let e = err("apiVersion: v1\nkind: List\nitems: 3\n");
+    assert!(e.contains("items: a number, not a sequence"), "{e}");
+}
