@@ -2,6 +2,7 @@
 //! arguments; [`dispatch`] runs the parsed command. Nothing below imports this module back.
 
 mod agent;
+mod authz;
 mod bundle;
 mod ca;
 mod config;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Configuration tooling.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Authorization policy tooling: import SMI access policy as allow lists.
+    #[command(subcommand)]
+    Authz(authz::AuthzCommand),
     /// Run the edge gateway.
     Run(run::RunArgs),
     /// Run the workload-side mTLS proxy.
@@ -67,6 +71,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jwt(c) => jwt::run(c).await,
         Command::Ca(c) => ca::run(c).await,
         Command::Config(c) => config::run(c).await,
+        Command::Authz(c) => authz::run(c).await,
         Command::Run(a) => run::run(a).await,
         Command::Sidecar(a) => sidecar::run(a).await,
         Command::Agent(a) => agent::run(a).await,
