@@ -1,5 +1,6 @@
 //! The one admin HTTP server of every long-running command (`fedgate run`, `fedgate sidecar`,
-//! `fedgate bundle serve`): `/healthz`, `/readyz`, `/metrics`, `/status`.
+//! `fedgate bundle serve`): `/healthz`, `/readyz`, `/metrics`, `/status`, and `/`, the
+//! status page ([`status_page`]: the `/status` document as HTML for a person).
 //!
 //! [`Admin`] pairs a metrics registry with an [`AdminSource`] that answers health, readiness
 //! and status; without a source it reports a process that is healthy and ready whenever it
@@ -8,7 +9,13 @@
 //! Invariants: read-only (GET only; nothing here changes process state); it serves only
 //! process-local, non-secret state (no key material, nothing a peer sent); `/readyz` is 200
 //! only when the source says ready, else 503 with a JSON `reason`; `/metrics` is the text
-//! exposition of one registry ([`crate::telemetry::metrics::encode`]).
+//! exposition of one registry ([`crate::telemetry::metrics::encode`]); `/` renders the very
+//! value `/status` would return at that moment (one `AdminSource::status` call per request),
+//! answers GET and HEAD only (405 otherwise), never echoes the request (path or query) and
+//! forbids scripts and external loads with its `Content-Security-Policy`. Unknown paths are
+//! 404.
+
+mod status_page;
 
 use std::sync::Arc;
 
@@ -98,6 +105,7 @@ impl Admin {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .route("/status", get(status))
+            .route("/", get(page))
             .with_state(self.clone())
     }
 
@@ -146,6 +154,25 @@ async fn metrics(State(a): State<Admin>) -> Response {
 
 async fn status(State(a): State<Admin>) -> Response {
     Json(a.source.status()).into_response()
+}
+
+/// `/`: the status page. axum answers HEAD with the same headers and no body, and any other
+/// method with 405 and an `Allow` header.
+async fn page(State(a): State<Admin>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ],
+        status_page::render(&a.source.status()),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub active_connections: Family<ListenerLabels, Gauge>,
     /// Configuration reloads by `result` (`ok` / `failed`).
     pub config_reloads: Family<ResultLabels, Counter>,
+    /// The last refusals and their totals by reason, for `/status` (not exported as metrics;
+    /// `rejected` is the exported count).
+    pub denials: super::Denials,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,7 +115,9 @@ impl Metrics {
         m
     }
 
+    /// Counts a refusal in `rejected` and records it in `denials`.
     pub fn reject(&self, listener: &str, reason: &'static str) {
+        self.denials.record(listener, reason);
         self.rejected
             .get_or_create(&RejectLabels {
                 listener: listener.to_string(),
