@@ -231,6 +231,75 @@ mod tests {
         assert_eq!(get(&admin, "/nope").await.0, StatusCode::NOT_FOUND);
     }
 
+    async fn send(admin: &Admin, method: &str, path: &str) -> (StatusCode, Response<Body>) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let resp = admin.router().oneshot(req).await.unwrap();
+        (resp.status(), resp)
+    }
+
+    #[tokio::test]
+    async fn the_status_page_renders_the_status_document() {
+        let admin = Admin::new(Registry::default()).with_source(Arc::new(Fixed {
+            healthy: true,
+            readiness: Readiness::Ready,
+        }));
+        let (code, ctype, body) = get(&admin, "/").await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(ctype.as_deref(), Some("text/html; charset=utf-8"));
+        assert!(body.contains("<b id=\"state\">fixed</b>"), "{body}");
+        let (_, resp) = send(&admin, "GET", "/").await;
+        let csp = resp.headers().get(header::CONTENT_SECURITY_POLICY).unwrap();
+        assert!(csp.to_str().unwrap().starts_with("default-src 'none'"));
+    }
+
+    #[tokio::test]
+    async fn odd_status_page_requests_are_answered_sanely() {
+        let admin = Admin::new(Registry::default());
+        // HEAD: the page's headers, no body.
+        let (code, resp) = send(&admin, "HEAD", "/").await;
+        assert_eq!(code, StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(body.is_empty());
+        // Any other method: 405 with the allowed ones.
+        for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"] {
+            let (code, resp) = send(&admin, method, "/").await;
+            assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+            let allow = resp.headers().get(header::ALLOW).unwrap().to_str().unwrap();
+            assert!(allow.contains("GET") && allow.contains("HEAD"), "{allow}");
+        }
+        // Unknown or traversal-looking paths: 404, nothing echoed.
+        let long = format!("/{}", "a".repeat(16 * 1024));
+        for path in [
+            "/..%2f",
+            "/..%2f..%2fetc%2fpasswd",
+            "//",
+            "/index.html",
+            "/%3Cscript%3E",
+            long.as_str(),
+        ] {
+            let (code, _, body) = get(&admin, path).await;
+            assert_eq!(code, StatusCode::NOT_FOUND, "{path}");
+            assert!(!body.contains("script") && !body.contains("aaaa"), "{body}");
+        }
+        // A query is ignored: the page, without the query in it.
+        let (code, _, body) = get(&admin, "/?x=%3Cscript%3Ealert(1)%3C/script%3E&y=%22%3E").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(
+            !body.contains("<script") && !body.contains("alert(1)"),
+            "{body}"
+        );
+        assert!(
+            !body.contains("%3Cscript") && !body.contains("%22"),
+            "{body}"
+        );
+    }
+
     #[tokio::test]
     async fn a_source_decides_health_readiness_and_status() {
         let starting = Admin::new(Registry::default()).with_source(Arc::new(Fixed {
