@@ -92,7 +92,7 @@ fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#1b1f24;background:#fff}\
-h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.6em 0 .4em;border-bottom:1px solid #d0d7de}\
+h1{font-size:1.4em;margin:0 0 .2em}h3{font-size:.95em;margin:1em 0 .3em}h2{font-size:1.1em;margin:1.6em 0 .4em;border-bottom:1px solid #d0d7de}\
 table{border-collapse:collapse;margin:.3em 0}th,td{padding:.25em .7em;border:1px solid #d0d7de;text-align:left;vertical-align:top}\
 th{background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .ok{color:#116329}.warn{color:#9a6700;font-weight:bold}.bad{color:#cf222e;font-weight:bold}\
@@ -183,7 +183,7 @@ fn identity(html: &mut String, status: &Value) {
     if let Some(b @ Value::Object(_)) = status.get("local_bundle") {
         let _ = writeln!(
             html,
-            "<p>Local bundle <b>{}</b>: sequence {}, {} X.509 authorities, earliest authority \
+            "<p>Local bundle <b>{}</b>: sequence {}, X.509 authorities {}, earliest authority \
              expiry {}.</p>",
             text(b.get("trust_domain")),
             text(b.get("sequence")),
