@@ -178,6 +178,7 @@ async fn status_page_in_headless_chromium() {
     );
     assert!(status["local_svid"]["seconds_left"].as_f64().unwrap() > 0.0);
     assert!(status["bridge_svid"].is_null(), "{status}");
+    assert_eq!(status["listeners"][0]["routes"][0]["active_connections"], 1);
     assert_eq!(status["denials"]["totals"][0]["reason"], "not_tls");
     assert_eq!(status["denials"]["recent"][0]["listener"], "egress");
 
@@ -191,6 +192,7 @@ async fn status_page_in_headless_chromium() {
         "<b>egress</b>",
         "<span class=\"active\">1</span> / 50",
         "*.cluster-c.test",
+        "<td class=\"n route-active\">1</td>",
         "not_tls",
     ] {
         assert!(

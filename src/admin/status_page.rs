@@ -202,7 +202,7 @@ fn listeners(html: &mut String, status: &Value) {
     }
     html.push_str(
         "<table><tr><th>Listener</th><th>Kind</th><th>Address</th><th>Live connections</th>\
-         <th>Route</th><th>SNI</th><th>Upstreams</th></tr>\n",
+         <th>Route</th><th>SNI</th><th>Upstreams</th><th>Live on route</th></tr>\n",
     );
     for l in listeners {
         let routes = list(l, "routes");
@@ -222,7 +222,7 @@ fn listeners(html: &mut String, status: &Value) {
             text(l.get("active_connections")),
         );
         if routes.is_empty() {
-            html.push_str("<td colspan=\"3\" class=\"muted\">no routes</td></tr>\n");
+            html.push_str("<td colspan=\"4\" class=\"muted\">no routes</td></tr>\n");
         }
         for (i, r) in routes.iter().enumerate() {
             if i > 0 {
@@ -232,10 +232,12 @@ fn listeners(html: &mut String, status: &Value) {
                 list(r, "upstreams").iter().map(|u| text(Some(u))).collect();
             let _ = writeln!(
                 html,
-                "<td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                "<td>{}</td><td><code>{}</code></td><td><code>{}</code></td>\
+                 <td class=\"n route-active\">{}</td></tr>",
                 text(r.get("name")),
                 text(r.get("sni")),
                 upstreams.join(", "),
+                text(r.get("active_connections")),
             );
         }
     }
@@ -344,7 +346,7 @@ mod tests {
                 "max_connections": 100,
                 "default_route": null,
                 "routes": [
-                    {"name": "b", "sni": "*.cluster-b.test", "upstreams": ["10.0.0.1:443", "10.0.0.2:443"]},
+                    {"name": "b", "sni": "*.cluster-b.test", "upstreams": ["10.0.0.1:443", "10.0.0.2:443"], "active_connections": 2},
                     {"name": "c", "sni": "*.cluster-c.test", "upstreams": ["10.0.0.3:443"]}
                 ]
             }, {
@@ -402,7 +404,8 @@ mod tests {
             "<code>10.0.0.1:443, 10.0.0.2:443</code>",
             "<code>*.cluster-c.test</code>",
             "<b>bridge-in</b>",
-            "<td colspan=\"3\" class=\"muted\">no routes</td>",
+            "<td colspan=\"4\" class=\"muted\">no routes</td>",
+            "<code>10.0.0.1:443, 10.0.0.2:443</code></td><td class=\"n route-active\">2</td>",
             // Refusals.
             "<td>egress</td><td><code>no_sni</code></td><td class=\"n\">5</td>",
             "<td>2026-12-05T12:41:00Z</td>",

@@ -122,6 +122,8 @@ struct Shared {
     bridge_identity: Option<watch::Receiver<Arc<Identity>>>,
     /// Recent refusals of every listener (passthrough and bridge), for `/status`.
     denials: crate::telemetry::Denials,
+    /// The gateway's metrics, for per-route live connections in `/status`.
+    metrics: Metrics,
 }
 
 struct ListenerView {
@@ -276,6 +278,7 @@ impl App {
             })
             .collect();
         let denials = metrics.denials.clone();
+        let status_metrics = metrics.clone();
         let reloader = Reloader::new(config.clone(), states, metrics);
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(STARTING),
@@ -288,6 +291,7 @@ impl App {
             identity_source,
             bridge_identity: bridge.as_ref().map(|b| b.bridge_identity()),
             denials,
+            metrics: status_metrics,
         });
         Ok(App {
             listeners,
@@ -576,6 +580,7 @@ impl AdminSource for Shared {
             .map(|v| {
                 let state = v.state.borrow().clone();
                 let c = &state.config;
+                let passthrough = c.kind() == ListenerKind::Passthrough;
                 serde_json::json!({
                     "name": v.name,
                     "address": v.addr.to_string(),
@@ -587,6 +592,9 @@ impl AdminSource for Shared {
                         "name": r.name,
                         "sni": r.sni,
                         "upstreams": r.upstreams.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+                        // Tracked for passthrough routes only (null for bridge routes).
+                        "active_connections": passthrough
+                            .then(|| self.metrics.route_active(&v.name, r.name).get()),
                     })).collect::<Vec<_>>(),
                 })
             })
