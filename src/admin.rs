@@ -1,5 +1,6 @@
 //! The one admin HTTP server of every long-running command (`fedgate run`, `fedgate sidecar`,
-//! `fedgate bundle serve`): `/healthz`, `/readyz`, `/metrics`, `/status`.
+//! `fedgate bundle serve`): `/healthz`, `/readyz`, `/metrics`, `/status`, and `/`, the
+//! status page ([`status_page`]: the `/status` document as HTML for a person).
 //!
 //! [`Admin`] pairs a metrics registry with an [`AdminSource`] that answers health, readiness
 //! and status; without a source it reports a process that is healthy and ready whenever it
@@ -8,7 +9,13 @@
 //! Invariants: read-only (GET only; nothing here changes process state); it serves only
 //! process-local, non-secret state (no key material, nothing a peer sent); `/readyz` is 200
 //! only when the source says ready, else 503 with a JSON `reason`; `/metrics` is the text
-//! exposition of one registry ([`crate::telemetry::metrics::encode`]).
+//! exposition of one registry ([`crate::telemetry::metrics::encode`]); `/` renders the very
+//! value `/status` would return at that moment (one `AdminSource::status` call per request),
+//! answers GET and HEAD only (405 otherwise), never echoes the request (path or query) and
+//! forbids scripts and external loads with its `Content-Security-Policy`. Unknown paths are
+//! 404.
+
+mod status_page;
 
 use std::sync::Arc;
 
@@ -98,6 +105,7 @@ impl Admin {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .route("/status", get(status))
+            .route("/", get(page))
             .with_state(self.clone())
     }
 
@@ -146,6 +154,25 @@ async fn metrics(State(a): State<Admin>) -> Response {
 
 async fn status(State(a): State<Admin>) -> Response {
     Json(a.source.status()).into_response()
+}
+
+/// `/`: the status page. axum answers HEAD with the same headers and no body, and any other
+/// method with 405 and an `Allow` header.
+async fn page(State(a): State<Admin>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ],
+        status_page::render(&a.source.status()),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -202,6 +229,75 @@ mod tests {
         assert_eq!(ctype.as_deref(), Some(metrics::CONTENT_TYPE));
         assert!(body.ends_with("# EOF\n"), "{body}");
         assert_eq!(get(&admin, "/nope").await.0, StatusCode::NOT_FOUND);
+    }
+
+    async fn send(admin: &Admin, method: &str, path: &str) -> (StatusCode, Response<Body>) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let resp = admin.router().oneshot(req).await.unwrap();
+        (resp.status(), resp)
+    }
+
+    #[tokio::test]
+    async fn the_status_page_renders_the_status_document() {
+        let admin = Admin::new(Registry::default()).with_source(Arc::new(Fixed {
+            healthy: true,
+            readiness: Readiness::Ready,
+        }));
+        let (code, ctype, body) = get(&admin, "/").await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(ctype.as_deref(), Some("text/html; charset=utf-8"));
+        assert!(body.contains("<b id=\"state\">fixed</b>"), "{body}");
+        let (_, resp) = send(&admin, "GET", "/").await;
+        let csp = resp.headers().get(header::CONTENT_SECURITY_POLICY).unwrap();
+        assert!(csp.to_str().unwrap().starts_with("default-src 'none'"));
+    }
+
+    #[tokio::test]
+    async fn odd_status_page_requests_are_answered_sanely() {
+        let admin = Admin::new(Registry::default());
+        // HEAD: the page's headers, no body.
+        let (code, resp) = send(&admin, "HEAD", "/").await;
+        assert_eq!(code, StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(body.is_empty());
+        // Any other method: 405 with the allowed ones.
+        for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"] {
+            let (code, resp) = send(&admin, method, "/").await;
+            assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+            let allow = resp.headers().get(header::ALLOW).unwrap().to_str().unwrap();
+            assert!(allow.contains("GET") && allow.contains("HEAD"), "{allow}");
+        }
+        // Unknown or traversal-looking paths: 404, nothing echoed.
+        let long = format!("/{}", "a".repeat(16 * 1024));
+        for path in [
+            "/..%2f",
+            "/..%2f..%2fetc%2fpasswd",
+            "//",
+            "/index.html",
+            "/%3Cscript%3E",
+            long.as_str(),
+        ] {
+            let (code, _, body) = get(&admin, path).await;
+            assert_eq!(code, StatusCode::NOT_FOUND, "{path}");
+            assert!(!body.contains("script") && !body.contains("aaaa"), "{body}");
+        }
+        // A query is ignored: the page, without the query in it.
+        let (code, _, body) = get(&admin, "/?x=%3Cscript%3Ealert(1)%3C/script%3E&y=%22%3E").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(
+            !body.contains("<script") && !body.contains("alert(1)"),
+            "{body}"
+        );
+        assert!(
+            !body.contains("%3Cscript") && !body.contains("%22"),
+            "{body}"
+        );
     }
 
     #[tokio::test]

@@ -54,10 +54,14 @@ async fn start(dir: tempfile::TempDir, toml: &str, listener: &str) -> Running {
 
 impl Running {
     async fn metrics(&self) -> String {
+        self.admin_get("/metrics").await
+    }
+
+    /// The raw HTTP response to `GET path` on the admin server.
+    async fn admin_get(&self, path: &str) -> String {
         let mut tcp = TcpStream::connect(self.admin).await.unwrap();
-        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.unwrap();
         let mut raw = String::new();
         tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut raw))
             .await
@@ -259,6 +263,29 @@ listen = "127.0.0.1:0"
         |v| v == 1.0,
     )
     .await;
+
+    // `/status` and the status page report the renewed bridge SVID and the refusal.
+    let raw = gw_a.admin_get("/status").await;
+    let (_, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status: serde_json::Value = serde_json::from_str(body).unwrap();
+    let svid = &status["bridge_svid"];
+    assert_eq!(
+        svid["spiffe_id"], "spiffe://bridge.test/gateway/cluster-a",
+        "{status}"
+    );
+    assert!(
+        svid["seconds_left"].as_f64().unwrap() > 24.0 * 3600.0 + 60.0,
+        "{svid}"
+    );
+    assert!(status["local_svid"]["spiffe_id"].is_string(), "{status}");
+    let recent = &status["denials"]["recent"][0];
+    assert_eq!(recent["listener"], "bridge-out", "{status}");
+    let page = gw_a.admin_get("/").await;
+    assert!(
+        page.contains("spiffe://bridge.test/gateway/cluster-a"),
+        "{page}"
+    );
+    assert!(page.contains(recent["reason"].as_str().unwrap()), "{page}");
 
     drop(live);
     drop(fresh);

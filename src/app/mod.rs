@@ -118,6 +118,12 @@ struct Shared {
     identity: Option<watch::Receiver<Arc<Identity>>>,
     /// `[identity] source = "workload_api"`: the source's counters and socket, for `/status`.
     identity_source: Option<crate::identity::workload_api::SourceStatus>,
+    /// The bridge identity in force (bridge listeners only), for its SVID expiry in `/status`.
+    bridge_identity: Option<watch::Receiver<Arc<Identity>>>,
+    /// Recent refusals of every listener (passthrough and bridge), for `/status`.
+    denials: crate::telemetry::Denials,
+    /// The gateway's metrics, for per-route live connections in `/status`.
+    metrics: Metrics,
 }
 
 struct ListenerView {
@@ -255,6 +261,7 @@ impl App {
             issued,
             &listener_states,
             &mut registry,
+            metrics.denials.clone(),
         )?;
         // Each listener's handler is fixed here: a bridge side for bridge listeners (built
         // above), passthrough for the others.
@@ -270,6 +277,8 @@ impl App {
                 (name, tcp, listener)
             })
             .collect();
+        let denials = metrics.denials.clone();
+        let status_metrics = metrics.clone();
         let reloader = Reloader::new(config.clone(), states, metrics);
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(STARTING),
@@ -280,6 +289,9 @@ impl App {
             federation: federation.as_ref().map(|f| f.view()),
             identity: identity.as_ref().map(|(_, rx)| rx.clone()),
             identity_source,
+            bridge_identity: bridge.as_ref().map(|b| b.bridge_identity()),
+            denials,
+            metrics: status_metrics,
         });
         Ok(App {
             listeners,
@@ -513,6 +525,26 @@ fn local_bundle_status(bundle: &fedgate_federation::Bundle) -> serde_json::Value
     doc
 }
 
+/// `/status` `local_svid` / `bridge_svid`: the SVID's SPIFFE ID, its leaf's RFC 3339
+/// `not_after` and the seconds from `now` until then (negative once expired); `not_after` and
+/// `seconds_left` are null when the leaf's validity cannot be read.
+fn svid_status(identity: &Identity, now: std::time::SystemTime) -> serde_json::Value {
+    let not_after = identity
+        .svid
+        .chain()
+        .first()
+        .and_then(crate::bridge::tls::leaf_not_after);
+    let seconds_left = not_after.map(|t| match t.duration_since(now) {
+        Ok(left) => left.as_secs_f64(),
+        Err(past) => -past.duration().as_secs_f64(),
+    });
+    serde_json::json!({
+        "spiffe_id": identity.svid.id().to_string(),
+        "not_after": not_after.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        "seconds_left": seconds_left,
+    })
+}
+
 // === impl Shared ===
 
 impl AdminSource for Shared {
@@ -536,6 +568,7 @@ impl AdminSource for Shared {
 
     fn status(&self) -> serde_json::Value {
         let config = self.reloader.current();
+        let now = std::time::SystemTime::now();
         let phase = match self.phase.load(Ordering::SeqCst) {
             STARTING => "starting",
             RUNNING => "running",
@@ -547,6 +580,7 @@ impl AdminSource for Shared {
             .map(|v| {
                 let state = v.state.borrow().clone();
                 let c = &state.config;
+                let passthrough = c.kind() == ListenerKind::Passthrough;
                 serde_json::json!({
                     "name": v.name,
                     "address": v.addr.to_string(),
@@ -558,6 +592,9 @@ impl AdminSource for Shared {
                         "name": r.name,
                         "sni": r.sni,
                         "upstreams": r.upstreams.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+                        // Tracked for passthrough routes only (null for bridge routes).
+                        "active_connections": passthrough
+                            .then(|| self.metrics.route_active(&v.name, r.name).get()),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -569,7 +606,10 @@ impl AdminSource for Shared {
             "listeners": listeners,
             "local_bundle": self.identity.as_ref().map(|rx| local_bundle_status(&rx.borrow().bundle)),
             "identity_source": self.identity_source.as_ref().map(|s| s.status()),
+            "local_svid": self.identity.as_ref().map(|rx| svid_status(&rx.borrow(), now)),
+            "bridge_svid": self.bridge_identity.as_ref().map(|rx| svid_status(&rx.borrow(), now)),
             "peers": self.federation.as_ref().map_or(serde_json::json!([]), |f| f.peers()),
+            "denials": self.denials.status(),
         })
     }
 }

@@ -34,6 +34,9 @@ pub struct BridgeMetrics {
     pub bytes: Family<DirectionLabels, Counter>,
     /// Seconds until the bridge SVID's notAfter, computed at scrape time.
     pub svid_expiry: SvidExpiry,
+    /// The last refusals and their totals by reason, for `/status` (shared with the gateway's
+    /// `Metrics::denials` when built by the app; see [`BridgeMetrics::with_denials`]).
+    pub recent: crate::telemetry::Denials,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -91,6 +94,12 @@ impl BridgeMetrics {
         Self::default()
     }
 
+    /// Records refusals in `denials` (a ring shared with the rest of the process).
+    pub fn with_denials(mut self, denials: crate::telemetry::Denials) -> Self {
+        self.recent = denials;
+        self
+    }
+
     /// Registers every family (and the expiry collector) under `fedgate_bridge_*`. Call once per
     /// registry.
     pub fn register(&self, registry: &mut Registry) {
@@ -146,6 +155,7 @@ impl BridgeMetrics {
     /// Counts a refusal under its reason and, where it applies, in the specific family.
     pub fn reject(&self, listener: &str, reject: &super::BridgeReject) {
         use super::BridgeReject as R;
+        self.recent.record(listener, reject.label());
         self.rejects
             .get_or_create(&ReasonLabels {
                 listener: listener.to_owned(),

@@ -126,7 +126,7 @@ impl BridgeRuntime {
     /// federation's bundle snapshots (see [`bridge_bundle`]).
     ///
     /// With `[bridge.issuer]`, `issued` is the bridge identity already started by
-    /// `crate::app`.
+    /// `crate::app`. Refusals are also recorded in `denials` (the process's ring).
     pub fn build(
         config: &Config,
         local: Option<watch::Receiver<Arc<Identity>>>,
@@ -134,6 +134,7 @@ impl BridgeRuntime {
         issued: Option<IssuedBridgeIdentity>,
         listeners: &HashMap<String, watch::Receiver<Arc<ListenerState>>>,
         registry: &mut Registry,
+        denials: crate::telemetry::Denials,
     ) -> Result<Option<BridgeRuntime>, BridgeSetupError> {
         let bridge_listeners: Vec<&ListenerConfig> = config
             .listeners
@@ -159,7 +160,7 @@ impl BridgeRuntime {
             (BridgeIdentity::Issuer(_), None) => return Err(BridgeSetupError::MissingIdentity),
         };
 
-        let metrics = BridgeMetrics::new();
+        let metrics = BridgeMetrics::new().with_denials(denials);
         metrics.register(registry);
         let rebuilds = Family::<RebuildLabels, Counter>::default();
         registry.register(
@@ -206,6 +207,11 @@ impl BridgeRuntime {
             watcher,
             inputs,
         }))
+    }
+
+    /// The bridge identity in force as it is renewed or reloaded (for `/status`).
+    pub fn bridge_identity(&self) -> watch::Receiver<Arc<Identity>> {
+        self.inputs.bridge.clone()
     }
 
     /// The handler of bridge listener `name`.

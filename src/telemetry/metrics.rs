@@ -31,8 +31,14 @@ pub struct Metrics {
     pub bytes: Family<BytesLabels, Counter>,
     /// Connections currently held open (from accept to close).
     pub active_connections: Family<ListenerLabels, Gauge>,
+    /// Passthrough connections currently spliced to an upstream of a route (from the upstream
+    /// connect to close).
+    pub route_active_connections: Family<RouteLabels, Gauge>,
     /// Configuration reloads by `result` (`ok` / `failed`).
     pub config_reloads: Family<ResultLabels, Counter>,
+    /// The last refusals and their totals by reason, for `/status` (not exported as metrics;
+    /// `rejected` is the exported count).
+    pub denials: super::Denials,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,6 +66,12 @@ pub struct BytesLabels {
     pub listener: String,
     pub route: String,
     pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub listener: String,
+    pub route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,6 +117,11 @@ impl Metrics {
             m.active_connections.clone(),
         );
         r.register(
+            "route_active_connections",
+            "Passthrough connections currently open to an upstream, by listener and route",
+            m.route_active_connections.clone(),
+        );
+        r.register(
             "config_reloads",
             "Configuration reloads by result",
             m.config_reloads.clone(),
@@ -112,7 +129,9 @@ impl Metrics {
         m
     }
 
+    /// Counts a refusal in `rejected` and records it in `denials`.
     pub fn reject(&self, listener: &str, reason: &'static str) {
+        self.denials.record(listener, reason);
         self.rejected
             .get_or_create(&RejectLabels {
                 listener: listener.to_string(),
@@ -127,6 +146,16 @@ impl Metrics {
                 result: if ok { "ok" } else { "failed" },
             })
             .inc();
+    }
+
+    /// The live-connection gauge of `route` on `listener` (passthrough listeners).
+    pub fn route_active(&self, listener: &str, route: &str) -> Gauge {
+        self.route_active_connections
+            .get_or_create(&RouteLabels {
+                listener: listener.to_string(),
+                route: route.to_string(),
+            })
+            .clone()
     }
 
     pub fn active(&self, listener: &str) -> Gauge {

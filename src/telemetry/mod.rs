@@ -4,8 +4,10 @@
 //! (tests spawning several apps) are no-ops rather than panics. Nothing here imports another
 //! module of this crate (so every module, the admin server included, can import this one).
 
+pub mod denials;
 pub mod metrics;
 
+pub use denials::Denials;
 pub use metrics::Metrics;
 
 use tracing_subscriber::EnvFilter;
