@@ -724,7 +724,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let (a1, b1, b2) = (root("a1"), root("b1"), root("b2"));
         let set = BundleSet::new()
-            .with(bundle("a.test", &[a1.clone()]))
+            .with(bundle("a.test", std::slice::from_ref(&a1)))
             .with(bundle("b.test", &[b1.clone(), b2.clone()]))
             .with(bundle("jwt-only.test", &[]));
         let dir = tempfile::tempdir().unwrap();
