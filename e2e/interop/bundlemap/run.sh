@@ -115,6 +115,17 @@ else
   fail "go-spiffe: $out"
 fi
 
+# The checker is not vacuous: an entry go-spiffe cannot parse (an x5c that is no certificate)
+# fails it.
+mkdir "$WORK/bad"
+cp "$WORK/out/current/"*.pem "$WORK/bad/"
+printf '{"trust_domains": {"a.test": {"keys": [{"use": "x509-svid", "kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "x5c": ["bm90IGEgY2VydA=="]}]}}}' >"$WORK/bad/bundles.json"
+if out=$("$WORK/bundlemap-check" -dir "$WORK/bad" 2>&1); then
+  fail "the checker accepted a map with an invalid entry: $out"
+else
+  pass "the checker refuses an invalid entry: $(echo "$out" | head -1)"
+fi
+
 for f in a.test.p12 b.test.p12 all.p12; do
   if [ -s "$WORK/out/current/$f" ]; then pass "PKCS#12 truststore $f written"; else fail "no $f"; fi
 done
