@@ -870,11 +870,12 @@ step_jwt_fedgate_to_spire_and_go_spiffe() {
 # trust domain, JWT-SVIDs), an update on rotation and PermissionDenied for an unmatched caller.
 step_spiffe_libraries_against_fedgate_agent() {
     local name script
-    for name in go-spiffe py-spiffe go-spiffe-jwt; do
+    for name in go-spiffe py-spiffe go-spiffe-jwt go-spiffe-bundlemap; do
         case $name in
         go-spiffe) script="$repo/e2e/interop/workload/run.sh" ;;
         py-spiffe) script="$repo/e2e/interop/workload/run-py.sh" ;;
         go-spiffe-jwt) script="$repo/e2e/interop/jwt/run.sh" ;;
+        go-spiffe-bundlemap) script="$repo/e2e/interop/bundlemap/run.sh" ;;
         esac
         echo "== $name against fedgate ($script)"
         local ok=0

@@ -102,6 +102,10 @@ async fn peer_bundle_fetched_reported_stored_and_distributed() {
         std::fs::read_to_string(&map).is_ok_and(|m| m.contains("cluster-a.test"))
     })
     .await;
+    // The same generation holds the peer's PKCS#12 truststore (on by default), not all.p12.
+    let current = files.path().join("out/current");
+    assert!(current.join("cluster-a.test.p12").is_file());
+    assert!(!current.join("all.p12").exists());
 
     b.stop().await;
     a.stop().await;

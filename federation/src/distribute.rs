@@ -4,7 +4,10 @@
 //! * `bundles.json`: a SPIFFE bundle map (SPIFFE_Trust_Domain_and_Bundle.md §5:
 //!   `{"trust_domains": {"<td>": <bundle JWKS>, ...}}`, no `spiffe_refresh_hint` inside),
 //! * `<td>.pem`: the X.509 authorities of each trust domain,
-//! * `certs/<hash>.<n>`: an OpenSSL hashed CA directory (what `openssl rehash` produces).
+//! * `certs/<hash>.<n>`: an OpenSSL hashed CA directory (what `openssl rehash` produces),
+//! * `<td>.p12` (unless [`Pkcs12Options::per_trust_domain`] is off): a PKCS#12 truststore of
+//!   that trust domain's X.509 authorities, and `all.p12` (if [`Pkcs12Options::all`] is on)
+//!   with the authorities of every trust domain.
 //!
 //! Invariants:
 //! * Readers see one generation or the next, never a mix: the generation is written and
@@ -14,6 +17,15 @@
 //!   hashed directory is, by its nature, one pool; it is meant for consumers that trust a
 //!   single peer or that check the trust domain of the peer's SPIFFE ID themselves.
 //! * [`parse_bundle_map`] rejects a map with a duplicate trust domain key (§5.1.1, §6.3).
+//! * Every entry of a PKCS#12 store is a *trusted certificate entry* (a CertBag carrying
+//!   Java's trusted-key-usage attribute `2.16.840.1.113894.746875.1.1` = anyExtendedKeyUsage,
+//!   which keytool lists as `trustedCertEntry`); no store holds a private key. The alias of an
+//!   authority is `<td>-<i>` (`i` its index in the bundle), the same in `<td>.p12` and
+//!   `all.p12`. The certificate bags are encrypted and MACed with the configured password
+//!   (PBES2/AES-256, HMAC-SHA-256), which is therefore never empty: Java skips encrypted
+//!   certificates when it loads a store without a password.
+//! * An authority that cannot be encoded is left out of the PKCS#12 stores (as out of
+//!   `certs/`) with a warning, never the whole generation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -32,6 +44,46 @@ pub struct Distributor {
     dir: PathBuf,
     /// How many generations (including the current one) to keep.
     keep: usize,
+    pkcs12: Pkcs12Options,
+}
+
+/// Which PKCS#12 truststores a generation holds, and their password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pkcs12Options {
+    /// Write `<td>.p12` for every trust domain.
+    pub per_trust_domain: bool,
+    /// Write `all.p12` with the authorities of every trust domain.
+    pub all: bool,
+    /// Encrypts the certificate bags and keys the MAC (a Java `trustStorePassword`).
+    pub password: String,
+}
+
+/// The password of the PKCS#12 stores when none is configured: Java's conventional
+/// truststore password (that of its own `cacerts`).
+pub const DEFAULT_PKCS12_PASSWORD: &str = "changeit";
+
+/// The file name of the store with every trust domain.
+pub const ALL_PKCS12: &str = "all.p12";
+
+impl Default for Pkcs12Options {
+    /// One store per trust domain, no `all.p12`, password [`DEFAULT_PKCS12_PASSWORD`].
+    fn default() -> Self {
+        Self {
+            per_trust_domain: true,
+            all: false,
+            password: DEFAULT_PKCS12_PASSWORD.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for Pkcs12Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pkcs12Options")
+            .field("per_trust_domain", &self.per_trust_domain)
+            .field("all", &self.all)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +95,16 @@ pub enum DistributeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot encode the PKCS#12 truststore {file}")]
+    Pkcs12 {
+        file: String,
+        #[source]
+        source: p12_keystore::error::Error,
+    },
+    #[error("the PKCS#12 password is empty; Java cannot read the certificates of such a store")]
+    EmptyPkcs12Password,
+    #[error("trust domain \"all\" clashes with the combined truststore all.p12")]
+    AllClash,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +139,18 @@ impl Distributor {
         Self {
             dir: dir.into(),
             keep: 2,
+            pkcs12: Pkcs12Options::default(),
         }
+    }
+
+    /// Sets which PKCS#12 truststores are written. An empty password is refused when a store
+    /// is to be written.
+    pub fn with_pkcs12(mut self, options: Pkcs12Options) -> Result<Self, DistributeError> {
+        if (options.per_trust_domain || options.all) && options.password.is_empty() {
+            return Err(DistributeError::EmptyPkcs12Password);
+        }
+        self.pkcs12 = options;
+        Ok(self)
     }
 
     pub fn with_generations_kept(mut self, keep: usize) -> Self {
@@ -108,6 +181,8 @@ impl Distributor {
             .tempdir_in(&self.dir)
             .map_err(io(&self.dir))?;
         write_generation(tmp.path(), set).map_err(io(tmp.path()))?;
+        write_pkcs12(tmp.path(), set, &self.pkcs12)?;
+        sync_dir(tmp.path()).map_err(io(tmp.path()))?;
         let tmp_path = tmp.keep();
         if let Err(source) = std::fs::rename(&tmp_path, &final_dir) {
             let _ = std::fs::remove_dir_all(&tmp_path);
@@ -192,6 +267,74 @@ fn write_generation(dir: &Path, set: &BundleSet) -> std::io::Result<()> {
     }
     sync_dir(&certs)?;
     sync_dir(dir)
+}
+
+/// Writes the PKCS#12 truststores `options` asks for into the generation directory `dir`.
+fn write_pkcs12(
+    dir: &Path,
+    set: &BundleSet,
+    options: &Pkcs12Options,
+) -> Result<(), DistributeError> {
+    if options.all && set.iter().any(|b| b.trust_domain().as_str() == "all") {
+        return Err(DistributeError::AllClash);
+    }
+    let mut all = Vec::new();
+    for bundle in set.iter() {
+        let entries = trusted_entries(bundle);
+        if options.per_trust_domain {
+            let file = format!("{}.p12", bundle.trust_domain().as_str());
+            write_store(dir, &file, &entries, &options.password)?;
+        }
+        if options.all {
+            all.extend(entries);
+        }
+    }
+    if options.all {
+        write_store(dir, ALL_PKCS12, &all, &options.password)?;
+    }
+    Ok(())
+}
+
+/// The authorities of `bundle` as (alias, certificate), skipping unparsable ones.
+fn trusted_entries(bundle: &Bundle) -> Vec<(String, p12_keystore::Certificate)> {
+    let td = bundle.trust_domain();
+    let mut out = Vec::new();
+    for (i, der) in bundle.x509_authorities().iter().enumerate() {
+        match p12_keystore::Certificate::from_der(der) {
+            Ok(cert) => out.push((format!("{}-{i}", td.as_str()), cert)),
+            Err(e) => tracing::warn!(
+                trust_domain = %td,
+                error = %e,
+                "authority unparsable; left out of the PKCS#12 truststores"
+            ),
+        }
+    }
+    out
+}
+
+/// Encodes a truststore of `entries` (all trusted certificate entries) to `dir/file`.
+fn write_store(
+    dir: &Path,
+    file: &str,
+    entries: &[(String, p12_keystore::Certificate)],
+    password: &str,
+) -> Result<(), DistributeError> {
+    let mut store = p12_keystore::KeyStore::new();
+    for (alias, cert) in entries {
+        store.add_entry(
+            alias,
+            p12_keystore::KeyStoreEntry::Certificate(cert.clone()),
+        );
+    }
+    let bytes = store
+        .writer(password)
+        .write()
+        .map_err(|source| DistributeError::Pkcs12 {
+            file: file.to_owned(),
+            source,
+        })?;
+    let path = dir.join(file);
+    replace_public(&path, &bytes).map_err(|source| DistributeError::Io { path, source })
 }
 
 /// The SPIFFE bundle map of `set` (pretty JSON), without refresh hints (§5.1.1).
@@ -537,6 +680,141 @@ mod tests {
             parse_bundle_map(br#"{"trust_domains": {"Bad Name": {"keys": []}}}"#),
             Err(BundleMapError::BadTrustDomain { .. })
         ));
+    }
+
+    fn root(cn: &str) -> Vec<u8> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.self_signed(&KeyPair::generate().unwrap())
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    fn bundle(td: &str, roots: &[Vec<u8>]) -> Bundle {
+        let mut b = Bundle::new(TrustDomain::new(td).unwrap());
+        for r in roots {
+            b.add_x509_authority(r.clone().into());
+        }
+        b
+    }
+
+    /// (alias, DER) of the trusted certificate entries of a store; panics on any other entry.
+    fn read_store(path: &Path, password: &str) -> BTreeMap<String, Vec<u8>> {
+        let bytes = std::fs::read(path).unwrap();
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            &bytes,
+            password,
+            p12_keystore::Pkcs12ImportPolicy::Strict,
+        )
+        .unwrap();
+        store
+            .entries()
+            .map(|(alias, entry)| match entry {
+                p12_keystore::KeyStoreEntry::Certificate(c) => (alias.clone(), c.as_der().to_vec()),
+                other => panic!("unexpected entry {alias}: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pkcs12_store_per_trust_domain_and_all() {
+        use std::os::unix::fs::PermissionsExt;
+        let (a1, b1, b2) = (root("a1"), root("b1"), root("b2"));
+        let set = BundleSet::new()
+            .with(bundle("a.test", std::slice::from_ref(&a1)))
+            .with(bundle("b.test", &[b1.clone(), b2.clone()]))
+            .with(bundle("jwt-only.test", &[]));
+        let dir = tempfile::tempdir().unwrap();
+        let d = Distributor::new(dir.path())
+            .with_pkcs12(Pkcs12Options {
+                per_trust_domain: true,
+                all: true,
+                password: "s3cret".into(),
+            })
+            .unwrap();
+        let generation = d.write(&set).unwrap();
+        let current = d.current();
+
+        let a = read_store(&current.join("a.test.p12"), "s3cret");
+        assert_eq!(a, BTreeMap::from([("a.test-0".to_owned(), a1.clone())]));
+        let b = read_store(&current.join("b.test.p12"), "s3cret");
+        assert_eq!(
+            b,
+            BTreeMap::from([
+                ("b.test-0".to_owned(), b1.clone()),
+                ("b.test-1".to_owned(), b2.clone())
+            ])
+        );
+        assert!(read_store(&current.join("jwt-only.test.p12"), "s3cret").is_empty());
+        let all = read_store(&current.join(ALL_PKCS12), "s3cret");
+        assert_eq!(
+            all,
+            BTreeMap::from([
+                ("a.test-0".to_owned(), a1),
+                ("b.test-0".to_owned(), b1),
+                ("b.test-1".to_owned(), b2)
+            ])
+        );
+        // Public like the PEM files; the wrong password does not open the store.
+        let mode = std::fs::metadata(generation.join("a.test.p12"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+        let bytes = std::fs::read(current.join("a.test.p12")).unwrap();
+        assert!(p12_keystore::KeyStore::from_pkcs12(
+            &bytes,
+            "wrong",
+            p12_keystore::Pkcs12ImportPolicy::Strict
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn pkcs12_defaults_and_switches() {
+        let set = BundleSet::new().with(bundle("a.test", &[root("a")]));
+        let dir = tempfile::tempdir().unwrap();
+        // Default: per trust domain, no all.p12, Java's conventional password.
+        let d = Distributor::new(dir.path().join("default"));
+        d.write(&set).unwrap();
+        assert_eq!(
+            read_store(&d.current().join("a.test.p12"), "changeit").len(),
+            1
+        );
+        assert!(!d.current().join(ALL_PKCS12).exists());
+        // Off: no .p12 at all, the other files as before.
+        let off = Distributor::new(dir.path().join("off"))
+            .with_pkcs12(Pkcs12Options {
+                per_trust_domain: false,
+                all: false,
+                password: String::new(),
+            })
+            .unwrap();
+        off.write(&set).unwrap();
+        assert!(!off.current().join("a.test.p12").exists());
+        assert!(off.current().join("a.test.pem").exists());
+        // An empty password is refused when a store is written.
+        assert!(matches!(
+            Distributor::new(dir.path()).with_pkcs12(Pkcs12Options {
+                password: String::new(),
+                ..Pkcs12Options::default()
+            }),
+            Err(DistributeError::EmptyPkcs12Password)
+        ));
+        // A trust domain named "all" cannot coexist with all.p12; the generation is not
+        // switched.
+        let clash = Distributor::new(dir.path().join("clash"))
+            .with_pkcs12(Pkcs12Options {
+                all: true,
+                ..Pkcs12Options::default()
+            })
+            .unwrap();
+        let set = set.with(bundle("all", &[root("x")]));
+        assert!(matches!(clash.write(&set), Err(DistributeError::AllClash)));
+        assert!(!clash.current().exists());
     }
 
     proptest! {

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fedgate_federation::distribute::Distributor;
+use fedgate_federation::distribute::{
+    DistributeError, Distributor, Pkcs12Options, DEFAULT_PKCS12_PASSWORD,
+};
 use fedgate_federation::endpoint::server::{ServerTlsFiles, ServerTlsSource};
 use fedgate_federation::endpoint::{
     BundleEndpoint, BundleFileSource, EndpointError, EndpointMetrics, FetchOptions, Profile,
@@ -30,7 +32,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{FederationConfig, PeerConfig, PeerProfile, ServeConfig, ServeProfile};
+use crate::config::{
+    FederationConfig, PeerConfig, PeerProfile, Pkcs12Config, ServeConfig, ServeProfile,
+};
 use crate::gateway::listener::bind;
 use crate::identity::Identity;
 
@@ -91,6 +95,12 @@ pub enum FederationSetupError {
         #[source]
         source: Box<StoreError>,
     },
+    #[error("cannot set up the distribution's PKCS#12 truststores (pkcs12_password_file {})", path.display())]
+    Pkcs12 {
+        path: PathBuf,
+        #[source]
+        source: DistributeError,
+    },
     #[error("cannot set up the bundle endpoint ([federation.serve])")]
     Serve(#[source] Box<EndpointError>),
     #[error(
@@ -101,6 +111,36 @@ pub enum FederationSetupError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The distributor of `dir` with the configured PKCS#12 truststores; reads the password file.
+fn distributor(dir: &Path, pkcs12: &Pkcs12Config) -> Result<Distributor, FederationSetupError> {
+    let password = match &pkcs12.password_file {
+        None => DEFAULT_PKCS12_PASSWORD.to_owned(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| FederationSetupError::Read {
+                    what: "the PKCS#12 truststore password file",
+                    path: path.clone(),
+                    source,
+                })?;
+            // One line; its line ending is not part of the password.
+            text.strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text)
+                .to_owned()
+        }
+    };
+    Distributor::new(dir)
+        .with_pkcs12(Pkcs12Options {
+            per_trust_domain: pkcs12.per_trust_domain,
+            all: pkcs12.all,
+            password,
+        })
+        .map_err(|source| FederationSetupError::Pkcs12 {
+            path: pkcs12.password_file.clone().unwrap_or_default(),
+            source,
+        })
 }
 
 // === impl Federation ===
@@ -128,7 +168,10 @@ impl Federation {
             })?),
             None => None,
         };
-        let sink = config.distribute_dir.as_ref().map(Distributor::new);
+        let sink = match &config.distribute_dir {
+            Some(dir) => Some(distributor(dir, &config.pkcs12)?),
+            None => None,
+        };
         let policy = RefreshPolicy {
             min: config.min_refresh,
             max: config.max_refresh,

@@ -3,7 +3,9 @@
 //!
 //! Invariants: `min_refresh <= default_refresh <= max_refresh`; every peer is another trust
 //! domain than the local one, listed once, reached over `https://`, with exactly the keys of
-//! its profile; the served bundle is known (`bundle` or the `[identity]` bundle).
+//! its profile; the served bundle is known (`bundle` or the `[identity]` bundle); the PKCS#12
+//! keys are only given with `distribute_dir`, and `all.p12` never clashes with a trust domain
+//! named `all`.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -28,11 +30,34 @@ pub struct FederationConfig {
     pub state_dir: Option<PathBuf>,
     /// Where bundles are written for workloads; `None` writes nothing.
     pub distribute_dir: Option<PathBuf>,
+    /// The PKCS#12 truststores written to `distribute_dir`.
+    pub pkcs12: Pkcs12Config,
     pub min_refresh: Duration,
     pub max_refresh: Duration,
     pub default_refresh: Duration,
     pub serve: Option<ServeConfig>,
     pub peers: Vec<PeerConfig>,
+}
+
+/// `distribute_pkcs12`, `distribute_pkcs12_all`, `pkcs12_password_file`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pkcs12Config {
+    /// `<td>.p12` per trust domain (default on).
+    pub per_trust_domain: bool,
+    /// `all.p12` with every trust domain (default off).
+    pub all: bool,
+    /// The stores' password, read at start; `None` is Java's conventional `changeit`.
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for Pkcs12Config {
+    fn default() -> Self {
+        Self {
+            per_trust_domain: true,
+            all: false,
+            password_file: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -276,9 +301,40 @@ impl Cx<'_> {
                 profile,
             });
         }
+        if f.distribute_dir.is_none() {
+            for (key, set) in [
+                ("distribute_pkcs12", f.distribute_pkcs12.is_some()),
+                ("distribute_pkcs12_all", f.distribute_pkcs12_all.is_some()),
+                ("pkcs12_password_file", f.pkcs12_password_file.is_some()),
+            ] {
+                if set {
+                    return Err(self.err(
+                        format!("federation.{key}"),
+                        "configures the distribution directory's truststores; set `distribute_dir` too",
+                    ));
+                }
+            }
+        }
+        let pkcs12 = Pkcs12Config {
+            per_trust_domain: f.distribute_pkcs12.unwrap_or(true),
+            all: f.distribute_pkcs12_all.unwrap_or(false),
+            password_file: match &f.pkcs12_password_file {
+                Some(p) => Some(self.nonempty_path("federation.pkcs12_password_file", p)?),
+                None => None,
+            },
+        };
+        if pkcs12.all
+            && (local.as_str() == "all" || peers.iter().any(|p| p.trust_domain.as_str() == "all"))
+        {
+            return Err(self.err(
+                "federation.distribute_pkcs12_all",
+                "a trust domain named `all` would clash with all.p12; leave `distribute_pkcs12_all` off",
+            ));
+        }
         Ok(FederationConfig {
             state_dir: f.state_dir.as_ref().map(|t| self.path(t)),
             distribute_dir: f.distribute_dir.as_ref().map(|t| self.path(t)),
+            pkcs12,
             min_refresh,
             max_refresh,
             default_refresh,

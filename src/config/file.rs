@@ -62,6 +62,9 @@ pub(super) struct FileAdmin {
 pub(super) struct FileFederation {
     pub state_dir: Option<String>,
     pub distribute_dir: Option<String>,
+    pub distribute_pkcs12: Option<bool>,
+    pub distribute_pkcs12_all: Option<bool>,
+    pub pkcs12_password_file: Option<String>,
     pub min_refresh: Option<String>,
     pub max_refresh: Option<String>,
     pub default_refresh: Option<String>,

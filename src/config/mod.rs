@@ -31,7 +31,7 @@ pub use bridge::{
     IngressRouteConfig, IssuerSettings,
 };
 pub use federation::{
-    FederationConfig, PeerConfig, PeerProfile, ServeConfig, ServeProfile,
+    FederationConfig, PeerConfig, PeerProfile, Pkcs12Config, ServeConfig, ServeProfile,
     DEFAULT_SERVE_MAX_CONNECTIONS,
 };
 pub use identity_source::workload_api_socket;

@@ -223,6 +223,39 @@ fn federation_rules() {
 }
 
 #[test]
+fn federation_pkcs12_keys() {
+    let base = "trust_domain = \"cluster-a.test\"\n[federation]\n";
+    let fed = |extra: &str| parse(&format!("{base}{extra}")).map(|c| c.federation.unwrap());
+    let f = fed("distribute_dir = \"out\"\n").unwrap();
+    assert_eq!(f.pkcs12, Pkcs12Config::default());
+    assert!(f.pkcs12.per_trust_domain && !f.pkcs12.all && f.pkcs12.password_file.is_none());
+    let f = fed("distribute_dir = \"out\"\ndistribute_pkcs12 = false\ndistribute_pkcs12_all = true\npkcs12_password_file = \"p12.pass\"\n").unwrap();
+    assert_eq!(
+        f.pkcs12,
+        Pkcs12Config {
+            per_trust_domain: false,
+            all: true,
+            password_file: Some(PathBuf::from("/etc/fedgate/p12.pass")),
+        }
+    );
+    let e = fed("distribute_pkcs12_all = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("federation.distribute_pkcs12_all") && e.contains("distribute_dir"),
+        "{e}"
+    );
+    let e = fed("distribute_dir = \"out\"\npkcs12_password_file = \" \"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("federation.pkcs12_password_file"), "{e}");
+    let clash = "distribute_dir = \"out\"\ndistribute_pkcs12_all = true\n[[federation.peers]]\ntrust_domain = \"all\"\nurl = \"https://b/\"\nprofile = \"https_web\"\n";
+    let e = fed(clash).unwrap_err().to_string();
+    assert!(e.contains("would clash with all.p12"), "{e}");
+    assert!(fed(&clash.replace("distribute_pkcs12_all = true\n", "")).is_ok());
+}
+
+#[test]
 fn upstream_parsing() {
     assert_eq!(parse_upstream("[::1]:80").unwrap().to_string(), "[::1]:80");
     assert_eq!(
