@@ -96,6 +96,7 @@ async fn all_ok_then_failures_then_warnings() {
     let path = dir.join("ok.toml");
     std::fs::write(&path, gateway_b(dir, a.admin, &good_peer, &[upstream])).unwrap();
     let out = check(&path, false).await;
+    eprintln!("OK {:?}\n{}", out.elapsed, out.stdout);
     assert_eq!(out.code, 0, "{}", out.stdout);
     for line in out.stdout.lines().filter(|l| !l.ends_with("warnings")) {
         assert!(line.starts_with('✓'), "{}", out.stdout);
@@ -105,6 +106,7 @@ async fn all_ok_then_failures_then_warnings() {
         "local SVID",
         "local SVID expiry",
         "peer cluster-a.test:",
+        "peer cluster-a.test sequence: no last-known-good stored yet",
         "peer cluster-a.test trust",
         "route edge/api.cluster-b.test",
         "admin /readyz",
@@ -145,6 +147,7 @@ async fn all_ok_then_failures_then_warnings() {
     let path = dir.join("bad.toml");
     std::fs::write(&path, gateway_b(dir, dead_admin, &peers, &[upstream, dead])).unwrap();
     let out = check(&path, true).await;
+    eprintln!("BAD {:?}\n{}", out.elapsed, out.stdout);
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(
         out.elapsed < Duration::from_secs(20),
@@ -168,6 +171,12 @@ async fn all_ok_then_failures_then_warnings() {
     };
     let wrong_id = find("peer cluster-a.test");
     assert_eq!(wrong_id["status"], "fail", "{wrong_id}");
+    assert!(
+        wrong_id["detail"].as_str().unwrap().contains(
+            "presents spiffe://cluster-a.test/fedgate/bundle-endpoint, not the pinned endpoint_id"
+        ),
+        "{wrong_id}"
+    );
     assert!(
         wrong_id["hint"]
             .as_str()

@@ -195,12 +195,18 @@ pub async fn peers(config: &Config, t: Timeouts) -> Vec<CheckResult> {
         .and_then(|d| Store::open(d).ok());
     let mut out = Vec::new();
     for p in &fed.peers {
-        out.extend(peer(p, store.as_ref(), t).await);
+        out.extend(peer(p, fed.state_dir.is_some(), store.as_ref(), t).await);
     }
     out
 }
 
-async fn peer(p: &PeerConfig, store: Option<&Store>, t: Timeouts) -> Vec<CheckResult> {
+/// `state_dir`: whether the config has one (`store` is `None` when it does not exist yet).
+async fn peer(
+    p: &PeerConfig,
+    state_dir: bool,
+    store: Option<&Store>,
+    t: Timeouts,
+) -> Vec<CheckResult> {
     let td = &p.trust_domain;
     let name = format!("peer {td}");
     let rel = match crate::app::federation::peer(p) {
@@ -258,9 +264,15 @@ async fn peer(p: &PeerConfig, store: Option<&Store>, t: Timeouts) -> Vec<CheckRe
             None
         }
         Ok(Err(e)) => {
+            let mut detail = format!("{} ({})", error_chain(&e), e.reason_label());
+            if e.reason_label() == "tls" {
+                if let Some(seen) = presented_id(&rel, t).await {
+                    detail = format!("{seen}; {detail}");
+                }
+            }
             out.push(CheckResult::fail(
                 name.clone(),
-                format!("{} ({})", error_chain(&e), e.reason_label()),
+                detail,
                 fetch_hint(&rel, e.reason_label()),
             ));
             None
@@ -274,7 +286,7 @@ async fn peer(p: &PeerConfig, store: Option<&Store>, t: Timeouts) -> Vec<CheckRe
             None
         }
     };
-    if let (Some(b), Some(_)) = (&bundle, store) {
+    if let (Some(b), true) = (&bundle, state_dir) {
         out.push(sequence_result(&name, b, stored.as_ref()));
     }
     let (trust_bundle, source) = match (&bundle, &stored) {
@@ -286,6 +298,77 @@ async fn peer(p: &PeerConfig, store: Option<&Store>, t: Timeouts) -> Vec<CheckRe
         out.push(trust_result(&name, b, source, SystemTime::now()));
     }
     out
+}
+
+/// For an https_spiffe endpoint whose certificate was refused: which SPIFFE ID it presents,
+/// and whether that is the pinned one (then its chain is what failed). `None` when the
+/// endpoint cannot be reached again or presents no certificate.
+async fn presented_id(rel: &Relationship, t: Timeouts) -> Option<String> {
+    let Profile::HttpsSpiffe { endpoint_id, .. } = &rel.profile else {
+        return None;
+    };
+    let host = rel.url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    let port = rel.url.port_or_known_default()?;
+    let capture = Arc::new(CaptureLeaf::default());
+    let config = fedgate_federation::tls::client_config(None, capture.clone()).ok()?;
+    let name = ServerName::try_from(host.to_owned()).ok()?;
+    let tcp = connect(host, port, t.connect).await.ok()?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    // The capturing verifier refuses every certificate: this handshake always fails.
+    let _ = tokio::time::timeout(t.connect, connector.connect(name, tcp)).await;
+    let leaf = capture.0.lock().ok()?.clone()?;
+    Some(match fedgate_federation::svid::verify::spiffe_id_of(&leaf) {
+        Ok(id) if &id == endpoint_id => format!(
+            "the endpoint presents {id} (the pinned endpoint_id), but its chain does not verify \
+             against the bootstrap bundle"
+        ),
+        Ok(id) => format!("the endpoint presents {id}, not the pinned endpoint_id {endpoint_id}"),
+        Err(e) => format!("the endpoint presents no SPIFFE ID ({e})"),
+    })
+}
+
+/// A server certificate verifier that records the leaf and refuses it (diagnostics only).
+#[derive(Debug, Default)]
+struct CaptureLeaf(std::sync::Mutex<Option<CertificateDer<'static>>>);
+
+impl rustls::client::danger::ServerCertVerifier for CaptureLeaf {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(end_entity.clone().into_owned());
+        }
+        Err(rustls::Error::General("fedgate check: certificate recorded".into()))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("fedgate check: diagnostics only".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("fedgate check: diagnostics only".into()))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        fedgate_federation::tls::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 fn pin_text(rel: &Relationship) -> String {
