@@ -2,6 +2,8 @@
 //! (https_spiffe), the checked config federates with it; an all-ok run exits 0, a hanging
 //! peer, a wrong endpoint ID and an unreachable upstream fail (in bounded time) and exit 1, a
 //! gateway that is not running only warns (exit 2), and `--json` has the documented shape.
+// Helpers outside #[test] fns unwrap too: a failed step is a test failure.
+#![allow(clippy::unwrap_used)]
 
 #[path = "support/gw.rs"]
 mod gw_support;
@@ -60,9 +62,12 @@ struct Out {
 async fn check(config: &Path, json: bool) -> Out {
     let start = Instant::now();
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fedgate"));
-    cmd.args(["check", "--config"])
-        .arg(config)
-        .args(["--connect-timeout", "2s", "--timeout", "3s"]);
+    cmd.args(["check", "--config"]).arg(config).args([
+        "--connect-timeout",
+        "2s",
+        "--timeout",
+        "3s",
+    ]);
     if json {
         cmd.arg("--json");
     }
@@ -189,7 +194,10 @@ async fn all_ok_then_failures_then_warnings() {
     let route = find("route edge/api.cluster-b.test");
     assert_eq!(route["status"], "fail", "{route}");
     assert!(
-        route["detail"].as_str().unwrap().contains(&dead.to_string()),
+        route["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&dead.to_string()),
         "{route}"
     );
     assert!(

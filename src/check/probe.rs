@@ -175,7 +175,11 @@ fn svid_results(svid: &X509Svid, bundle: &Bundle, bundle_what: &str) -> Vec<Chec
 /// `notBefore` and `notAfter` of a certificate.
 fn validity(der: &CertificateDer<'_>) -> Option<(SystemTime, SystemTime)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let at = |ts: i64| u64::try_from(ts).ok().map(|s| UNIX_EPOCH + Duration::from_secs(s));
+    let at = |ts: i64| {
+        u64::try_from(ts)
+            .ok()
+            .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    };
     Some((
         at(cert.validity().not_before.timestamp())?,
         at(cert.validity().not_after.timestamp())?,
@@ -239,9 +243,11 @@ async fn peer(
         ..FetchOptions::default()
     };
     let current = stored.as_ref().map(|s| &s.bundle);
-    let fetched =
-        tokio::time::timeout(t.request + Duration::from_secs(1), fetch(&rel, current, &opts))
-            .await;
+    let fetched = tokio::time::timeout(
+        t.request + Duration::from_secs(1),
+        fetch(&rel, current, &opts),
+    )
+    .await;
     let bundle = match fetched {
         Ok(Ok(FetchOutcome::Updated { bundle, .. })) => {
             out.push(CheckResult::ok(
@@ -307,7 +313,11 @@ async fn presented_id(rel: &Relationship, t: Timeouts) -> Option<String> {
     let Profile::HttpsSpiffe { endpoint_id, .. } = &rel.profile else {
         return None;
     };
-    let host = rel.url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    let host = rel
+        .url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let port = rel.url.port_or_known_default()?;
     let capture = Arc::new(CaptureLeaf::default());
     let config = fedgate_federation::tls::client_config(None, capture.clone()).ok()?;
@@ -317,14 +327,18 @@ async fn presented_id(rel: &Relationship, t: Timeouts) -> Option<String> {
     // The capturing verifier refuses every certificate: this handshake always fails.
     let _ = tokio::time::timeout(t.connect, connector.connect(name, tcp)).await;
     let leaf = capture.0.lock().ok()?.clone()?;
-    Some(match fedgate_federation::svid::verify::spiffe_id_of(&leaf) {
-        Ok(id) if &id == endpoint_id => format!(
+    Some(
+        match fedgate_federation::svid::verify::spiffe_id_of(&leaf) {
+            Ok(id) if &id == endpoint_id => format!(
             "the endpoint presents {id} (the pinned endpoint_id), but its chain does not verify \
              against the bootstrap bundle"
         ),
-        Ok(id) => format!("the endpoint presents {id}, not the pinned endpoint_id {endpoint_id}"),
-        Err(e) => format!("the endpoint presents no SPIFFE ID ({e})"),
-    })
+            Ok(id) => {
+                format!("the endpoint presents {id}, not the pinned endpoint_id {endpoint_id}")
+            }
+            Err(e) => format!("the endpoint presents no SPIFFE ID ({e})"),
+        },
+    )
 }
 
 /// A server certificate verifier that records the leaf and refuses it (diagnostics only).
@@ -343,7 +357,9 @@ impl rustls::client::danger::ServerCertVerifier for CaptureLeaf {
         if let Ok(mut slot) = self.0.lock() {
             *slot = Some(end_entity.clone().into_owned());
         }
-        Err(rustls::Error::General("fedgate check: certificate recorded".into()))
+        Err(rustls::Error::General(
+            "fedgate check: certificate recorded".into(),
+        ))
     }
 
     fn verify_tls12_signature(
@@ -352,7 +368,9 @@ impl rustls::client::danger::ServerCertVerifier for CaptureLeaf {
         _cert: &CertificateDer<'_>,
         _dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("fedgate check: diagnostics only".into()))
+        Err(rustls::Error::General(
+            "fedgate check: diagnostics only".into(),
+        ))
     }
 
     fn verify_tls13_signature(
@@ -361,7 +379,9 @@ impl rustls::client::danger::ServerCertVerifier for CaptureLeaf {
         _cert: &CertificateDer<'_>,
         _dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("fedgate check: diagnostics only".into()))
+        Err(rustls::Error::General(
+            "fedgate check: diagnostics only".into(),
+        ))
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -670,17 +690,26 @@ pub async fn admin(config: &Config, t: Timeouts) -> CheckResult {
         ),
         Err(_) => CheckResult::warn(
             NAME,
-            format!("http://{addr}/readyz: no answer within {}", short(t.request)),
+            format!(
+                "http://{addr}/readyz: no answer within {}",
+                short(t.request)
+            ),
             "is `fedgate run` running? something accepts on that address but does not answer",
         ),
     }
 }
 
 /// A minimal HTTP/1.1 GET: status code and body (at most 64 KiB read).
-async fn get(addr: SocketAddr, path: &str, connect_timeout: Duration) -> Result<(u16, String), String> {
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+    connect_timeout: Duration,
+) -> Result<(u16, String), String> {
     let mut s = connect(&addr.ip().to_string(), addr.port(), connect_timeout).await?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     (&mut s)
         .take(64 * 1024)

@@ -198,7 +198,7 @@ mod tests {
         let ok = CheckResult::ok("a", "fine");
         let warn = CheckResult::warn("b", "meh", "do x");
         let fail = CheckResult::fail("c", "broken", "do y");
-        assert_eq!(exit_code(&[ok.clone()]), 0);
+        assert_eq!(exit_code(std::slice::from_ref(&ok)), 0);
         assert_eq!(exit_code(&[ok.clone(), warn.clone()]), 2);
         assert_eq!(exit_code(&[warn.clone(), fail.clone(), ok]), 1);
         assert_eq!(exit_code(&[fail]), 1);
@@ -218,10 +218,7 @@ mod tests {
             render_line(&CheckResult::warn("admin", "down", "run it")),
             "! admin: down\n    hint: run it"
         );
-        let text = render_text(&[
-            CheckResult::ok("a", "x"),
-            CheckResult::warn("b", "y", "z"),
-        ]);
+        let text = render_text(&[CheckResult::ok("a", "x"), CheckResult::warn("b", "y", "z")]);
         assert!(text.ends_with("1 ok, 0 failed, 1 warnings\n"), "{text}");
     }
 
@@ -254,12 +251,12 @@ mod tests {
         assert_eq!(classify(now - DAY, now, 7 * DAY), Expiry::Expired(DAY));
         // SVID: warn in the last third of the lifetime.
         let nb = now - 20 * DAY;
-        assert_eq!(classify_svid(nb, now + 11 * DAY, now), Expiry::Fine(11 * DAY));
-        assert_eq!(classify_svid(nb, now + 9 * DAY, now), Expiry::Soon(9 * DAY));
         assert_eq!(
-            classify_svid(nb, now - DAY, now),
-            Expiry::Expired(DAY)
+            classify_svid(nb, now + 11 * DAY, now),
+            Expiry::Fine(11 * DAY)
         );
+        assert_eq!(classify_svid(nb, now + 9 * DAY, now), Expiry::Soon(9 * DAY));
+        assert_eq!(classify_svid(nb, now - DAY, now), Expiry::Expired(DAY));
         // A nonsensical validity (not_after before not_before) never counts as fine.
         assert!(matches!(
             classify_svid(now + DAY, now, now),
