@@ -725,3 +725,82 @@ async fn get(
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     Ok((code, body.to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Status;
+    use fedgate_federation::TrustDomain;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn td() -> TrustDomain {
+        TrustDomain::new("peer.test").unwrap()
+    }
+
+    /// A bundle with one self-signed authority valid until `not_after`, and `seq`.
+    fn bundle(not_after: SystemTime, seq: Option<u64>) -> Bundle {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+        params.not_after = time::OffsetDateTime::from(not_after);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let mut b = Bundle::new(td());
+        b.add_x509_authority(cert.der().clone());
+        b.set_sequence(seq);
+        b
+    }
+
+    fn stored(b: Bundle) -> StoredBundle {
+        StoredBundle {
+            bundle: b,
+            origin: fedgate_federation::store::Origin {
+                url: "https://peer.test/".to_owned(),
+                profile: None,
+                endpoint_id: None,
+            },
+            fetched_at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn trust_expiry_warns_within_a_week_and_fails_once_expired() {
+        let now = SystemTime::now();
+        let r = trust_result(
+            "peer peer.test",
+            &bundle(now + 30 * DAY, None),
+            "fetched bundle",
+            now,
+        );
+        assert_eq!(
+            (r.name.as_str(), r.status),
+            ("peer peer.test trust", Status::Ok)
+        );
+        let r = trust_result("p", &bundle(now + 3 * DAY, None), "fetched bundle", now);
+        assert_eq!(r.status, Status::Warn, "{r:?}");
+        assert!(r.detail.contains("expires in 2d 23h"), "{r:?}");
+        let r = trust_result("p", &bundle(now - DAY, None), "fetched bundle", now);
+        assert_eq!(r.status, Status::Fail, "{r:?}");
+        let r = trust_result("p", &Bundle::new(td()), "fetched bundle", now);
+        assert_eq!(r.status, Status::Warn, "{r:?}");
+        assert!(r.hint.is_some());
+    }
+
+    #[test]
+    fn sequence_against_the_last_known_good() {
+        let later = SystemTime::now() + 30 * DAY;
+        let fetched = bundle(later, Some(5));
+        let r = sequence_result("p", &fetched, None);
+        assert_eq!(r.status, Status::Ok);
+        assert!(r.detail.contains("no last-known-good"), "{r:?}");
+        let r = sequence_result("p", &fetched, Some(&stored(bundle(later, Some(7)))));
+        assert_eq!(r.status, Status::Fail, "{r:?}");
+        let r = sequence_result("p", &fetched, Some(&stored(bundle(later, Some(3)))));
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert!(r.detail.contains("newer"), "{r:?}");
+        let r = sequence_result("p", &fetched, Some(&stored(fetched.clone())));
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert!(r.detail.contains("same as the last-known-good"), "{r:?}");
+    }
+}
