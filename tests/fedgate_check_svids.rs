@@ -1,4 +1,5 @@
-//! `fedgate check` on a bridge-egress config: the handshake with the bridge SVID to each route's
+//! `fedgate check` on SVIDs: the local SVID's chain and expiry, and on a bridge-egress config the
+//! handshake with the bridge SVID to each route's
 //! upstream (a bridge-ingress stand-in on 127.0.0.1) must meet the route's pinned `peer_id`.
 // Helpers outside #[test] fns unwrap too: a failed step is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -121,4 +122,77 @@ listen = "127.0.0.1:0"
     );
     // Admin on port 0: the running gateway cannot be found, a warning.
     assert_eq!(find("admin /readyz")["status"], "warn");
+}
+
+/// A config with only `[identity]` (and admin on port 0: a warning).
+fn identity_only(dir: &Path, bundle: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("gateway-{bundle}.toml"));
+    let toml = format!(
+        "trust_domain = \"cluster-a.test\"\n[identity]\nsvid = \"local.pem\"\nkey = \"local.key\"\n\
+         bundle = \"{bundle}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn status_of(stdout: &str, name: &str) -> (String, String) {
+    let results: serde_json::Value = serde_json::from_str(stdout).unwrap();
+    let r = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {stdout}"));
+    (
+        r["status"].as_str().unwrap().to_owned(),
+        r["detail"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The local SVID: fine, in the last third of its lifetime (warn), expired (fail), or issued
+/// by a CA that is not in the local bundle (fail).
+#[tokio::test]
+async fn local_svid_chain_and_expiry() {
+    let files = tempfile::tempdir().unwrap();
+    let dir = files.path();
+    let local = TestCa::new("cluster-a.test");
+    local.write_bundle(dir, "local-bundle.json");
+    TestCa::new("cluster-a.test").write_bundle(dir, "other-bundle.json");
+    let path = identity_only(dir, "local-bundle.json");
+    let foreign = identity_only(dir, "other-bundle.json");
+
+    local.issue("/gateway").write(dir, "local");
+    let (code, stdout) = check_json(&path).await;
+    assert_eq!(code, 2, "{stdout}"); // only the admin warning
+    assert_eq!(status_of(&stdout, "local SVID").0, "ok", "{stdout}");
+    assert_eq!(status_of(&stdout, "local SVID expiry").0, "ok", "{stdout}");
+
+    let (code, stdout) = check_json(&foreign).await;
+    assert_eq!(code, 1, "{stdout}");
+    let (status, detail) = status_of(&stdout, "local SVID");
+    assert_eq!(status, "fail", "{stdout}");
+    assert!(detail.contains("does not verify"), "{detail}");
+
+    let now = time::OffsetDateTime::now_utc();
+    local
+        .issue_valid(
+            "/gateway",
+            now - time::Duration::hours(23),
+            now + time::Duration::hours(1),
+        )
+        .write(dir, "local");
+    let (code, stdout) = check_json(&path).await;
+    assert_eq!(code, 2, "{stdout}");
+    assert_eq!(
+        status_of(&stdout, "local SVID expiry").0,
+        "warn",
+        "{stdout}"
+    );
+
+    local.issue_expired("/gateway").write(dir, "local");
+    let (code, stdout) = check_json(&path).await;
+    assert_eq!(code, 1, "{stdout}");
+    let (status, detail) = status_of(&stdout, "local SVID expiry");
+    assert_eq!(status, "fail", "{stdout}");
+    assert!(detail.contains("expired 1h 0m ago"), "{detail}");
 }
