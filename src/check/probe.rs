@@ -7,6 +7,8 @@
 //! * Probes never write: the last-known-good store is only read, and only if `state_dir`
 //!   already exists (opening a missing one would create it).
 //! * A probe never panics on what it reads (files, peers' answers); every problem is a result.
+//! * Peers, and routes with their upstreams, are probed concurrently; results keep the config's
+//!   order, so the output is deterministic.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -197,11 +199,16 @@ pub async fn peers(config: &Config, t: Timeouts) -> Vec<CheckResult> {
         .as_ref()
         .filter(|d| d.is_dir())
         .and_then(|d| Store::open(d).ok());
-    let mut out = Vec::new();
-    for p in &fed.peers {
-        out.extend(peer(p, fed.state_dir.is_some(), store.as_ref(), t).await);
-    }
-    out
+    // Peers are probed concurrently; results keep the config's order.
+    let probes = fed
+        .peers
+        .iter()
+        .map(|p| peer(p, fed.state_dir.is_some(), store.as_ref(), t));
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// `state_dir`: whether the config has one (`store` is `None` when it does not exist yet).
@@ -496,32 +503,45 @@ pub fn trust_result(name: &str, bundle: &Bundle, source: &str, now: SystemTime) 
 
 /// Check 4: every route's upstreams accept a TCP connection.
 pub async fn upstreams(config: &Config, t: Timeouts) -> Vec<CheckResult> {
-    let mut out = Vec::new();
+    let mut probes = Vec::new();
     for l in &config.listeners {
         for route in l.routes() {
-            let name = format!("route {}/{}", l.name, route.name);
-            let mut down = Vec::new();
-            for ep in route.upstreams {
-                let addr = format!("{}:{}", ep.host, ep.port);
-                if let Err(e) = connect(&ep.host, ep.port, t.connect).await {
-                    down.push(format!("{addr} ({e})"));
-                }
-            }
-            out.push(if down.is_empty() {
-                CheckResult::ok(
-                    name,
-                    format!("{} upstream(s) reachable", route.upstreams.len()),
-                )
-            } else {
-                CheckResult::fail(
-                    name,
-                    format!("unreachable: {}", down.join(", ")),
-                    "check that the upstream runs and listens there, and firewalls between",
-                )
-            });
+            probes.push(route_upstreams(
+                format!("route {}/{}", l.name, route.name),
+                route.upstreams,
+                t,
+            ));
         }
     }
-    out
+    // Routes and their upstreams are probed concurrently; results keep the config's order.
+    futures_util::future::join_all(probes).await
+}
+
+async fn route_upstreams(
+    name: String,
+    upstreams: &[fedgate_dataplane::upstreams::Endpoint],
+    t: Timeouts,
+) -> CheckResult {
+    let tries = upstreams.iter().map(|ep| async move {
+        connect(&ep.host, ep.port, t.connect)
+            .await
+            .err()
+            .map(|e| format!("{}:{} ({e})", ep.host, ep.port))
+    });
+    let down: Vec<String> = futures_util::future::join_all(tries)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if down.is_empty() {
+        CheckResult::ok(name, format!("{} upstream(s) reachable", upstreams.len()))
+    } else {
+        CheckResult::fail(
+            name,
+            format!("unreachable: {}", down.join(", ")),
+            "check that the upstream runs and listens there, and firewalls between",
+        )
+    }
 }
 
 async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String> {
