@@ -250,3 +250,50 @@ async fn a_config_error_is_the_only_result() {
         out.stdout
     );
 }
+
+/// The last-known-good store: a stored bundle with a sequence the endpoint no longer serves is
+/// a rollback (failed), and the trust check falls back to the stored bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_peer_fails_against_the_last_known_good() {
+    let files = tempfile::tempdir().unwrap();
+    let dir = files.path();
+    let ca_a = SpiffeCa::new("cluster-a.test");
+    let a = TestApp::start(&gateway_a(&ca_a, dir)).await;
+    let endpoint = a.bundle_endpoint.expect("gateway A serves its bundle");
+    let url = format!("https://{endpoint}/");
+    let mut stored = ca_a.bundle();
+    stored.set_sequence(Some(5));
+    let store = fedgate_federation::store::Store::open(dir.join("state")).unwrap();
+    let origin = fedgate_federation::store::Origin {
+        url: url.clone(),
+        profile: Some("https_spiffe".to_owned()),
+        endpoint_id: Some(format!("spiffe://cluster-a.test{ENDPOINT_PATH}")),
+    };
+    store
+        .save(&stored, &origin, std::time::SystemTime::now())
+        .unwrap();
+    let (upstream, _sink) = tcp_sink().await;
+    let peers = peer(
+        dir,
+        "cluster-a.test",
+        &url,
+        &format!("spiffe://cluster-a.test{ENDPOINT_PATH}"),
+        "a-bundle.json",
+    );
+    let path = dir.join("rollback.toml");
+    std::fs::write(&path, gateway_b(dir, a.admin, &peers, &[upstream])).unwrap();
+    let out = check(&path, false).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("✗ peer cluster-a.test: ") && out.stdout.contains("(rollback)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("✓ peer cluster-a.test trust: the last-known-good bundle's last authority"),
+        "{}",
+        out.stdout
+    );
+    a.stop().await;
+}
