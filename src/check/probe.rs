@@ -624,16 +624,32 @@ fn bridge_material(bridge: &BridgeConfig) -> Result<(X509Svid, Bundle), CheckRes
         BridgeIdentity::Files { svid, key } => X509Svid::load(svid, key).map_err(|e| {
             CheckResult::fail(
                 "bridge",
-                format!("cannot load the bridge SVID {}: {}", svid.display(), error_chain(&e)),
+                format!(
+                    "cannot load the bridge SVID {}: {}",
+                    svid.display(),
+                    error_chain(&e)
+                ),
                 "check the [bridge] svid and key files",
             )
         })?,
-        BridgeIdentity::Issuer(_) => {
-            return Err(CheckResult::warn(
-                "bridge",
-                "skipped: the bridge SVID comes from [bridge.issuer] and only the running gateway holds it",
-                "see the bridge SVID in the running gateway's /status",
-            ))
+        // The issuer's client keeps its current SVID in `out_dir` (if set): use that one.
+        BridgeIdentity::Issuer(settings) => {
+            let saved = settings.out_dir.as_ref().and_then(|dir| {
+                let (pem, key) = (dir.join(crate::ca::SVID_PEM), dir.join(crate::ca::SVID_KEY));
+                X509Svid::load(&pem, &key).ok()
+            });
+            match saved {
+                Some(svid) => svid,
+                None => {
+                    return Err(CheckResult::warn(
+                        "bridge",
+                        "skipped: the bridge SVID comes from [bridge.issuer] and no saved one is \
+                         in out_dir; only the running gateway holds it",
+                        "see the bridge SVID in the running gateway's /status, or set \
+                         [bridge.issuer] out_dir",
+                    ));
+                }
+            }
         }
     };
     let (bundle, _) = Bundle::load(&bridge.trust_domain, &bridge.bundle).map_err(|e| {
