@@ -120,6 +120,9 @@ listen = "127.0.0.1:0"
             .contains("spiffe://bridge.test/gateway/cluster-c"),
         "{wrong}"
     );
+    // The bridge SVID itself: its chain against the bridge bundle, and its expiry.
+    assert_eq!(find("bridge SVID")["status"], "ok");
+    assert_eq!(find("bridge SVID expiry")["status"], "ok");
     // Admin on port 0: the running gateway cannot be found, a warning.
     assert_eq!(find("admin /readyz")["status"], "warn");
 }

@@ -132,25 +132,35 @@ pub async fn local_svid(config: &Config, t: Timeouts) -> Vec<CheckResult> {
 
 /// Chain verification and expiry of an SVID against the local bundle.
 fn svid_results(svid: &X509Svid, bundle: &Bundle, bundle_what: &str) -> Vec<CheckResult> {
-    const NAME: &str = "local SVID";
+    svid_results_named("local SVID", svid, bundle, bundle_what)
+}
+
+/// [`svid_results`] named `name` and `name expiry`.
+fn svid_results_named(
+    name: &str,
+    svid: &X509Svid,
+    bundle: &Bundle,
+    bundle_what: &str,
+) -> Vec<CheckResult> {
+    let expiry_name = format!("{name} expiry");
     let now = SystemTime::now();
     let Some(leaf) = svid.chain().first() else {
         return vec![CheckResult::fail(
-            NAME,
+            name,
             "the SVID chain is empty",
             "check the SVID",
         )];
     };
     let Some((not_before, not_after)) = validity(leaf) else {
         return vec![CheckResult::fail(
-            NAME,
+            name,
             "the leaf certificate does not parse",
             "check the SVID",
         )];
     };
     let expiry = classify_svid(not_before, not_after, now);
     let expiry_result = CheckResult::from_expiry(
-        "local SVID expiry",
+        expiry_name,
         &format!("{}", svid.id()),
         expiry,
         "renew the SVID (the SVID source should rotate it before the last third of its lifetime)",
@@ -162,13 +172,13 @@ fn svid_results(svid: &X509Svid, bundle: &Bundle, bundle_what: &str) -> Vec<Chec
     let chain = match fedgate_federation::svid::verify::verify(svid.chain(), bundle, UnixTime::now())
     {
         Ok(v) => CheckResult::ok(
-            NAME,
+            name,
             format!("{} verifies against {bundle_what}", v.id()),
         ),
         Err(e) => CheckResult::fail(
-            NAME,
+            name,
             format!("{} does not verify against {bundle_what}: {}", svid.id(), error_chain(&e)),
-            "the SVID must be issued by an authority in the local bundle; update the bundle or re-issue the SVID",
+            format!("the SVID must be issued by an authority in {bundle_what}; update the bundle or re-issue the SVID"),
         ),
     };
     vec![chain, expiry_result]
@@ -556,6 +566,17 @@ async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, 
 /// upstream, which must present exactly the route's `peer_id`.
 pub async fn bridges(config: &Config, t: Timeouts) -> Vec<CheckResult> {
     let mut out = Vec::new();
+    // The bridge SVID itself: its chain against the bridge bundle, and its expiry.
+    if let Some(bridge) = &config.bridge {
+        if let Ok((svid, bundle)) = bridge_material(bridge) {
+            out.extend(svid_results_named(
+                "bridge SVID",
+                &svid,
+                &bundle,
+                "the [bridge] bundle",
+            ));
+        }
+    }
     for l in &config.listeners {
         let ListenerMode::BridgeEgress { routes } = &l.mode else {
             continue;
