@@ -10,6 +10,7 @@ pub mod app;
 pub mod authz;
 pub mod bridge;
 pub mod ca;
+pub mod check;
 pub mod cmd;
 pub mod config;
 pub mod gateway;

@@ -263,7 +263,7 @@ impl Federation {
 }
 
 /// The fetch relationship for one configured peer.
-fn peer(p: &PeerConfig) -> Result<Peer, FederationSetupError> {
+pub(crate) fn peer(p: &PeerConfig) -> Result<Peer, FederationSetupError> {
     let profile = match &p.profile {
         PeerProfile::HttpsSpiffe {
             endpoint_id,

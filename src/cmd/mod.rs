@@ -5,6 +5,7 @@ mod agent;
 mod authz;
 mod bundle;
 mod ca;
+mod check;
 mod config;
 mod id;
 mod jwt;
@@ -48,6 +49,8 @@ pub enum Command {
     /// Configuration tooling.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Check a gateway config against the live world: SVID, peers, upstreams, bridge, admin.
+    Check(check::CheckArgs),
     /// Authorization policy tooling: import SMI access policy as allow lists.
     #[command(subcommand)]
     Authz(authz::AuthzCommand),
@@ -71,6 +74,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jwt(c) => jwt::run(c).await,
         Command::Ca(c) => ca::run(c).await,
         Command::Config(c) => config::run(c).await,
+        Command::Check(a) => check::run(a).await,
         Command::Authz(c) => authz::run(c).await,
         Command::Run(a) => run::run(a).await,
         Command::Sidecar(a) => sidecar::run(a).await,
