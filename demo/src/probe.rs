@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 
@@ -191,90 +189,24 @@ pub async fn peek_cert(
     server_name: &str,
     deadline: Duration,
 ) -> anyhow::Result<Vec<u8>> {
-    let seen = Arc::new(Mutex::new(None));
-    let verifier = Arc::new(Capture {
-        seen: Arc::clone(&seen),
-        schemes: fedgate_federation::tls::provider()
-            .signature_verification_algorithms
-            .supported_schemes(),
-    });
-    let config = rustls::ClientConfig::builder_with_provider(fedgate_federation::tls::provider())
-        .with_safe_default_protocol_versions()
-        .context("cannot build a TLS client")?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
     let name = ServerName::try_from(server_name.to_owned())
         .with_context(|| format!("{server_name:?} is not a valid TLS server name"))?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let attempt = async {
-        let tcp = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        // The handshake fails by design (Capture refuses every certificate).
-        let _ = connector.connect(name, tcp).await;
-        anyhow::Ok(())
-    };
-    tokio::time::timeout(deadline, attempt)
+    let tcp = tokio::time::timeout(deadline, TcpStream::connect(addr))
         .await
         .with_context(|| {
             format!(
-                "no TLS handshake with {addr} within {}",
+                "no connection to {addr} within {}",
                 humantime::format_duration(deadline)
             )
-        })??;
-    let der = seen
-        .lock()
-        .map_err(|_| anyhow::anyhow!("certificate capture lock poisoned"))?
-        .take();
-    der.with_context(|| format!("{addr} presented no certificate"))
-}
-
-/// Records the server's leaf certificate, then refuses it.
-#[derive(Debug)]
-struct Capture {
-    seen: Arc<Mutex<Option<Vec<u8>>>>,
-    schemes: Vec<SignatureScheme>,
-}
-
-impl ServerCertVerifier for Capture {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut seen) = self.seen.lock() {
-            *seen = Some(end_entity.as_ref().to_vec());
-        }
-        Err(rustls::Error::General(
-            "certificate captured; handshake aborted on purpose".into(),
-        ))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("not used".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("not used".into()))
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
-    }
+        })?
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    let leaf = fedgate_federation::tls::peek::peek_leaf(tcp, name, deadline).await;
+    leaf.map(|der| der.as_ref().to_vec()).with_context(|| {
+        format!(
+            "{addr} presented no certificate within {}",
+            humantime::format_duration(deadline)
+        )
+    })
 }
 
 /// Lowercase hex SHA-256 of `der`, as `fedgate svid inspect` prints fingerprints.

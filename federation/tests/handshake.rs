@@ -362,3 +362,38 @@ async fn malformed_leaves_are_refused() {
         assert!(check(&e), "{name}: unexpected error {e:?}");
     }
 }
+
+/// `tls::peek::peek_leaf` records the leaf a server presents and never completes the
+/// handshake, so the server never sees an established session.
+#[tokio::test]
+async fn peek_leaf_records_the_presented_leaf_and_completes_no_handshake() {
+    let a = TestCa::new("cluster-a.test");
+    let svid = a.svid("/gateway");
+    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config_no_client_auth(&svid).unwrap()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        acceptor.accept(tcp).await.is_ok()
+    });
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("gateway.cluster-a.test").unwrap();
+    let leaf = tls::peek::peek_leaf(tcp, name, HANG_LIMIT).await;
+    assert_eq!(leaf.as_ref(), Some(&svid.chain()[0]));
+    assert!(!tokio::time::timeout(HANG_LIMIT, server)
+        .await
+        .unwrap()
+        .unwrap());
+}
+
+/// A server that accepts and never answers gives `None` once the deadline passes.
+#[tokio::test]
+async fn peek_leaf_of_a_silent_server_is_none_at_the_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let _held = listener.accept().await.unwrap();
+    let name = ServerName::try_from("gateway.cluster-a.test").unwrap();
+    let leaf = tls::peek::peek_leaf(tcp, name, std::time::Duration::from_millis(100)).await;
+    assert!(leaf.is_none());
+}

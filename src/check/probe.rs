@@ -336,14 +336,9 @@ async fn presented_id(rel: &Relationship, t: Timeouts) -> Option<String> {
         .trim_start_matches('[')
         .trim_end_matches(']');
     let port = rel.url.port_or_known_default()?;
-    let capture = Arc::new(CaptureLeaf::default());
-    let config = fedgate_federation::tls::client_config(None, capture.clone()).ok()?;
     let name = ServerName::try_from(host.to_owned()).ok()?;
     let tcp = connect(host, port, t.connect).await.ok()?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    // The capturing verifier refuses every certificate: this handshake always fails.
-    let _ = tokio::time::timeout(t.connect, connector.connect(name, tcp)).await;
-    let leaf = capture.0.lock().ok()?.clone()?;
+    let leaf = fedgate_federation::tls::peek::peek_leaf(tcp, name, t.connect).await?;
     Some(
         match fedgate_federation::svid::verify::spiffe_id_of(&leaf) {
             Ok(id) if &id == endpoint_id => format!(
@@ -356,56 +351,6 @@ async fn presented_id(rel: &Relationship, t: Timeouts) -> Option<String> {
             Err(e) => format!("the endpoint presents no SPIFFE ID ({e})"),
         },
     )
-}
-
-/// A server certificate verifier that records the leaf and refuses it (diagnostics only).
-#[derive(Debug, Default)]
-struct CaptureLeaf(std::sync::Mutex<Option<CertificateDer<'static>>>);
-
-impl rustls::client::danger::ServerCertVerifier for CaptureLeaf {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(end_entity.clone().into_owned());
-        }
-        Err(rustls::Error::General(
-            "fedgate check: certificate recorded".into(),
-        ))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General(
-            "fedgate check: diagnostics only".into(),
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General(
-            "fedgate check: diagnostics only".into(),
-        ))
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        fedgate_federation::tls::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 fn pin_text(rel: &Relationship) -> String {

@@ -5,6 +5,7 @@
 //! come only from verifiers in [`verifier`].
 
 pub mod authorize;
+pub mod peek;
 pub mod verifier;
 
 pub use authorize::{AuthorizeError, Authorizer, PatternError};
