@@ -179,3 +179,67 @@ CFG
     fedgate_prev_spawn "gw-a$suffix" "$SCEN_DIR/gw-a.toml" "$bin"
   fi
 }
+
+# fedgate_scale_start ROUTES PEERS — the passthrough gateway of the scale scenarios (62, 63):
+# the fedgate-passthrough listener with ROUTES SNI routes (the benchmark's backend route plus
+# ROUTES-1 others, `svc-N.scale.test`, to an unused port) and PEERS federation relationships,
+# each its own trust domain `td-N.scale.test` with its own CA (`fedgate ca init`), all served
+# by ONE endpoint process (bench/scale_endpoint.py) at https://127.0.0.1:SCEN_PORT_BASE+2/TD,
+# https_spiffe, pinned to the bench backend's SPIFFE ID. Returns once `/readyz` says every peer
+# has a bundle (at most 300 s), then logs the gateway's VmRSS (also to $SCEN_DIR/rss.txt). The
+# endpoint is spawned with bench_spawn so that it is stopped with the scenario; it counts in the
+# scenario's CPU, but is idle while measuring (peers poll it every 5 minutes).
+fedgate_scale_start() {
+  local routes=$1 peers=$2 i td
+  local ep_port=$((SCEN_PORT_BASE + 2)) admin=$((SCEN_PORT_BASE + 5))
+  SCEN_PORT=$SCEN_PORT_BASE
+  SCEN_SNI=$BACKEND_SNI
+  SCEN_CA=$PKI/cluster-b-root.crt
+  fedgate_bundle cluster-b.test "$PKI/cluster-b-root.crt" "$SCEN_DIR/cluster-b.json" || return 1
+  mkdir -p "$SCEN_DIR/bundles"
+  for ((i = 1; i <= peers; i++)); do
+    td=td-$i.scale.test
+    "$FEDGATE_BIN" ca init --trust-domain "$td" --out "$SCEN_DIR/ca/$td" >/dev/null \
+      || { log "fedgate ca init failed for $td"; return 1; }
+    cp "$SCEN_DIR/ca/$td/bundle.json" "$SCEN_DIR/bundles/$td.json"
+  done
+  bench_spawn bundle-endpoint python3 "$(dirname "${BASH_SOURCE[0]}")/../scale_endpoint.py" \
+    --listen-port "$ep_port" --dir "$SCEN_DIR/bundles" \
+    --cert "$PKI/backend.crt" --key "$PKI/backend.key"
+  wait_port "$ep_port" || return 1
+  fedgate_passthrough_config "$SCEN_DIR/gateway.toml"
+  {
+    for ((i = 1; i < routes; i++)); do
+      printf '\n  [[listeners.routes]]\n  name = "svc-%d"\n  sni = "svc-%d.scale.test"\n' "$i" "$i"
+      printf '  upstreams = ["127.0.0.1:%d"]\n' "$((SCEN_PORT_BASE + 9))"
+    done
+    printf '\n[federation]\ndefault_refresh = "5m"\n'
+    for ((i = 1; i <= peers; i++)); do
+      printf '\n[[federation.peers]]\ntrust_domain = "td-%d.scale.test"\n' "$i"
+      printf 'url = "https://127.0.0.1:%d/td-%d.scale.test"\nprofile = "https_spiffe"\n' "$ep_port" "$i"
+      printf 'endpoint_id = "spiffe://cluster-b.test/ns/default/sa/server"\n'
+      printf 'bootstrap_bundle = "%s"\n' "$SCEN_DIR/cluster-b.json"
+    done
+  } >>"$SCEN_DIR/gateway.toml"
+  fedgate_check "$SCEN_DIR/gateway.toml" || return 1
+  fedgate_spawn fedgate "$SCEN_DIR/gateway.toml"
+  fedgate_wait_ready "$admin" 300 || return 1
+  local pid=${SCEN_PIDS[${#SCEN_PIDS[@]}-1]} rss
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
+  echo "routes=$routes peers=$peers vmrss_kib=$rss" | tee "$SCEN_DIR/rss.txt" >&2
+}
+
+# fedgate_wait_ready ADMIN_PORT SECONDS — poll GET /readyz on 127.0.0.1:ADMIN_PORT every 0.1 s
+# until it answers 200 (bounded by SECONDS).
+fedgate_wait_ready() {
+  local port=$1 secs=$2 i status
+  for ((i = 0; i < secs * 10; i++)); do
+    status=$( (exec 3<>"/dev/tcp/127.0.0.1/$port" \
+      && printf 'GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 \
+      && head -c 12 <&3) 2>/dev/null || true)
+    [ "${status:9:3}" = 200 ] && return 0
+    sleep 0.1
+  done
+  log "fedgate on admin port $port not ready within ${secs}s"
+  return 1
+}
