@@ -11,11 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use fedgate_federation::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
+use fedgate_federation::tls::{mtls_client_config, mtls_server_config, Authorizer};
 use fedgate_federation::{Bundle, BundleSet, SpiffeId, TrustDomain, X509Svid};
-use rustls::client::Resumption;
 use rustls::pki_types::CertificateDer;
-use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, ServerConfig};
 
 /// The key material both bridge sides use: the local SVID and bundle (towards workloads) and
@@ -115,16 +113,14 @@ impl Identities {
     /// Egress, towards callers: the local SVID; clients must be members of the local domain,
     /// verified with the local bundle only.
     pub fn egress_server_config(&self) -> Result<Arc<ServerConfig>, BridgeTlsError> {
-        let verifier = SpiffeClientVerifier::new(
-            BundleSet::new().with(self.local_bundle.clone()),
-            Authorizer::member_of(self.local_domain().clone()),
-        );
-        let config = fedgate_federation::tls::server_config(&self.local_svid, Arc::new(verifier))
-            .map_err(|source| BridgeTlsError::Rustls {
-            what: "egress server",
-            source,
-        })?;
-        Ok(Arc::new(self.server_resumption(config)))
+        let rule = Authorizer::member_of(self.local_domain().clone());
+        self.server(
+            "egress server",
+            &self.local_svid,
+            &self.local_bundle,
+            rule,
+            false,
+        )
     }
 
     /// Egress, towards a peer ingress: the bridge SVID; the server must be exactly `peer_id`,
@@ -135,18 +131,14 @@ impl Identities {
         peer_id: &SpiffeId,
         relay: bool,
     ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
-        let verifier = SpiffeServerVerifier::new(
-            BundleSet::new().with(self.bridge_bundle.clone()),
-            Authorizer::exact(peer_id.clone()),
-        );
-        let mut config =
-            fedgate_federation::tls::client_config(Some(&self.bridge_svid), Arc::new(verifier))
-                .map_err(|source| BridgeTlsError::Rustls {
-                    what: "bridge client",
-                    source,
-                })?;
-        config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(relay);
-        Ok(Arc::new(self.client_resumption(config)))
+        let rule = Authorizer::exact(peer_id.clone());
+        self.client(
+            "bridge client",
+            &self.bridge_svid,
+            &self.bridge_bundle,
+            rule,
+            relay,
+        )
     }
 
     /// Ingress, towards peer egresses: the bridge SVID; clients must be members of the bridge
@@ -155,19 +147,14 @@ impl Identities {
     /// application protocol is the relay protocol: a peer that did not negotiate it is refused
     /// after the handshake, before any byte is read (see [`fedgate_dataplane::relay`]).
     pub fn ingress_server_config(&self) -> Result<Arc<ServerConfig>, BridgeTlsError> {
-        let verifier = SpiffeClientVerifier::new(
-            BundleSet::new().with(self.bridge_bundle.clone()),
-            Authorizer::member_of(self.bridge_domain().clone()),
-        );
-        let mut config =
-            fedgate_federation::tls::server_config(&self.bridge_svid, Arc::new(verifier)).map_err(
-                |source| BridgeTlsError::Rustls {
-                    what: "ingress server",
-                    source,
-                },
-            )?;
-        config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(true);
-        Ok(Arc::new(self.server_resumption(config)))
+        let rule = Authorizer::member_of(self.bridge_domain().clone());
+        self.server(
+            "ingress server",
+            &self.bridge_svid,
+            &self.bridge_bundle,
+            rule,
+            true,
+        )
     }
 
     /// Ingress, towards a destination: the local SVID; the server must verify with the local
@@ -181,18 +168,14 @@ impl Identities {
     ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
         // Membership of the local domain needs no rule of its own: the bundle set holds only the
         // local bundle, so a server of any other domain fails verification (no bundle for it).
-        let verifier = SpiffeServerVerifier::new(
-            BundleSet::new().with(self.local_bundle.clone()),
-            server_id.clone(),
-        );
-        let mut config =
-            fedgate_federation::tls::client_config(Some(&self.local_svid), Arc::new(verifier))
-                .map_err(|source| BridgeTlsError::Rustls {
-                    what: "destination client",
-                    source,
-                })?;
-        config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(relay);
-        Ok(Arc::new(self.client_resumption(config)))
+        let rule = server_id.clone();
+        self.client(
+            "destination client",
+            &self.local_svid,
+            &self.local_bundle,
+            rule,
+            relay,
+        )
     }
 
     /// When the bridge SVID stops being valid (its leaf's notAfter).
@@ -200,19 +183,39 @@ impl Identities {
         self.bridge_svid.chain().first().and_then(leaf_not_after)
     }
 
-    fn server_resumption(&self, mut config: ServerConfig) -> ServerConfig {
-        if !self.session_resumption {
-            config.session_storage = Arc::new(NoServerSessionStorage {});
-            config.send_tls13_tickets = 0;
+    /// A server config verifying clients with `bundle` only (the shared mTLS builder).
+    fn server(
+        &self,
+        what: &'static str,
+        svid: &X509Svid,
+        bundle: &Bundle,
+        rule: Authorizer,
+        relay: bool,
+    ) -> Result<Arc<ServerConfig>, BridgeTlsError> {
+        let bundles = BundleSet::new().with(bundle.clone());
+        let mut config = mtls_server_config(svid, bundles, rule, self.session_resumption)
+            .map_err(|source| BridgeTlsError::Rustls { what, source })?;
+        if relay {
+            config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(true);
         }
-        config
+        Ok(Arc::new(config))
     }
 
-    fn client_resumption(&self, mut config: ClientConfig) -> ClientConfig {
-        if !self.session_resumption {
-            config.resumption = Resumption::disabled();
-        }
-        config
+    /// A client config verifying the server with `bundle` only, offering the relay protocol
+    /// when `relay`.
+    fn client(
+        &self,
+        what: &'static str,
+        svid: &X509Svid,
+        bundle: &Bundle,
+        rule: Authorizer,
+        relay: bool,
+    ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
+        let bundles = BundleSet::new().with(bundle.clone());
+        let mut config = mtls_client_config(svid, bundles, rule, self.session_resumption)
+            .map_err(|source| BridgeTlsError::Rustls { what, source })?;
+        config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(relay);
+        Ok(Arc::new(config))
     }
 }
 
