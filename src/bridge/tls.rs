@@ -114,13 +114,13 @@ impl Identities {
     /// verified with the local bundle only.
     pub fn egress_server_config(&self) -> Result<Arc<ServerConfig>, BridgeTlsError> {
         let rule = Authorizer::member_of(self.local_domain().clone());
-        self.server(
+        let local = (&self.local_svid, &self.local_bundle);
+        Ok(Arc::new(self.build(
             "egress server",
-            &self.local_svid,
-            &self.local_bundle,
+            local,
             rule,
-            false,
-        )
+            mtls_server_config,
+        )?))
     }
 
     /// Egress, towards a peer ingress: the bridge SVID; the server must be exactly `peer_id`,
@@ -132,13 +132,10 @@ impl Identities {
         relay: bool,
     ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
         let rule = Authorizer::exact(peer_id.clone());
-        self.client(
-            "bridge client",
-            &self.bridge_svid,
-            &self.bridge_bundle,
-            rule,
-            relay,
-        )
+        let bridge = (&self.bridge_svid, &self.bridge_bundle);
+        let mut config = self.build("bridge client", bridge, rule, mtls_client_config)?;
+        config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(relay);
+        Ok(Arc::new(config))
     }
 
     /// Ingress, towards peer egresses: the bridge SVID; clients must be members of the bridge
@@ -148,13 +145,10 @@ impl Identities {
     /// after the handshake, before any byte is read (see [`fedgate_dataplane::relay`]).
     pub fn ingress_server_config(&self) -> Result<Arc<ServerConfig>, BridgeTlsError> {
         let rule = Authorizer::member_of(self.bridge_domain().clone());
-        self.server(
-            "ingress server",
-            &self.bridge_svid,
-            &self.bridge_bundle,
-            rule,
-            true,
-        )
+        let bridge = (&self.bridge_svid, &self.bridge_bundle);
+        let mut config = self.build("ingress server", bridge, rule, mtls_server_config)?;
+        config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(true);
+        Ok(Arc::new(config))
     }
 
     /// Ingress, towards a destination: the local SVID; the server must verify with the local
@@ -168,14 +162,10 @@ impl Identities {
     ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
         // Membership of the local domain needs no rule of its own: the bundle set holds only the
         // local bundle, so a server of any other domain fails verification (no bundle for it).
-        let rule = server_id.clone();
-        self.client(
-            "destination client",
-            &self.local_svid,
-            &self.local_bundle,
-            rule,
-            relay,
-        )
+        let (rule, local) = (server_id.clone(), (&self.local_svid, &self.local_bundle));
+        let mut config = self.build("destination client", local, rule, mtls_client_config)?;
+        config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(relay);
+        Ok(Arc::new(config))
     }
 
     /// When the bridge SVID stops being valid (its leaf's notAfter).
@@ -183,39 +173,18 @@ impl Identities {
         self.bridge_svid.chain().first().and_then(leaf_not_after)
     }
 
-    /// A server config verifying clients with `bundle` only (the shared mTLS builder).
-    fn server(
+    /// A config of `make` (the shared mTLS builders) presenting `svid` and verifying the peer
+    /// with `bundle` only, under this side's session resumption setting.
+    fn build<C>(
         &self,
         what: &'static str,
-        svid: &X509Svid,
-        bundle: &Bundle,
+        (svid, bundle): (&X509Svid, &Bundle),
         rule: Authorizer,
-        relay: bool,
-    ) -> Result<Arc<ServerConfig>, BridgeTlsError> {
+        make: fn(&X509Svid, BundleSet, Authorizer, bool) -> Result<C, rustls::Error>,
+    ) -> Result<C, BridgeTlsError> {
         let bundles = BundleSet::new().with(bundle.clone());
-        let mut config = mtls_server_config(svid, bundles, rule, self.session_resumption)
-            .map_err(|source| BridgeTlsError::Rustls { what, source })?;
-        if relay {
-            config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(true);
-        }
-        Ok(Arc::new(config))
-    }
-
-    /// A client config verifying the server with `bundle` only, offering the relay protocol
-    /// when `relay`.
-    fn client(
-        &self,
-        what: &'static str,
-        svid: &X509Svid,
-        bundle: &Bundle,
-        rule: Authorizer,
-        relay: bool,
-    ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
-        let bundles = BundleSet::new().with(bundle.clone());
-        let mut config = mtls_client_config(svid, bundles, rule, self.session_resumption)
-            .map_err(|source| BridgeTlsError::Rustls { what, source })?;
-        config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(relay);
-        Ok(Arc::new(config))
+        make(svid, bundles, rule, self.session_resumption)
+            .map_err(|source| BridgeTlsError::Rustls { what, source })
     }
 }
 
