@@ -374,6 +374,9 @@ mod tests {
         assert_eq!(parsed(w.poll_once()), ["one", ""]);
         std::fs::write(&b, "peers").unwrap();
         assert_eq!(parsed(w.poll_once()), ["one", "peers"]);
+        // Disappearing again is a change too (the sidecar's federated bundle map).
+        std::fs::remove_file(&b).unwrap();
+        assert_eq!(parsed(w.poll_once()), ["one", ""]);
     }
 
     #[test]

@@ -33,9 +33,9 @@ use crate::admin::{Admin, AdminSource, Readiness};
 use crate::config::{BridgeIdentity, Config, ListenerKind};
 use crate::gateway::listener::bind;
 use crate::gateway::{Handler, Listener, ListenerState};
-use crate::identity::files::{FileSource, IdentityError, IdentityFiles};
+use crate::identity::files::{IdentityError, IdentityFiles};
 use crate::identity::issuer::{IssuedBridgeIdentity, IssuedIdentity, IssuedIdentityError};
-use crate::identity::{Identity, IdentitySource, StartedSource};
+use crate::identity::{Identity, Origin, StartError, StartedSource};
 use crate::telemetry::Metrics;
 use federation::{Federation, FederationSetupError, FederationView};
 use fedgate_dataplane::serve::Connections;
@@ -103,6 +103,15 @@ pub enum AppError {
     },
     #[error("admin server failed")]
     Admin(#[source] std::io::Error),
+}
+
+impl From<StartError> for AppError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Files(e) => AppError::Identity(e),
+            StartError::WorkloadApi(e) => AppError::WorkloadApi(e),
+        }
+    }
 }
 
 /// State the admin server reads.
@@ -212,21 +221,23 @@ impl App {
             source,
         })?;
 
-        let mut identity_source = None;
-        let identity = match (&config.identity, &config.identity_socket) {
-            (Some(i), _) => {
-                let files = IdentityFiles::new(i.svid.clone(), i.key.clone(), i.bundle.clone());
-                let (source, rx) = FileSource::start(&files, &config.trust_domain)?;
-                Some((Box::new(source) as Box<dyn IdentitySource>, rx))
-            }
-            (None, Some(socket)) => {
-                let td = &config.trust_domain;
-                let (started, status) =
-                    crate::identity::workload_api::start_source(socket, td).await?;
-                identity_source = Some(status);
-                Some(started)
-            }
+        let origin = match (&config.identity, &config.identity_socket) {
+            (Some(i), _) => Some(Origin::Files(IdentityFiles::new(
+                i.svid.clone(),
+                i.key.clone(),
+                i.bundle.clone(),
+            ))),
+            (None, Some(socket)) => Some(Origin::WorkloadApi(socket.clone())),
             (None, None) => None,
+        };
+        let (identity, identity_source) = match origin {
+            Some(origin) => {
+                let timeout = crate::identity::workload_api::DEFAULT_STARTUP_TIMEOUT;
+                let started =
+                    crate::identity::start(&origin, &config.trust_domain, timeout, None).await?;
+                (Some((started.source, started.identity)), started.status)
+            }
+            None => (None, None),
         };
         let federation = match &config.federation {
             Some(f) => Some(

@@ -11,11 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use fedgate_federation::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
+use fedgate_federation::tls::{mtls_client_config, mtls_server_config, Authorizer};
 use fedgate_federation::{Bundle, BundleSet, SpiffeId, TrustDomain, X509Svid};
-use rustls::client::Resumption;
 use rustls::pki_types::CertificateDer;
-use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, ServerConfig};
 
 /// The key material both bridge sides use: the local SVID and bundle (towards workloads) and
@@ -115,16 +113,14 @@ impl Identities {
     /// Egress, towards callers: the local SVID; clients must be members of the local domain,
     /// verified with the local bundle only.
     pub fn egress_server_config(&self) -> Result<Arc<ServerConfig>, BridgeTlsError> {
-        let verifier = SpiffeClientVerifier::new(
-            BundleSet::new().with(self.local_bundle.clone()),
-            Authorizer::member_of(self.local_domain().clone()),
-        );
-        let config = fedgate_federation::tls::server_config(&self.local_svid, Arc::new(verifier))
-            .map_err(|source| BridgeTlsError::Rustls {
-            what: "egress server",
-            source,
-        })?;
-        Ok(Arc::new(self.server_resumption(config)))
+        let rule = Authorizer::member_of(self.local_domain().clone());
+        let local = (&self.local_svid, &self.local_bundle);
+        Ok(Arc::new(self.build(
+            "egress server",
+            local,
+            rule,
+            mtls_server_config,
+        )?))
     }
 
     /// Egress, towards a peer ingress: the bridge SVID; the server must be exactly `peer_id`,
@@ -135,18 +131,11 @@ impl Identities {
         peer_id: &SpiffeId,
         relay: bool,
     ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
-        let verifier = SpiffeServerVerifier::new(
-            BundleSet::new().with(self.bridge_bundle.clone()),
-            Authorizer::exact(peer_id.clone()),
-        );
-        let mut config =
-            fedgate_federation::tls::client_config(Some(&self.bridge_svid), Arc::new(verifier))
-                .map_err(|source| BridgeTlsError::Rustls {
-                    what: "bridge client",
-                    source,
-                })?;
+        let rule = Authorizer::exact(peer_id.clone());
+        let bridge = (&self.bridge_svid, &self.bridge_bundle);
+        let mut config = self.build("bridge client", bridge, rule, mtls_client_config)?;
         config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(relay);
-        Ok(Arc::new(self.client_resumption(config)))
+        Ok(Arc::new(config))
     }
 
     /// Ingress, towards peer egresses: the bridge SVID; clients must be members of the bridge
@@ -155,19 +144,11 @@ impl Identities {
     /// application protocol is the relay protocol: a peer that did not negotiate it is refused
     /// after the handshake, before any byte is read (see [`fedgate_dataplane::relay`]).
     pub fn ingress_server_config(&self) -> Result<Arc<ServerConfig>, BridgeTlsError> {
-        let verifier = SpiffeClientVerifier::new(
-            BundleSet::new().with(self.bridge_bundle.clone()),
-            Authorizer::member_of(self.bridge_domain().clone()),
-        );
-        let mut config =
-            fedgate_federation::tls::server_config(&self.bridge_svid, Arc::new(verifier)).map_err(
-                |source| BridgeTlsError::Rustls {
-                    what: "ingress server",
-                    source,
-                },
-            )?;
+        let rule = Authorizer::member_of(self.bridge_domain().clone());
+        let bridge = (&self.bridge_svid, &self.bridge_bundle);
+        let mut config = self.build("ingress server", bridge, rule, mtls_server_config)?;
         config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(true);
-        Ok(Arc::new(self.server_resumption(config)))
+        Ok(Arc::new(config))
     }
 
     /// Ingress, towards a destination: the local SVID; the server must verify with the local
@@ -181,18 +162,10 @@ impl Identities {
     ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
         // Membership of the local domain needs no rule of its own: the bundle set holds only the
         // local bundle, so a server of any other domain fails verification (no bundle for it).
-        let verifier = SpiffeServerVerifier::new(
-            BundleSet::new().with(self.local_bundle.clone()),
-            server_id.clone(),
-        );
-        let mut config =
-            fedgate_federation::tls::client_config(Some(&self.local_svid), Arc::new(verifier))
-                .map_err(|source| BridgeTlsError::Rustls {
-                    what: "destination client",
-                    source,
-                })?;
+        let (rule, local) = (server_id.clone(), (&self.local_svid, &self.local_bundle));
+        let mut config = self.build("destination client", local, rule, mtls_client_config)?;
         config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(relay);
-        Ok(Arc::new(self.client_resumption(config)))
+        Ok(Arc::new(config))
     }
 
     /// When the bridge SVID stops being valid (its leaf's notAfter).
@@ -200,19 +173,18 @@ impl Identities {
         self.bridge_svid.chain().first().and_then(leaf_not_after)
     }
 
-    fn server_resumption(&self, mut config: ServerConfig) -> ServerConfig {
-        if !self.session_resumption {
-            config.session_storage = Arc::new(NoServerSessionStorage {});
-            config.send_tls13_tickets = 0;
-        }
-        config
-    }
-
-    fn client_resumption(&self, mut config: ClientConfig) -> ClientConfig {
-        if !self.session_resumption {
-            config.resumption = Resumption::disabled();
-        }
-        config
+    /// A config of `make` (the shared mTLS builders) presenting `svid` and verifying the peer
+    /// with `bundle` only, under this side's session resumption setting.
+    fn build<C>(
+        &self,
+        what: &'static str,
+        (svid, bundle): (&X509Svid, &Bundle),
+        rule: Authorizer,
+        make: fn(&X509Svid, BundleSet, Authorizer, bool) -> Result<C, rustls::Error>,
+    ) -> Result<C, BridgeTlsError> {
+        let bundles = BundleSet::new().with(bundle.clone());
+        make(svid, bundles, rule, self.session_resumption)
+            .map_err(|source| BridgeTlsError::Rustls { what, source })
     }
 }
 

@@ -122,7 +122,8 @@ pub(crate) async fn serve(
         None => return refuse(cx, peer, sni, &Reject::UpstreamUnavailable),
     };
     // Counted live on its route until this function returns (or its future is dropped).
-    let _live = LiveOnRoute::new(cx.metrics.route_active(listener, &route.name));
+    let _live =
+        crate::telemetry::metrics::Live::new(cx.metrics.route_active(listener, &route.name));
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     if let Err(e) = upstream.write_all(&peeked).await {
@@ -191,22 +192,6 @@ pub(crate) async fn serve(
         error = error.as_deref(),
         "connection closed"
     );
-}
-
-/// Holds one unit of a route's live-connection gauge; gives it back on drop.
-struct LiveOnRoute(prometheus_client::metrics::gauge::Gauge);
-
-impl LiveOnRoute {
-    fn new(gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
-        gauge.inc();
-        Self(gauge)
-    }
-}
-
-impl Drop for LiveOnRoute {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 fn refuse(cx: &ConnContext, peer: SocketAddr, sni: Option<&str>, reject: &Reject) {

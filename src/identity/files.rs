@@ -12,7 +12,9 @@
 //!   change again;
 //! * the SVID and the local bundle are required; a federated map that does not exist (yet)
 //!   means "no peer domains yet" (a warning), so a workload can start before its gateway has
-//!   distributed anything; the local bundle file is authoritative for the local trust domain.
+//!   distributed anything; the local bundle file is authoritative for the local trust domain;
+//! * every change is polled once per interval or [`FileSource::poll_handle`] wake-up, logged,
+//!   and reported to the source's [`ReloadHook`] (if any) after it was published or refused.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,10 +23,10 @@ use std::time::Duration;
 use fedgate_federation::distribute::BundleMapError;
 use fedgate_federation::watch::{FileWatch, WatchError};
 use fedgate_federation::{Bundle, BundleError, SpiffeId, SvidError, TrustDomain, X509Svid};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::{Identity, IdentitySource, SourceTask};
+use super::{Identity, IdentitySource, ReloadHook, SourceTask};
 use fedgate_federation::error_chain;
 
 /// How often identity files are checked for changes.
@@ -91,9 +93,26 @@ pub struct FileSource {
     watch: FileWatch<Identity, IdentityError>,
     /// Sends each newly loaded identity; receivers rebuild their TLS configs.
     tx: watch::Sender<Arc<Identity>>,
+    /// Told of every version published or refused, after the source's own log line.
+    hook: Option<ReloadHook>,
+    /// Wakes the polling loop at once (SIGHUP), besides its interval.
+    poll_now: Arc<Notify>,
 }
 
 // === impl IdentityFiles ===
+
+impl From<&crate::config::sidecar::IdentityPaths> for IdentityFiles {
+    fn from(p: &crate::config::sidecar::IdentityPaths) -> Self {
+        let (svid, key, bundle) = (p.svid.clone(), p.key.clone(), p.bundle.clone());
+        let federated_bundles = p.federated_bundles.clone();
+        Self {
+            svid,
+            key,
+            bundle,
+            federated_bundles,
+        }
+    }
+}
 
 impl IdentityFiles {
     /// SVID, key and local bundle; no federated bundles.
@@ -193,31 +212,71 @@ impl FileSource {
         let mut watch = files.watch(td);
         let identity = watch.load().map_err(from_watch)?;
         let (tx, rx) = watch::channel(Arc::new(identity));
-        Ok((FileSource { watch, tx }, rx))
+        let (hook, poll_now) = (None, Arc::new(Notify::new()));
+        Ok((
+            FileSource {
+                watch,
+                tx,
+                hook,
+                poll_now,
+            },
+            rx,
+        ))
+    }
+
+    /// Reports every later reload, published or refused, to `hook` too.
+    pub fn with_hook(mut self, hook: Option<ReloadHook>) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    /// Each `notify_one` on the returned handle makes the running source poll at once.
+    pub fn poll_handle(&self) -> Arc<Notify> {
+        self.poll_now.clone()
     }
 
     /// One poll: `None` when nothing changed (or a writer was busy); otherwise the new
     /// identity, already published, or why the change was refused (the previous one stays).
+    /// Either is logged and reported to the hook.
     pub fn poll_once(&mut self) -> Option<Result<Arc<Identity>, IdentityError>> {
         let loaded = self.watch.poll_once()?;
-        Some(publish(&self.tx, loaded))
+        let result = publish(&self.tx, loaded);
+        match &result {
+            Ok(identity) => {
+                tracing::info!(id = %identity.svid.id(), "identity files reloaded");
+                if let Some(hook) = &self.hook {
+                    hook(Ok(identity));
+                }
+            }
+            Err(e) => {
+                let error = error_chain(e);
+                tracing::warn!(
+                    %error,
+                    "identity files changed but do not load; keeping the previous identity"
+                );
+                if let Some(hook) = &self.hook {
+                    hook(Err(&error));
+                }
+            }
+        }
+        Some(result)
     }
 
-    /// Polls every `interval` until `shutdown` (the watch's own loop), logging each reload and
-    /// each refusal.
-    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
-        let FileSource { watch, tx } = self;
-        watch
-            .run(interval, shutdown, |loaded| match publish(&tx, loaded) {
-                Ok(identity) => {
-                    tracing::info!(id = %identity.svid.id(), "identity files reloaded");
-                }
-                Err(e) => tracing::warn!(
-                    error = %error_chain(&e),
-                    "identity files changed but do not load; keeping the previous identity"
-                ),
-            })
-            .await;
+    /// Polls every `interval` (the first poll one interval from now) and on each
+    /// [`poll_handle`](Self::poll_handle) notification, until `shutdown`.
+    pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let poll_now = self.poll_now.clone();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+                () = poll_now.notified() => {}
+            }
+            self.poll_once();
+        }
     }
 }
 

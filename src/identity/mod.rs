@@ -7,7 +7,7 @@
 //! * [`issuer`]: the gateway's bridge SVID, obtained and renewed from `fedgate ca serve`.
 //! * [`workload_api`]: X509-SVIDs and bundles streamed from a SPIFFE Workload API socket (a
 //!   SPIRE agent's or `fedgate agent`'s `FetchX509SVID`): the gateway's and the sidecar's
-//!   `[identity] source = "workload_api"`, both started by `workload_api::start_source`.
+//!   `[identity] source = "workload_api"`, both started by [`start`].
 //!
 //! The application chooses a source per identity (from its configuration) and hands the
 //! source's receiver to whatever builds TLS configs from it; nothing downstream knows where
@@ -29,12 +29,13 @@ pub mod issuer;
 pub mod workload_api;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fedgate_federation::{Bundle, BundleSet, TrustDomain, X509Svid};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// An X509-SVID (chain and key) with the bundles it is used with.
@@ -53,6 +54,12 @@ pub type SourceTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// A started source with a receiver of its identity (the app keeps both until it runs).
 pub type StartedSource = (Box<dyn IdentitySource>, watch::Receiver<Arc<Identity>>);
 
+/// Told what a source made of one change of its inputs: `Ok` with the identity it published,
+/// or `Err` with why it refused the change (the error chain; the previous identity stays).
+/// Given at construction (`files::FileSource::with_hook`, [`start`]); the sidecar counts
+/// refused reloads with it.
+pub type ReloadHook = Arc<dyn Fn(Result<&Identity, &str>) + Send + Sync>;
+
 /// Something that keeps one [`Identity`] current and publishes it on a `watch` channel.
 pub trait IdentitySource: Send {
     /// The identity in force; a new value is sent on every change.
@@ -61,6 +68,69 @@ pub trait IdentitySource: Send {
     /// Keeps the identity current until `shutdown`. `poll` is how often a polling source
     /// re-reads its inputs; a streaming source ignores it.
     fn run(self: Box<Self>, poll: Duration, shutdown: CancellationToken) -> SourceTask;
+}
+
+/// Where an application's own identity comes from (`[identity]` of `fedgate run` and
+/// `fedgate sidecar`).
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// SVID, key and bundle files (and, for a workload, a federated bundle map), polled.
+    Files(files::IdentityFiles),
+    /// The `FetchX509SVID` stream of the Workload API on this Unix socket.
+    WorkloadApi(PathBuf),
+}
+
+/// A started identity source, kept by the application until it runs it.
+pub struct Started {
+    pub source: Box<dyn IdentitySource>,
+    /// The identity in force; a new value on every published change.
+    pub identity: watch::Receiver<Arc<Identity>>,
+    /// [`Origin::WorkloadApi`]: the source's counters and socket, for `/status`.
+    pub status: Option<workload_api::SourceStatus>,
+    /// [`Origin::Files`]: makes the running source poll at once (SIGHUP).
+    pub poll_now: Option<Arc<Notify>>,
+}
+
+/// Why an identity source could not start (no first identity).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Files(#[from] files::IdentityError),
+    #[error(transparent)]
+    WorkloadApi(#[from] workload_api::ClientError),
+}
+
+/// Starts the source of `origin` for trust domain `td`: loads the files now, or waits up to
+/// `startup_timeout` for a first SVID from the Workload API. `hook` is told of every later
+/// reload of the files (a streaming source counts its own rejections in its status).
+pub async fn start(
+    origin: &Origin,
+    td: &TrustDomain,
+    startup_timeout: Duration,
+    hook: Option<ReloadHook>,
+) -> Result<Started, StartError> {
+    Ok(match origin {
+        Origin::Files(paths) => {
+            let (source, identity) = files::FileSource::start(paths, td)?;
+            let source = source.with_hook(hook);
+            Started {
+                poll_now: Some(source.poll_handle()),
+                source: Box::new(source),
+                identity,
+                status: None,
+            }
+        }
+        Origin::WorkloadApi(socket) => {
+            let ((source, identity), status) =
+                workload_api::start_source_with(socket, td, startup_timeout).await?;
+            Started {
+                source,
+                identity,
+                status: Some(status),
+                poll_now: None,
+            }
+        }
+    })
 }
 
 // === impl Identity ===

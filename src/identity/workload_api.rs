@@ -97,17 +97,9 @@ pub fn socket_path(addr: &str) -> Result<PathBuf, ClientError> {
     crate::config::workload_api_socket(addr).ok_or_else(|| ClientError::BadAddress(addr.to_owned()))
 }
 
-/// Starts a source on `socket` for `trust_domain` with [`DEFAULT_STARTUP_TIMEOUT`], boxed as
-/// an application holds its identity sources (`[identity] source = "workload_api"` of
-/// `fedgate run` and `fedgate sidecar`), with its counters for `/status`.
-pub async fn start_source(
-    socket: &Path,
-    trust_domain: &TrustDomain,
-) -> Result<(StartedSource, SourceStatus), ClientError> {
-    start_source_with(socket, trust_domain, DEFAULT_STARTUP_TIMEOUT).await
-}
-
-/// [`start_source`] with another startup timeout.
+/// Starts a source on `socket` for `trust_domain`, waiting up to `timeout` for a first SVID
+/// ([`DEFAULT_STARTUP_TIMEOUT`] in `fedgate run` and `fedgate sidecar`), boxed as an
+/// application holds its identity sources, with its counters for `/status`.
 pub async fn start_source_with(
     socket: &Path,
     trust_domain: &TrustDomain,

@@ -29,7 +29,7 @@ use tokio::time::timeout;
 use super::config::InboundConfig;
 use super::tls::{is_not_allowed, TlsSnapshot};
 use fedgate_dataplane::proxy_protocol::{
-    read_proxy_header, ProxyError, ProxyHeader, Tlv, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
+    read_proxy_header, ProxyError, ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
 };
 use fedgate_dataplane::pump::{pump, PumpError, PumpStats};
 use fedgate_dataplane::tls::HandshakeError;
@@ -236,17 +236,12 @@ fn app_header(
     client: &SpiffeId,
     origin: Option<&SpiffeId>,
 ) -> ProxyHeader {
-    let mut tlvs = vec![Tlv {
-        kind: TLV_SPIFFE_ID,
-        value: client.to_string().into_bytes(),
-    }];
-    if let Some(origin) = origin {
-        tlvs.push(Tlv {
-            kind: TLV_ORIGIN_ID,
-            value: origin.to_string().into_bytes(),
-        });
+    let tlvs = Vec::new();
+    let header = ProxyHeader { addresses, tlvs }.with_tlv(TLV_SPIFFE_ID, client.to_string());
+    match origin {
+        Some(origin) => header.with_tlv(TLV_ORIGIN_ID, origin.to_string()),
+        None => header,
     }
-    ProxyHeader { addresses, tlvs }
 }
 
 // === impl InboundError ===

@@ -9,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::telemetry::metrics::Live;
+
 /// Which way a listener carries traffic.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Direction {
@@ -98,16 +100,17 @@ impl SidecarMetrics {
     }
 
     /// Counts a connection as open until the returned guard is dropped.
-    pub fn open(&self, direction: Direction, listener: &str) -> ActiveGuard {
-        let gauge = self
-            .active
-            .get_or_create(&ListenerLabels {
-                direction: direction.as_str(),
-                listener: listener.to_owned(),
-            })
-            .clone();
-        gauge.inc();
-        ActiveGuard { gauge }
+    pub fn open(&self, direction: Direction, listener: &str) -> Live {
+        let direction = direction.as_str();
+        let listener = listener.to_owned();
+        Live::new(
+            self.active
+                .get_or_create(&ListenerLabels {
+                    direction,
+                    listener,
+                })
+                .clone(),
+        )
     }
 
     pub fn bytes(&self, direction: Direction, listener: &str, to_peer: u64, from_peer: u64) {
@@ -129,18 +132,6 @@ impl SidecarMetrics {
             self.identity_generation
                 .set(i64::try_from(g).unwrap_or(i64::MAX));
         }
-    }
-}
-
-/// Decrements the active-connections gauge when dropped.
-#[derive(Debug)]
-pub struct ActiveGuard {
-    gauge: Gauge,
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.gauge.dec();
     }
 }
 

@@ -8,13 +8,13 @@
 //! TLS config, bind every listener) → log the bound addresses → [`Sidecar::run`] until the
 //! shutdown token fires → drain live connections for up to `drain_timeout`.
 //!
-//! Modules: [`config`] (the file model, a re-export of `crate::config::sidecar`),
-//! `crate::identity` (SVID + bundles: the file source, or the Workload API source that
-//! `fedgate run` uses too), [`tls`] (rustls configs with allow-list verifiers), [`reload`]
-//! (file polling or stream following, and atomic swap), [`outbound`] and [`inbound`]
-//! (one connection each), [`metrics`], `status` (what the admin server reports). Accepting,
-//! connection limits and drain are the data plane's (`fedgate_dataplane::serve`), as for the
-//! gateway's listeners.
+//! Shared pieces it is built on: `crate::identity::start` (the identity source of
+//! `fedgate run`: watched files, or the Workload API stream), the mTLS config builders of
+//! `fedgate_federation::tls` (as the bridge's), `fedgate_dataplane` (accept loop, connection
+//! limit, drain, upstreams, TLS deadlines, PROXY v2), `crate::admin` and `crate::telemetry`.
+//! Its own modules: [`config`] (a re-export of `crate::config::sidecar`), [`tls`] (one
+//! snapshot of every listener's configs), [`reload`] (follow the source, rebuild, swap, count),
+//! [`outbound`] and [`inbound`] (one connection each), [`metrics`], `status` (`/status`).
 //!
 //! Invariants: connection tasks are tracked and drained; a connection's errors end at its task
 //! (one log line + one metric + one [`ConnectionEvent`]) and never stop an accept loop; each
@@ -22,8 +22,8 @@
 //! before any TLS or dial, and counted (outcome `too_many_connections`, counted before the
 //! close); a connection's slot is free again before its [`ConnectionEvent`] is sent; with
 //! `[identity] source = "workload_api"`, `build` returns only once the first SVID has been
-//! streamed (or fails: see `reload::start_workload_api`), and the source runs with the
-//! listeners until shutdown, never withdrawing the identity in force.
+//! streamed (or fails after `startup_timeout`), and the source runs with the listeners until
+//! shutdown, never withdrawing the identity in force.
 
 pub mod inbound;
 pub mod metrics;
@@ -48,14 +48,13 @@ use tracing::Instrument;
 use self::inbound::{Inbound, InboundError, InboundPeer};
 use self::metrics::{Direction, SidecarMetrics};
 use self::outbound::{Outbound, OutboundError};
-use self::reload::{IdentityInput, LoadError, ReloadStatus, Reloader};
+use self::reload::{LoadError, Outcomes, ReloadStatus, Reloader};
 use self::tls::TlsSnapshot;
 use crate::admin::Admin;
 /// The sidecar's config file model lives with the gateway's, in `crate::config::sidecar`.
 pub use crate::config::sidecar as config;
 pub use crate::config::sidecar::{Config, ConfigError, WorkloadIdentity};
-use crate::identity::workload_api::SourceStatus;
-use crate::identity::IdentitySource;
+use crate::identity::{Origin, Started};
 use fedgate_federation::error_chain;
 use fedgate_federation::SpiffeId;
 
@@ -67,13 +66,10 @@ pub struct Sidecar {
     admin: Option<TcpListener>,
     /// Publishes TLS snapshots; the reloader owns it once running.
     tls_tx: watch::Sender<Arc<TlsSnapshot>>,
-    /// Reload attempt counts; the reloader owns the sender once running.
-    reload_status: watch::Sender<ReloadStatus>,
-    /// Where new identities come from; knows the version the first snapshot was built from.
-    identity: IdentityInput,
-    /// The streaming source to run (`source = "workload_api"`), and its counters.
-    streaming: Option<(Box<dyn IdentitySource>, SourceStatus)>,
-    metrics: Arc<SidecarMetrics>,
+    /// The identity source (files or Workload API), its first identity marked seen.
+    identity: Started,
+    /// Reload counts (metrics and [`ReloadStatus`]); also the identity source's hook.
+    outcomes: Arc<Outcomes>,
     registry: Arc<Registry>,
     /// Reload requests (SIGHUP): each one makes the reloader poll the files at once.
     reload_requests: Option<mpsc::Receiver<()>>,
@@ -88,9 +84,6 @@ pub enum BuildError {
     /// identity in time: an operator error (exit 64).
     #[error(transparent)]
     Identity(#[from] LoadError),
-    /// The blocking task loading the identity panicked or was cancelled.
-    #[error("the identity loading task failed")]
-    LoadTask(#[source] tokio::task::JoinError),
     #[error("cannot bind {what} listener {name:?} to {addr}")]
     Bind {
         what: &'static str,
@@ -114,12 +107,13 @@ pub struct ConnectionEvent {
     pub origin_id: Option<SpiffeId>,
 }
 
-/// A bound listener, for logging and tests.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A bound listener, for logging, tests and `/status` (`{"kind", "name", "address"}`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BoundAddr {
     /// `outbound`, `inbound` or `admin`.
     pub kind: &'static str,
     pub name: String,
+    #[serde(rename = "address")]
     pub addr: SocketAddr,
 }
 
@@ -173,25 +167,28 @@ impl Sidecar {
         startup_timeout: std::time::Duration,
     ) -> Result<Self, BuildError> {
         let config = Arc::new(config);
-        let (identity, snapshot, streaming) = match &config.identity {
-            WorkloadIdentity::Files(paths) => {
-                let (config, paths) = (config.clone(), paths.clone());
-                let (source, snapshot) =
-                    tokio::task::spawn_blocking(move || reload::load(&config, &paths))
-                        .await
-                        .map_err(BuildError::LoadTask)??;
-                (IdentityInput::Files(source), snapshot, None)
-            }
+        let mut registry = Registry::default();
+        let outcomes = Arc::new(Outcomes {
+            metrics: Arc::new(SidecarMetrics::register(&mut registry)),
+            status: watch::Sender::new(ReloadStatus::default()),
+        });
+        let origin = match &config.identity {
+            WorkloadIdentity::Files(paths) => Origin::Files(paths.into()),
             WorkloadIdentity::WorkloadApi { socket } => {
                 tracing::info!(
                     socket = %socket.display(),
                     "waiting for the workload identity from the Workload API"
                 );
-                let started = reload::start_workload_api(&config, socket, startup_timeout).await?;
-                let streaming = Some((started.source, started.status));
-                (started.input, started.snapshot, streaming)
+                Origin::WorkloadApi(socket.clone())
             }
         };
+        let hook = Some(outcomes.hook());
+        let mut identity =
+            crate::identity::start(&origin, &config.trust_domain, startup_timeout, hook)
+                .await
+                .map_err(LoadError::from)?;
+        let first = identity.identity.borrow_and_update().clone();
+        let snapshot = TlsSnapshot::build(&first, &config, 0).map_err(LoadError::from)?;
         tracing::info!(id = %snapshot.id, "workload identity loaded");
         let (tls_tx, tls_rx) = watch::channel(Arc::new(snapshot));
 
@@ -211,18 +208,14 @@ impl Sidecar {
             None => None,
         };
 
-        let mut registry = Registry::default();
-        let metrics = Arc::new(SidecarMetrics::register(&mut registry));
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
             config,
             listeners,
             admin,
             tls_tx,
-            reload_status: watch::Sender::new(ReloadStatus::default()),
             identity,
-            streaming,
-            metrics,
+            outcomes,
             registry: Arc::new(registry),
             reload_requests: None,
             events,
@@ -280,7 +273,7 @@ impl Sidecar {
 
     /// Follows the reload attempts (including refused ones).
     pub fn reload_status(&self) -> watch::Receiver<ReloadStatus> {
-        self.reload_status.subscribe()
+        self.outcomes.status.subscribe()
     }
 
     /// One [`ConnectionEvent`] per finished connection, from now on.
@@ -299,28 +292,33 @@ impl Sidecar {
         let status = status::SidecarStatus {
             listeners: self.bound_addrs(),
             tls: self.tls_tx.subscribe(),
-            reloads: self.reload_status.subscribe(),
-            identity_source: self.streaming.as_ref().map(|(_, status)| status.clone()),
+            reloads: self.outcomes.status.subscribe(),
+            identity_source: self.identity.status.clone(),
         };
         let connections = Connections::default();
         let ctx = Arc::new(ConnCtx {
-            metrics: self.metrics.clone(),
+            metrics: self.outcomes.metrics.clone(),
             events: self.events.clone(),
             abort: connections.hard_stop.clone(),
         });
 
         let mut loops = tokio::task::JoinSet::new();
-        let reloader = Reloader::new(
-            self.config.clone(),
-            self.tls_tx,
-            self.reload_status,
-            self.identity,
-            self.metrics.clone(),
-        );
-        loops.spawn(reloader.run(self.reload_requests, shutdown.clone()));
-        if let Some((source, _)) = self.streaming {
-            // A streaming source ignores the poll interval.
-            loops.spawn(source.run(self.config.reload_interval, shutdown.clone()));
+        let Started {
+            source,
+            identity,
+            poll_now,
+            ..
+        } = self.identity;
+        let reloader = Reloader::new(self.config.clone(), self.tls_tx, identity, self.outcomes);
+        loops.spawn(reloader.run(shutdown.clone()));
+        // A streaming source ignores the poll interval.
+        loops.spawn(source.run(self.config.reload_interval, shutdown.clone()));
+        if let Some(requests) = self.reload_requests {
+            loops.spawn(reload::forward_requests(
+                requests,
+                poll_now,
+                shutdown.clone(),
+            ));
         }
         for (side, listener) in self.listeners {
             let service = Serving {

@@ -30,31 +30,15 @@ pub(crate) struct SidecarStatus {
 impl AdminSource for SidecarStatus {
     fn status(&self) -> serde_json::Value {
         let tls = self.tls.borrow().clone();
-        let reloads = self.reloads.borrow().clone();
-        let listeners: Vec<_> = self
-            .listeners
-            .iter()
-            .map(|b| {
-                serde_json::json!({
-                    "kind": b.kind,
-                    "name": b.name,
-                    "address": b.addr.to_string(),
-                })
-            })
-            .collect();
         serde_json::json!({
             "state": "running",
-            "listeners": listeners,
+            "listeners": self.listeners,
             "identity": {
                 "spiffe_id": tls.id.to_string(),
                 "generation": tls.generation,
                 "trust_domains": tls.trust_domains.iter().map(|td| td.to_string()).collect::<Vec<_>>(),
             },
-            "reloads": {
-                "succeeded": reloads.succeeded,
-                "failed": reloads.failed,
-                "last_error": reloads.last_error,
-            },
+            "reloads": *self.reloads.borrow(),
             "identity_source": self.identity_source.as_ref().map(SourceStatus::status),
         })
     }

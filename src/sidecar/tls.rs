@@ -7,7 +7,8 @@
 //! a peer that is not allowed gets a TLS alert and never exchanges an application byte.
 //!
 //! Invariants:
-//! * every config is built with `fedgate_federation::tls::provider()`;
+//! * every config comes from the shared mTLS builders (`fedgate_federation::tls::
+//!   mtls_server_config` / `mtls_client_config`, as the bridge's), so with its one provider;
 //! * TLS session resumption is off in both directions, so every connection is verified against
 //!   the bundles and allow lists in force when it is opened;
 //! * an inbound listener has a relay config (ALPN [`fedgate_dataplane::relay::RELAY_ALPN`] only) if and only
@@ -17,12 +18,8 @@
 
 use std::sync::Arc;
 
-use fedgate_federation::tls::{
-    self as fedtls, Authorizer, SpiffeClientVerifier, SpiffeServerVerifier,
-};
+use fedgate_federation::tls::{mtls_client_config, mtls_server_config, Authorizer};
 use fedgate_federation::{SpiffeId, TrustDomain};
-use rustls::client::Resumption;
-use rustls::server::NoServerSessionStorage;
 use rustls::{CertificateError, ClientConfig, ServerConfig};
 
 use super::config::Config;
@@ -74,17 +71,12 @@ impl TlsSnapshot {
         config: &Config,
         generation: u64,
     ) -> Result<Self, rustls::Error> {
+        let (svid, bundles) = (&identity.svid, &identity.bundles);
         let outbound = config
             .outbound
             .iter()
             .map(|o| {
-                let verifier = Arc::new(SpiffeServerVerifier::new(
-                    identity.bundles.clone(),
-                    o.allow.clone(),
-                ));
-                let mut cfg = fedtls::client_config(Some(&identity.svid), verifier)?;
-                cfg.resumption = Resumption::disabled();
-                Ok(Arc::new(cfg))
+                mtls_client_config(svid, bundles.clone(), o.allow.clone(), false).map(Arc::new)
             })
             .collect::<Result<Vec<_>, rustls::Error>>()?;
         let inbound = config
@@ -93,22 +85,15 @@ impl TlsSnapshot {
             .map(|i| {
                 // Relays pass the handshake too; what they relay is checked against `allow`
                 // once their PROXY header has been read.
-                let verifier = Arc::new(SpiffeClientVerifier::new(
-                    identity.bundles.clone(),
-                    Authorizer::any_of([i.allow.clone(), i.trusted_relays.clone()]),
-                ));
-                let mut plain = fedtls::server_config(&identity.svid, verifier)?;
-                plain.session_storage = Arc::new(NoServerSessionStorage {});
-                plain.send_tls13_tickets = 0;
+                let rule = Authorizer::any_of([i.allow.clone(), i.trusted_relays.clone()]);
+                let plain = mtls_server_config(svid, bundles.clone(), rule, false)?;
                 let relay = (!i.trusted_relays.allows_nothing()).then(|| {
                     let mut relay = plain.clone();
                     relay.alpn_protocols = fedgate_dataplane::relay::alpn_offer(true);
                     Arc::new(relay)
                 });
-                Ok(InboundTls {
-                    plain: Arc::new(plain),
-                    relay,
-                })
+                let plain = Arc::new(plain);
+                Ok(InboundTls { plain, relay })
             })
             .collect::<Result<Vec<_>, rustls::Error>>()?;
         Ok(Self {

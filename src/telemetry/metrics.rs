@@ -18,6 +18,25 @@ pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0
 /// cannot fail; a collector that errors is logged and the text encoded so far returned.
 pub(crate) use fedgate_federation::metrics::encode_text as encode;
 
+/// One unit of a live-connection gauge, held while the connection is open and given back on
+/// drop (so a connection future dropped mid-way is uncounted too). Used for the gateway's
+/// per-route gauge and the sidecar's per-listener one.
+#[derive(Debug)]
+pub struct Live(Gauge);
+
+impl Live {
+    pub fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// All data-plane and lifecycle metrics. Cheap to clone (families are `Arc`s inside).
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {

@@ -1,6 +1,7 @@
 //! Unit tests of the inbound checks: authorization, the relayed origin, the app's header.
 
 use super::*;
+use fedgate_dataplane::proxy_protocol::Tlv;
 use fedgate_federation::tls::Authorizer;
 use std::time::Duration;
 
