@@ -8,7 +8,6 @@
 //! never mistaken for a refusal.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
