@@ -330,12 +330,13 @@ if [ "${#overlay_renders[@]}" -eq 0 ]; then
   record FAIL "deployment properties" "no overlay rendered"
 elif "$PY" ci/check_overlays.py "${check_args[@]}" "${overlay_renders[@]}"; then
   record PASS "deployment properties" "${#overlay_renders[@]} overlays"
+  if [ -n "$fedgate_bin" ]; then
+    record PASS "fedgate config check" "every gateway.toml, with $fedgate_bin"
+  fi
 else
-  record FAIL "deployment properties" "see messages above"
+  record FAIL "deployment properties" "see messages above (includes fedgate config check)"
 fi
-if [ -n "$fedgate_bin" ]; then
-  record PASS "fedgate config check" "every gateway.toml with $fedgate_bin (in the step above)"
-else
+if [ -z "$fedgate_bin" ]; then
   record SKIP "fedgate config check" "no fedgate binary (set FEDGATE_BIN or cargo build first)"
 fi
 
