@@ -482,7 +482,8 @@ impl FederationView for View {
     }
 
     fn peers(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self.handle.status()).unwrap_or(serde_json::Value::Null);
+        let mut value =
+            serde_json::to_value(self.handle.status()).unwrap_or(serde_json::Value::Null);
         // Add each peer's `required` flag, so /status shows which failures block readiness.
         if let serde_json::Value::Array(entries) = &mut value {
             for entry in entries {
@@ -521,13 +522,19 @@ mod readiness_tests {
 
     #[test]
     fn every_peer_with_a_bundle_is_ready() {
-        let peers = [peer("a.test", true, true, true), peer("b.test", false, true, true)];
+        let peers = [
+            peer("a.test", true, true, true),
+            peer("b.test", false, true, true),
+        ];
         assert_eq!(decide_readiness(&peers), FederationReadiness::Ready);
     }
 
     #[test]
     fn a_non_required_peer_waits_for_its_first_attempt_only() {
-        let before = [peer("a.test", false, true, true), peer("new.test", false, false, false)];
+        let before = [
+            peer("a.test", false, true, true),
+            peer("new.test", false, false, false),
+        ];
         match decide_readiness(&before) {
             FederationReadiness::NotReady(r) => {
                 assert!(r.contains("first bundle fetch not finished"), "{r}");
@@ -535,7 +542,10 @@ mod readiness_tests {
             }
             other => panic!("expected NotReady, got {other:?}"),
         }
-        let after = [peer("a.test", false, true, true), peer("new.test", false, false, true)];
+        let after = [
+            peer("a.test", false, true, true),
+            peer("new.test", false, false, true),
+        ];
         match decide_readiness(&after) {
             FederationReadiness::Degraded(r) => {
                 assert!(r.contains("new.test (connect: connection refused)"), "{r}");
@@ -548,7 +558,10 @@ mod readiness_tests {
     #[test]
     fn a_required_peer_without_a_bundle_is_not_ready_even_after_attempts() {
         for attempted in [false, true] {
-            let peers = [peer("a.test", false, true, true), peer("req.test", true, false, attempted)];
+            let peers = [
+                peer("a.test", false, true, true),
+                peer("req.test", true, false, attempted),
+            ];
             match decide_readiness(&peers) {
                 FederationReadiness::NotReady(r) => {
                     assert!(r.contains("required peer trust domain(s): req.test"), "{r}");
@@ -568,11 +581,19 @@ mod readiness_tests {
 
     #[test]
     fn not_ready_names_both_kinds_of_waiting_peers() {
-        let peers = [peer("req.test", true, false, true), peer("new.test", false, false, false)];
+        let peers = [
+            peer("req.test", true, false, true),
+            peer("new.test", false, false, false),
+        ];
         match decide_readiness(&peers) {
             FederationReadiness::NotReady(r) => {
                 assert!(r.contains("req.test (required; last error:"), "{r}");
-                assert!(r.contains("first bundle fetch not finished for peer trust domain(s): new.test"), "{r}");
+                assert!(
+                    r.contains(
+                        "first bundle fetch not finished for peer trust domain(s): new.test"
+                    ),
+                    "{r}"
+                );
             }
             other => panic!("expected NotReady, got {other:?}"),
         }
