@@ -44,6 +44,8 @@ fn gateway_b(dir: &std::path::Path, a_url: &str, c_url: &str, c_required: Option
 }
 
 /// The `/status` entry of peer `td`.
+// A test helper: a panic here is the test failure, with a backtrace.
+#[allow(clippy::unwrap_used)]
 async fn peer_status(app: &TestApp, td: &str) -> serde_json::Value {
     let (code, body) = get(app.admin, "/status").await;
     assert_eq!(code, 200, "{body}");
@@ -64,6 +66,8 @@ struct Setup {
     c_url: String,
 }
 
+// A test helper: a panic here is the test failure, with a backtrace.
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 async fn setup() -> Setup {
     let files = tempfile::tempdir().unwrap();
     let ca_a = SpiffeCa::new("cluster-a.test");
