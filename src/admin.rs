@@ -52,6 +52,9 @@ pub(crate) enum Readiness {
     Serving,
     /// 200 `{"ready":true}`: a process that tracks readiness, and is ready.
     Ready,
+    /// 200 `{"ready":true,"warning":…}`: ready, with a problem that does not block serving
+    /// (e.g. a non-required federation peer that cannot be reached).
+    ReadyDegraded(String),
     /// 503 `{"ready":false,"reason":…}`: a process that tracks readiness, and is not ready.
     NotReady(String),
 }
@@ -136,6 +139,11 @@ async fn readyz(State(a): State<Admin>) -> Response {
         Readiness::Ready => {
             (StatusCode::OK, Json(serde_json::json!({ "ready": true }))).into_response()
         }
+        Readiness::ReadyDegraded(warning) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "ready": true, "warning": warning })),
+        )
+            .into_response(),
         Readiness::NotReady(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({ "ready": false, "reason": reason })),

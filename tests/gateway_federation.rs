@@ -112,11 +112,17 @@ async fn peer_bundle_fetched_reported_stored_and_distributed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn not_ready_until_every_peer_has_a_bundle() {
+async fn not_ready_until_a_required_peer_has_a_bundle() {
+    // A non-required peer would only hold readiness until its first fetch attempt fails
+    // (tests/gateway_readiness.rs); a required one holds it until there is a bundle.
     let files = tempfile::tempdir().unwrap();
     SpiffeCa::new("cluster-a.test").write_bundle(&files.path().join("a-bundle.json"));
     let dead = dead_addr().await;
-    let b = TestApp::start(&gateway_b(files.path(), &format!("https://{dead}/"))).await;
+    let config = format!(
+        "{}required = true\n",
+        gateway_b(files.path(), &format!("https://{dead}/"))
+    );
+    let b = TestApp::start(&config).await;
     let (code, body) = get(b.admin, "/readyz").await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("cluster-a.test"), "{body}");

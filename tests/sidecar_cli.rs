@@ -162,8 +162,18 @@ fn deployment_sidecar_configs_parse() {
     for cluster in std::fs::read_dir(&overlays).into_iter().flatten().flatten() {
         for file in std::fs::read_dir(cluster.path()).unwrap().flatten() {
             let path = file.path();
-            let is_sidecar = path.extension().is_some_and(|e| e == "toml")
-                && path.file_name().is_some_and(|n| n != "gateway.toml");
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name == "ca-serve.toml" {
+                // The bridge issuer's config (`fedgate ca serve`), not a sidecar's.
+                fedgate::ca::serve::config::ServeConfig::load(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                continue;
+            }
+            let is_sidecar =
+                path.extension().is_some_and(|e| e == "toml") && name != "gateway.toml";
             if is_sidecar {
                 Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 checked += 1;

@@ -49,7 +49,8 @@ pub struct Federation {
     serve: Option<Serve>,
     /// The gateway identity as reloaded; its bundle is forwarded to the refresher.
     identity: Option<watch::Receiver<Arc<Identity>>>,
-    peers: Vec<TrustDomain>,
+    /// Each peer's trust domain and whether it is `required` for readiness.
+    peers: Vec<(TrustDomain, bool)>,
 }
 
 /// The bundle endpoint, bound and ready to run.
@@ -63,10 +64,90 @@ struct Serve {
 
 /// Read-only view of federation state for the admin server.
 pub trait FederationView: Send + Sync + 'static {
-    /// `Ok` when every peer has a bundle (fetched or last-known-good).
-    fn readiness(&self) -> Result<(), String>;
+    /// Whether federation lets the gateway be ready: see [`decide_readiness`].
+    fn readiness(&self) -> FederationReadiness;
     /// Per-peer status for `/status`.
     fn peers(&self) -> serde_json::Value;
+}
+
+/// Federation's part of the gateway's readiness.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FederationReadiness {
+    /// Every peer has a bundle.
+    Ready,
+    /// Ready, but some non-required peers have no bundle: their first fetch failed and there
+    /// is no last-known-good one. The reason names them (reported, not blocking).
+    Degraded(String),
+    /// Not ready; the reason names the peers readiness waits for.
+    NotReady(String),
+}
+
+/// What readiness needs to know about one peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PeerReadiness<'a> {
+    pub trust_domain: &'a str,
+    /// `required = true` in the peer's config.
+    pub required: bool,
+    /// A bundle is in force (fetched or last-known-good).
+    pub has_bundle: bool,
+    /// The first fetch attempt has finished, successfully or not.
+    pub attempted: bool,
+    /// The last fetch error, if the last attempt failed.
+    pub last_error: Option<&'a str>,
+}
+
+/// The readiness rule (docs/configuration.md, `required`):
+///
+/// - a *required* peer must have a bundle (fetched or last-known-good);
+/// - any other peer only needs its first fetch attempt to have finished; if it failed and
+///   there is no last-known-good bundle the peer is reported ([`FederationReadiness::Degraded`])
+///   but does not make the gateway unready, so one unreachable new peer cannot block a rollout.
+pub(crate) fn decide_readiness(peers: &[PeerReadiness<'_>]) -> FederationReadiness {
+    let mut waiting_required = Vec::new();
+    let mut waiting_first_fetch = Vec::new();
+    let mut unreachable = Vec::new();
+    for p in peers {
+        if p.has_bundle {
+            continue;
+        }
+        if p.required {
+            waiting_required.push(match p.last_error {
+                Some(e) => format!("{} (required; last error: {e})", p.trust_domain),
+                None => format!("{} (required)", p.trust_domain),
+            });
+        } else if !p.attempted {
+            waiting_first_fetch.push(p.trust_domain.to_owned());
+        } else {
+            unreachable.push(match p.last_error {
+                Some(e) => format!("{} ({e})", p.trust_domain),
+                None => p.trust_domain.to_owned(),
+            });
+        }
+    }
+    let mut reasons = Vec::new();
+    if !waiting_required.is_empty() {
+        reasons.push(format!(
+            "no bundle yet (fetched or last-known-good) for required peer trust domain(s): {}",
+            waiting_required.join(", ")
+        ));
+    }
+    if !waiting_first_fetch.is_empty() {
+        reasons.push(format!(
+            "first bundle fetch not finished for peer trust domain(s): {}",
+            waiting_first_fetch.join(", ")
+        ));
+    }
+    if !reasons.is_empty() {
+        return FederationReadiness::NotReady(reasons.join("; "));
+    }
+    if unreachable.is_empty() {
+        FederationReadiness::Ready
+    } else {
+        FederationReadiness::Degraded(format!(
+            "no bundle for peer trust domain(s) not marked required (their connections are refused until a fetch succeeds): {}",
+            unreachable.join(", ")
+        ))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +267,7 @@ impl Federation {
         let peer_tds = config
             .peers
             .iter()
-            .map(|p| p.trust_domain.clone())
+            .map(|p| (p.trust_domain.clone(), p.required))
             .collect();
         let (refresher, handle) =
             Refresher::new(local_bundles, peers, policy, store, sink, Some(metrics));
@@ -372,29 +453,149 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, FederationSetupError
 /// Readiness and status over the refresher's handle.
 struct View {
     handle: RefresherHandle,
-    peers: Vec<TrustDomain>,
+    peers: Vec<(TrustDomain, bool)>,
 }
 
 impl FederationView for View {
-    fn readiness(&self) -> Result<(), String> {
+    fn readiness(&self) -> FederationReadiness {
         let set = self.handle.bundles();
-        let missing: Vec<_> = self
+        let status = self.handle.status();
+        let names: Vec<String> = self.peers.iter().map(|(td, _)| td.to_string()).collect();
+        let peers: Vec<PeerReadiness<'_>> = self
             .peers
             .iter()
-            .filter(|td| set.get(td).is_none())
-            .map(|td| td.to_string())
+            .zip(&names)
+            .map(|((td, required), name)| {
+                let st = status.iter().find(|s| s.trust_domain == *name);
+                PeerReadiness {
+                    trust_domain: name,
+                    required: *required,
+                    has_bundle: set.get(td).is_some(),
+                    // A success (or a stored bundle) sets last_success, a failure last_error.
+                    attempted: st
+                        .is_some_and(|s| s.last_success.is_some() || s.last_error.is_some()),
+                    last_error: st.and_then(|s| s.last_error.as_deref()),
+                }
+            })
             .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "no bundle yet (fetched or last-known-good) for peer trust domain(s): {}",
-                missing.join(", ")
-            ))
-        }
+        decide_readiness(&peers)
     }
 
     fn peers(&self) -> serde_json::Value {
-        serde_json::to_value(self.handle.status()).unwrap_or(serde_json::Value::Null)
+        let mut value =
+            serde_json::to_value(self.handle.status()).unwrap_or(serde_json::Value::Null);
+        // Add each peer's `required` flag, so /status shows which failures block readiness.
+        if let serde_json::Value::Array(entries) = &mut value {
+            for entry in entries {
+                let required = entry
+                    .get("trust_domain")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|name| self.peers.iter().find(|(td, _)| td.to_string() == name))
+                    .is_some_and(|(_, r)| *r);
+                if let serde_json::Value::Object(map) = entry {
+                    map.insert("required".into(), serde_json::Value::Bool(required));
+                }
+            }
+        }
+        value
+    }
+}
+
+#[cfg(test)]
+mod readiness_tests {
+    use super::{decide_readiness, FederationReadiness, PeerReadiness};
+
+    fn peer(td: &str, required: bool, has_bundle: bool, attempted: bool) -> PeerReadiness<'_> {
+        PeerReadiness {
+            trust_domain: td,
+            required,
+            has_bundle,
+            attempted,
+            last_error: (attempted && !has_bundle).then_some("connect: connection refused"),
+        }
+    }
+
+    #[test]
+    fn no_peers_is_ready() {
+        assert_eq!(decide_readiness(&[]), FederationReadiness::Ready);
+    }
+
+    #[test]
+    fn every_peer_with_a_bundle_is_ready() {
+        let peers = [
+            peer("a.test", true, true, true),
+            peer("b.test", false, true, true),
+        ];
+        assert_eq!(decide_readiness(&peers), FederationReadiness::Ready);
+    }
+
+    #[test]
+    fn a_non_required_peer_waits_for_its_first_attempt_only() {
+        let before = [
+            peer("a.test", false, true, true),
+            peer("new.test", false, false, false),
+        ];
+        match decide_readiness(&before) {
+            FederationReadiness::NotReady(r) => {
+                assert!(r.contains("first bundle fetch not finished"), "{r}");
+                assert!(r.contains("new.test") && !r.contains("a.test"), "{r}");
+            }
+            other => panic!("expected NotReady, got {other:?}"),
+        }
+        let after = [
+            peer("a.test", false, true, true),
+            peer("new.test", false, false, true),
+        ];
+        match decide_readiness(&after) {
+            FederationReadiness::Degraded(r) => {
+                assert!(r.contains("new.test (connect: connection refused)"), "{r}");
+                assert!(!r.contains("a.test"), "{r}");
+            }
+            other => panic!("expected Degraded, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_required_peer_without_a_bundle_is_not_ready_even_after_attempts() {
+        for attempted in [false, true] {
+            let peers = [
+                peer("a.test", false, true, true),
+                peer("req.test", true, false, attempted),
+            ];
+            match decide_readiness(&peers) {
+                FederationReadiness::NotReady(r) => {
+                    assert!(r.contains("required peer trust domain(s): req.test"), "{r}");
+                }
+                other => panic!("expected NotReady, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_required_peer_with_a_last_known_good_bundle_is_ready() {
+        // A stored bundle counts even while the endpoint is down.
+        let mut p = peer("req.test", true, true, true);
+        p.last_error = Some("timeout: no answer");
+        assert_eq!(decide_readiness(&[p]), FederationReadiness::Ready);
+    }
+
+    #[test]
+    fn not_ready_names_both_kinds_of_waiting_peers() {
+        let peers = [
+            peer("req.test", true, false, true),
+            peer("new.test", false, false, false),
+        ];
+        match decide_readiness(&peers) {
+            FederationReadiness::NotReady(r) => {
+                assert!(r.contains("req.test (required; last error:"), "{r}");
+                assert!(
+                    r.contains(
+                        "first bundle fetch not finished for peer trust domain(s): new.test"
+                    ),
+                    "{r}"
+                );
+            }
+            other => panic!("expected NotReady, got {other:?}"),
+        }
     }
 }

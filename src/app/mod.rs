@@ -37,7 +37,7 @@ use crate::identity::files::{IdentityError, IdentityFiles};
 use crate::identity::issuer::{IssuedBridgeIdentity, IssuedIdentity, IssuedIdentityError};
 use crate::identity::{Identity, Origin, StartError, StartedSource};
 use crate::telemetry::Metrics;
-use federation::{Federation, FederationSetupError, FederationView};
+use federation::{Federation, FederationReadiness, FederationSetupError, FederationView};
 use fedgate_dataplane::serve::Connections;
 use fedgate_federation::BundleSet;
 pub use reload::{ReloadError, ReloadEvent, Reloader};
@@ -572,7 +572,11 @@ impl AdminSource for Shared {
             _ => {}
         }
         match &self.federation {
-            Some(f) => f.readiness().into(),
+            Some(f) => match f.readiness() {
+                FederationReadiness::Ready => Readiness::Ready,
+                FederationReadiness::Degraded(warning) => Readiness::ReadyDegraded(warning),
+                FederationReadiness::NotReady(reason) => Readiness::NotReady(reason),
+            },
             None => Readiness::Ready,
         }
     }

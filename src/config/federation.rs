@@ -86,6 +86,10 @@ pub struct PeerConfig {
     pub trust_domain: TrustDomain,
     pub url: Url,
     pub profile: PeerProfile,
+    /// `required = true`: the gateway is not ready until it holds a bundle (fetched or
+    /// last-known-good) for this peer. Otherwise (the default) readiness waits only for the
+    /// first fetch attempt to finish; a peer that cannot be reached is reported, not blocking.
+    pub required: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,6 +303,7 @@ impl Cx<'_> {
                 trust_domain,
                 url,
                 profile,
+                required: p.required.unwrap_or(false),
             });
         }
         if f.distribute_dir.is_none() {

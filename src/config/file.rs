@@ -101,6 +101,8 @@ pub(super) struct FilePeer {
     pub endpoint_id: Option<String>,
     pub bootstrap_bundle: Option<String>,
     pub ca: Option<String>,
+    /// Readiness waits for this peer's bundle (default: only for its first fetch attempt).
+    pub required: Option<bool>,
 }
 
 /// `[bridge]` as written.

@@ -223,6 +223,18 @@ fn federation_rules() {
 }
 
 #[test]
+fn federation_peer_required_defaults_to_false() {
+    let peer = "trust_domain = \"cluster-a.test\"\n[federation]\n[[federation.peers]]\n\
+                trust_domain = \"b.test\"\nurl = \"https://b/\"\nprofile = \"https_web\"\n";
+    let required = |src: &str| parse(src).unwrap().federation.unwrap().peers[0].required;
+    assert!(!required(peer));
+    assert!(!required(&format!("{peer}required = false\n")));
+    assert!(required(&format!("{peer}required = true\n")));
+    let e = error(&format!("{peer}required = \"yes\"\n"));
+    assert!(e.contains("required"), "{e}");
+}
+
+#[test]
 fn federation_pkcs12_keys() {
     let base = "trust_domain = \"cluster-a.test\"\n[federation]\n";
     let fed = |extra: &str| parse(&format!("{base}{extra}")).map(|c| c.federation.unwrap());
