@@ -680,15 +680,31 @@ async fn a_bridge_member_that_is_no_configured_peer_cannot_open_a_tunnel() {
 
 #[tokio::test]
 async fn drain_sends_goaway_lets_live_streams_finish_and_new_streams_use_a_new_tunnel() {
+    goaway_then_new_tunnel(false).await;
+}
+
+#[tokio::test]
+async fn a_rebuilt_ingress_state_sends_goaway_on_older_tunnels() {
+    goaway_then_new_tunnel(true).await;
+}
+
+/// A live stream survives its tunnel's GOAWAY (from the ingress's shutdown drain, or from
+/// `retire` after a state rebuild) while new connections go on a new tunnel.
+async fn goaway_then_new_tunnel(rebuild: bool) {
     let mut w = world(2, 256).await;
     let mut live = call(&w, &w.pki.client).await.unwrap();
     assert_eq!(round_trip(&mut live, b"before").await, b"before");
 
-    // The ingress drains (GOAWAY); its state is replaced by one that is not draining, as a
-    // restarted or rebuilt ingress would be.
-    w.drain.cancel();
+    // The ingress state is replaced by one that is not draining, as a rebuilt (or restarted)
+    // ingress's would be; the old one's tunnels get GOAWAY from the drain or the retirement.
+    let old = w.ingress.cell.load();
     let fresh = ingress_state(&w.pki, w.dest.addr, &w.ingress.metrics);
     w.ingress.cell.store(Arc::new(fresh));
+    if rebuild {
+        old.retire();
+    } else {
+        w.drain.cancel();
+    }
     // The live stream goes on (its answer also carries the GOAWAY to the egress).
     assert_eq!(round_trip(&mut live, b"during").await, b"during");
 

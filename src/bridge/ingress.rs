@@ -91,6 +91,10 @@ pub struct IngressState {
     /// Cancelled when the gateway shuts down: tunnels send GOAWAY and end once their streams
     /// have (per-connection hops are drained by the accept loop).
     drain: CancellationToken,
+    /// Cancelled when a newer state replaces this one ([`IngressState::retire`]): tunnels
+    /// accepted with this state send GOAWAY, so the peer moves new streams to a tunnel checked
+    /// with the new peers, routes, bundles and SVIDs, while live streams finish.
+    retired: CancellationToken,
 }
 
 // === impl IngressRoutes ===
@@ -163,7 +167,14 @@ impl IngressState {
             timeouts,
             metrics,
             drain: CancellationToken::new(),
+            retired: CancellationToken::new(),
         })
+    }
+
+    /// Marks this state as replaced: its tunnels drain (GOAWAY). Called by the runtime after
+    /// storing the new state.
+    pub fn retire(&self) {
+        self.retired.cancel();
     }
 
     /// Drains this state's tunnels (GOAWAY) when `drain` is cancelled.

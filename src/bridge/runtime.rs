@@ -322,7 +322,10 @@ impl Inputs {
                     true
                 }
                 (Ok(BridgeHandler::Ingress(new)), BridgeHandler::Ingress(cell)) => {
+                    let old = cell.load();
                     cell.store(new.load());
+                    // Its tunnels send GOAWAY: new streams move to tunnels of the new state.
+                    old.retire();
                     true
                 }
                 (Ok(_), _) => {

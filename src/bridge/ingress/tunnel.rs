@@ -33,9 +33,17 @@ pub(super) async fn serve(
 ) -> Result<(), BridgeReject> {
     let _open = state.metrics.mux_tunnel(&state.listener);
     tracing::debug!(listener = %state.listener, %peer, "tunnel accepted");
-    let (handshake, drain) = (state.timeouts.handshake, state.drain.clone());
+    let (drain, retired) = (state.drain.clone(), state.retired.clone());
+    // Shutdown or a newer state: GOAWAY, live streams finish.
+    let stop = async move {
+        tokio::select! {
+            () = drain.cancelled() => {}
+            () = retired.cancelled() => {}
+        }
+    };
+    let handshake = state.timeouts.handshake;
     let for_streams = Arc::clone(&state);
-    server::serve(tls, handshake, drain, move |request, respond| {
+    server::serve(tls, handshake, stop, move |request, respond| {
         serve_stream(Arc::clone(&for_streams), peer.clone(), request, respond)
     })
     .await

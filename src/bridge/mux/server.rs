@@ -15,21 +15,21 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use http::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::sync::CancellationToken;
 
 use super::{CONNECTION_WINDOW, MAX_FRAME, MAX_HEADER_LIST, MAX_STREAMS_PER_TUNNEL, STREAM_WINDOW};
 use crate::bridge::BridgeReject;
 
-/// Serves the tunnel on `io` until the peer closes it, it fails, or `drain` is cancelled and its
+/// Serves the tunnel on `io` until the peer closes it, it fails, or `drain` completed and its
 /// streams ended.
-pub async fn serve<T, F, Fut>(
+pub async fn serve<T, D, F, Fut>(
     io: T,
     handshake_timeout: Duration,
-    drain: CancellationToken,
+    drain: D,
     mut on_stream: F,
 ) -> Result<(), BridgeReject>
 where
     T: AsyncRead + AsyncWrite + Unpin,
+    D: Future<Output = ()>,
     F: FnMut(Request<RecvStream>, SendResponse<Bytes>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -47,6 +47,7 @@ where
         })?
         .map_err(|e| BridgeReject::MuxProtocol(e.to_string()))?;
     let mut draining = false;
+    let mut drain = std::pin::pin!(drain);
     loop {
         tokio::select! {
             next = conn.accept() => match next {
@@ -62,7 +63,7 @@ where
                 }
                 None => return Ok(()),
             },
-            () = drain.cancelled(), if !draining => {
+            () = &mut drain, if !draining => {
                 draining = true;
                 conn.graceful_shutdown();
             }
