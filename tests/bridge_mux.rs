@@ -746,3 +746,24 @@ async fn a_rebuilt_egress_state_replaces_tunnels_for_new_streams_only() {
     drop(live);
     w.egress.finished().await;
 }
+
+#[tokio::test]
+async fn a_full_tunnel_makes_the_pool_dial_another_up_to_its_size() {
+    let mut w = world(2, 1).await;
+    let mut first = call(&w, &w.pki.client).await.unwrap();
+    assert_eq!(round_trip(&mut first, b"one").await, b"one");
+    let mut second = call(&w, &w.pki.client).await.unwrap();
+    assert_eq!(round_trip(&mut second, b"two").await, b"two");
+    assert_eq!(w.egress.listener_count("bridge-out", "tunnels_opened"), 2);
+    // Both tunnels carry their one stream: a third connection is refused.
+    let mut third = call(&w, &w.pki.client).await.unwrap();
+    assert!(drain(&mut third).await.is_empty());
+    w.egress.finished().await;
+    assert_eq!(w.egress.rejects("bridge-out", "mux_saturated"), 1);
+    // Once a stream ends, its tunnel takes the next one: no third tunnel.
+    drop(first);
+    w.egress.finished().await;
+    let mut fourth = call(&w, &w.pki.client).await.unwrap();
+    assert_eq!(round_trip(&mut fourth, b"four").await, b"four");
+    assert_eq!(w.egress.listener_count("bridge-out", "tunnels_opened"), 2);
+}
