@@ -192,6 +192,7 @@ fn egress_routes(ingress: SocketAddr) -> Arc<EgressRoutes> {
         peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
         allow: Authorizer::from_patterns(allow).unwrap(),
         send_proxy_header: true,
+        transport: fedgate::config::Transport::Tls,
     };
     let client = "spiffe://cluster-a.test/ns/demo/sa/client";
     Arc::new(
@@ -902,6 +903,7 @@ async fn egress_without_proxy_header_reaches_a_plain_mtls_server() {
                 allow: Authorizer::from_patterns(&["spiffe://cluster-a.test/ns/demo/sa/client"])
                     .unwrap(),
                 send_proxy_header: false,
+                transport: fedgate::config::Transport::Tls,
             },
         )])
         .unwrap(),

@@ -25,10 +25,12 @@ fn topology(root: &Path) -> Topology {
         bridge_egress: addr(base + 3),
         bridge_ingress: addr(base + 4),
         endpoint: addr(base + 5),
+        bridge_egress_mux: addr(base + 6),
     };
     let out = |base: u16| OutboundAddrs {
         federated: addr(base),
         bridged: addr(base + 1),
+        bridged_mux: addr(base + 2),
     };
     let workload = |base: u16| WorkloadAddrs {
         echo: addr(base),

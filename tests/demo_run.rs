@@ -1,6 +1,6 @@
 //! Done-when test of issue 7: `fedgate demo --dir <tempdir> --quick` runs the whole system
 //! (CAs, federation endpoints, gateways, sidecars, echo workloads) on 127.0.0.1 as children of
-//! the real binary, exits 0 and reports six matching scenarios, and leaves no child behind.
+//! the real binary, exits 0 and reports seven matching scenarios, and leaves no child behind.
 
 // Helpers outside #[test] fns unwrap too: a panic there is a test failure with a backtrace.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
-fn demo_runs_six_matching_scenarios_and_cleans_up() {
+fn demo_runs_seven_matching_scenarios_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let demo_dir = dir.path().join("demo");
     let started = Instant::now();
@@ -34,12 +34,12 @@ fn demo_runs_six_matching_scenarios_and_cleans_up() {
         .lines()
         .filter(|l| l.starts_with("scenario "))
         .collect();
-    assert_eq!(scenario_lines.len(), 6, "{report}");
+    assert_eq!(scenario_lines.len(), 7, "{report}");
     for (i, line) in scenario_lines.iter().enumerate() {
         assert!(line.starts_with(&format!("scenario {} ", i + 1)), "{line}");
         assert!(line.ends_with(" MATCH"), "{line}");
     }
-    assert!(stdout.contains("6/6 scenarios matched"), "{report}");
+    assert!(stdout.contains("7/7 scenarios matched"), "{report}");
     assert!(
         stdout.contains(&demo_dir.canonicalize().unwrap().display().to_string()),
         "{report}"
@@ -230,7 +230,7 @@ fn keep_running_leaves_everything_up_until_sigterm_then_stops_every_child() {
     let (mut child, rx) = spawn_demo(&demo_dir, &["--keep-running"]);
     let seen = wait_for_line(&rx, "press Ctrl-C");
     assert!(
-        seen.iter().any(|l| l.contains("6/6 scenarios matched")),
+        seen.iter().any(|l| l.contains("7/7 scenarios matched")),
         "{seen:#?}"
     );
     assert!(

@@ -68,13 +68,14 @@ connect_timeout = "5s"
 CFG
 }
 
-# fedgate_bridge_start [BIN [SUFFIX]] — the 2-hop bridge of the fedgate-bridge scenarios:
+# fedgate_bridge_start [BIN [SUFFIX [EGRESS_ROUTE_EXTRA]]] — the 2-hop bridge of the fedgate-bridge scenarios:
 #   client -[mTLS cluster-a]-> A (bridge-egress) -[mTLS bridge.test + PROXY v2]-> B (bridge-ingress)
 #          -[mTLS cluster-b]-> backend
 # A listens on SCEN_PORT_BASE, B on SCEN_PORT_BASE+1, their admin servers on +5 and +6. BIN
 # (default $FEDGATE_BIN) makes the bundles, checks the configs and runs both gateways; another
 # build than $FEDGATE_BIN is started with fedgate_prev_spawn. SUFFIX is appended to the process
-# (log) names gw-a and gw-b. Sets SCEN_PORT, SCEN_SNI and SCEN_CA.
+# (log) names gw-a and gw-b. EGRESS_ROUTE_EXTRA (third argument, optional) is appended to gateway
+# A's route (e.g. `transport = "mux"` for 73). Sets SCEN_PORT, SCEN_SNI and SCEN_CA.
 # fedgate_egress_config FILE BRIDGE_TD BRIDGE_CERT BRIDGE_BUNDLE UPSTREAM_PORT PEER_ID [ROUTE_EXTRA]:
 # writes the cluster-a bridge egress shared by the bridge scenarios (gateway A of
 # fedgate-bridge, the one gateway of fedgate-bridge-1hop): it verifies the client with the
@@ -119,7 +120,7 @@ CFG
 }
 
 fedgate_bridge_start() {
-  local bin="${1:-$FEDGATE_BIN}" suffix="${2:-}"
+  local bin="${1:-$FEDGATE_BIN}" suffix="${2:-}" egress_extra="${3:-}"
   SCEN_PORT=$SCEN_PORT_BASE
   local port_b=$((SCEN_PORT_BASE + 1))
   SCEN_SNI=gw-a.cluster-a.test
@@ -164,7 +165,7 @@ connect_timeout = "5s"
   allow = ["spiffe://cluster-a.test/ns/default/sa/client"]
 CFG
   fedgate_egress_config "$SCEN_DIR/gw-a.toml" bridge.test gw-a-bridge "$SCEN_DIR/bridge.json" \
-    "$port_b" spiffe://bridge.test/gateway/b
+    "$port_b" spiffe://bridge.test/gateway/b "$egress_extra"
   fedgate_check "$SCEN_DIR/gw-b.toml" "$bin" || return 1
   fedgate_check "$SCEN_DIR/gw-a.toml" "$bin" || return 1
   if [ "$bin" = "$FEDGATE_BIN" ]; then

@@ -24,6 +24,11 @@ use rustls::CommonState;
 /// from a relay that vouches for the origin it names".
 pub const RELAY_ALPN: &[u8] = b"fedgate-relay/1";
 
+/// The ALPN protocol ID of a multiplexed bridge tunnel (fedgate's `bridge::mux`): "this session
+/// speaks HTTP/2, one CONNECT stream per relayed connection, the origin in a request header".
+/// Kept beside [`RELAY_ALPN`] so the two cannot collide; never accepted as the relay protocol.
+pub const MUX_ALPN: &[u8] = b"fedgate-mux/1";
+
 /// Whether the handshake on `conn` selected the relay protocol.
 pub fn negotiated(conn: &CommonState) -> bool {
     conn.alpn_protocol() == Some(RELAY_ALPN)

@@ -30,6 +30,8 @@ pub struct EdgeAddrs {
     /// Passthrough ingress: the other edge dials it.
     pub ingress: SocketAddr,
     pub bridge_egress: SocketAddr,
+    /// Bridge egress whose route uses `transport = "mux"` (pooled HTTP/2 tunnels).
+    pub bridge_egress_mux: SocketAddr,
     pub bridge_ingress: SocketAddr,
     /// The standalone `fedgate bundle serve` of this cluster's trust domain.
     pub endpoint: SocketAddr,
@@ -40,6 +42,8 @@ pub struct EdgeAddrs {
 pub struct OutboundAddrs {
     pub federated: SocketAddr,
     pub bridged: SocketAddr,
+    /// Bridged through the gateway's `transport = "mux"` egress.
+    pub bridged_mux: SocketAddr,
 }
 
 /// The listeners of one cluster's workload (echo + sidecar).
@@ -278,6 +282,14 @@ impl Topology {
              \x20 upstreams = [\"{pbi}\"]\n\
              \x20 peer_id = {ppeer}\n\
              \x20 allow = [{me_app}]\n\n\
+             [[listeners]]   # bridged over multiplexed tunnels: one HTTP/2 stream per connection\n\
+             name = \"bridge-egress-mux\"\nkind = \"bridge-egress\"\nlisten = \"{begm}\"\n\
+             \x20 [[listeners.routes]]\n\
+             \x20 sni = {psni}\n\
+             \x20 upstreams = [\"{pbi}\"]\n\
+             \x20 peer_id = {ppeer}\n\
+             \x20 allow = [{me_app}]\n\
+             \x20 transport = \"mux\"\n\n\
              [[listeners]]   # bridged: the peer gateway -> our workloads\n\
              name = \"bridge-ingress\"\nkind = \"bridge-ingress\"\nlisten = \"{bin}\"\n\
              \x20 [[listeners.bridge_peers]]\n\
@@ -290,6 +302,7 @@ impl Topology {
              \x20 allow = [{peer_app}]\n\
              \x20 send_proxy_header = true\n",
             beg = e.bridge_egress,
+            begm = e.bridge_egress_mux,
             psni = toml_str(&peer.echo_name()),
             pbi = pe.bridge_ingress,
             ppeer = toml_str(&self.bridge_svid(peer).id),
@@ -407,6 +420,12 @@ impl Topology {
              listen = \"{bl}\"\n\
              server_name = {sni}\n\
              connect = [\"{beg}\"]\n\
+             allow = [{gw}]\n\n\
+             [[outbound]]   # bridged over the gateway's multiplexed tunnels\n\
+             name = \"bridged-mux\"\n\
+             listen = \"{bml}\"\n\
+             server_name = {sni}\n\
+             connect = [\"{begm}\"]\n\
              allow = [{gw}]\n",
             fl = o.federated,
             sni = toml_str(&peer.echo_name()),
@@ -414,6 +433,8 @@ impl Topology {
             peer_app = toml_str(&self.app(peer).id),
             bl = o.bridged,
             beg = e.bridge_egress,
+            bml = o.bridged_mux,
+            begm = e.bridge_egress_mux,
             gw = toml_str(&self.gateway_svid(side).id),
         )
     }

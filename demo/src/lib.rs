@@ -1,5 +1,5 @@
 //! `fedgate demo`: two clusters, a bridge CA, federation endpoints, gateways, sidecars and echo
-//! workloads, all run as children of this binary with generated configs, then six scenarios
+//! workloads, all run as children of this binary with generated configs, then seven scenarios
 //! and a report. Start with [`run`].
 //!
 //! Invariants:
@@ -382,6 +382,10 @@ impl Demo {
             t.workload_a.outbound.bridged
         );
         println!(
+            "    bridged (mux tunnel): {wa}{exe} demo call --connect {}",
+            t.workload_a.outbound.bridged_mux
+        );
+        println!(
             "    unauthorized workload: {wa}{exe} demo call --connect {}",
             t.intruder_a.federated
         );
@@ -402,6 +406,10 @@ impl Demo {
         println!(
             "    bridged:   {wb}{exe} demo call --connect {}",
             t.workload_b.outbound.bridged
+        );
+        println!(
+            "    bridged (mux tunnel): {wb}{exe} demo call --connect {}",
+            t.workload_b.outbound.bridged_mux
         );
         println!(
             "  B's bundle: {exe} bundle inspect {} --trust-domain cluster-b.demo",

@@ -1,4 +1,4 @@
-//! The six scenarios of `fedgate demo`, run in order against a started [`Demo`]; each yields a
+//! The seven scenarios of `fedgate demo`, run in order against a started [`Demo`]; each yields a
 //! [`ScenarioResult`] that is printed as soon as it is known.
 //!
 //! Invariants: a scenario never aborts the others (its errors become its `actual`); every
@@ -26,14 +26,15 @@ const LOOP_PACE: Duration = Duration::from_millis(50);
 /// Runs every scenario, printing each line as it completes.
 pub async fn run_all(demo: &mut Demo) -> Vec<ScenarioResult> {
     let mut results = Vec::new();
-    for n in 1..=6 {
+    for n in 1..=7 {
         let r = match n {
             1 => federated(demo).await,
             2 => bridged(demo).await,
             3 => unauthorized(demo).await,
             4 => wrong_trust_domain(demo).await,
             5 => rotation(demo).await,
-            _ => endpoint_down(demo).await,
+            6 => endpoint_down(demo).await,
+            _ => bridged_mux(demo).await,
         };
         println!("{r}");
         results.push(r);
@@ -74,6 +75,28 @@ async fn bridged(demo: &mut Demo) -> ScenarioResult {
     ScenarioResult::compare(
         2,
         "bridged A->B",
+        expected,
+        out.describe(),
+        started.elapsed(),
+    )
+}
+
+/// Scenario 7: Bridged A→B over the multiplexed transport (`transport = "mux"`): the same
+/// assertion as scenario 2, through gateway A's mux egress; run last, so its tunnels are
+/// dialed with the TLS settings left by scenario 5's rotations.
+async fn bridged_mux(demo: &mut Demo) -> ScenarioResult {
+    let started = Instant::now();
+    let ids = &demo.topo.ids;
+    let expected = format!("peer={} origin={}", ids.gateway_b.id, ids.app_a.id);
+    let out = demo
+        .call(
+            demo.topo.workload_a.outbound.bridged_mux,
+            "hello over a bridge tunnel",
+        )
+        .await;
+    ScenarioResult::compare(
+        7,
+        "bridged A->B over a mux tunnel",
         expected,
         out.describe(),
         started.elapsed(),

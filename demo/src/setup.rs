@@ -151,6 +151,7 @@ impl Demo {
                 e.egress,
                 e.ingress,
                 e.bridge_egress,
+                e.bridge_egress_mux,
                 e.bridge_ingress,
             ]);
             let name = format!("gateway-{}", side.lower());
@@ -416,6 +417,7 @@ fn edge_addrs(ports: &mut Ports, p: &Placement) -> anyhow::Result<EdgeAddrs> {
         egress: ports.take(p, p.address)?,
         ingress: ports.take(p, p.peer_address)?,
         bridge_egress: ports.take(p, p.address)?,
+        bridge_egress_mux: ports.take(p, p.address)?,
         bridge_ingress: ports.take(p, p.peer_address)?,
         endpoint: ports.take(p, p.peer_address)?,
     })
@@ -434,6 +436,7 @@ fn outbound_addrs(ports: &mut Ports, p: &Placement) -> anyhow::Result<OutboundAd
     Ok(OutboundAddrs {
         federated: ports.take(p, p.address)?,
         bridged: ports.take(p, p.address)?,
+        bridged_mux: ports.take(p, p.address)?,
     })
 }
 
@@ -448,6 +451,6 @@ impl WorkloadAddrs {
 
 impl OutboundAddrs {
     fn addrs(&self) -> Vec<SocketAddr> {
-        vec![self.federated, self.bridged]
+        vec![self.federated, self.bridged, self.bridged_mux]
     }
 }

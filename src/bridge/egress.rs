@@ -12,8 +12,11 @@
 //! a plain mTLS server, not a fedgate ingress) neither offers the protocol nor sends a header:
 //! the first bytes upstream are the caller's own, and a fedgate ingress refuses such a connection.
 
+mod tunnel;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fedgate_federation::SpiffeId;
@@ -23,7 +26,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::policy::{authorize_egress, EgressRoute};
+use super::mux::pool::MuxPools;
+use super::policy::{authorize_egress, EgressRoute, Transport};
 use super::tls::{BridgeTlsError, Identities};
 use super::{BridgeMetrics, BridgeReject, Side, Timeouts};
 use fedgate_dataplane::proxy_protocol::{ProxyHeader, TLV_AUTHORITY, TLV_ORIGIN_ID};
@@ -36,6 +40,8 @@ pub struct EgressRoutes {
     /// Every distinct `(peer_id, send_proxy_header)` of the routes: one bridge client config is
     /// built for each (the relay protocol is offered only with the header).
     peer_ids: BTreeSet<(SpiffeId, bool)>,
+    /// The `peer_id`s of `transport = "mux"` routes: one tunnel client config is built for each.
+    mux_peer_ids: BTreeSet<SpiffeId>,
 }
 
 /// Everything an egress connection needs, immutable; swapped as a whole on SVID, bundle or route
@@ -46,9 +52,19 @@ pub struct EgressState {
     routes: Arc<EgressRoutes>,
     server: Arc<ServerConfig>,
     to_peers: HashMap<(SpiffeId, bool), Arc<ClientConfig>>,
+    /// Tunnel client configs by peer (routes with `transport = "mux"`).
+    to_peers_mux: HashMap<SpiffeId, Arc<ClientConfig>>,
+    /// The tunnels of the mux routes; handed on to the next state on rebuild.
+    pools: Arc<MuxPools>,
+    /// Increases with every state built: tunnels dialed with an older state's TLS settings are
+    /// replaced for new streams (SVID, bundle or route changes).
+    generation: u64,
     pub timeouts: Timeouts,
     pub metrics: BridgeMetrics,
 }
+
+/// Source of `EgressState::generation`.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 // === impl EgressRoutes ===
 
@@ -68,10 +84,16 @@ impl EgressRoutes {
             .iter()
             .map(|r| (r.peer_id.clone(), r.send_proxy_header))
             .collect();
+        let mux_peer_ids = routes
+            .iter()
+            .filter(|r| matches!(r.transport, Transport::Mux { .. }))
+            .map(|r| r.peer_id.clone())
+            .collect();
         let routes: Vec<Arc<EgressRoute>> = routes.into_iter().map(Arc::new).collect();
         Self {
             table: table.map(|&i| Arc::clone(&routes[i])),
             peer_ids,
+            mux_peer_ids,
         }
     }
 
@@ -99,18 +121,37 @@ impl EgressState {
                 ids.bridge_client_config(peer, *relay)?,
             );
         }
+        let mut to_peers_mux = HashMap::new();
+        for peer in &routes.mux_peer_ids {
+            to_peers_mux.insert(peer.clone(), ids.bridge_mux_client_config(peer)?);
+        }
         Ok(Self {
             listener: listener.into(),
             routes,
             server,
             to_peers,
+            to_peers_mux,
+            pools: Arc::default(),
+            generation: GENERATION.fetch_add(1, Ordering::SeqCst),
             timeouts,
             metrics,
         })
     }
 
+    /// Takes over `pools` (the previous state's), so live tunnels survive a rebuild; those
+    /// dialed with the previous TLS settings are replaced for new streams.
+    pub fn with_pools(mut self, pools: Arc<MuxPools>) -> Self {
+        self.pools = pools;
+        self
+    }
+
     pub fn routes(&self) -> &Arc<EgressRoutes> {
         &self.routes
+    }
+
+    /// The tunnel pools of the mux routes.
+    pub fn pools(&self) -> &Arc<MuxPools> {
+        &self.pools
     }
 }
 
@@ -155,6 +196,17 @@ pub async fn handle_connection(
         .ok_or(BridgeReject::NoDestination)?;
 
     let route = authorize_egress(state.routes.table(), &destination, &caller)?;
+    if let Transport::Mux {
+        pool_size,
+        max_streams,
+    } = route.transport
+    {
+        let limits = super::mux::pool::Limits {
+            pool_size,
+            max_streams,
+        };
+        return tunnel::forward(&state, route, limits, &caller, &destination, downstream).await;
+    }
     let config = state
         .to_peers
         .get(&(route.peer_id.clone(), route.send_proxy_header))

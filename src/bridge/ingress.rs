@@ -11,6 +11,8 @@
 //! read and every check passed; a missing, junk, oversized or slow header closes the connection;
 //! the destination's ID must be on the route's `server_id` list, checked inside the handshake.
 
+mod tunnel;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -20,7 +22,9 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use super::policy::{
     authorize_ingress, authorize_origin, authorize_peer, BridgePeers, IngressRoute,
@@ -84,6 +88,13 @@ pub struct IngressState {
     pub header: HeaderLimits,
     pub timeouts: Timeouts,
     pub metrics: BridgeMetrics,
+    /// Cancelled when the gateway shuts down: tunnels send GOAWAY and end once their streams
+    /// have (per-connection hops are drained by the accept loop).
+    drain: CancellationToken,
+    /// Cancelled when a newer state replaces this one ([`IngressState::retire`]): tunnels
+    /// accepted with this state send GOAWAY, so the peer moves new streams to a tunnel checked
+    /// with the new peers, routes, bundles and SVIDs, while live streams finish.
+    retired: CancellationToken,
 }
 
 // === impl IngressRoutes ===
@@ -155,7 +166,21 @@ impl IngressState {
             header,
             timeouts,
             metrics,
+            drain: CancellationToken::new(),
+            retired: CancellationToken::new(),
         })
+    }
+
+    /// Marks this state as replaced: its tunnels drain (GOAWAY). Called by the runtime after
+    /// storing the new state.
+    pub fn retire(&self) {
+        self.retired.cancel();
+    }
+
+    /// Drains this state's tunnels (GOAWAY) when `drain` is cancelled.
+    pub fn with_drain(mut self, drain: CancellationToken) -> Self {
+        self.drain = drain;
+        self
     }
 }
 
@@ -186,6 +211,10 @@ pub async fn handle_connection(
     let (_, conn) = downstream.get_ref();
     let peer = fedgate_federation::tls::peer_id(conn).ok_or(BridgeReject::NoPeerId)?;
     authorize_peer(&state.peers, &peer)?;
+    // A tunnel (invariant 10): HTTP/2 streams, each checked like a connection below.
+    if super::mux::negotiated(conn) {
+        return tunnel::serve(state, downstream, peer).await;
+    }
     // The header is read only from a peer that negotiated the relay role (invariant 9): without
     // it, the first bytes are whatever the peer's caller wrote.
     if !fedgate_dataplane::relay::negotiated(conn) {
@@ -196,8 +225,37 @@ pub async fn handle_connection(
         .await
         .map_err(BridgeReject::ProxyHeader)?;
     let (origin, destination) = parse_claims(&header)?;
-    authorize_origin(&state.peers, &peer, &origin)?;
-    let entry = authorize_ingress(&state.routes.table, &destination, &origin)?;
+    let (upstream, route) =
+        dispatch(&state, &peer, &origin, &destination, header.addresses).await?;
+    state.metrics.forwarded(&state.listener, &route);
+    tracing::debug!(
+        listener = %state.listener, %route, %peer, %origin, %destination,
+        "bridged connection forwarded"
+    );
+    super::pump_counted(
+        &state.listener,
+        downstream,
+        upstream,
+        state.timeouts.idle,
+        &state.metrics,
+    )
+    .await
+}
+
+/// What every origin claim of `peer` goes through, on a relay connection or a tunnel stream:
+/// the peer may speak for the origin's trust domain, the origin may reach the destination's
+/// route, and the destination presents a `server_id` ID (checked in the handshake). Returns the
+/// destination session, the relay header already sent when the route asks for it, and the
+/// route's name.
+async fn dispatch(
+    state: &IngressState,
+    peer: &SpiffeId,
+    origin: &SpiffeId,
+    destination: &str,
+    addresses: Option<(SocketAddr, SocketAddr)>,
+) -> Result<(TlsStream<TcpStream>, String), BridgeReject> {
+    authorize_origin(&state.peers, peer, origin)?;
+    let entry = authorize_ingress(&state.routes.table, destination, origin)?;
     let (slot, route) = (entry.slot, &entry.route);
 
     let config = state
@@ -209,9 +267,9 @@ pub async fn handle_connection(
             route: route.name.clone(),
             last: "no destination TLS configuration".into(),
         })?;
-    let server_name = ServerName::try_from(destination.clone()).map_err(|_| {
+    let server_name = ServerName::try_from(destination.to_owned()).map_err(|_| {
         BridgeReject::InvalidDestination {
-            destination: destination.clone(),
+            destination: destination.to_owned(),
         }
     })?;
     let mut upstream = super::connect_upstream(
@@ -227,7 +285,7 @@ pub async fn handle_connection(
 
     if route.send_proxy_header {
         super::require_relay(&upstream, &route.name)?;
-        let relayed = relay_header(header.addresses, &origin, &peer, &destination);
+        let relayed = relay_header(addresses, origin, peer, destination);
         upstream
             .write_all(&relayed.encode().map_err(BridgeReject::ProxyEncode)?)
             .await
@@ -235,20 +293,7 @@ pub async fn handle_connection(
         // See the tokio-rustls flush pitfall in bench/README.md "Caveats".
         upstream.flush().await.map_err(BridgeReject::ProxySend)?;
     }
-
-    state.metrics.forwarded(&state.listener, &route.name);
-    tracing::debug!(
-        listener = %state.listener, route = %route.name, %peer, %origin, %destination,
-        "bridged connection forwarded"
-    );
-    super::pump_counted(
-        &state.listener,
-        downstream,
-        upstream,
-        state.timeouts.idle,
-        &state.metrics,
-    )
-    .await
+    Ok((upstream, route.name.clone()))
 }
 
 /// The claims of a peer's PROXY header: the origin ID (`TLV_ORIGIN_ID`, must parse as a SPIFFE

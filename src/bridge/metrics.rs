@@ -12,7 +12,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Registry, Unit};
 
 /// The bridge's metric families.
@@ -34,6 +34,18 @@ pub struct BridgeMetrics {
     pub bytes: Family<DirectionLabels, Counter>,
     /// Seconds until the bridge SVID's notAfter, computed at scrape time.
     pub svid_expiry: SvidExpiry,
+    /// Multiplexed transport (`transport = "mux"`): tunnels open now, by listener.
+    pub mux_tunnels_open: Family<ListenerLabels, Gauge>,
+    /// Tunnels opened (egress) or accepted (ingress), by listener.
+    pub mux_tunnels_opened: Family<ListenerLabels, Counter>,
+    /// Streams open now, by listener.
+    pub mux_streams_open: Family<ListenerLabels, Gauge>,
+    /// Streams opened (egress) or accepted (ingress), by listener.
+    pub mux_streams: Family<ListenerLabels, Counter>,
+    /// Streams that ended with a reset or an error after they were forwarded, by listener.
+    pub mux_stream_resets: Family<ListenerLabels, Counter>,
+    /// Streams refused before forwarding, by listener and reason (`BridgeReject::label`).
+    pub mux_stream_refusals: Family<ReasonLabels, Counter>,
     /// The last refusals and their totals by reason, for `/status` (shared with the gateway's
     /// `Metrics::denials` when built by the app; see [`BridgeMetrics::with_denials`]).
     pub recent: crate::telemetry::Denials,
@@ -139,6 +151,36 @@ impl BridgeMetrics {
             "Bytes pumped through bridged connections, by listener and direction",
             self.bytes.clone(),
         );
+        r.register(
+            "mux_tunnels_open",
+            "Multiplexed bridge tunnels open now, by listener",
+            self.mux_tunnels_open.clone(),
+        );
+        r.register(
+            "mux_tunnels_opened",
+            "Multiplexed bridge tunnels opened (egress) or accepted (ingress), by listener",
+            self.mux_tunnels_opened.clone(),
+        );
+        r.register(
+            "mux_streams_open",
+            "Streams open now on multiplexed bridge tunnels, by listener",
+            self.mux_streams_open.clone(),
+        );
+        r.register(
+            "mux_streams",
+            "Streams opened (egress) or accepted (ingress) on multiplexed bridge tunnels",
+            self.mux_streams.clone(),
+        );
+        r.register(
+            "mux_stream_resets",
+            "Forwarded streams that ended with a reset or an error, by listener",
+            self.mux_stream_resets.clone(),
+        );
+        r.register(
+            "mux_stream_refusals",
+            "Streams refused before forwarding, by listener and reason",
+            self.mux_stream_refusals.clone(),
+        );
         r.register_collector(Box::new(self.svid_expiry.clone()));
     }
 
@@ -210,12 +252,67 @@ impl BridgeMetrics {
         }
     }
 
+    /// A stream refused before forwarding, by reason (the refusal itself is counted by
+    /// [`BridgeMetrics::reject`], like a refused connection).
+    pub fn mux_refused(&self, listener: &str, reject: &super::BridgeReject) {
+        self.mux_stream_refusals
+            .get_or_create(&ReasonLabels {
+                listener: listener.to_owned(),
+                reason: reject.label(),
+            })
+            .inc();
+    }
+
+    /// A tunnel opened; the guard counts it open until dropped.
+    pub fn mux_tunnel(&self, listener: &str) -> OpenGuard {
+        let labels = ListenerLabels {
+            listener: listener.to_owned(),
+        };
+        self.mux_tunnels_opened.get_or_create(&labels).inc();
+        OpenGuard::new(self.mux_tunnels_open.get_or_create(&labels).clone())
+    }
+
+    /// A stream opened; the guard counts it open until dropped.
+    pub fn mux_stream(&self, listener: &str) -> OpenGuard {
+        let labels = ListenerLabels {
+            listener: listener.to_owned(),
+        };
+        self.mux_streams.get_or_create(&labels).inc();
+        OpenGuard::new(self.mux_streams_open.get_or_create(&labels).clone())
+    }
+
+    /// A forwarded stream ended with a reset or error.
+    pub fn mux_reset(&self, listener: &str) {
+        self.mux_stream_resets
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_owned(),
+            })
+            .inc();
+    }
+
     fn origin_refused(&self, listener: &str) {
         self.origins_refused
             .get_or_create(&ListenerLabels {
                 listener: listener.to_owned(),
             })
             .inc();
+    }
+}
+
+/// Holds one unit of an "open now" gauge; gives it back when dropped.
+#[derive(Debug)]
+pub struct OpenGuard(Gauge);
+
+impl OpenGuard {
+    fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -26,6 +26,7 @@
 pub mod egress;
 pub mod ingress;
 pub mod metrics;
+pub mod mux;
 pub mod policy;
 pub mod runtime;
 pub mod tls;
@@ -117,6 +118,34 @@ pub enum BridgeReject {
     ProxySend(#[source] io::Error),
     #[error("connection ended with an error after authorization: {0}")]
     Pump(#[source] io::Error),
+    #[error(
+        "the upstream of route {route:?} did not accept the tunnel protocol (ALPN {:?}); is it a \
+         fedgate bridge ingress of a version with transport = \"mux\"? Otherwise use \
+         transport = \"tls\"",
+        String::from_utf8_lossy(mux::MUX_ALPN)
+    )]
+    MuxRefusedUpstream { route: String },
+    #[error("HTTP/2 error on the tunnel: {0}")]
+    MuxProtocol(String),
+    #[error(
+        "all {tunnels} tunnels of route {route:?} carry mux_max_streams = {max_streams} streams; \
+         raise mux_pool_size or mux_max_streams"
+    )]
+    MuxSaturated {
+        route: String,
+        tunnels: usize,
+        max_streams: usize,
+    },
+    #[error(
+        "the peer ingress refused the stream of route {route:?} (HTTP {status}, reason {reason:?})"
+    )]
+    MuxStreamRefused {
+        route: String,
+        status: u16,
+        reason: String,
+    },
+    #[error("tunnel stream refused: {reason}")]
+    MuxBadRequest { reason: String },
 }
 
 // === impl Side ===
@@ -157,6 +186,11 @@ impl BridgeReject {
             BridgeReject::ProxyEncode(_) => "proxy_encode_failed",
             BridgeReject::ProxySend(_) => "proxy_send_failed",
             BridgeReject::Pump(_) => "pump_error",
+            BridgeReject::MuxRefusedUpstream { .. } => "mux_refused_upstream",
+            BridgeReject::MuxProtocol(_) => "mux_protocol",
+            BridgeReject::MuxSaturated { .. } => "mux_saturated",
+            BridgeReject::MuxStreamRefused { .. } => "mux_stream_refused",
+            BridgeReject::MuxBadRequest { .. } => "mux_bad_request",
         }
     }
 }
@@ -190,7 +224,7 @@ async fn accept_tls(
 /// a TLS handshake with `config` within `connect_timeout`, sending `server_name` as SNI. A TCP
 /// or TLS failure moves on to the next endpoint (nothing has been sent yet); every handshake
 /// attempt is counted in the upstream handshake metric.
-async fn connect_upstream(
+pub(crate) async fn connect_upstream(
     listener: &str,
     route: &str,
     upstreams: &Upstreams,
@@ -247,7 +281,7 @@ fn require_relay(upstream: &TlsStream<TcpStream>, route: &str) -> Result<(), Bri
 
 /// Pumps bytes between the two TLS sessions until both directions end, counting the bytes moved
 /// (also those moved before a failure).
-async fn pump_counted<A, B>(
+pub(crate) async fn pump_counted<A, B>(
     listener: &str,
     downstream: A,
     upstream: B,
@@ -278,7 +312,7 @@ where
 }
 
 /// The one log line of a refused or failed bridged connection.
-fn log_reject(
+pub(crate) fn log_reject(
     listener: &str,
     role: &'static str,
     peer: Option<std::net::SocketAddr>,

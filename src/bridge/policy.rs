@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use fedgate_federation::tls::Authorizer;
 use fedgate_federation::{SpiffeId, TrustDomain};
 
+pub use crate::config::Transport;
 use fedgate_dataplane::route::{RouteError, RouteTable};
 use fedgate_dataplane::upstreams::Upstreams;
 
@@ -28,6 +29,8 @@ pub struct EgressRoute {
     /// Send the PROXY v2 origin header first inside the upstream TLS session (true for a fedgate
     /// bridge ingress, which requires it; false for an upstream that is a plain mTLS server).
     pub send_proxy_header: bool,
+    /// One bridge connection per caller connection, or streams over pooled tunnels.
+    pub transport: Transport,
 }
 
 /// An ingress route: origins in `allow` may reach the destination `upstreams`, whose local SVID
@@ -277,6 +280,7 @@ mod tests {
                 allow: Authorizer::from_patterns(&["spiffe://cluster-a.test/ns/demo/sa/client"])
                     .unwrap(),
                 send_proxy_header: true,
+                transport: Transport::Tls,
             },
         )
         .unwrap();
@@ -288,6 +292,7 @@ mod tests {
                 peer_id: id("spiffe://bridge.test/gateway/cluster-b"),
                 allow: Authorizer::any_of([]),
                 send_proxy_header: true,
+                transport: Transport::Tls,
             },
         )
         .unwrap();

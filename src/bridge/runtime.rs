@@ -97,6 +97,8 @@ struct Inputs {
     metrics: BridgeMetrics,
     /// State rebuilds after a change, by listener and result (`ok` / `failed`).
     rebuilds: Family<RebuildLabels, Counter>,
+    /// Cancelled when `run` returns (shutdown): ingress tunnels drain with GOAWAY.
+    drain: CancellationToken,
 }
 
 // === impl BridgeHandler ===
@@ -184,6 +186,7 @@ impl BridgeRuntime {
                 .collect(),
             metrics,
             rebuilds,
+            drain: CancellationToken::new(),
         };
         let mut handlers = HashMap::new();
         let ids = inputs
@@ -194,12 +197,13 @@ impl BridgeRuntime {
             })?;
         inputs.record_expiry(&ids);
         for l in &bridge_listeners {
-            let handler = build_handler(l, &ids, &inputs.metrics).map_err(|source| {
-                BridgeSetupError::Build {
-                    listener: l.name.clone(),
-                    source,
-                }
-            })?;
+            let handler =
+                build_handler(l, &ids, &inputs.metrics, None, &inputs.drain).map_err(|source| {
+                    BridgeSetupError::Build {
+                        listener: l.name.clone(),
+                        source,
+                    }
+                })?;
             handlers.insert(l.name.clone(), handler);
         }
         Ok(Some(BridgeRuntime {
@@ -235,6 +239,7 @@ impl BridgeRuntime {
             }
             inputs.rebuild(&handlers);
         }
+        inputs.drain.cancel();
         let _ = watching.await;
     }
 }
@@ -310,13 +315,17 @@ impl Inputs {
                 continue;
             };
             let config = rx.borrow().config.clone();
-            let ok = match (build_handler(&config, &ids, &self.metrics), handler) {
+            let rebuilt = build_handler(&config, &ids, &self.metrics, Some(handler), &self.drain);
+            let ok = match (rebuilt, handler) {
                 (Ok(BridgeHandler::Egress(new)), BridgeHandler::Egress(cell)) => {
                     cell.store(new.load());
                     true
                 }
                 (Ok(BridgeHandler::Ingress(new)), BridgeHandler::Ingress(cell)) => {
+                    let old = cell.load();
                     cell.store(new.load());
+                    // Its tunnels send GOAWAY: new streams move to tunnels of the new state.
+                    old.retire();
                     true
                 }
                 (Ok(_), _) => {
@@ -358,10 +367,14 @@ pub fn bridge_bundle(file: &Bundle, federated: Option<&BundleSet>) -> Bundle {
 }
 
 /// Builds the state of one bridge listener.
+/// `previous`: the listener's handler before a rebuild (its tunnel pools are kept); `drain`:
+/// cancelled on shutdown (ingress tunnels send GOAWAY).
 fn build_handler(
     l: &ListenerConfig,
     ids: &Identities,
     metrics: &BridgeMetrics,
+    previous: Option<&BridgeHandler>,
+    drain: &CancellationToken,
 ) -> Result<BridgeHandler, BuildError> {
     let timeouts = Timeouts {
         // Bridge listeners terminate TLS: the ClientHello peek budget bounds the handshake.
@@ -380,15 +393,20 @@ fn build_handler(
                     peer_id: r.bridge.peer_id.clone(),
                     allow: r.bridge.allow.clone(),
                     send_proxy_header: r.bridge.send_proxy_header,
+                    transport: r.bridge.transport,
                 })
                 .collect();
-            let state = EgressState::new(
+            let mut state = EgressState::new(
                 l.name.clone(),
                 Arc::new(EgressRoutes::from_table(&l.route_table, routes)),
                 ids,
                 timeouts,
                 metrics.clone(),
             )?;
+            // Live tunnels survive the rebuild; stale ones are replaced for new streams.
+            if let Some(BridgeHandler::Egress(cell)) = previous {
+                state = state.with_pools(Arc::clone(cell.load().pools()));
+            }
             BridgeHandler::Egress(Arc::new(Swap::new(Arc::new(state))))
         }
         ListenerMode::BridgeIngress { settings, routes } => {
@@ -422,7 +440,8 @@ fn build_handler(
             .map_err(|e| match e {
                 IngressStateError::Tls(t) => BuildError::Tls(t),
                 other => BuildError::Ingress(other),
-            })?;
+            })?
+            .with_drain(drain.clone());
             BridgeHandler::Ingress(Arc::new(Swap::new(Arc::new(state))))
         }
         ListenerMode::Passthrough { .. } => return Err(BuildError::NotBridge),

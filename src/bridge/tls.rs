@@ -138,16 +138,32 @@ impl Identities {
         Ok(Arc::new(config))
     }
 
+    /// Egress, towards a peer ingress over a multiplexed tunnel: exactly the verification and
+    /// pinning of [`Identities::bridge_client_config`], offering only the tunnel protocol.
+    pub fn bridge_mux_client_config(
+        &self,
+        peer_id: &SpiffeId,
+    ) -> Result<Arc<ClientConfig>, BridgeTlsError> {
+        let relay = self.bridge_client_config(peer_id, true)?;
+        let mut config = (*relay).clone();
+        config.alpn_protocols = vec![fedgate_dataplane::relay::MUX_ALPN.to_vec()];
+        Ok(Arc::new(config))
+    }
+
     /// Ingress, towards peer egresses: the bridge SVID; clients must be members of the bridge
     /// domain, verified with the bridge bundle only. Which peers are configured is checked after
     /// the handshake, before any byte is read, so the refusal is counted by peer ID. The only
-    /// application protocol is the relay protocol: a peer that did not negotiate it is refused
-    /// after the handshake, before any byte is read (see [`fedgate_dataplane::relay`]).
+    /// application protocols are the relay protocol and the tunnel protocol (`bridge::mux`): a
+    /// peer that negotiated neither is refused after the handshake, before any byte is read
+    /// (see [`fedgate_dataplane::relay`]).
     pub fn ingress_server_config(&self) -> Result<Arc<ServerConfig>, BridgeTlsError> {
         let rule = Authorizer::member_of(self.bridge_domain().clone());
         let bridge = (&self.bridge_svid, &self.bridge_bundle);
         let mut config = self.build("ingress server", bridge, rule, mtls_server_config)?;
         config.alpn_protocols = fedgate_dataplane::relay::alpn_offer(true);
+        config
+            .alpn_protocols
+            .push(fedgate_dataplane::relay::MUX_ALPN.to_vec());
         Ok(Arc::new(config))
     }
 

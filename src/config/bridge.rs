@@ -87,6 +87,31 @@ pub struct BridgePeerConfig {
     pub may_speak_for: Vec<TrustDomain>,
 }
 
+/// Default `mux_pool_size` of a `transport = "mux"` egress route: two tunnels, so one
+/// tunnel's loss (or drain) never leaves the route without a live tunnel for long.
+pub const DEFAULT_MUX_POOL_SIZE: usize = 2;
+/// Bounds of `mux_pool_size`.
+pub const MUX_POOL_SIZE_RANGE: std::ops::RangeInclusive<usize> = 1..=64;
+/// Default `mux_max_streams`: concurrent streams per tunnel before another tunnel is opened.
+pub const DEFAULT_MUX_MAX_STREAMS: usize = 256;
+/// Bounds of `mux_max_streams` (HTTP/2 stream IDs are 31 bits; far fewer are sensible).
+pub const MUX_MAX_STREAMS_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000;
+
+/// How an egress route reaches its peer ingress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// One bridge mTLS connection per caller connection, origin in a PROXY v2 header (default).
+    Tls,
+    /// Streams over a pool of long-lived bridge mTLS tunnels speaking HTTP/2 (docs/bridge.md
+    /// "Multiplexed transport").
+    Mux {
+        /// Tunnels per route at most.
+        pool_size: usize,
+        /// Concurrent streams per tunnel at most.
+        max_streams: usize,
+    },
+}
+
 /// What a bridge-egress route adds to a route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EgressRouteConfig {
@@ -97,6 +122,8 @@ pub struct EgressRouteConfig {
     /// Send the PROXY v2 origin header upstream (default true: a fedgate ingress needs it;
     /// false for an upstream that is a plain mTLS server).
     pub send_proxy_header: bool,
+    /// Per-connection TLS (default) or multiplexed tunnels.
+    pub transport: Transport,
 }
 
 /// What a bridge-ingress route adds to a route.
@@ -358,13 +385,88 @@ impl Cx<'_> {
                 ));
             }
         }
+        // On by default: the usual upstream is a fedgate ingress, which refuses a
+        // connection without the header.
+        let send_proxy_header = r.send_proxy_header.unwrap_or(true);
         Ok(EgressRouteConfig {
             peer_id,
             allow: self.allow_list(&format!("{rkey}.allow"), r.allow.as_deref())?,
-            // On by default: the usual upstream is a fedgate ingress, which refuses a
-            // connection without the header.
-            send_proxy_header: r.send_proxy_header.unwrap_or(true),
+            send_proxy_header,
+            transport: self.transport(rkey, r, send_proxy_header)?,
         })
+    }
+
+    /// `transport`, `mux_pool_size` and `mux_max_streams` of an egress route. The mux keys
+    /// are refused without `transport = "mux"`, and mux needs the origin to be sent
+    /// (`send_proxy_header` not false): a tunnel always carries it.
+    fn transport(
+        &self,
+        rkey: &str,
+        r: &FileRouteOf<BridgeEgress>,
+        send_proxy_header: bool,
+    ) -> Result<Transport, ConfigError> {
+        match r.transport.as_deref() {
+            None | Some("tls") => {
+                for (key, set) in [
+                    ("mux_pool_size", r.mux_pool_size.is_some()),
+                    ("mux_max_streams", r.mux_max_streams.is_some()),
+                ] {
+                    if set {
+                        return Err(self.err(
+                            format!("{rkey}.{key}"),
+                            "applies only to transport = \"mux\"; set transport = \"mux\" \
+                             or remove it",
+                        ));
+                    }
+                }
+                Ok(Transport::Tls)
+            }
+            Some("mux") => {
+                if !send_proxy_header {
+                    return Err(self.err(
+                        format!("{rkey}.transport"),
+                        "transport = \"mux\" tunnels to a fedgate bridge ingress, which needs \
+                         the origin; remove send_proxy_header = false",
+                    ));
+                }
+                let pool_size = self.count(
+                    &format!("{rkey}.mux_pool_size"),
+                    r.mux_pool_size,
+                    MUX_POOL_SIZE_RANGE,
+                    DEFAULT_MUX_POOL_SIZE,
+                    || {
+                        format!(
+                            "must be between {} and {} tunnels (default \
+                             {DEFAULT_MUX_POOL_SIZE})",
+                            MUX_POOL_SIZE_RANGE.start(),
+                            MUX_POOL_SIZE_RANGE.end()
+                        )
+                    },
+                )?;
+                let max_streams = self.count(
+                    &format!("{rkey}.mux_max_streams"),
+                    r.mux_max_streams,
+                    MUX_MAX_STREAMS_RANGE,
+                    DEFAULT_MUX_MAX_STREAMS,
+                    || {
+                        format!(
+                            "must be between {} and {} streams per tunnel (default \
+                             {DEFAULT_MUX_MAX_STREAMS})",
+                            MUX_MAX_STREAMS_RANGE.start(),
+                            MUX_MAX_STREAMS_RANGE.end()
+                        )
+                    },
+                )?;
+                Ok(Transport::Mux {
+                    pool_size,
+                    max_streams,
+                })
+            }
+            Some(other) => Err(self.err(
+                format!("{rkey}.transport"),
+                format!("`{other}` is not a transport; use \"tls\" (the default) or \"mux\""),
+            )),
+        }
     }
 
     /// The bridge keys of an ingress route: the destination IDs (required), the origins

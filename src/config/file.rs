@@ -180,6 +180,9 @@ pub(super) struct FileRouteOf<K: Kind> {
     pub allow: Option<K::Allow>,
     pub server_id: Option<K::ServerId>,
     pub send_proxy_header: Option<K::SendProxyHeader>,
+    pub transport: Option<K::Transport>,
+    pub mux_pool_size: Option<K::MuxInt>,
+    pub mux_max_streams: Option<K::MuxInt>,
 }
 
 /// A listener kind: its name and the types of its kind-specific keys.
@@ -194,6 +197,9 @@ pub(super) trait Kind: Debug + 'static {
     type Allow: DeserializeOwned + Debug;
     type ServerId: DeserializeOwned + Debug;
     type SendProxyHeader: DeserializeOwned + Debug;
+    /// `transport`, `mux_pool_size`, `mux_max_streams`: bridge-egress routes only.
+    type Transport: DeserializeOwned + Debug;
+    type MuxInt: DeserializeOwned + Debug;
 }
 
 #[derive(Debug)]
@@ -214,6 +220,8 @@ impl Kind for Passthrough {
     type Allow = Refused<RouteKey<Self>>;
     type ServerId = Refused<RouteKey<Self>>;
     type SendProxyHeader = Refused<RouteKey<Self>>;
+    type Transport = Refused<RouteKey<Self>>;
+    type MuxInt = Refused<RouteKey<Self>>;
 }
 
 impl Kind for BridgeEgress {
@@ -227,6 +235,8 @@ impl Kind for BridgeEgress {
     type Allow = Vec<String>;
     type ServerId = Refused<RouteKey<Self>>;
     type SendProxyHeader = bool;
+    type Transport = String;
+    type MuxInt = i64;
 }
 
 impl Kind for BridgeIngress {
@@ -240,6 +250,8 @@ impl Kind for BridgeIngress {
     type Allow = Vec<String>;
     type ServerId = Vec<String>;
     type SendProxyHeader = bool;
+    type Transport = Refused<RouteKey<Self>>;
+    type MuxInt = Refused<RouteKey<Self>>;
 }
 
 // === Refused ===

@@ -28,7 +28,7 @@ use fedgate_federation::TrustDomain;
 
 pub use bridge::{
     BridgeConfig, BridgeIdentity, BridgePeerConfig, EgressRouteConfig, IngressListenerConfig,
-    IngressRouteConfig, IssuerSettings,
+    IngressRouteConfig, IssuerSettings, Transport,
 };
 pub use federation::{
     FederationConfig, PeerConfig, PeerProfile, Pkcs12Config, ServeConfig, ServeProfile,

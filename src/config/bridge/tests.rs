@@ -79,7 +79,10 @@ fn bridge_section_and_both_kinds_parse() {
         peer_id,
         allow,
         send_proxy_header,
+        transport,
     } = &routes[0].bridge;
+    // Per-connection TLS unless told otherwise: today's behaviour.
+    assert_eq!(*transport, Transport::Tls);
     assert_eq!(
         peer_id.to_string(),
         "spiffe://bridge.test/gateway/cluster-b"
@@ -129,6 +132,75 @@ fn egress_route_can_turn_the_proxy_header_off() {
         panic!("not an egress");
     };
     assert!(!routes[0].bridge.send_proxy_header);
+}
+
+#[test]
+fn egress_route_transport_mux_with_defaults_and_limits() {
+    let mux = |extra: &str| {
+        let src = EGRESS.replace("  allow = [", &format!("{extra}  allow = ["));
+        parse(&format!("{HEAD}{src}"))
+    };
+    let transport = |c: Config| {
+        let ListenerMode::BridgeEgress { routes } = &c.listeners[0].mode else {
+            panic!("not an egress");
+        };
+        routes[0].bridge.transport
+    };
+    assert_eq!(
+        transport(mux("  transport = \"mux\"\n").unwrap()),
+        Transport::Mux {
+            pool_size: DEFAULT_MUX_POOL_SIZE,
+            max_streams: DEFAULT_MUX_MAX_STREAMS,
+        }
+    );
+    assert_eq!(
+        transport(
+            mux("  transport = \"mux\"\n  mux_pool_size = 4\n  mux_max_streams = 10\n").unwrap()
+        ),
+        Transport::Mux {
+            pool_size: 4,
+            max_streams: 10,
+        }
+    );
+    assert_eq!(
+        transport(mux("  transport = \"tls\"\n").unwrap()),
+        Transport::Tls
+    );
+    let cases = [
+        (
+            "  transport = \"quic\"\n",
+            "routes[0].transport",
+            "is not a transport",
+        ),
+        (
+            "  transport = \"mux\"\n  mux_pool_size = 0\n",
+            "routes[0].mux_pool_size",
+            "between 1 and 64",
+        ),
+        (
+            "  transport = \"mux\"\n  mux_max_streams = -1\n",
+            "routes[0].mux_max_streams",
+            "between 1 and 10000",
+        ),
+        (
+            "  mux_pool_size = 3\n",
+            "routes[0].mux_pool_size",
+            "applies only to transport = \"mux\"",
+        ),
+        (
+            "  transport = \"mux\"\n  send_proxy_header = false\n",
+            "routes[0].transport",
+            "needs the origin",
+        ),
+    ];
+    for (extra, key, want) in cases {
+        let e = mux(extra).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains(want), "{extra}: {e}");
+    }
+    // The mux keys belong to egress routes only.
+    let src = INGRESS.replace("  send_proxy_header = true\n", "  transport = \"mux\"\n");
+    let e = error(&format!("{HEAD}{src}"));
+    assert!(e.contains("is not a key of routes"), "{e}");
 }
 
 #[test]
