@@ -195,20 +195,19 @@ impl Inbound {
     }
 }
 
-/// The origin ID a trusted relay's header names, if any (TLV 0xE1); it must be a SPIFFE ID.
+/// The origin ID a trusted relay's header names, if any ([`ProxyHeader::origin_id`]; a decoded
+/// header's TLV is UTF-8); it must be a SPIFFE ID.
 fn relayed_origin(
     relay: &SpiffeId,
     header: &ProxyHeader,
 ) -> Result<Option<SpiffeId>, InboundError> {
-    let invalid = || InboundError::InvalidOrigin {
-        relay: relay.clone(),
-        origin: String::from_utf8_lossy(header.tlv(TLV_ORIGIN_ID).unwrap_or_default()).into_owned(),
+    let parse = |origin: &str| {
+        SpiffeId::parse(origin).map_err(|_| InboundError::InvalidOrigin {
+            relay: relay.clone(),
+            origin: origin.to_owned(),
+        })
     };
-    match header.text_tlv(TLV_ORIGIN_ID) {
-        Ok(None) => Ok(None),
-        Ok(Some(text)) => SpiffeId::parse(text).map(Some).map_err(|_| invalid()),
-        Err(_) => Err(invalid()),
-    }
+    header.origin_id().map(parse).transpose()
 }
 
 /// Default deny: the origin (when relayed) or else the client must be allowed.

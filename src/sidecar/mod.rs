@@ -172,16 +172,7 @@ impl Sidecar {
             metrics: Arc::new(SidecarMetrics::register(&mut registry)),
             status: watch::Sender::new(ReloadStatus::default()),
         });
-        let origin = match &config.identity {
-            WorkloadIdentity::Files(paths) => Origin::Files(paths.into()),
-            WorkloadIdentity::WorkloadApi { socket } => {
-                tracing::info!(
-                    socket = %socket.display(),
-                    "waiting for the workload identity from the Workload API"
-                );
-                Origin::WorkloadApi(socket.clone())
-            }
-        };
+        let origin = Origin::from(&config.identity);
         let hook = Some(outcomes.hook());
         let mut identity =
             crate::identity::start(&origin, &config.trust_domain, startup_timeout, hook)
@@ -334,12 +325,7 @@ impl Sidecar {
         }
         if let Some(listener) = self.admin {
             let admin = Admin::new(self.registry.clone()).with_source(Arc::new(status));
-            let stop = shutdown.clone();
-            loops.spawn(async move {
-                if let Err(e) = admin.serve(listener, stop).await {
-                    tracing::error!(error = %e, "admin server failed");
-                }
-            });
+            loops.spawn(admin.serve_logged(listener, shutdown.clone(), "admin server"));
         }
         while let Some(res) = loops.join_next().await {
             if let Err(e) = res {
