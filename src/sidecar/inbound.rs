@@ -28,10 +28,11 @@ use tokio::time::timeout;
 
 use super::config::InboundConfig;
 use super::tls::{is_not_allowed, TlsSnapshot};
+use super::{Ending, Peer};
 use fedgate_dataplane::proxy_protocol::{
     read_proxy_header, ProxyError, ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
 };
-use fedgate_dataplane::pump::{pump, PumpError, PumpStats};
+use fedgate_dataplane::pump::{pump, PumpStats};
 use fedgate_dataplane::tls::HandshakeError;
 
 /// One inbound listener's shared state.
@@ -90,15 +91,6 @@ pub enum InboundError {
     Relay(#[source] io::Error),
 }
 
-/// Who is on the other end of an inbound connection, once verified.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InboundPeer {
-    /// The verified TLS client.
-    pub client: SpiffeId,
-    /// The origin a trusted relay spoke for, if any.
-    pub origin: Option<SpiffeId>,
-}
-
 // === impl Inbound ===
 
 impl Inbound {
@@ -114,7 +106,7 @@ impl Inbound {
     pub async fn handle(
         &self,
         tcp: &mut TcpStream,
-        peer: &mut Option<InboundPeer>,
+        peer: &mut Option<Peer>,
     ) -> Result<PumpStats, InboundError> {
         let addresses = match (tcp.peer_addr(), tcp.local_addr()) {
             (Ok(src), Ok(dst)) => Some((src, dst)),
@@ -168,9 +160,10 @@ impl Inbound {
         };
         authorize(&self.config, &client, origin.as_ref())?;
         tracing::debug!(client_id = %client, origin_id = ?origin.as_ref().map(ToString::to_string), "inbound client verified");
-        *peer = Some(InboundPeer {
-            client: client.clone(),
-            origin: origin.clone(),
+        let (id, relayed) = (client.clone(), origin.clone());
+        *peer = Some(Peer {
+            id,
+            origin: relayed,
         });
 
         let mut app = timeout(
@@ -245,18 +238,10 @@ fn app_header(
 
 // === impl InboundError ===
 
-impl InboundError {
-    /// Bytes relayed before a relay failure (none for refusals: nothing was relayed).
-    pub fn relayed(&self) -> Option<PumpStats> {
-        match self {
-            Self::Relay(e) => PumpError::from_io(e).map(|p| p.stats),
-            _ => None,
-        }
-    }
-
-    /// The metric label (`outcome`) of this error.
-    pub fn label(&self) -> &'static str {
-        match self {
+impl Ending for InboundError {
+    /// The metric label (`outcome`) of a refusal, or the relay's error.
+    fn refusal(&self) -> Result<&'static str, &io::Error> {
+        Ok(match self {
             Self::HandshakeTimeout => "handshake_timeout",
             Self::ClientNotAllowed | Self::NotAllowed { .. } => "client_not_allowed",
             Self::Handshake(_) => "handshake_failed",
@@ -268,9 +253,8 @@ impl InboundError {
             Self::OriginNotAllowed { .. } => "origin_not_allowed",
             Self::AppUnavailable { .. } => "app_unavailable",
             Self::AppHeader(_) => "app_header",
-            Self::Relay(e) if e.kind() == io::ErrorKind::TimedOut => "idle_timeout",
-            Self::Relay(_) => "relay_error",
-        }
+            Self::Relay(e) => return Err(e),
+        })
     }
 }
 
