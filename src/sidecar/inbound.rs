@@ -19,7 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fedgate_federation::tls::peer_id;
+use fedgate_federation::tls::{is_not_authorized, peer_id};
 use fedgate_federation::SpiffeId;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 
 use super::config::InboundConfig;
-use super::tls::{is_not_allowed, TlsSnapshot};
+use super::tls::TlsSnapshot;
 use super::{Ending, Peer};
 use fedgate_dataplane::proxy_protocol::{
     read_proxy_header, ProxyError, ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
@@ -129,7 +129,7 @@ impl Inbound {
         let mut tls = match handshake.await {
             Ok(tls) => tls,
             Err(HandshakeError::Timeout(_)) => return Err(InboundError::HandshakeTimeout),
-            Err(e) if e.rustls().is_some_and(is_not_allowed) => {
+            Err(e) if e.rustls().is_some_and(is_not_authorized) => {
                 return Err(InboundError::ClientNotAllowed)
             }
             Err(HandshakeError::Io(e)) => return Err(InboundError::Handshake(e)),

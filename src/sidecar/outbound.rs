@@ -15,13 +15,13 @@ use std::sync::Arc;
 use fedgate_dataplane::pump::{pump, PumpStats};
 use fedgate_dataplane::tls::HandshakeError;
 use fedgate_dataplane::upstreams::{DialFailure, Endpoint, Upstreams};
-use fedgate_federation::tls::peer_id;
+use fedgate_federation::tls::{is_not_authorized, peer_id};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
 use super::config::OutboundConfig;
-use super::tls::{is_not_allowed, TlsSnapshot};
+use super::tls::TlsSnapshot;
 use super::{Ending, Peer};
 
 /// One outbound listener's shared state.
@@ -103,7 +103,7 @@ impl Outbound {
             Err(HandshakeError::Timeout(_)) => {
                 return Err(OutboundError::HandshakeTimeout { endpoint })
             }
-            Err(e) if e.rustls().is_some_and(is_not_allowed) => {
+            Err(e) if e.rustls().is_some_and(is_not_authorized) => {
                 return Err(OutboundError::ServerNotAllowed { endpoint })
             }
             Err(HandshakeError::Io(source)) => {
