@@ -123,6 +123,19 @@ impl Admin {
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
     }
+
+    /// [`serve`](Self::serve) as the body of a background task (of `fedgate sidecar`,
+    /// `bundle serve`, `ca serve`): a failure is logged as `"{what} failed"`, not returned.
+    pub(crate) async fn serve_logged(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        what: &'static str,
+    ) {
+        if let Err(e) = self.serve(listener, shutdown).await {
+            tracing::error!(error = %e, "{what} failed");
+        }
+    }
 }
 
 async fn healthz(State(a): State<Admin>) -> Response {

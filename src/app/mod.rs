@@ -221,15 +221,8 @@ impl App {
             source,
         })?;
 
-        let origin = match (&config.identity, &config.identity_socket) {
-            (Some(i), _) => Some(Origin::Files(IdentityFiles::new(
-                i.svid.clone(),
-                i.key.clone(),
-                i.bundle.clone(),
-            ))),
-            (None, Some(socket)) => Some(Origin::WorkloadApi(socket.clone())),
-            (None, None) => None,
-        };
+        let files = config.identity.as_ref().map(IdentityFiles::from);
+        let origin = Origin::choose(files, config.identity_socket.as_deref());
         let (identity, identity_source) = match origin {
             Some(origin) => {
                 let timeout = crate::identity::workload_api::DEFAULT_STARTUP_TIMEOUT;

@@ -101,6 +101,13 @@ pub struct FileSource {
 
 // === impl IdentityFiles ===
 
+impl From<&crate::config::IdentityConfig> for IdentityFiles {
+    fn from(i: &crate::config::IdentityConfig) -> Self {
+        let (svid, key, bundle) = (i.svid.clone(), i.key.clone(), i.bundle.clone());
+        Self::new(svid, key, bundle)
+    }
+}
+
 impl From<&crate::config::sidecar::IdentityPaths> for IdentityFiles {
     fn from(p: &crate::config::sidecar::IdentityPaths) -> Self {
         let (svid, key, bundle) = (p.svid.clone(), p.key.clone(), p.bundle.clone());

@@ -29,7 +29,7 @@ pub mod issuer;
 pub mod workload_api;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +80,29 @@ pub enum Origin {
     WorkloadApi(PathBuf),
 }
 
+impl Origin {
+    /// The one choice of `fedgate run` and `fedgate sidecar`: the identity files when
+    /// configured, else the Workload API socket when configured (`None`: a gateway without
+    /// an identity of its own).
+    pub fn choose(files: Option<files::IdentityFiles>, socket: Option<&Path>) -> Option<Self> {
+        match (files, socket) {
+            (Some(files), _) => Some(Self::Files(files)),
+            (None, Some(socket)) => Some(Self::WorkloadApi(socket.to_owned())),
+            (None, None) => None,
+        }
+    }
+}
+
+impl From<&crate::config::sidecar::WorkloadIdentity> for Origin {
+    fn from(w: &crate::config::sidecar::WorkloadIdentity) -> Self {
+        use crate::config::sidecar::WorkloadIdentity;
+        match w {
+            WorkloadIdentity::Files(paths) => Self::Files(paths.into()),
+            WorkloadIdentity::WorkloadApi { socket } => Self::WorkloadApi(socket.clone()),
+        }
+    }
+}
+
 /// A started identity source, kept by the application until it runs it.
 pub struct Started {
     pub source: Box<dyn IdentitySource>,
@@ -121,6 +144,10 @@ pub async fn start(
             }
         }
         Origin::WorkloadApi(socket) => {
+            tracing::info!(
+                socket = %socket.display(),
+                "waiting for the workload identity from the Workload API"
+            );
             let ((source, identity), status) =
                 workload_api::start_source_with(socket, td, startup_timeout).await?;
             Started {

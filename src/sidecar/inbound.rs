@@ -19,7 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fedgate_federation::tls::peer_id;
+use fedgate_federation::tls::{is_not_authorized, peer_id};
 use fedgate_federation::SpiffeId;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -27,11 +27,12 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 
 use super::config::InboundConfig;
-use super::tls::{is_not_allowed, TlsSnapshot};
+use super::tls::TlsSnapshot;
+use super::{Ending, Peer};
 use fedgate_dataplane::proxy_protocol::{
     read_proxy_header, ProxyError, ProxyHeader, TLV_ORIGIN_ID, TLV_SPIFFE_ID,
 };
-use fedgate_dataplane::pump::{pump, PumpError, PumpStats};
+use fedgate_dataplane::pump::{pump, PumpStats};
 use fedgate_dataplane::tls::HandshakeError;
 
 /// One inbound listener's shared state.
@@ -90,15 +91,6 @@ pub enum InboundError {
     Relay(#[source] io::Error),
 }
 
-/// Who is on the other end of an inbound connection, once verified.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InboundPeer {
-    /// The verified TLS client.
-    pub client: SpiffeId,
-    /// The origin a trusted relay spoke for, if any.
-    pub origin: Option<SpiffeId>,
-}
-
 // === impl Inbound ===
 
 impl Inbound {
@@ -114,7 +106,7 @@ impl Inbound {
     pub async fn handle(
         &self,
         tcp: &mut TcpStream,
-        peer: &mut Option<InboundPeer>,
+        peer: &mut Option<Peer>,
     ) -> Result<PumpStats, InboundError> {
         let addresses = match (tcp.peer_addr(), tcp.local_addr()) {
             (Ok(src), Ok(dst)) => Some((src, dst)),
@@ -137,7 +129,7 @@ impl Inbound {
         let mut tls = match handshake.await {
             Ok(tls) => tls,
             Err(HandshakeError::Timeout(_)) => return Err(InboundError::HandshakeTimeout),
-            Err(e) if e.rustls().is_some_and(is_not_allowed) => {
+            Err(e) if e.rustls().is_some_and(is_not_authorized) => {
                 return Err(InboundError::ClientNotAllowed)
             }
             Err(HandshakeError::Io(e)) => return Err(InboundError::Handshake(e)),
@@ -168,9 +160,10 @@ impl Inbound {
         };
         authorize(&self.config, &client, origin.as_ref())?;
         tracing::debug!(client_id = %client, origin_id = ?origin.as_ref().map(ToString::to_string), "inbound client verified");
-        *peer = Some(InboundPeer {
-            client: client.clone(),
-            origin: origin.clone(),
+        let (id, relayed) = (client.clone(), origin.clone());
+        *peer = Some(Peer {
+            id,
+            origin: relayed,
         });
 
         let mut app = timeout(
@@ -195,20 +188,19 @@ impl Inbound {
     }
 }
 
-/// The origin ID a trusted relay's header names, if any (TLV 0xE1); it must be a SPIFFE ID.
+/// The origin ID a trusted relay's header names, if any ([`ProxyHeader::origin_id`]; a decoded
+/// header's TLV is UTF-8); it must be a SPIFFE ID.
 fn relayed_origin(
     relay: &SpiffeId,
     header: &ProxyHeader,
 ) -> Result<Option<SpiffeId>, InboundError> {
-    let invalid = || InboundError::InvalidOrigin {
-        relay: relay.clone(),
-        origin: String::from_utf8_lossy(header.tlv(TLV_ORIGIN_ID).unwrap_or_default()).into_owned(),
+    let parse = |origin: &str| {
+        SpiffeId::parse(origin).map_err(|_| InboundError::InvalidOrigin {
+            relay: relay.clone(),
+            origin: origin.to_owned(),
+        })
     };
-    match header.text_tlv(TLV_ORIGIN_ID) {
-        Ok(None) => Ok(None),
-        Ok(Some(text)) => SpiffeId::parse(text).map(Some).map_err(|_| invalid()),
-        Err(_) => Err(invalid()),
-    }
+    header.origin_id().map(parse).transpose()
 }
 
 /// Default deny: the origin (when relayed) or else the client must be allowed.
@@ -246,18 +238,10 @@ fn app_header(
 
 // === impl InboundError ===
 
-impl InboundError {
-    /// Bytes relayed before a relay failure (none for refusals: nothing was relayed).
-    pub fn relayed(&self) -> Option<PumpStats> {
-        match self {
-            Self::Relay(e) => PumpError::from_io(e).map(|p| p.stats),
-            _ => None,
-        }
-    }
-
-    /// The metric label (`outcome`) of this error.
-    pub fn label(&self) -> &'static str {
-        match self {
+impl Ending for InboundError {
+    /// The metric label (`outcome`) of a refusal, or the relay's error.
+    fn refusal(&self) -> Result<&'static str, &io::Error> {
+        Ok(match self {
             Self::HandshakeTimeout => "handshake_timeout",
             Self::ClientNotAllowed | Self::NotAllowed { .. } => "client_not_allowed",
             Self::Handshake(_) => "handshake_failed",
@@ -269,9 +253,8 @@ impl InboundError {
             Self::OriginNotAllowed { .. } => "origin_not_allowed",
             Self::AppUnavailable { .. } => "app_unavailable",
             Self::AppHeader(_) => "app_header",
-            Self::Relay(e) if e.kind() == io::ErrorKind::TimedOut => "idle_timeout",
-            Self::Relay(_) => "relay_error",
-        }
+            Self::Relay(e) => return Err(e),
+        })
     }
 }
 

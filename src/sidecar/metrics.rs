@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::telemetry::metrics::Live;
+use crate::telemetry::metrics::{Live, ResultLabels};
 
 /// Which way a listener carries traffic.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -39,18 +39,13 @@ struct BytesLabels {
     flow: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReloadLabels {
-    result: &'static str,
-}
-
 /// All sidecar metric families; cheap to share behind an `Arc`.
 #[derive(Debug, Default)]
 pub struct SidecarMetrics {
     connections: Family<ConnectionLabels, Counter>,
     active: Family<ListenerLabels, Gauge>,
     bytes: Family<BytesLabels, Counter>,
-    reloads: Family<ReloadLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
     identity_generation: Gauge,
 }
 
@@ -126,8 +121,7 @@ impl SidecarMetrics {
     }
 
     pub fn reload(&self, ok: bool, generation: Option<u64>) {
-        let result = if ok { "ok" } else { "failed" };
-        self.reloads.get_or_create(&ReloadLabels { result }).inc();
+        self.reloads.get_or_create(&ResultLabels::of(ok)).inc();
         if let Some(g) = generation {
             self.identity_generation
                 .set(i64::try_from(g).unwrap_or(i64::MAX));

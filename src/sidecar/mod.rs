@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fedgate_dataplane::accept::Acceptor;
-use fedgate_dataplane::pump::PumpStats;
+use fedgate_dataplane::pump::{PumpError, PumpStats};
 use fedgate_dataplane::serve::{self, Connections, Service};
 use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
@@ -45,9 +45,9 @@ use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use self::inbound::{Inbound, InboundError, InboundPeer};
+use self::inbound::Inbound;
 use self::metrics::{Direction, SidecarMetrics};
-use self::outbound::{Outbound, OutboundError};
+use self::outbound::Outbound;
 use self::reload::{LoadError, Outcomes, ReloadStatus, Reloader};
 use self::tls::TlsSnapshot;
 use crate::admin::Admin;
@@ -124,11 +124,27 @@ enum Side {
     Inbound(Arc<Inbound>),
 }
 
-/// Who a connection turned out to be with, as far as it got (for its event).
-#[derive(Default)]
-struct Seen {
-    server: Option<SpiffeId>,
-    client: Option<InboundPeer>,
+/// Who a connection is with, once verified: outbound the server; inbound the client and the
+/// origin a trusted relay spoke for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub id: SpiffeId,
+    pub origin: Option<SpiffeId>,
+}
+
+/// Why a side ended a connection early: a refusal, or a failure of the relay once begun.
+trait Ending: std::error::Error {
+    /// The refusal's metric label, or the relay's error.
+    fn refusal(&self) -> Result<&'static str, &std::io::Error>;
+
+    /// The metric label (`outcome`).
+    fn label(&self) -> &'static str {
+        match self.refusal() {
+            Ok(label) => label,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => "idle_timeout",
+            Err(_) => "relay_error",
+        }
+    }
 }
 
 /// What every connection task needs besides its listener.
@@ -172,16 +188,7 @@ impl Sidecar {
             metrics: Arc::new(SidecarMetrics::register(&mut registry)),
             status: watch::Sender::new(ReloadStatus::default()),
         });
-        let origin = match &config.identity {
-            WorkloadIdentity::Files(paths) => Origin::Files(paths.into()),
-            WorkloadIdentity::WorkloadApi { socket } => {
-                tracing::info!(
-                    socket = %socket.display(),
-                    "waiting for the workload identity from the Workload API"
-                );
-                Origin::WorkloadApi(socket.clone())
-            }
-        };
+        let origin = Origin::from(&config.identity);
         let hook = Some(outcomes.hook());
         let mut identity =
             crate::identity::start(&origin, &config.trust_domain, startup_timeout, hook)
@@ -334,12 +341,7 @@ impl Sidecar {
         }
         if let Some(listener) = self.admin {
             let admin = Admin::new(self.registry.clone()).with_source(Arc::new(status));
-            let stop = shutdown.clone();
-            loops.spawn(async move {
-                if let Err(e) = admin.serve(listener, stop).await {
-                    tracing::error!(error = %e, "admin server failed");
-                }
-            });
+            loops.spawn(admin.serve_logged(listener, shutdown.clone(), "admin server"));
         }
         while let Some(res) = loops.join_next().await {
             if let Err(e) = res {
@@ -392,52 +394,39 @@ impl Side {
     async fn handle(
         &self,
         tcp: &mut TcpStream,
-        seen: &mut Seen,
+        peer: &mut Option<Peer>,
     ) -> (&'static str, Option<(u64, u64)>) {
-        match self {
-            Side::Outbound(o) => {
-                let result = o.handle(tcp, &mut seen.server).await;
-                let (outcome, stats) =
-                    finished(result, OutboundError::label, OutboundError::relayed);
-                // `pump(app, tls)`: the app is the pump's "client" side.
-                (
-                    outcome,
-                    stats.map(|s| (s.client_to_upstream, s.upstream_to_client)),
-                )
-            }
-            Side::Inbound(i) => {
-                let result = i.handle(tcp, &mut seen.client).await;
-                let (outcome, stats) = finished(result, InboundError::label, InboundError::relayed);
-                // `pump(tls, app)`: the peer is the pump's "client" side here.
-                (
-                    outcome,
-                    stats.map(|s| (s.upstream_to_client, s.client_to_upstream)),
-                )
-            }
-        }
+        let (outcome, stats) = match self {
+            Side::Outbound(o) => finished(o.handle(tcp, peer).await),
+            Side::Inbound(i) => finished(i.handle(tcp, peer).await),
+        };
+        // Outbound pumps `(app, tls)`, inbound `(tls, app)`: the pump's "client" side.
+        let bytes = stats.map(|s| match self {
+            Side::Outbound(_) => (s.client_to_upstream, s.upstream_to_client),
+            Side::Inbound(_) => (s.upstream_to_client, s.client_to_upstream),
+        });
+        (outcome, bytes)
     }
 }
 
 /// An ended connection's outcome label and the bytes it relayed; logs a failure.
-fn finished<E: std::error::Error>(
-    result: Result<PumpStats, E>,
-    label: fn(&E) -> &'static str,
-    relayed: fn(&E) -> Option<PumpStats>,
-) -> (&'static str, Option<PumpStats>) {
+fn finished<E: Ending>(result: Result<PumpStats, E>) -> (&'static str, Option<PumpStats>) {
     match result {
         Ok(stats) => {
             tracing::debug!(?stats, "connection closed");
             ("ok", Some(stats))
         }
         Err(e) => {
-            let (label, chain) = (label(&e), error_chain(&e));
+            let (label, chain) = (e.label(), error_chain(&e));
             // Refusals are what the sidecar is for (warn); ordinary ends of a relay are debug.
             if matches!(label, "idle_timeout" | "relay_error") {
                 tracing::debug!(outcome = label, error = %chain, "connection ended");
             } else {
                 tracing::warn!(outcome = label, error = %chain, "connection refused");
             }
-            (label, relayed(&e))
+            // Bytes relayed before a relay failure (none for refusals: nothing was relayed).
+            let relayed = e.refusal().err().and_then(PumpError::from_io);
+            (label, relayed.map(|p| p.stats))
         }
     }
 }
@@ -485,20 +474,16 @@ impl Service for Serving {
         async move {
             let (direction, name) = (side.direction(), side.name());
             let _active = ctx.metrics.open(direction, name);
-            let mut seen = Seen::default();
+            let mut peer = None;
             let result = tokio::select! {
-                r = side.handle(&mut tcp, &mut seen) => Some(r),
+                r = side.handle(&mut tcp, &mut peer) => Some(r),
                 () = ctx.abort.cancelled() => None,
             };
             let (outcome, bytes) = result.unwrap_or(("drain_timeout", None));
             if let Some((to_peer, from_peer)) = bytes {
                 ctx.metrics.bytes(direction, name, to_peer, from_peer);
             }
-            let (peer_id, origin_id) = match (seen.server, seen.client) {
-                (Some(server), _) => (Some(server), None),
-                (None, Some(p)) => (Some(p.client), p.origin),
-                (None, None) => (None, None),
-            };
+            let (peer_id, origin_id) = peer.map_or((None, None), |p| (Some(p.id), p.origin));
             // The slot is free before the event announces the end.
             drop(permit);
             ctx.finish(direction, name, outcome, peer_id, origin_id);

@@ -12,17 +12,17 @@
 use std::io;
 use std::sync::Arc;
 
-use fedgate_dataplane::pump::{pump, PumpError, PumpStats};
+use fedgate_dataplane::pump::{pump, PumpStats};
 use fedgate_dataplane::tls::HandshakeError;
 use fedgate_dataplane::upstreams::{DialFailure, Endpoint, Upstreams};
-use fedgate_federation::tls::peer_id;
-use fedgate_federation::SpiffeId;
+use fedgate_federation::tls::{is_not_authorized, peer_id};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
 use super::config::OutboundConfig;
-use super::tls::{is_not_allowed, TlsSnapshot};
+use super::tls::TlsSnapshot;
+use super::{Ending, Peer};
 
 /// One outbound listener's shared state.
 #[derive(Debug)]
@@ -77,7 +77,7 @@ impl Outbound {
     pub async fn handle(
         &self,
         app: &mut TcpStream,
-        peer: &mut Option<SpiffeId>,
+        peer: &mut Option<Peer>,
     ) -> Result<PumpStats, OutboundError> {
         // Take the configs first: a reload during the dial must not mix two snapshots.
         let client_config = {
@@ -103,7 +103,7 @@ impl Outbound {
             Err(HandshakeError::Timeout(_)) => {
                 return Err(OutboundError::HandshakeTimeout { endpoint })
             }
-            Err(e) if e.rustls().is_some_and(is_not_allowed) => {
+            Err(e) if e.rustls().is_some_and(is_not_authorized) => {
                 return Err(OutboundError::ServerNotAllowed { endpoint })
             }
             Err(HandshakeError::Io(source)) => {
@@ -118,7 +118,7 @@ impl Outbound {
             None => return Err(OutboundError::NoPeerId { endpoint }),
         };
         tracing::debug!(server_id = %id, %endpoint, "outbound mTLS established");
-        *peer = Some(id);
+        *peer = Some(Peer { id, origin: None });
         pump(app, tls, self.config.limits.idle_timeout)
             .await
             .map_err(OutboundError::Relay)
@@ -153,25 +153,16 @@ impl Outbound {
 
 // === impl OutboundError ===
 
-impl OutboundError {
-    /// Bytes relayed before a relay failure (none for refusals: nothing was relayed).
-    pub fn relayed(&self) -> Option<PumpStats> {
-        match self {
-            Self::Relay(e) => PumpError::from_io(e).map(|p| p.stats),
-            _ => None,
-        }
-    }
-
-    /// The metric label (`outcome`) of this error.
-    pub fn label(&self) -> &'static str {
-        match self {
+impl Ending for OutboundError {
+    /// The metric label (`outcome`) of a refusal, or the relay's error.
+    fn refusal(&self) -> Result<&'static str, &io::Error> {
+        Ok(match self {
             Self::UpstreamUnavailable { .. } => "upstream_unavailable",
             Self::HandshakeTimeout { .. } => "handshake_timeout",
             Self::ServerNotAllowed { .. } => "server_not_allowed",
             Self::Handshake { .. } => "handshake_failed",
             Self::NoPeerId { .. } => "no_peer_id",
-            Self::Relay(e) if e.kind() == io::ErrorKind::TimedOut => "idle_timeout",
-            Self::Relay(_) => "relay_error",
-        }
+            Self::Relay(e) => return Err(e),
+        })
     }
 }

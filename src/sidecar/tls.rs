@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use fedgate_federation::tls::{mtls_client_config, mtls_server_config, Authorizer};
 use fedgate_federation::{SpiffeId, TrustDomain};
-use rustls::{CertificateError, ClientConfig, ServerConfig};
+use rustls::{ClientConfig, ServerConfig};
 
 use super::config::Config;
 use crate::identity::Identity;
@@ -108,13 +108,4 @@ impl TlsSnapshot {
             inbound,
         })
     }
-}
-
-/// Whether a handshake error is the allow-list refusal of the verifiers' [`Authorizer`] (as
-/// opposed to a chain that does not validate).
-pub fn is_not_allowed(err: &rustls::Error) -> bool {
-    matches!(
-        err,
-        rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
-    )
 }

@@ -103,6 +103,14 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+impl ResultLabels {
+    /// `result="ok"` or `result="failed"` (reload counters: the gateway's, the sidecar's).
+    pub fn of(ok: bool) -> Self {
+        let result = if ok { "ok" } else { "failed" };
+        Self { result }
+    }
+}
+
 // === impl Metrics ===
 
 impl Metrics {
@@ -161,9 +169,7 @@ impl Metrics {
 
     pub fn reload(&self, ok: bool) {
         self.config_reloads
-            .get_or_create(&ResultLabels {
-                result: if ok { "ok" } else { "failed" },
-            })
+            .get_or_create(&ResultLabels::of(ok))
             .inc();
     }
 

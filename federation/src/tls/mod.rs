@@ -9,7 +9,9 @@ pub mod peek;
 pub mod verifier;
 
 pub use authorize::{AuthorizeError, Authorizer, PatternError};
-pub use verifier::{verify_error_of, SpiffeClientVerifier, SpiffeServerVerifier};
+pub use verifier::{
+    is_not_authorized, verify_error_of, SpiffeClientVerifier, SpiffeServerVerifier,
+};
 
 use std::sync::Arc;
 

@@ -149,6 +149,15 @@ pub fn verify_error_of(err: &rustls::Error) -> Option<&VerifyError> {
     }
 }
 
+/// Whether a handshake error is these verifiers' refusal of a valid SVID whose ID the
+/// [`Authorizer`] does not allow (as opposed to a chain that does not validate).
+pub fn is_not_authorized(err: &rustls::Error) -> bool {
+    matches!(
+        err,
+        rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+    )
+}
+
 // === impl Inner ===
 
 impl Inner {

@@ -26,7 +26,6 @@ pub mod sources;
 
 use std::net::SocketAddr;
 
-use axum::Router;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +42,7 @@ pub struct Issuer {
     server: IssuerServer,
     sources: Sources,
     listener: TcpListener,
-    admin: Option<(TcpListener, Router)>,
+    admin: Option<(TcpListener, crate::admin::Admin)>,
     metrics: IssuerMetrics,
 }
 
@@ -93,7 +92,7 @@ impl Issuer {
         let admin = match config.admin_listen {
             Some(addr) => Some((
                 bind("admin_listen", addr).await?,
-                crate::admin::Admin::new(registry).router(),
+                crate::admin::Admin::new(registry),
             )),
             None => None,
         };
@@ -124,16 +123,9 @@ impl Issuer {
     pub async fn run(self, shutdown: CancellationToken) {
         let tasks = tokio_util::task::TaskTracker::new();
         tasks.spawn(self.sources.run(shutdown.clone()));
-        if let Some((listener, router)) = self.admin {
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                if let Err(e) = axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await
-                {
-                    tracing::warn!(error = %e, "issuer admin listener failed");
-                }
-            });
+        if let Some((listener, admin)) = self.admin {
+            let what = "issuer admin listener";
+            tasks.spawn(admin.serve_logged(listener, shutdown.clone(), what));
         }
         tasks.close();
         self.server.run(self.listener, shutdown.clone()).await;

@@ -148,12 +148,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             bundle: bundle_rx.clone(),
         };
         let admin = Admin::new(registry).with_source(Arc::new(status));
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = admin.serve(listener, stop).await {
-                tracing::warn!(error = %e, "bundle endpoint admin listener failed");
-            }
-        });
+        let what = "bundle endpoint admin listener";
+        tasks.spawn(admin.serve_logged(listener, shutdown.clone(), what));
     }
     tasks.close();
     let endpoint = BundleEndpoint::new(args.path, bundle_rx, tls_rx)

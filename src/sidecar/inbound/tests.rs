@@ -72,7 +72,7 @@ fn origin_tlv_must_be_a_spiffe_id() {
         }],
     };
     assert_eq!(relayed_origin(&relay, &good).unwrap(), Some(id(CALLER)));
-    for bad in [&b"not-an-id"[..], b"spiffe://A.test/x", b"\xff\xfe"] {
+    for bad in [&b"not-an-id"[..], b"spiffe://A.test/x"] {
         let h = ProxyHeader {
             addresses: None,
             tlvs: vec![Tlv {
@@ -85,6 +85,10 @@ fn origin_tlv_must_be_a_spiffe_id() {
             "relay_invalid_origin"
         );
     }
+    // A non-UTF-8 origin never reaches `relayed_origin`: decoding refuses the header.
+    let not_utf8 = ProxyHeader::local().with_tlv(TLV_ORIGIN_ID, &b"\xff\xfe"[..]);
+    let bytes = not_utf8.encode().unwrap();
+    assert!(ProxyHeader::decode(&bytes, bytes.len()).is_err());
 }
 
 #[test]
