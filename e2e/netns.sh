@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two clusters in Linux network namespaces; `fedgate demo --plan` runs its six scenarios there.
+# Two clusters in Linux network namespaces; `fedgate demo --plan` runs its seven scenarios there.
 #
 #   cluster A                                             cluster B
 #   [wa] 10.231.1.2 --veth-- 10.231.1.1 [ea] 10.231.0.1 --veth-- 10.231.0.2 [eb] 10.231.2.1 --veth-- 10.231.2.2 [wb]
@@ -192,14 +192,14 @@ bg_pids=()
 if [ "$rc" -eq 124 ]; then
     fail "the demo did not finish within ${TIMEOUT}s"
 fi
-matched=$(grep -c '^scenario [1-6] .* MATCH$' "$work/demo.out" || true)
-if [ "$rc" -ne 0 ] || [ "$matched" -ne 6 ]; then
+matched=$(grep -c '^scenario [1-7] .* MATCH$' "$work/demo.out" || true)
+if [ "$rc" -ne 0 ] || [ "$matched" -ne 7 ]; then
     for log in "$work"/demo/logs/*.log; do
         [ -f "$log" ] || continue
         echo "--- tail of $log"
         tail -n 15 "$log"
     done
-    fail "fedgate demo exited $rc with $matched/6 scenarios matched"
+    fail "fedgate demo exited $rc with $matched/7 scenarios matched"
 fi
 status=0
-echo "PASS: e2e/netns.sh: 6/6 scenarios matched in network namespaces"
+echo "PASS: e2e/netns.sh: 7/7 scenarios matched in network namespaces"

@@ -60,7 +60,7 @@ pub enum Command {
     Sidecar(sidecar::SidecarArgs),
     /// Serve the SPIFFE Workload API on a Unix socket.
     Agent(agent::AgentArgs),
-    /// Run both clusters on this machine and report six scenarios.
+    /// Run both clusters on this machine and report seven scenarios.
     Demo(fedgate_demo::command::DemoArgs),
 }
 
