@@ -22,7 +22,6 @@ use std::sync::Arc;
 use fedgate_federation::SpiffeId;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -232,15 +231,8 @@ pub async fn handle_connection(
     .await?;
 
     if route.send_proxy_header {
-        super::require_relay(&upstream, &route.name)?;
         let header = origin_header(caller_addr, local_addr, &caller, &destination);
-        upstream
-            .write_all(&header.encode().map_err(BridgeReject::ProxyEncode)?)
-            .await
-            .map_err(BridgeReject::ProxySend)?;
-        // tokio-rustls may keep the record buffered when the socket write was Pending; without
-        // the flush the ingress could wait forever for the header (bench/README.md "Caveats").
-        upstream.flush().await.map_err(BridgeReject::ProxySend)?;
+        super::send_relay_header(&mut upstream, &route.name, &header).await?;
     }
 
     state.metrics.forwarded(&state.listener, &route.name);

@@ -20,7 +20,6 @@ use fedgate_federation::tls::Authorizer;
 use fedgate_federation::{SpiffeId, TrustDomain};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -284,14 +283,8 @@ async fn dispatch(
     .await?;
 
     if route.send_proxy_header {
-        super::require_relay(&upstream, &route.name)?;
         let relayed = relay_header(addresses, origin, peer, destination);
-        upstream
-            .write_all(&relayed.encode().map_err(BridgeReject::ProxyEncode)?)
-            .await
-            .map_err(BridgeReject::ProxySend)?;
-        // See the tokio-rustls flush pitfall in bench/README.md "Caveats".
-        upstream.flush().await.map_err(BridgeReject::ProxySend)?;
+        super::send_relay_header(&mut upstream, &route.name, &relayed).await?;
     }
     Ok((upstream, route.name.clone()))
 }

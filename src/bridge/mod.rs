@@ -35,7 +35,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fedgate_dataplane::proxy_protocol::ProxyError;
+use fedgate_dataplane::proxy_protocol::{ProxyError, ProxyHeader};
 use fedgate_dataplane::tls::HandshakeError;
 use fedgate_dataplane::upstreams::{DialFailure, Endpoint, Upstreams};
 use rustls::pki_types::ServerName;
@@ -268,15 +268,26 @@ pub(crate) async fn connect_upstream(
     }
 }
 
-/// Refuses to send a relay header on `upstream` unless its handshake selected the relay protocol.
-fn require_relay(upstream: &TlsStream<TcpStream>, route: &str) -> Result<(), BridgeReject> {
-    if fedgate_dataplane::relay::negotiated(upstream.get_ref().1) {
-        Ok(())
-    } else {
-        Err(BridgeReject::RelayRefusedUpstream {
+/// Sends `header` first on `upstream`, flushed, after checking that the upstream's handshake
+/// selected the relay protocol (a peer that did not agree to read a header never gets one).
+pub(crate) async fn send_relay_header(
+    upstream: &mut TlsStream<TcpStream>,
+    route: &str,
+    header: &ProxyHeader,
+) -> Result<(), BridgeReject> {
+    use tokio::io::AsyncWriteExt;
+    if !fedgate_dataplane::relay::negotiated(upstream.get_ref().1) {
+        return Err(BridgeReject::RelayRefusedUpstream {
             route: route.to_owned(),
-        })
+        });
     }
+    upstream
+        .write_all(&header.encode().map_err(BridgeReject::ProxyEncode)?)
+        .await
+        .map_err(BridgeReject::ProxySend)?;
+    // tokio-rustls may keep the record buffered when the socket write was Pending; without the
+    // flush the reader could wait forever for the header (bench/README.md "Caveats").
+    upstream.flush().await.map_err(BridgeReject::ProxySend)
 }
 
 /// Pumps bytes between the two TLS sessions until both directions end, counting the bytes moved
