@@ -8,7 +8,12 @@
 # Everything runs on 127.0.0.1 with ports from the kernel (port 0 probes); every process started
 # here is stopped by PID on exit.
 #
-# usage: bench/profile.sh [--scenario passthrough|bridge-1hop|bridge] [--mode cps|bulk|lat|rps]
+# After the load it prints the worker balance: each data-plane worker's accepted connections
+# (fedgate_worker_accepted_connections_total from the admin port) and CPU time (its thread's
+# utime+stime in /proc), to worker-balance.txt.
+#
+# usage: bench/profile.sh [--scenario passthrough|passthrough-reuseport|bridge-1hop|bridge|bridge-mux]
+#                         [--mode cps|bulk|lat|rps]
 #                         [--conns N] [--duration S] [--rate R] [--out DIR] [--no-perf]
 # needs: bench/run.sh run once (harness copy with a built loadgen and pki/ in $BENCH_WORKDIR),
 #        target/release/fedgate, perf (Debian linux-perf).
@@ -103,8 +108,10 @@ BACKEND_PIDS=("${SCEN_PIDS[@]}")
 # --- the fedgate scenario, from bench/scenarios/ ---------------------------------------------
 case "$SCENARIO" in
   passthrough) f=60-fedgate-passthrough.sh ;;
+  passthrough-reuseport) f=64-fedgate-passthrough-reuseport.sh ;;
   bridge-1hop) f=70-fedgate-bridge-1hop.sh ;;
   bridge) f=71-fedgate-bridge.sh ;;
+  bridge-mux) f=73-fedgate-bridge-mux.sh ;;
   *) die "unknown scenario $SCENARIO" ;;
 esac
 SCEN_NAME="fedgate-$SCENARIO"; SCEN_DIR="$WORK/$SCEN_NAME"; mkdir -p "$SCEN_DIR"
@@ -146,3 +153,24 @@ if [ "$PERF" = 1 ]; then
     | grep -v '^$' | grep -E '^ +[0-9]' | head -40 | tee "$OUT/perf-top.txt"
   log "perf data: $OUT/perf.data (perf report -i ...)"
 fi
+
+# --- worker balance: accepts (admin /metrics) and CPU (per thread) of each data-plane worker ---
+{
+  echo "# worker balance after loadgen $MODE ($SCENARIO): listener worker accepted"
+  for admin in $((SCEN_PORT_BASE + 5)) $((SCEN_PORT_BASE + 6)); do
+    curl -fsS --max-time 5 "http://127.0.0.1:$admin/metrics" 2>/dev/null \
+      | sed -n 's/^fedgate_worker_accepted_connections_total{listener="\([^"]*\)",worker="\([0-9]*\)"} \([0-9]*\)$/\1 \2 \3/p'
+  done
+  # Thread names are cut to 15 bytes by the kernel ("fedgate-worker-"), so rows are by tid.
+  echo "# pid tid thread cpu_seconds (utime+stime)"
+  tick="$(getconf CLK_TCK)"
+  for pid in "${GW_PIDS[@]}"; do
+    for task in /proc/"$pid"/task/*; do
+      comm="$(cat "$task/comm" 2>/dev/null)" || continue
+      case "$comm" in fedgate-worker*) ;; *) continue ;; esac
+      # Fields 14 and 15 of stat (after the parenthesised comm, which has no spaces here).
+      awk -v c="$comm" -v p="$pid" -v id="${task##*/}" -v t="$tick" \
+        '{printf "%s %s %s %.2f\n", p, id, c, ($14 + $15) / t}' "$task/stat"
+    done
+  done
+} | tee "$OUT/worker-balance.txt"

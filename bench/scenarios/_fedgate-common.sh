@@ -36,12 +36,18 @@ fedgate_spawn() {
     "$FEDGATE_BIN" run --config "$2" --workers "${WORKERS:-2}" --log-level "${FEDGATE_LOG_LEVEL:-warn}"
 }
 
-# fedgate_prev_spawn LOGNAME CONF BIN — run another fedgate build (BIN) the way builds before
-# `--workers` existed were started: TOKIO_WORKER_THREADS=$WORKERS and no --workers flag, so
-# any build since the first benchmark runs unchanged.
+# fedgate_prev_spawn LOGNAME CONF BIN — run another fedgate build (BIN): with `--workers
+# $WORKERS` if BIN has the flag (so a worker sweep sweeps it too), otherwise the way builds
+# before `--workers` existed were started (TOKIO_WORKER_THREADS=$WORKERS), so any build since
+# the first benchmark runs unchanged.
 fedgate_prev_spawn() {
-  bench_spawn "$1" env TOKIO_WORKER_THREADS="${WORKERS:-2}" \
-    "$3" run --config "$2" --log-level warn
+  if "$3" run --help 2>/dev/null | grep -q -- '--workers'; then
+    bench_spawn "$1" env TOKIO_WORKER_THREADS=1 \
+      "$3" run --config "$2" --workers "${WORKERS:-2}" --log-level warn
+  else
+    bench_spawn "$1" env TOKIO_WORKER_THREADS="${WORKERS:-2}" \
+      "$3" run --config "$2" --log-level warn
+  fi
 }
 
 # fedgate_passthrough_config OUT — the passthrough gateway config of the passthrough scenarios

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{Admin, AdminSource, Readiness};
-use crate::config::{BridgeIdentity, Config, ListenerKind};
+use crate::config::{Accept, BridgeIdentity, Config, ListenerKind};
 use crate::gateway::listener::bind;
 use crate::gateway::{Handler, Listener, ListenerState};
 use crate::identity::files::{IdentityError, IdentityFiles};
@@ -38,6 +38,7 @@ use crate::identity::issuer::{IssuedBridgeIdentity, IssuedIdentity, IssuedIdenti
 use crate::identity::{Identity, Origin, StartError, StartedSource};
 use crate::telemetry::Metrics;
 use federation::{Federation, FederationReadiness, FederationSetupError, FederationView};
+use fedgate_dataplane::listen::{self, AcceptMode};
 use fedgate_dataplane::serve::Connections;
 use fedgate_federation::BundleSet;
 pub use reload::{ReloadError, ReloadEvent, Reloader};
@@ -48,6 +49,8 @@ pub struct App {
     listeners: Vec<(String, std::net::TcpListener, Listener)>,
     /// Data-plane worker threads to start.
     workers: usize,
+    /// How each listener's connections are spread across the workers.
+    accept: AcceptMode,
     admin: TcpListener,
     shared: Arc<Shared>,
     /// Connection tasks of every listener, drained on shutdown, and the hard stop that ends
@@ -94,12 +97,11 @@ pub enum AppError {
     },
     #[error("cannot start the data plane")]
     Workers(#[from] fedgate_dataplane::workers::WorkerError),
-    #[error("cannot share listener `{listener}` with data-plane worker {worker}")]
+    #[error("cannot give listener `{listener}` to the data-plane workers")]
     ShareListener {
         listener: String,
-        worker: usize,
         #[source]
-        source: std::io::Error,
+        source: fedgate_dataplane::listen::ListenError,
     },
     #[error("admin server failed")]
     Admin(#[source] std::io::Error),
@@ -185,17 +187,19 @@ impl App {
         let metrics = Metrics::register(&mut registry);
         let connections = Connections::default();
 
+        let accept = match config.accept {
+            Accept::Shared => AcceptMode::Shared,
+            Accept::Reuseport => AcceptMode::ReusePort,
+        };
         let mut bound = Vec::new();
         let mut states = HashMap::new();
         let mut views = Vec::new();
         for l in &config.listeners {
-            let tcp = bind(l.listen)
-                .and_then(|tcp| tcp.into_std())
-                .map_err(|source| AppError::Bind {
-                    what: format!("listener `{}`", l.name),
-                    addr: l.listen,
-                    source,
-                })?;
+            let tcp = listen::bind(l.listen, accept).map_err(|source| AppError::Bind {
+                what: format!("listener `{}`", l.name),
+                addr: l.listen,
+                source,
+            })?;
             let addr = tcp.local_addr().map_err(|source| AppError::Bind {
                 what: l.name.clone(),
                 addr: l.listen,
@@ -302,6 +306,7 @@ impl App {
             workers: config
                 .workers
                 .unwrap_or_else(fedgate_dataplane::workers::default_count),
+            accept,
             admin,
             shared,
             connections,
@@ -399,14 +404,15 @@ impl App {
                 tracing::info!(listener = %name, %addr, workers = self.workers, "listening");
             }
         }
-        let per_worker = share_listeners(self.listeners, self.workers)?;
+        let per_worker = share_listeners(self.listeners, self.workers, self.accept)?;
         let workers = fedgate_dataplane::workers::Workers::start("fedgate-worker", per_worker, {
             let (accepting, shutdown, release) =
                 (accepting.clone(), shutdown.clone(), release.clone());
-            move |_, listeners: Vec<(std::net::TcpListener, Listener)>| {
+            move |worker, listeners: Vec<(std::net::TcpListener, Listener)>| {
                 for (tcp, listener) in listeners {
                     let tcp = TcpListener::from_std(tcp)?;
-                    tokio::spawn(accepting.track_future(listener.run(tcp, shutdown.clone())));
+                    let accept = listener.run(tcp, worker, shutdown.clone());
+                    tokio::spawn(accepting.track_future(accept));
                 }
                 Ok(release.clone().cancelled_owned())
             }
@@ -476,24 +482,25 @@ impl App {
     }
 }
 
-/// One set of listening sockets per worker: `dup`s of each bound socket, the last worker
-/// taking the originals, so no copy outlives the workers' accept loops.
+/// One set of listening sockets per worker ([`listen::worker_sockets`]: `dup`s of each bound
+/// socket or a `SO_REUSEPORT` group), each worker's set in listener order.
 fn share_listeners(
     listeners: Vec<(String, std::net::TcpListener, Listener)>,
     workers: usize,
+    accept: AcceptMode,
 ) -> Result<Vec<Vec<(std::net::TcpListener, Listener)>>, AppError> {
     let workers = workers.max(1);
     let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
     for (name, tcp, listener) in listeners {
-        for (worker, sockets) in per_worker.iter_mut().enumerate().take(workers - 1) {
-            let copy = tcp.try_clone().map_err(|source| AppError::ShareListener {
-                listener: name.clone(),
-                worker,
+        let sockets = listen::worker_sockets(tcp, workers, accept).map_err(|source| {
+            AppError::ShareListener {
+                listener: name,
                 source,
-            })?;
-            sockets.push((copy, listener.clone()));
+            }
+        })?;
+        for (set, socket) in per_worker.iter_mut().zip(sockets) {
+            set.push((socket, listener.clone()));
         }
-        per_worker[workers - 1].push((tcp, listener));
     }
     Ok(per_worker)
 }

@@ -198,6 +198,7 @@ impl Reloader {
             ("[bridge]", old.bridge != new.bridge),
             ("log_format", old.log_format != new.log_format),
             ("workers", old.workers != new.workers),
+            ("accept", old.accept != new.accept),
         ];
         for (what, changed) in cold {
             if changed {

@@ -204,6 +204,10 @@ async fn accept_tls(
     metrics: &BridgeMetrics,
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, BridgeReject> {
     let side = Side::Downstream;
+    // Small records go out at once (as upstream, `connect_upstream`): without this, a mux
+    // tunnel carrying many streams always has unacknowledged bytes in flight, so Nagle's
+    // algorithm would hold each small frame for the peer's (delayed) ACK.
+    let _ = tcp.set_nodelay(true);
     match fedgate_dataplane::tls::accept(&acceptor, tcp, timeout).await {
         Ok(tls) => {
             metrics.handshake(listener, side, "ok");

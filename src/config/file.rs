@@ -23,6 +23,7 @@ pub(super) struct FileConfig {
     pub log_format: Option<crate::config::LogFormat>,
     pub drain_timeout: Option<String>,
     pub workers: Option<i64>,
+    pub accept: Option<crate::config::Accept>,
     pub identity: Option<FileIdentity>,
     pub admin: Option<FileAdmin>,
     pub federation: Option<FileFederation>,

@@ -62,6 +62,8 @@ pub struct Config {
     /// Data-plane worker threads (each with its own runtime; see `fedgate_dataplane::workers`). `None`:
     /// one per CPU, decided at start.
     pub workers: Option<usize>,
+    /// How each listener's connections are spread across the workers.
+    pub accept: Accept,
     /// The gateway's own SVID and its trust domain's bundle. Optional: a pure passthrough
     /// gateway holds no key.
     pub identity: Option<IdentityConfig>,
@@ -85,6 +87,20 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line, fields flattened.
     Json,
+}
+
+/// `accept`: how each listener's connections are spread across the data-plane workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accept {
+    /// One listening socket per listener that every worker polls; the first to accept a new
+    /// connection takes it.
+    #[default]
+    Shared,
+    /// One `SO_REUSEPORT` socket per worker and listener: the kernel spreads new connections
+    /// over them, so a connection wakes one worker. Refused at start if any other socket
+    /// listens on the same port.
+    Reuseport,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,6 +238,7 @@ impl Cx<'_> {
             log_format,
             drain_timeout,
             workers,
+            accept: raw.accept.unwrap_or_default(),
             identity,
             identity_socket,
             admin,

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use fedgate_dataplane::accept::Acceptor;
+use fedgate_dataplane::listen::{self, AcceptMode};
 use fedgate_dataplane::serve::{self, Connections, Service};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -53,6 +54,8 @@ pub struct Listener {
 /// [`Service`] of one worker's copy of a listener.
 struct Gateway {
     cx: ConnContext,
+    /// This worker's accept counter for the listener.
+    accepted: prometheus_client::metrics::counter::Counter,
     state: watch::Receiver<Arc<ListenerState>>,
     handler: Handler,
 }
@@ -79,9 +82,11 @@ impl Listener {
     }
 
     /// Accepts until `shutdown` is cancelled, then drops the socket (new connections are
-    /// refused by the kernel) and returns; connection tasks live on in the tracker.
-    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
+    /// refused by the kernel) and returns; connection tasks live on in the tracker. `worker`
+    /// is the data-plane worker this copy runs on (for its accept counter).
+    pub async fn run(self, listener: TcpListener, worker: usize, shutdown: CancellationToken) {
         let gateway = Gateway {
+            accepted: self.metrics.worker_accepted(&self.name, worker),
             cx: ConnContext {
                 listener: self.name.clone(),
                 active: self.metrics.active(&self.name),
@@ -124,6 +129,7 @@ impl Service for Gateway {
         peer: SocketAddr,
         permit: OwnedSemaphorePermit,
     ) -> impl Future<Output = ()> + Send + 'static {
+        self.accepted.inc();
         let cx = self.cx.clone();
         let handler = self.handler.clone();
         async move {
@@ -174,13 +180,8 @@ impl Drop for Active<'_> {
     }
 }
 
-/// Binds `addr` with `SO_REUSEADDR` (quick restarts) and a deep accept backlog.
+/// Binds `addr` with `SO_REUSEADDR` (quick restarts) and a deep accept backlog, for a server
+/// that runs on the calling runtime (admin, federation endpoint).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
+    TcpListener::from_std(listen::bind(addr, AcceptMode::Shared)?)
 }

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub route_active_connections: Family<RouteLabels, Gauge>,
     /// Configuration reloads by `result` (`ok` / `failed`).
     pub config_reloads: Family<ResultLabels, Counter>,
+    /// Connections accepted, by listener and data-plane worker (how `accept` spreads them).
+    pub worker_accepted: Family<WorkerLabels, Counter>,
     /// The last refusals and their totals by reason, for `/status` (not exported as metrics;
     /// `rejected` is the exported count).
     pub denials: super::Denials,
@@ -96,6 +98,13 @@ pub struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabels {
     pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub listener: String,
+    /// The worker's index, `0..workers` (bounded by the `workers` setting).
+    pub worker: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -153,6 +162,11 @@ impl Metrics {
             "Configuration reloads by result",
             m.config_reloads.clone(),
         );
+        r.register(
+            "worker_accepted_connections",
+            "Connections accepted, by listener and data-plane worker",
+            m.worker_accepted.clone(),
+        );
         m
     }
 
@@ -179,6 +193,16 @@ impl Metrics {
             .get_or_create(&RouteLabels {
                 listener: listener.to_string(),
                 route: route.to_string(),
+            })
+            .clone()
+    }
+
+    /// The accept counter of `worker` on `listener`.
+    pub fn worker_accepted(&self, listener: &str, worker: usize) -> Counter {
+        self.worker_accepted
+            .get_or_create(&WorkerLabels {
+                listener: listener.to_string(),
+                worker: worker.to_string(),
             })
             .clone()
     }

@@ -1,17 +1,26 @@
 //! The tunnels of each `transport = "mux"` egress route: least-loaded first, a new tunnel only
 //! when every usable one is full, refusal beyond `mux_pool_size` tunnels.
 //!
+//! Each data-plane worker thread has its own pool per route. A tunnel's HTTP/2 connection task
+//! runs on the worker that dialed it, so a caller accepted on that worker drives its stream
+//! without waking another thread (a shared pool cost a cross-thread wake-up per frame in both
+//! directions; docs/benchmarks.md). `mux_pool_size` therefore bounds the tunnels per route and
+//! worker.
+//!
 //! Invariants: a stream slot is reserved under the pool's lock after checking
 //! `mux_max_streams`, so a tunnel never carries more streams than that; at most
 //! `mux_pool_size` usable tunnels exist per route (one dial at a time per route, so concurrent
 //! callers wait for it instead of dialing a burst); closed tunnels, and stale tunnels (draining,
 //! expired peer certificate, or dialed with TLS settings older than the newest seen) without
 //! streams, are dropped from the pool, which closes them once their last stream ends. The pools
-//! outlive state rebuilds ([`MuxPools`] is handed from one `EgressState` to the next).
+//! outlive state rebuilds ([`MuxPools`] is handed from one `EgressState` to the next). There
+//! is one pool per route, peer and thread at most, so the map is bounded by the config times
+//! the workers.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::ThreadId;
 use std::time::SystemTime;
 
 use fedgate_federation::SpiffeId;
@@ -19,10 +28,10 @@ use fedgate_federation::SpiffeId;
 use super::tunnel::{StreamSlot, Tunnel};
 use crate::bridge::BridgeReject;
 
-/// The pools of one egress listener, by route name and peer.
+/// The pools of one egress listener, by route name, peer and worker thread.
 #[derive(Debug, Default)]
 pub struct MuxPools {
-    pools: Mutex<HashMap<(String, SpiffeId), Arc<Pool>>>,
+    pools: Mutex<HashMap<(String, SpiffeId, ThreadId), Arc<Pool>>>,
 }
 
 /// The tunnels of one route.
@@ -50,10 +59,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 // === impl MuxPools ===
 
 impl MuxPools {
-    /// The pool of route `route` towards `peer` (created empty on first use).
+    /// The calling worker thread's pool of route `route` towards `peer` (created empty on
+    /// first use).
     pub fn pool(&self, route: &str, peer: &SpiffeId) -> Arc<Pool> {
+        let key = (route.to_owned(), peer.clone(), std::thread::current().id());
         let mut pools = lock(&self.pools);
-        Arc::clone(pools.entry((route.to_owned(), peer.clone())).or_default())
+        Arc::clone(pools.entry(key).or_default())
     }
 }
 
