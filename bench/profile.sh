@@ -64,9 +64,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 "$ROOT/bench/idle_rss.py" free-port; }
+# A port below the kernel's ephemeral range (net.ipv4.ip_local_port_range): an ephemeral port
+# may still be held in TIME_WAIT by a client connection of an earlier load, and binding a
+# listener on it then fails with "address in use".
+free_port() {
+  local lo _hi
+  read -r lo _hi </proc/sys/net/ipv4/ip_local_port_range
+  echo $((10000 + RANDOM % (lo - 10000 - 20)))
+}
 WORKERS="${WORKERS:-2}"
 BACKEND_PORT="$(free_port)"
+while port_in_use "$BACKEND_PORT"; do BACKEND_PORT="$(free_port)"; done
 export BACKEND_SNI=backend.cluster-b.test   # read by the scenario files
 
 # --- backend: the harness's nginx HTTPS (mTLS) backend --------------------------------------
@@ -150,7 +158,8 @@ timeout $((DURATION + 30)) "$LOADGEN" "$MODE" "${args[@]}" --conns "$CONNS" --du
 if [ "$PERF" = 1 ]; then
   wait "$PERF_PID" || true
   perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
-    | grep -v '^$' | grep -E '^ +[0-9]' | head -40 | tee "$OUT/perf-top.txt"
+    | grep -v '^$' | grep -E '^ +[0-9]' | head -40 | tee "$OUT/perf-top.txt" || true   # head closes the pipe early (SIGPIPE)
+
   log "perf data: $OUT/perf.data (perf report -i ...)"
 fi
 
@@ -158,7 +167,8 @@ fi
 {
   echo "# worker balance after loadgen $MODE ($SCENARIO): listener worker accepted"
   for admin in $((SCEN_PORT_BASE + 5)) $((SCEN_PORT_BASE + 6)); do
-    curl -fsS --max-time 5 "http://127.0.0.1:$admin/metrics" 2>/dev/null \
+    # Only the scenarios with two gateways have a second admin port.
+    { curl -fsS --max-time 5 "http://127.0.0.1:$admin/metrics" 2>/dev/null || true; } \
       | sed -n 's/^fedgate_worker_accepted_connections_total{listener="\([^"]*\)",worker="\([0-9]*\)"} \([0-9]*\)$/\1 \2 \3/p'
   done
   # Thread names are cut to 15 bytes by the kernel ("fedgate-worker-"), so rows are by tid.

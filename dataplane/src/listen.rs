@@ -9,13 +9,15 @@
 //!   worker has its own accept queue and a connection wakes exactly one worker.
 //!
 //! Invariants:
-//! * a `ReusePort` group is made only of this process's sockets: once every socket of the group
-//!   listens, the kernel's listening-socket tables (`/proc/net/tcp`, `/proc/net/tcp6`) are read
-//!   and the group is refused if any socket listens on the same port that is not one of ours.
-//!   `SO_REUSEPORT` would otherwise let a second process (of the same user: the kernel refuses
-//!   other users) join the port silently and take a share of the connections. A second fedgate
-//!   started on the same address therefore fails at start in both modes, as it would without
-//!   `SO_REUSEPORT`;
+//! * a `ReusePort` group is made only of this process's sockets: each socket of the group is
+//!   checked after `bind` and before `listen` (a TCP socket joins the port's group, and can be
+//!   handed connections, only once it listens), and the whole group once more after the last
+//!   one listens. The check reads the kernel's listening-socket tables (`/proc/net/tcp`,
+//!   `/proc/net/tcp6`) and refuses if any socket listens on the same port that is not one of
+//!   ours. `SO_REUSEPORT` would otherwise let a second process (of the same user: the kernel
+//!   refuses other users) join the port silently and take a share of the connections. A second
+//!   fedgate started on the same address therefore fails at start in both modes, as it would
+//!   without `SO_REUSEPORT`, and never takes a connection of the first;
 //! * [`worker_sockets`] returns exactly one socket per worker, the original among them, so no
 //!   copy outlives the workers' accept loops.
 
@@ -77,8 +79,15 @@ pub enum ListenError {
 }
 
 /// Binds `addr` for the data plane: `SO_REUSEADDR` (quick restarts), `SO_REUSEPORT` in
-/// [`AcceptMode::ReusePort`], non-blocking, listening with [`BACKLOG`].
+/// [`AcceptMode::ReusePort`] (refused with [`io::ErrorKind::AddrInUse`] and a
+/// [`ListenError::Foreign`] inside if another socket listens on the port), non-blocking,
+/// listening with [`BACKLOG`].
 pub fn bind(addr: SocketAddr, mode: AcceptMode) -> io::Result<TcpListener> {
+    bind_member(addr, mode, &[])
+}
+
+/// [`bind`] for a member of a `ReusePort` group whose sockets so far have the inodes `ours`.
+fn bind_member(addr: SocketAddr, mode: AcceptMode, ours: &[u64]) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if mode == AcceptMode::ReusePort {
@@ -88,6 +97,11 @@ pub fn bind(addr: SocketAddr, mode: AcceptMode) -> io::Result<TcpListener> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
+    if mode == AcceptMode::ReusePort {
+        // Not listening yet, so not in the port's group: a refusal takes no connection.
+        let bound = socket.local_addr()?.as_socket().unwrap_or(addr);
+        ensure_exclusive(bound, ours).map_err(ListenError::into_io)?;
+    }
     socket.listen(BACKLOG)?;
     Ok(socket.into())
 }
@@ -121,36 +135,71 @@ pub fn worker_sockets(
             sockets.push(first);
         }
         AcceptMode::ReusePort => {
+            let mut inodes = vec![inode(&first, addr.port())?];
             sockets.push(first);
             for worker in 1..workers {
                 let member =
-                    bind(addr, AcceptMode::ReusePort).map_err(|source| ListenError::Worker {
-                        addr,
-                        worker,
-                        source,
+                    bind_member(addr, AcceptMode::ReusePort, &inodes).map_err(|source| {
+                        match ListenError::from_io(source) {
+                            Ok(refused) => refused,
+                            Err(source) => ListenError::Worker {
+                                addr,
+                                worker,
+                                source,
+                            },
+                        }
                     })?;
+                inodes.push(inode(&member, addr.port())?);
                 sockets.push(member);
             }
-            ensure_exclusive(addr, &sockets)?;
+            // A foreign socket may have joined between two members' checks.
+            ensure_exclusive(addr, &inodes)?;
         }
     }
     Ok(sockets)
 }
 
-/// Refuses the group if the kernel lists a listening socket on `addr`'s port that is not one of
-/// `ours`.
-fn ensure_exclusive(addr: SocketAddr, ours: &[TcpListener]) -> Result<(), ListenError> {
-    let port = addr.port();
-    let mut inodes = Vec::with_capacity(ours.len());
-    for socket in ours {
-        let stat =
-            nix::sys::stat::fstat(socket.as_raw_fd()).map_err(|errno| ListenError::Check {
-                port,
-                table: "the socket's inode",
-                source: io::Error::from(errno),
-            })?;
-        inodes.push(stat.st_ino);
+// === impl ListenError ===
+
+impl ListenError {
+    /// As an `io::Error` (what [`bind`] returns): `AddrInUse` for a foreign member of the port.
+    fn into_io(self) -> io::Error {
+        let kind = match self {
+            ListenError::Foreign { .. } => io::ErrorKind::AddrInUse,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, self)
     }
+
+    /// The `ListenError` an `io::Error` from [`bind`] carries, if any.
+    fn from_io(err: io::Error) -> Result<ListenError, io::Error> {
+        if err.get_ref().is_some_and(|e| e.is::<ListenError>()) {
+            if let Some(inner) = err.into_inner() {
+                if let Ok(listen) = inner.downcast::<ListenError>() {
+                    return Ok(*listen);
+                }
+            }
+            return Err(io::ErrorKind::Other.into());
+        }
+        Err(err)
+    }
+}
+
+/// The inode of a listening socket (how `/proc/net/tcp` names it).
+fn inode(socket: &TcpListener, port: u16) -> Result<u64, ListenError> {
+    nix::sys::stat::fstat(socket.as_raw_fd())
+        .map(|stat| stat.st_ino)
+        .map_err(|errno| ListenError::Check {
+            port,
+            table: "the socket's inode",
+            source: io::Error::from(errno),
+        })
+}
+
+/// Refuses if the kernel lists a socket listening on `addr`'s port whose inode is not in
+/// `ours`.
+fn ensure_exclusive(addr: SocketAddr, ours: &[u64]) -> Result<(), ListenError> {
+    let port = addr.port();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = match std::fs::read_to_string(table) {
             Ok(text) => text,
@@ -164,7 +213,7 @@ fn ensure_exclusive(addr: SocketAddr, ours: &[TcpListener]) -> Result<(), Listen
                 })
             }
         };
-        if let Some(inode) = foreign_listener(&text, port, &inodes) {
+        if let Some(inode) = foreign_listener(&text, port, ours) {
             return Err(ListenError::Foreign { addr, port, inode });
         }
     }
@@ -283,20 +332,44 @@ mod tests {
         assert_eq!(drain(&sockets[0]) + drain(&sockets[1]), 1);
     }
 
-    /// The guard: a socket of someone else that joined the port with SO_REUSEPORT first makes
-    /// the group fail instead of silently sharing connections with it.
+    /// A listening SO_REUSEPORT socket that is not ours, made without the guard (as another
+    /// process would).
+    fn intruder(addr: SocketAddr) -> Socket {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReusePort, &true).unwrap();
+        socket.bind(&addr.into()).unwrap();
+        socket.listen(16).unwrap();
+        socket
+    }
+
+    /// The guard, first socket: binding next to someone else's SO_REUSEPORT listener is
+    /// refused before `listen`, so the port's group never hands this socket a connection.
     #[test]
-    fn a_foreign_member_of_the_port_is_refused() {
-        let intruder = bind("127.0.0.1:0".parse().unwrap(), AcceptMode::ReusePort).unwrap();
-        let addr = intruder.local_addr().unwrap();
-        // Binding succeeds: SO_REUSEPORT lets the same user join, which is the hazard.
-        let first = bind(addr, AcceptMode::ReusePort).unwrap();
+    fn a_port_with_a_foreign_listener_is_refused_before_listening() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let _intruder = intruder(addr);
+        // The kernel lets the same user join; the guard is what refuses.
+        let err = bind(addr, AcceptMode::ReusePort).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        let text = err.to_string();
+        assert!(text.contains("another socket listens on port"), "{text}");
+        assert!(text.contains("accept = \"shared\""), "{text}");
+    }
+
+    /// The guard, later members: a foreign socket that joined after the first member is found
+    /// before the next member listens.
+    #[test]
+    fn a_foreign_member_joining_the_group_is_refused() {
+        let first = bind("127.0.0.1:0".parse().unwrap(), AcceptMode::ReusePort).unwrap();
+        let addr = first.local_addr().unwrap();
+        let _intruder = intruder(addr);
         let err = worker_sockets(first, 2, AcceptMode::ReusePort).unwrap_err();
         assert!(
             matches!(err, ListenError::Foreign { port, .. } if port == addr.port()),
             "{err}"
         );
-        assert!(err.to_string().contains("accept = \"shared\""), "{err}");
     }
 
     #[test]
