@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::entries::{Entries, Entry, EntryError, Selector};
 pub use super::source::ConfigError;
-use super::source::Source;
+use super::source::{self, DirRelative, Source};
 use super::values::Cx;
 pub use super::LogFormat;
 
@@ -54,7 +54,7 @@ mod file {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub(super) struct FileConfig {
+    pub(in crate::config) struct FileConfig {
         pub(super) trust_domain: String,
         pub(super) socket: PathBuf,
         pub(super) ca: PathBuf,
@@ -84,17 +84,21 @@ use file::{FileConfig, FileEntry};
 impl Config {
     /// Reads and validates `path`; relative paths inside resolve against its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = Source::read(path)?;
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
-        Self::parse(&text, base, path)
+        source::load(path)
     }
 
     /// Parses `text`; `base` is the directory relative paths resolve against and `origin`
     /// names the file in errors.
     pub fn parse(text: &str, base: &Path, origin: &Path) -> Result<Self, ConfigError> {
-        let src = Source::parse(text, origin)?;
-        let file: FileConfig = src.deserialize().map_err(|e| src.de_error(&e))?;
-        Validator { src: &src }.config(file, base)
+        source::parse(text, base, origin)
+    }
+}
+
+impl DirRelative for Config {
+    type File = FileConfig;
+
+    fn check(src: &Source<'_>, file: FileConfig, base: &Path) -> Result<Self, ConfigError> {
+        Validator { src }.config(file, base)
     }
 }
 

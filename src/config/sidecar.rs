@@ -25,7 +25,7 @@ use fedgate_federation::TrustDomain;
 use rustls_pki_types::ServerName;
 
 pub use super::source::ConfigError;
-use super::source::Source;
+use super::source::{self, DirRelative, Source};
 use super::values::Cx;
 pub use super::LogFormat;
 
@@ -156,17 +156,13 @@ use file::{FileConfig, FileIdentity, FileInbound, FileLimits, FileOutbound};
 impl Config {
     /// Reads and validates `path`; relative paths inside resolve against its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = Source::read(path)?;
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
-        Self::parse(&text, base, path)
+        source::load(path)
     }
 
-    /// Parses `text`; `base` is the directory relative paths resolve against and `origin` names
-    /// the file in errors.
+    /// Parses `text`; `base` is the directory relative paths resolve against and `origin`
+    /// names the file in errors.
     pub fn parse(text: &str, base: &Path, origin: &Path) -> Result<Self, ConfigError> {
-        let src = Source::parse(text, origin)?;
-        let file: FileConfig = src.deserialize().map_err(|e| src.de_error(&e))?;
-        Validator { src: &src }.config(file, base)
+        source::parse(text, base, origin)
     }
 
     /// The names of every listener, outbound first.
@@ -175,6 +171,14 @@ impl Config {
             .iter()
             .map(|o| o.name.as_str())
             .chain(self.inbound.iter().map(|i| i.name.as_str()))
+    }
+}
+
+impl DirRelative for Config {
+    type File = FileConfig;
+
+    fn check(src: &Source<'_>, file: FileConfig, base: &Path) -> Result<Self, ConfigError> {
+        Validator { src }.config(file, base)
     }
 }
 

@@ -35,6 +35,35 @@ pub enum ConfigError {
 /// The key reported for errors that belong to no key (syntax errors, a missing top-level key).
 pub const TOP_LEVEL: &str = "(top level)";
 
+/// A config file whose relative paths resolve against its directory (the sidecar's and the
+/// agent's): its file model and how that model is checked. [`load`] and [`parse`] do the rest.
+pub(super) trait DirRelative: Sized {
+    /// The file model, as serde reads it.
+    type File: DeserializeOwned;
+
+    /// Checks `file` (read from `src`); relative paths resolve against `base`.
+    fn check(src: &Source<'_>, file: Self::File, base: &Path) -> Result<Self, ConfigError>;
+}
+
+/// Reads and checks the file at `path`; relative paths inside resolve against its directory.
+pub(super) fn load<C: DirRelative>(path: &Path) -> Result<C, ConfigError> {
+    let text = Source::read(path)?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    parse(&text, base, path)
+}
+
+/// Checks `text`; `base` is the directory relative paths resolve against and `origin` names the
+/// file in errors.
+pub(super) fn parse<C: DirRelative>(
+    text: &str,
+    base: &Path,
+    origin: &Path,
+) -> Result<C, ConfigError> {
+    let src = Source::parse(text, origin)?;
+    let file: C::File = src.deserialize().map_err(|e| src.de_error(&e))?;
+    C::check(&src, file, base)
+}
+
 /// A config file's text, its name and its parsed document.
 pub struct Source<'a> {
     file: &'a Path,

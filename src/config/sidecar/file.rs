@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct FileConfig {
+pub(in crate::config) struct FileConfig {
     pub(super) trust_domain: String,
     pub(super) identity: FileIdentity,
     pub(super) admin: Option<FileAdmin>,
