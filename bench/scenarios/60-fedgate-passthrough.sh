@@ -10,11 +10,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/_fedgate-common.sh"
 
 scen_enabled() { fedgate_enabled; }
 
-scen_start() {
-  SCEN_PORT=$SCEN_PORT_BASE
-  SCEN_SNI=$BACKEND_SNI
-  SCEN_CA=$PKI/cluster-b-root.crt
-  fedgate_passthrough_config "$SCEN_DIR/gateway.toml"
-  fedgate_check "$SCEN_DIR/gateway.toml" || return 1
-  fedgate_spawn fedgate "$SCEN_DIR/gateway.toml"
-}
+scen_start() { fedgate_passthrough_start; }

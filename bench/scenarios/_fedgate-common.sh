@@ -50,12 +50,14 @@ fedgate_prev_spawn() {
   fi
 }
 
-# fedgate_passthrough_config OUT — the passthrough gateway config of the passthrough scenarios
+# fedgate_passthrough_config OUT [TOP_LEVEL] — the passthrough gateway config of the passthrough scenarios
 # (same settings as passthrough-haproxy: unknown SNI refused, 5 s for a complete ClientHello).
 # A passthrough gateway holds no key: no [identity].
+# TOP_LEVEL (optional) is written as top-level keys, e.g. `accept = "reuseport"`.
 fedgate_passthrough_config() {
   cat >"$1" <<CFG
 trust_domain = "cluster-b.test"
+${2:-}
 
 [admin]
 listen = "127.0.0.1:$((SCEN_PORT_BASE + 5))"
@@ -72,6 +74,17 @@ connect_timeout = "5s"
   sni = "$BACKEND_SNI"
   upstreams = ["127.0.0.1:$BACKEND_PORT"]
 CFG
+}
+
+# fedgate_passthrough_start [TOP_LEVEL] — scen_start of the one-gateway passthrough scenarios
+# (60, 64): the config of fedgate_passthrough_config (with TOP_LEVEL keys), checked, started.
+fedgate_passthrough_start() {
+  SCEN_PORT=$SCEN_PORT_BASE
+  SCEN_SNI=$BACKEND_SNI
+  SCEN_CA=$PKI/cluster-b-root.crt
+  fedgate_passthrough_config "$SCEN_DIR/gateway.toml" "${1:-}"
+  fedgate_check "$SCEN_DIR/gateway.toml" || return 1
+  fedgate_spawn fedgate "$SCEN_DIR/gateway.toml"
 }
 
 # fedgate_bridge_start [BIN [SUFFIX [EGRESS_ROUTE_EXTRA]]] — the 2-hop bridge of the fedgate-bridge scenarios:
