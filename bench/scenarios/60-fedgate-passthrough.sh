@@ -10,4 +10,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/_fedgate-common.sh"
 
 scen_enabled() { fedgate_enabled; }
 
-scen_start() { fedgate_passthrough_start; }
+scen_start() { fedgate_passthrough_start ""; }
