@@ -83,26 +83,32 @@ pub enum ListenError {
 /// [`ListenError::Foreign`] inside if another socket listens on the port), non-blocking,
 /// listening with [`BACKLOG`].
 pub fn bind(addr: SocketAddr, mode: AcceptMode) -> io::Result<TcpListener> {
-    bind_member(addr, mode, &[])
+    bind_member(addr, mode, &[]).map_err(ListenError::into_io)
 }
 
 /// [`bind`] for a member of a `ReusePort` group whose sockets so far have the inodes `ours`.
-fn bind_member(addr: SocketAddr, mode: AcceptMode, ours: &[u64]) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
+fn bind_member(
+    addr: SocketAddr,
+    mode: AcceptMode,
+    ours: &[u64],
+) -> Result<TcpListener, ListenError> {
+    let os = |source| ListenError::Bind { addr, source };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(os)?;
+    socket.set_reuse_address(true).map_err(os)?;
     if mode == AcceptMode::ReusePort {
         // socket2 has this only behind its `all` feature; nix's is the same setsockopt.
         nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReusePort, &true)
-            .map_err(io::Error::from)?;
+            .map_err(|errno| os(io::Error::from(errno)))?;
     }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true).map_err(os)?;
+    socket.bind(&addr.into()).map_err(os)?;
     if mode == AcceptMode::ReusePort {
         // Not listening yet, so not in the port's group: a refusal takes no connection.
-        let bound = socket.local_addr()?.as_socket().unwrap_or(addr);
-        ensure_exclusive(bound, ours).map_err(ListenError::into_io)?;
+        let bound = socket.local_addr().map_err(os)?.as_socket().unwrap_or(addr);
+        ensure_exclusive(bound, ours)?;
     }
-    socket.listen(BACKLOG)?;
+    socket.listen(BACKLOG).map_err(os)?;
     Ok(socket.into())
 }
 
@@ -139,15 +145,13 @@ pub fn worker_sockets(
             sockets.push(first);
             for worker in 1..workers {
                 let member =
-                    bind_member(addr, AcceptMode::ReusePort, &inodes).map_err(|source| {
-                        match ListenError::from_io(source) {
-                            Ok(refused) => refused,
-                            Err(source) => ListenError::Worker {
-                                addr,
-                                worker,
-                                source,
-                            },
-                        }
+                    bind_member(addr, AcceptMode::ReusePort, &inodes).map_err(|e| match e {
+                        ListenError::Bind { addr, source } => ListenError::Worker {
+                            addr,
+                            worker,
+                            source,
+                        },
+                        refused => refused,
                     })?;
                 inodes.push(inode(&member, addr.port())?);
                 sockets.push(member);
@@ -162,26 +166,14 @@ pub fn worker_sockets(
 // === impl ListenError ===
 
 impl ListenError {
-    /// As an `io::Error` (what [`bind`] returns): `AddrInUse` for a foreign member of the port.
+    /// As the `io::Error` [`bind`] returns: the system's own error for a failed socket call,
+    /// `AddrInUse` carrying this error for a foreign member of the port.
     fn into_io(self) -> io::Error {
-        let kind = match self {
-            ListenError::Foreign { .. } => io::ErrorKind::AddrInUse,
-            _ => io::ErrorKind::Other,
-        };
-        io::Error::new(kind, self)
-    }
-
-    /// The `ListenError` an `io::Error` from [`bind`] carries, if any.
-    fn from_io(err: io::Error) -> Result<ListenError, io::Error> {
-        if err.get_ref().is_some_and(|e| e.is::<ListenError>()) {
-            if let Some(inner) = err.into_inner() {
-                if let Ok(listen) = inner.downcast::<ListenError>() {
-                    return Ok(*listen);
-                }
-            }
-            return Err(io::ErrorKind::Other.into());
+        match self {
+            ListenError::Bind { source, .. } => source,
+            ListenError::Foreign { .. } => io::Error::new(io::ErrorKind::AddrInUse, self),
+            other => io::Error::other(other),
         }
-        Err(err)
     }
 }
 
