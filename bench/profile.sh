@@ -12,7 +12,7 @@
 # (fedgate_worker_accepted_connections_total from the admin port) and CPU time (its thread's
 # utime+stime in /proc), to worker-balance.txt.
 #
-# usage: bench/profile.sh [--scenario passthrough|passthrough-reuseport|bridge-1hop|bridge|bridge-mux]
+# usage: bench/profile.sh [--scenario passthrough|passthrough-reuseport|passthrough-handoff|bridge-1hop|bridge|bridge-mux]
 #                         [--mode cps|bulk|lat|rps]
 #                         [--conns N] [--duration S] [--rate R] [--out DIR] [--no-perf]
 # needs: bench/run.sh run once (harness copy with a built loadgen and pki/ in $BENCH_WORKDIR),
@@ -117,6 +117,7 @@ BACKEND_PIDS=("${SCEN_PIDS[@]}")
 case "$SCENARIO" in
   passthrough) f=60-fedgate-passthrough.sh ;;
   passthrough-reuseport) f=64-fedgate-passthrough-reuseport.sh ;;
+  passthrough-handoff) f=65-fedgate-passthrough-handoff.sh ;;
   bridge-1hop) f=70-fedgate-bridge-1hop.sh ;;
   bridge) f=71-fedgate-bridge.sh ;;
   bridge-mux) f=73-fedgate-bridge-mux.sh ;;
@@ -171,16 +172,19 @@ fi
     { curl -fsS --max-time 5 "http://127.0.0.1:$admin/metrics" 2>/dev/null || true; } \
       | sed -n 's/^fedgate_worker_accepted_connections_total{listener="\([^"]*\)",worker="\([0-9]*\)"} \([0-9]*\)$/\1 \2 \3/p'
   done
-  # Thread names are cut to 15 bytes by the kernel ("fedgate-worker-"), so rows are by tid.
-  echo "# pid tid thread cpu_seconds (utime+stime)"
+  # Thread names are cut to 15 bytes by the kernel ("fedgate-worker-", "fedgate-accept-"), so
+  # rows are by tid. Wake-ups: voluntary context switches (each sleep in epoll_wait or accept
+  # that something ended) over the whole life of the thread.
+  echo "# pid tid thread cpu_seconds (utime+stime) wakeups (voluntary_ctxt_switches)"
   tick="$(getconf CLK_TCK)"
   for pid in "${GW_PIDS[@]}"; do
     for task in /proc/"$pid"/task/*; do
       comm="$(cat "$task/comm" 2>/dev/null)" || continue
-      case "$comm" in fedgate-worker*) ;; *) continue ;; esac
+      case "$comm" in fedgate-worker* | fedgate-accept*) ;; *) continue ;; esac
+      wakeups="$(awk '/^voluntary_ctxt_switches/ {print $2}' "$task/status" 2>/dev/null)"
       # Fields 14 and 15 of stat (after the parenthesised comm, which has no spaces here).
-      awk -v c="$comm" -v p="$pid" -v id="${task##*/}" -v t="$tick" \
-        '{printf "%s %s %s %.2f\n", p, id, c, ($14 + $15) / t}' "$task/stat"
+      awk -v c="$comm" -v p="$pid" -v id="${task##*/}" -v t="$tick" -v w="${wakeups:-?}" \
+        '{printf "%s %s %s %.2f %s\n", p, id, c, ($14 + $15) / t, w}' "$task/stat"
     done
   done
 } | tee "$OUT/worker-balance.txt"

@@ -50,10 +50,11 @@ fedgate_prev_spawn() {
   fi
 }
 
-# fedgate_passthrough_config OUT [TOP_LEVEL] — the passthrough gateway config of the passthrough scenarios
+# fedgate_passthrough_config OUT [TOP_LEVEL [LISTENER_KEYS]] — the passthrough gateway config of the passthrough scenarios
 # (same settings as passthrough-haproxy: unknown SNI refused, 5 s for a complete ClientHello).
 # A passthrough gateway holds no key: no [identity].
-# TOP_LEVEL (optional) is written as top-level keys, e.g. `accept = "reuseport"`.
+# TOP_LEVEL (optional) is written as top-level keys, e.g. `accept = "reuseport"`; LISTENER_KEYS
+# (optional) into the listener table, e.g. `splice = true`.
 fedgate_passthrough_config() {
   cat >"$1" <<CFG
 trust_domain = "cluster-b.test"
@@ -68,6 +69,7 @@ kind = "passthrough"
 listen = "127.0.0.1:$SCEN_PORT"
 peek_timeout = "5s"
 connect_timeout = "5s"
+${3:-}
 
   [[listeners.routes]]
   name = "backend"
@@ -76,13 +78,14 @@ connect_timeout = "5s"
 CFG
 }
 
-# fedgate_passthrough_start [TOP_LEVEL] — scen_start of the one-gateway passthrough scenarios
-# (60, 64): the config of fedgate_passthrough_config (with TOP_LEVEL keys), checked, started.
+# fedgate_passthrough_start [TOP_LEVEL [LISTENER_KEYS]] — scen_start of the one-gateway
+# passthrough scenarios (60, 64–66): the config of fedgate_passthrough_config (with TOP_LEVEL
+# keys, and LISTENER_KEYS in the listener's table), checked, started.
 fedgate_passthrough_start() {
   SCEN_PORT=$SCEN_PORT_BASE
   SCEN_SNI=$BACKEND_SNI
   SCEN_CA=$PKI/cluster-b-root.crt
-  fedgate_passthrough_config "$SCEN_DIR/gateway.toml" "${1:-}"
+  fedgate_passthrough_config "$SCEN_DIR/gateway.toml" "${1:-}" "${2:-}"
   fedgate_check "$SCEN_DIR/gateway.toml" || return 1
   fedgate_spawn fedgate "$SCEN_DIR/gateway.toml"
 }

@@ -3,12 +3,14 @@
 //!
 //! Invariant: an `accept()` error (EMFILE, ENFILE, ECONNABORTED...) never ends a server and
 //! never makes it spin: it is logged and retried after a capped exponential backoff (5 ms
-//! doubling to 1 s, reset by the next success), and the wait itself ends at shutdown.
+//! doubling to 1 s, reset by the next success), and the wait itself ends at shutdown. An
+//! acceptor fed by a hand-off thread ([`crate::handoff`]) ends when that thread has stopped.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
+use crate::handoff::Inbox;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -18,9 +20,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Accepts from one listener until shutdown; see the module invariant.
 #[derive(Debug)]
 pub struct Acceptor {
-    listener: TcpListener,
+    source: Source,
     name: String,
     backoff: Backoff,
+}
+
+/// Where an [`Acceptor`]'s connections come from.
+#[derive(Debug)]
+enum Source {
+    /// `accept(2)` on this worker's own (or shared) listening socket.
+    Listener(TcpListener),
+    /// Dealt by the listener's hand-off thread ([`crate::handoff`]).
+    Inbox(Inbox),
 }
 
 // === impl Acceptor ===
@@ -28,9 +39,19 @@ pub struct Acceptor {
 impl Acceptor {
     /// `name` identifies the server in log lines (e.g. the listener name).
     pub fn new(listener: TcpListener, name: impl Into<String>) -> Self {
+        Self::with_source(Source::Listener(listener), name.into())
+    }
+
+    /// Takes the connections a hand-off thread deals to `inbox` (it must be called on the
+    /// runtime that serves them: each is registered with that runtime's reactor).
+    pub fn handed(inbox: Inbox, name: impl Into<String>) -> Self {
+        Self::with_source(Source::Inbox(inbox), name.into())
+    }
+
+    fn with_source(source: Source, name: String) -> Self {
         Self {
-            listener,
-            name: name.into(),
+            source,
+            name,
             backoff: Backoff::new(FIRST_BACKOFF, MAX_BACKOFF),
         }
     }
@@ -41,7 +62,7 @@ impl Acceptor {
             let accepted = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return None,
-                r = self.listener.accept() => r,
+                r = self.source.accept() => r?,
             };
             match accepted {
                 Ok(conn) => {
@@ -66,7 +87,25 @@ impl Acceptor {
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.source {
+            Source::Listener(l) => l.local_addr(),
+            Source::Inbox(inbox) => Ok(inbox.local_addr),
+        }
+    }
+}
+
+// === impl Source ===
+
+impl Source {
+    /// The next connection or accept error; `None` once a hand-off thread has stopped.
+    async fn accept(&mut self) -> Option<std::io::Result<(TcpStream, SocketAddr)>> {
+        match self {
+            Source::Listener(l) => Some(l.accept().await),
+            Source::Inbox(inbox) => {
+                let (stream, peer) = inbox.connections.recv().await?;
+                Some(TcpStream::from_std(stream).map(|s| (s, peer)))
+            }
+        }
     }
 }
 

@@ -10,8 +10,9 @@
 //! * [`relay`]: the `fedgate-relay/1` ALPN that gates PROXY headers between fedgate hops.
 //! * [`sni`]: ClientHello parsing (SNI, ALPN) across records; [`route`]: the SNI route table.
 //! * [`workers`]: thread-per-core runtimes; [`shutdown`]: signals and drain.
-//! * [`listen`]: the listening sockets, one shared by the workers or one `SO_REUSEPORT`
-//!   socket per worker, guarded against foreign members of the port.
+//! * [`listen`]: the listening sockets, one shared by the workers, one `SO_REUSEPORT`
+//!   socket per worker (guarded against foreign members of the port), or one socket whose
+//!   [`handoff`] thread deals connections to the workers.
 //! * [`accept`]: the accept loop's error handling (backoff, never ending a server);
 //!   [`serve`]: the one accept loop (connection limit, tracked tasks, hard stop).
 //! * [`upstreams`]: round-robin endpoints, dialed with a timeout and falling over to the next.
@@ -21,6 +22,7 @@
 
 pub mod accept;
 pub mod backoff;
+pub mod handoff;
 pub mod listen;
 pub mod proxy_protocol;
 pub mod pump;

@@ -7,6 +7,9 @@
 //! * [`AcceptMode::ReusePort`]: one socket per worker, all bound to the same address with
 //!   `SO_REUSEPORT`. The kernel hashes each new connection to one socket of the group, so each
 //!   worker has its own accept queue and a connection wakes exactly one worker.
+//! * [`AcceptMode::Handoff`]: one socket, accepted from by one thread that deals connections
+//!   to the workers in turn ([`crate::handoff`]): one blocked `accept` is woken per connection,
+//!   then the one worker it is dealt to.
 //!
 //! Invariants:
 //! * a `ReusePort` group is made only of this process's sockets: each socket of the group is
@@ -18,14 +21,19 @@
 //!   refuses other users) join the port silently and take a share of the connections. A second
 //!   fedgate started on the same address therefore fails at start in both modes, as it would
 //!   without `SO_REUSEPORT`, and never takes a connection of the first;
-//! * [`worker_sockets`] returns exactly one socket per worker, the original among them, so no
-//!   copy outlives the workers' accept loops.
+//! * [`worker_sockets`] returns exactly one source per worker; in `Shared` and `ReusePort`
+//!   each is a socket, the original among them, so no copy outlives the workers' accept loops;
+//!   in `Handoff` the one socket belongs to the dealer thread, which [`WorkerSockets::dealer`]
+//!   stops.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::accept::Acceptor;
+use crate::handoff::{self, Dealer, Inbox};
 
 /// The listen backlog of every data-plane socket.
 pub const BACKLOG: i32 = 4096;
@@ -38,6 +46,26 @@ pub enum AcceptMode {
     Shared,
     /// One `SO_REUSEPORT` socket per worker, guarded against foreign members.
     ReusePort,
+    /// One socket and one thread accepting from it, dealing connections to the workers.
+    Handoff,
+}
+
+/// What one worker accepts from.
+#[derive(Debug)]
+pub enum WorkerSocket {
+    /// Its own socket (a member of a `SO_REUSEPORT` group) or a `dup` of the shared one.
+    Listener(TcpListener),
+    /// The connections the listener's hand-off thread deals to this worker.
+    Inbox(Inbox),
+}
+
+/// Every worker's source for one listener, and the hand-off thread if there is one.
+#[derive(Debug)]
+pub struct WorkerSockets {
+    /// One per worker, in worker order.
+    pub sockets: Vec<WorkerSocket>,
+    /// `Handoff` only: stop it at shutdown to close the socket ([`Dealer::stop`]).
+    pub dealer: Option<Dealer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +81,12 @@ pub enum ListenError {
     Worker {
         addr: SocketAddr,
         worker: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start the accept hand-off thread for {addr}: {source}")]
+    Handoff {
+        addr: SocketAddr,
         #[source]
         source: io::Error,
     },
@@ -78,7 +112,8 @@ pub enum ListenError {
     },
 }
 
-/// Binds `addr` for the data plane: `SO_REUSEADDR` (quick restarts), `SO_REUSEPORT` in
+/// Binds `addr` for the data plane: `SO_REUSEADDR` (quick restarts), `TCP_NODELAY` (inherited
+/// by every accepted socket), `SO_REUSEPORT` in
 /// [`AcceptMode::ReusePort`] (refused with [`io::ErrorKind::AddrInUse`] and a
 /// [`ListenError::Foreign`] inside if another socket listens on the port), non-blocking,
 /// listening with [`BACKLOG`].
@@ -96,6 +131,9 @@ fn bind_member(
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(os)?;
     socket.set_reuse_address(true).map_err(os)?;
+    // Accepted sockets inherit TCP_NODELAY from the listener (Linux copies the option), which
+    // saves every relayed connection a setsockopt: a proxy forwards what it has at once.
+    socket.set_nodelay(true).map_err(os)?;
     if mode == AcceptMode::ReusePort {
         // socket2 has this only behind its `all` feature; nix's is the same setsockopt.
         nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReusePort, &true)
@@ -112,11 +150,37 @@ fn bind_member(
     Ok(socket.into())
 }
 
-/// One socket per worker for the listener bound as `first` (by [`bind`] with the same `mode`).
-/// `Shared`: `dup`s of `first`, the last worker taking `first` itself. `ReusePort`: `first` for
-/// worker 0 and a new member of its group for each other worker, after which the group is
-/// checked for foreign members (module invariants).
+/// One source per worker for the listener `name` bound as `first` (by [`bind`] with the same
+/// `mode`). `Shared`: `dup`s of `first`, the last worker taking `first` itself. `ReusePort`:
+/// `first` for worker 0 and a new member of its group for each other worker, after which the
+/// group is checked for foreign members (module invariants). `Handoff`: one inbox per worker,
+/// fed by a dealer thread that owns `first`.
 pub fn worker_sockets(
+    first: TcpListener,
+    workers: usize,
+    mode: AcceptMode,
+    name: &str,
+) -> Result<WorkerSockets, ListenError> {
+    if mode != AcceptMode::Handoff {
+        let sockets = own_sockets(first, workers, mode)?;
+        return Ok(WorkerSockets {
+            sockets: sockets.into_iter().map(WorkerSocket::Listener).collect(),
+            dealer: None,
+        });
+    }
+    let addr = first
+        .local_addr()
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let (dealer, inboxes) = handoff::start(first, workers, name)
+        .map_err(|source| ListenError::Handoff { addr, source })?;
+    Ok(WorkerSockets {
+        sockets: inboxes.into_iter().map(WorkerSocket::Inbox).collect(),
+        dealer: Some(dealer),
+    })
+}
+
+/// [`worker_sockets`] for the modes where each worker has a socket of its own.
+fn own_sockets(
     first: TcpListener,
     workers: usize,
     mode: AcceptMode,
@@ -129,7 +193,7 @@ pub fn worker_sockets(
     })?;
     let mut sockets = Vec::with_capacity(workers);
     match mode {
-        AcceptMode::Shared => {
+        AcceptMode::Shared | AcceptMode::Handoff => {
             for worker in 0..workers - 1 {
                 let copy = first.try_clone().map_err(|source| ListenError::Worker {
                     addr,
@@ -161,6 +225,21 @@ pub fn worker_sockets(
         }
     }
     Ok(sockets)
+}
+
+// === impl WorkerSocket ===
+
+impl WorkerSocket {
+    /// The accept loop's source; call it on the worker's runtime (the sockets it yields are
+    /// registered with that runtime's reactor).
+    pub fn into_acceptor(self, name: &str) -> io::Result<Acceptor> {
+        match self {
+            WorkerSocket::Listener(l) => {
+                Ok(Acceptor::new(tokio::net::TcpListener::from_std(l)?, name))
+            }
+            WorkerSocket::Inbox(inbox) => Ok(Acceptor::handed(inbox, name)),
+        }
+    }
 }
 
 // === impl ListenError ===
@@ -245,6 +324,21 @@ fn listening_row(line: &str) -> Option<(u16, u64)> {
 mod tests {
     use std::net::TcpStream;
 
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        for mode in [
+            AcceptMode::Shared,
+            AcceptMode::ReusePort,
+            AcceptMode::Handoff,
+        ] {
+            let listener = bind("127.0.0.1:0".parse().unwrap(), mode).unwrap();
+            listener.set_nonblocking(false).unwrap();
+            let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            assert!(accepted.nodelay().unwrap(), "{mode:?}: Nagle is on");
+        }
+    }
+
     use proptest::prelude::*;
 
     use super::*;
@@ -300,7 +394,7 @@ mod tests {
     fn a_reuseport_group_has_one_socket_per_worker_sharing_the_connections() {
         let first = bind("127.0.0.1:0".parse().unwrap(), AcceptMode::ReusePort).unwrap();
         let addr = first.local_addr().unwrap();
-        let sockets = worker_sockets(first, 3, AcceptMode::ReusePort).unwrap();
+        let sockets = own_sockets(first, 3, AcceptMode::ReusePort).unwrap();
         assert_eq!(sockets.len(), 3);
         assert!(sockets.iter().all(|s| s.local_addr().unwrap() == addr));
         let clients: Vec<_> = (0..64).map(|_| TcpStream::connect(addr).unwrap()).collect();
@@ -317,7 +411,7 @@ mod tests {
     fn shared_mode_hands_every_worker_the_same_socket() {
         let first = bind("127.0.0.1:0".parse().unwrap(), AcceptMode::Shared).unwrap();
         let addr = first.local_addr().unwrap();
-        let sockets = worker_sockets(first, 2, AcceptMode::Shared).unwrap();
+        let sockets = own_sockets(first, 2, AcceptMode::Shared).unwrap();
         assert_eq!(sockets.len(), 2);
         let _client = TcpStream::connect(addr).unwrap();
         // One queue: whichever copy accepts takes the one connection.
@@ -357,7 +451,7 @@ mod tests {
         let first = bind("127.0.0.1:0".parse().unwrap(), AcceptMode::ReusePort).unwrap();
         let addr = first.local_addr().unwrap();
         let _intruder = intruder(addr);
-        let err = worker_sockets(first, 2, AcceptMode::ReusePort).unwrap_err();
+        let err = own_sockets(first, 2, AcceptMode::ReusePort).unwrap_err();
         assert!(
             matches!(err, ListenError::Foreign { port, .. } if port == addr.port()),
             "{err}"

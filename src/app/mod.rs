@@ -38,7 +38,8 @@ use crate::identity::issuer::{IssuedBridgeIdentity, IssuedIdentity, IssuedIdenti
 use crate::identity::{Identity, Origin, StartError, StartedSource};
 use crate::telemetry::Metrics;
 use federation::{Federation, FederationReadiness, FederationSetupError, FederationView};
-use fedgate_dataplane::listen::{self, AcceptMode};
+use fedgate_dataplane::handoff::Dealer;
+use fedgate_dataplane::listen::{self, AcceptMode, WorkerSocket};
 use fedgate_dataplane::serve::Connections;
 use fedgate_federation::BundleSet;
 pub use reload::{ReloadError, ReloadEvent, Reloader};
@@ -190,6 +191,7 @@ impl App {
         let accept = match config.accept {
             Accept::Shared => AcceptMode::Shared,
             Accept::Reuseport => AcceptMode::ReusePort,
+            Accept::Handoff => AcceptMode::Handoff,
         };
         let mut bound = Vec::new();
         let mut states = HashMap::new();
@@ -404,14 +406,22 @@ impl App {
                 tracing::info!(listener = %name, %addr, workers = self.workers, "listening");
             }
         }
-        let per_worker = share_listeners(self.listeners, self.workers, self.accept)?;
+        let (per_worker, dealers) = share_listeners(self.listeners, self.workers, self.accept)?;
+        // Hand-off threads own their sockets: stopping them is what closes those sockets.
+        for dealer in dealers {
+            let shutdown = shutdown.clone();
+            accepting.spawn(async move {
+                shutdown.cancelled().await;
+                dealer.stop().await;
+            });
+        }
         let workers = fedgate_dataplane::workers::Workers::start("fedgate-worker", per_worker, {
             let (accepting, shutdown, release) =
                 (accepting.clone(), shutdown.clone(), release.clone());
-            move |worker, listeners: Vec<(std::net::TcpListener, Listener)>| {
-                for (tcp, listener) in listeners {
-                    let tcp = TcpListener::from_std(tcp)?;
-                    let accept = listener.run(tcp, worker, shutdown.clone());
+            move |worker, listeners: Vec<(WorkerSocket, Listener)>| {
+                for (socket, listener) in listeners {
+                    let acceptor = socket.into_acceptor(listener.name())?;
+                    let accept = listener.run(acceptor, worker, shutdown.clone());
                     tokio::spawn(accepting.track_future(accept));
                 }
                 Ok(release.clone().cancelled_owned())
@@ -482,27 +492,31 @@ impl App {
     }
 }
 
-/// One set of listening sockets per worker ([`listen::worker_sockets`]: `dup`s of each bound
-/// socket or a `SO_REUSEPORT` group), each worker's set in listener order.
+/// One set of accept sources per worker ([`listen::worker_sockets`]: `dup`s of each bound
+/// socket, a `SO_REUSEPORT` group, or a hand-off thread's inboxes), each worker's set in
+/// listener order; and the hand-off threads to stop at shutdown.
+#[allow(clippy::type_complexity)]
 fn share_listeners(
     listeners: Vec<(String, std::net::TcpListener, Listener)>,
     workers: usize,
     accept: AcceptMode,
-) -> Result<Vec<Vec<(std::net::TcpListener, Listener)>>, AppError> {
+) -> Result<(Vec<Vec<(WorkerSocket, Listener)>>, Vec<Dealer>), AppError> {
     let workers = workers.max(1);
     let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut dealers = Vec::new();
     for (name, tcp, listener) in listeners {
-        let sockets = listen::worker_sockets(tcp, workers, accept).map_err(|source| {
+        let shared = listen::worker_sockets(tcp, workers, accept, &name).map_err(|source| {
             AppError::ShareListener {
                 listener: name,
                 source,
             }
         })?;
-        for (set, socket) in per_worker.iter_mut().zip(sockets) {
+        dealers.extend(shared.dealer);
+        for (set, socket) in per_worker.iter_mut().zip(shared.sockets) {
             set.push((socket, listener.clone()));
         }
     }
-    Ok(per_worker)
+    Ok((per_worker, dealers))
 }
 
 /// Receives from an optional channel; pending forever when there is none or it closed.

@@ -101,6 +101,9 @@ pub enum Accept {
     /// over them, so a connection wakes one worker. Refused at start if any other socket
     /// listens on the same port.
     Reuseport,
+    /// One listening socket per listener, accepted from by one thread that deals the
+    /// connections to the workers in turn.
+    Handoff,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -63,6 +63,10 @@ struct Gateway {
 // === impl Listener ===
 
 impl Listener {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// `connections` holds the tracker `App::run` drains and the hard stop that ends what is
     /// left after the drain deadline.
     pub fn new(
@@ -84,7 +88,7 @@ impl Listener {
     /// Accepts until `shutdown` is cancelled, then drops the socket (new connections are
     /// refused by the kernel) and returns; connection tasks live on in the tracker. `worker`
     /// is the data-plane worker this copy runs on (for its accept counter).
-    pub async fn run(self, listener: TcpListener, worker: usize, shutdown: CancellationToken) {
+    pub async fn run(self, acceptor: Acceptor, worker: usize, shutdown: CancellationToken) {
         let gateway = Gateway {
             accepted: self.metrics.worker_accepted(&self.name, worker),
             cx: ConnContext {
@@ -96,7 +100,6 @@ impl Listener {
             state: self.state,
             handler: self.handler,
         };
-        let acceptor = Acceptor::new(listener, &*self.name);
         serve::serve(acceptor, gateway, &self.connections, &shutdown).await;
         tracing::info!(listener = %self.name, "listener stopped accepting");
     }

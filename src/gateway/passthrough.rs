@@ -16,10 +16,13 @@ use tokio::time::Instant;
 
 use crate::config::ListenerLimits;
 use crate::gateway::state::{ConnContext, ListenerState, RouteTarget};
-use crate::telemetry::metrics::{BytesLabels, ConnectionLabels, UpstreamLabels};
+use crate::telemetry::metrics::UpstreamLabels;
 use fedgate_dataplane::pump::{pump_tcp, PumpError, PumpFailure, PumpStats};
 use fedgate_dataplane::sni::{ClientHelloInfo, HelloAssembler, SniError};
 use fedgate_dataplane::upstreams::{DialFailure, Endpoint};
+
+/// Bytes asked for per read while assembling the ClientHello.
+const PEEK_READ: usize = 4096;
 
 /// Why a connection was closed before splicing. `label()` is the metric label.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +48,8 @@ pub enum Reject {
     Io(#[source] std::io::Error),
 }
 
-/// How a relayed connection ended (the `outcome` label of `fedgate_connections_total`).
+/// How a relayed connection ended (the `outcome` label of `fedgate_connections_total`). Its
+/// discriminant indexes the route's cached counters (below `state::OUTCOMES`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Finish {
     /// Both sides closed.
@@ -81,6 +85,8 @@ impl Reject {
 }
 
 // === impl Finish ===
+
+const _: () = assert!(Finish::Drained as usize + 1 == crate::gateway::state::OUTCOMES);
 
 impl Finish {
     fn label(self) -> &'static str {
@@ -122,9 +128,8 @@ pub(crate) async fn serve(
         None => return refuse(cx, peer, sni, &Reject::UpstreamUnavailable),
     };
     // Counted live on its route until this function returns (or its future is dropped).
-    let _live =
-        crate::telemetry::metrics::Live::new(cx.metrics.route_active(listener, &route.name));
-    let _ = client.set_nodelay(true);
+    let _live = crate::telemetry::metrics::Live::new(route.live(cx).clone());
+    // The client socket has TCP_NODELAY from the listening socket (`listen::bind`).
     let _ = upstream.set_nodelay(true);
     if let Err(e) = upstream.write_all(&peeked).await {
         return refuse(cx, peer, sni, &Reject::Io(e));
@@ -161,30 +166,14 @@ pub(crate) async fn serve(
         replayed + stats.client_to_upstream,
         stats.upstream_to_client,
     );
-    let route_name = route.name.clone();
-    cx.metrics
-        .connections
-        .get_or_create(&ConnectionLabels {
-            listener: listener.to_string(),
-            route: route_name.clone(),
-            outcome: finish.label(),
-        })
-        .inc();
-    for (direction, n) in [("in", bytes_in), ("out", bytes_out)] {
-        cx.metrics
-            .bytes
-            .get_or_create(&BytesLabels {
-                listener: listener.to_string(),
-                route: route_name.clone(),
-                direction,
-            })
-            .inc_by(n);
-    }
+    route.finished(cx, finish as usize, finish.label()).inc();
+    route.bytes(cx, "in").inc_by(bytes_in);
+    route.bytes(cx, "out").inc_by(bytes_out);
     tracing::info!(
         listener,
         %peer,
         sni = sni.unwrap_or("-"),
-        route = %route_name,
+        route = %route.name,
         upstream = %upstream_addr,
         outcome = finish.label(),
         bytes_in,
@@ -214,8 +203,9 @@ async fn peek_client_hello(
     limits: &ListenerLimits,
 ) -> Result<(Vec<u8>, ClientHelloInfo), Reject> {
     let deadline = Instant::now() + limits.peek_timeout;
-    // Start small: typical ClientHellos are 300 B to 2 KiB; grow only as bytes arrive.
-    let mut buf = Vec::with_capacity(2048.min(limits.max_client_hello));
+    // One read's worth: typical ClientHellos are 300 B to 2 KiB (more with post-quantum key
+    // shares), so one allocation serves most connections; grow only as bytes arrive.
+    let mut buf = Vec::with_capacity(PEEK_READ.min(limits.max_client_hello));
     // The same bound applies to the handshake message: a hello declaring more is refused as
     // soon as its length is visible, without waiting for the buffer to fill. The assembler
     // resumes after the records it has walked, so each read costs only its new bytes.
@@ -225,7 +215,7 @@ async fn peek_client_hello(
             return Err(Reject::ClientHelloTooLarge);
         }
         let start = buf.len();
-        let want = (limits.max_client_hello - start).min(4096);
+        let want = (limits.max_client_hello - start).min(PEEK_READ);
         buf.reserve_exact(want);
         buf.resize(start + want, 0);
         let read = tokio::time::timeout_at(deadline, client.read(&mut buf[start..])).await;

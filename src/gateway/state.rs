@@ -8,13 +8,15 @@
 //! semaphore (a reload that changes the limit starts a fresh semaphore, so connections from
 //! before the reload count against the old limit only).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ListenerConfig, ListenerKind, ListenerMode};
+use crate::telemetry::metrics::{BytesLabels, ConnectionLabels};
 use crate::telemetry::Metrics;
 use fedgate_dataplane::route::{RouteError, RouteTable};
 use fedgate_dataplane::upstreams::Upstreams;
@@ -32,7 +34,25 @@ pub struct ListenerState {
 pub struct RouteTarget {
     pub name: String,
     pub upstreams: Upstreams,
+    /// This route's metric handles (passthrough).
+    pub(crate) counters: RouteCounters,
 }
+
+/// The metric handles of one route, each looked up in its family at its first use and kept:
+/// later connections count without building label strings or taking the families' locks
+/// (which every worker shares). A handle is created at the first connection that needs it, so
+/// `/metrics` shows the same series as looking them up per connection would.
+#[derive(Debug, Default)]
+pub(crate) struct RouteCounters {
+    live: OnceLock<Gauge>,
+    /// Bytes `in` (client → upstream) and `out`.
+    bytes: [OnceLock<Counter>; 2],
+    /// Finished connections by outcome index (the passthrough handler's `Finish`).
+    finished: [OnceLock<Counter>; OUTCOMES],
+}
+
+/// How many outcomes a routed connection can end with.
+pub(crate) const OUTCOMES: usize = 6;
 
 /// What a connection task carries besides its socket.
 #[derive(Clone)]
@@ -60,6 +80,7 @@ impl ListenerState {
                 Arc::new(RouteTarget {
                     name: r.name.to_owned(),
                     upstreams: Upstreams::new(r.upstreams.to_vec()),
+                    counters: RouteCounters::default(),
                 })
             })
             .collect();
@@ -100,6 +121,46 @@ impl ListenerState {
             .limits
             .max_connections
             .saturating_sub(self.limit.available_permits())
+    }
+}
+
+// === impl RouteTarget ===
+
+impl RouteTarget {
+    /// Connections of this route currently relayed (`fedgate_route_active_connections`).
+    pub(crate) fn live(&self, cx: &ConnContext) -> &Gauge {
+        self.counters
+            .live
+            .get_or_init(|| cx.metrics.route_active(&cx.listener, &self.name))
+    }
+
+    /// Bytes relayed in `direction` (`"in"` or `"out"`).
+    pub(crate) fn bytes(&self, cx: &ConnContext, direction: &'static str) -> &Counter {
+        let slot = usize::from(direction != "in");
+        self.counters.bytes[slot].get_or_init(|| {
+            cx.metrics
+                .bytes
+                .get_or_create(&BytesLabels {
+                    listener: cx.listener.to_string(),
+                    route: self.name.clone(),
+                    direction,
+                })
+                .clone()
+        })
+    }
+
+    /// Finished connections with outcome number `index` (below [`OUTCOMES`]) named `label`.
+    pub(crate) fn finished(&self, cx: &ConnContext, index: usize, label: &'static str) -> &Counter {
+        self.counters.finished[index.min(OUTCOMES - 1)].get_or_init(|| {
+            cx.metrics
+                .connections
+                .get_or_create(&ConnectionLabels {
+                    listener: cx.listener.to_string(),
+                    route: self.name.clone(),
+                    outcome: label,
+                })
+                .clone()
+        })
     }
 }
 

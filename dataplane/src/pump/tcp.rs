@@ -3,10 +3,12 @@
 //! Each direction reads into a 16 KiB buffer on the stack and writes what it got straight on.
 //! tokio clears a socket's readiness after a read that did not fill the buffer (the socket is
 //! drained), so a small request costs one `read` and one `write` and no extra call that only
-//! returns EAGAIN. With `splice` set, a read that fills the buffer means bulk: the direction
-//! then moves data socket → pipe → socket with `splice(2)` (no copy through userspace) until
-//! the source has nothing more, and goes back to reading. splice roughly halves the CPU per GB
-//! but, on loopback, also cut throughput by 15–20 % (docs/benchmarks.md), so it is opt-in.
+//! returns EAGAIN. With `splice` set, a direction that has already moved [`SPLICE_AFTER`]
+//! (1 MiB) and whose read fills the buffer is a bulk flow: it then moves data socket → pipe →
+//! socket with `splice(2)` (no copy through userspace) until the source has nothing more, and
+//! goes back to reading. Requests, responses and short downloads below the threshold never
+//! touch a pipe, however large their single reads. splice roughly halves the CPU per GB but, on
+//! loopback, also cut throughput by 15–20 % (docs/benchmarks.md), so it is opt-in.
 //!
 //! Invariants:
 //! * no per-connection buffer while idle: the read buffer lives on the stack for one poll; bytes
@@ -50,8 +52,12 @@ const PIPE_SIZE: usize = 256 * 1024;
 /// Empty pipes kept for reuse per worker thread. Bounded so that a burst of connections does
 /// not keep `pipe-user-pages-soft` budget or file descriptors (two per pipe) forever.
 const POOL_CAPACITY: usize = 32;
-/// Bytes read per userspace step; a read that fills it switches the direction to splice.
+/// Bytes read per userspace step; a read that fills it may switch the direction to splice.
 const READ_BUFFER: usize = 16 * 1024;
+/// Bytes a direction moves through userspace before a full read switches it to splice: below
+/// this a flow is a message, not bulk, and a pipe's two extra syscalls per chunk (and its
+/// `pipe-user-pages` budget) are not worth it.
+pub(super) const SPLICE_AFTER: u64 = 1024 * 1024;
 
 /// Runs both directions until both end, one fails, or the connection is idle for `idle`.
 pub(super) async fn pump(
@@ -159,6 +165,8 @@ async fn direction(
     };
     let mut splice_ok = splice;
     let mut pending = Vec::new();
+    // Bytes this direction has read through userspace (the adaptive splice threshold).
+    let mut copied = 0u64;
     loop {
         let step = poll_fn(|cx| poll_step(cx, &mut src, dst.as_ref(), &mut pending))
             .await
@@ -166,6 +174,7 @@ async fn direction(
         if step.read == 0 {
             break;
         }
+        copied += step.read as u64;
         shared.moved(moved, step.written);
         if !pending.is_empty() {
             dst.write_all(&pending)
@@ -175,7 +184,7 @@ async fn direction(
             // Freed, not kept: an idle connection holds no buffer.
             pending = Vec::new();
         }
-        if step.read == READ_BUFFER && splice_ok {
+        if splice_ok && step.read == READ_BUFFER && copied >= SPLICE_AFTER {
             match splice_burst(src.as_ref(), dst.as_ref(), shared, moved).await {
                 Ok(Burst::Drained) => {}
                 Ok(Burst::Eof) => break,
@@ -394,32 +403,47 @@ mod tests {
         POOL.with_borrow(Vec::len)
     }
 
-    /// Bulk proves the splice path runs on this kernel (a refusal would silently copy).
-    #[tokio::test(flavor = "current_thread")]
-    async fn bulk_is_spliced_and_pipes_return_to_the_pool() {
+    /// Sends `len` bytes client → upstream (written concurrently, so reads fill the buffer) and
+    /// 3 bytes back, through the pump with splice enabled; returns the pipes pooled after.
+    async fn transfer_with_splice(len: usize) -> usize {
         let (mut client, mut gw_client) = tcp_pair().await;
         let (mut gw_upstream, mut upstream) = tcp_pair().await;
-        // Queued before the pump starts, so its first read fills the buffer: bulk.
-        client.write_all(&[7u8; 100_000]).await.unwrap();
-        client.shutdown().await.unwrap();
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         let apps = async {
-            let mut got = Vec::new();
-            upstream.read_to_end(&mut got).await.unwrap();
-            assert_eq!(got, vec![7u8; 100_000]);
-            upstream.write_all(b"bye").await.unwrap();
-            upstream.shutdown().await.unwrap();
+            let send = async {
+                client.write_all(&data).await.unwrap();
+                client.shutdown().await.unwrap();
+            };
+            let receive = async {
+                let mut got = Vec::new();
+                upstream.read_to_end(&mut got).await.unwrap();
+                assert!(got == data, "{} of {len} bytes, or corrupted", got.len());
+                upstream.write_all(b"bye").await.unwrap();
+                upstream.shutdown().await.unwrap();
+            };
+            tokio::join!(send, receive);
             let mut reply = Vec::new();
             client.read_to_end(&mut reply).await.unwrap();
             assert_eq!(reply, b"bye");
         };
         let stats = spliced_while(&mut gw_client, &mut gw_upstream, apps).await;
-        assert_eq!(stats.client_to_upstream, 100_000);
+        assert_eq!(stats.client_to_upstream, len as u64);
         assert_eq!(stats.upstream_to_client, 3);
-        assert!(
-            (1..=POOL_CAPACITY).contains(&pooled()),
-            "{} pipes pooled",
-            pooled()
-        );
+        pooled()
+    }
+
+    /// Bulk proves the splice path runs on this kernel (a refusal would silently copy).
+    #[tokio::test(flavor = "current_thread")]
+    async fn bulk_is_spliced_and_pipes_return_to_the_pool() {
+        let pipes = transfer_with_splice(4 * SPLICE_AFTER as usize).await;
+        assert!((1..=POOL_CAPACITY).contains(&pipes), "{pipes} pipes pooled");
+    }
+
+    /// Below the adaptive threshold a flow copies, even when its reads fill the buffer.
+    #[tokio::test(flavor = "current_thread")]
+    async fn flows_under_the_threshold_take_no_pipe() {
+        let pipes = transfer_with_splice(SPLICE_AFTER as usize - READ_BUFFER).await;
+        assert_eq!(pipes, 0, "no pipe was ever created");
     }
 
     #[tokio::test(flavor = "current_thread")]
