@@ -7,8 +7,9 @@
 //! (1 MiB) and whose read fills the buffer is a bulk flow: it then moves data socket → pipe →
 //! socket with `splice(2)` (no copy through userspace) until the source has nothing more, and
 //! goes back to reading. Requests, responses and short downloads below the threshold never
-//! touch a pipe, however large their single reads. splice roughly halves the CPU per GB but, on
-//! loopback, also cut throughput by 15–20 % (docs/benchmarks.md), so it is opt-in.
+//! touch a pipe, however large their single reads. With 16 bulk streams splice cut the CPU per GB
+//! by 35–44 % at even throughput, but it lowers single-stream throughput a little on loopback
+//! (docs/benchmarks.md), so it is opt-in.
 //!
 //! Invariants:
 //! * no per-connection buffer while idle: the read buffer lives on the stack for one poll; bytes
