@@ -8,14 +8,6 @@ use gw_support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Connections accepted by `worker` on listener `egress`, from `/metrics`.
-async fn accepted(app: &TestApp, worker: usize) -> f64 {
-    app.metric(&format!(
-        "fedgate_worker_accepted_connections_total{{listener=\"egress\",worker=\"{worker}\"}}"
-    ))
-    .await
-}
-
 #[tokio::test]
 async fn connections_are_dealt_to_the_workers_in_turn_and_served() {
     let pki = Pki::new();
@@ -41,9 +33,14 @@ async fn connections_are_dealt_to_the_workers_in_turn_and_served() {
         expect_closed(&mut c).await;
     }
     let total = (4 + REFUSED) as f64;
-    app.wait_until(|| async { accepted(&app, 0).await + accepted(&app, 1).await == total })
-        .await;
-    let (w0, w1) = (accepted(&app, 0).await, accepted(&app, 1).await);
+    app.wait_until(|| async {
+        app.worker_accepted("egress", 0).await + app.worker_accepted("egress", 1).await == total
+    })
+    .await;
+    let (w0, w1) = (
+        app.worker_accepted("egress", 0).await,
+        app.worker_accepted("egress", 1).await,
+    );
     assert_eq!((w0, w1), (total / 2.0, total / 2.0), "dealt in turn");
 
     app.stop().await;

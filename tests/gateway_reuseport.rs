@@ -13,14 +13,6 @@ use gw_support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Connections accepted by `worker` on listener `egress`, from `/metrics`.
-async fn accepted(app: &TestApp, worker: usize) -> f64 {
-    app.metric(&format!(
-        "fedgate_worker_accepted_connections_total{{listener=\"egress\",worker=\"{worker}\"}}"
-    ))
-    .await
-}
-
 #[tokio::test]
 async fn every_worker_accepts_from_its_own_socket() {
     let pki = Pki::new();
@@ -41,10 +33,14 @@ async fn every_worker_accepts_from_its_own_socket() {
         expect_closed(&mut c).await;
     }
     app.wait_until(|| async {
-        accepted(&app, 0).await + accepted(&app, 1).await == CONNECTIONS as f64
+        app.worker_accepted("egress", 0).await + app.worker_accepted("egress", 1).await
+            == CONNECTIONS as f64
     })
     .await;
-    let (w0, w1) = (accepted(&app, 0).await, accepted(&app, 1).await);
+    let (w0, w1) = (
+        app.worker_accepted("egress", 0).await,
+        app.worker_accepted("egress", 1).await,
+    );
     // The kernel hashes each connection's addresses to one socket of the group: with 40
     // connections from different ports, one worker taking all of them has odds of 2^-39.
     assert!(w0 > 0.0 && w1 > 0.0, "both workers accept: {w0} / {w1}");

@@ -297,6 +297,14 @@ impl TestApp {
             .unwrap_or(0.0)
     }
 
+    /// Connections accepted by data-plane `worker` on `listener`, from `/metrics`.
+    pub async fn worker_accepted(&self, listener: &str, worker: usize) -> f64 {
+        self.metric(&format!(
+            "fedgate_worker_accepted_connections_total{{listener=\"{listener}\",worker=\"{worker}\"}}"
+        ))
+        .await
+    }
+
     /// Polls `cond` every 10 ms for at most 10 s (a readiness check, not a timing assumption).
     pub async fn wait_until<F, Fut>(&self, mut cond: F)
     where
