@@ -324,6 +324,10 @@ fn listening_row(line: &str) -> Option<(u16, u64)> {
 mod tests {
     use std::net::TcpStream;
 
+    use proptest::prelude::*;
+
+    use super::*;
+
     #[test]
     fn accepted_sockets_inherit_nodelay() {
         for mode in [
@@ -338,10 +342,6 @@ mod tests {
             assert!(accepted.nodelay().unwrap(), "{mode:?}: Nagle is on");
         }
     }
-
-    use proptest::prelude::*;
-
-    use super::*;
 
     const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1268 1 00000000f786b3a5 100 0 0 10 0

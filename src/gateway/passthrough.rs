@@ -167,8 +167,8 @@ pub(crate) async fn serve(
         stats.upstream_to_client,
     );
     route.finished(cx, finish as usize, finish.label()).inc();
-    route.bytes(cx, "in").inc_by(bytes_in);
-    route.bytes(cx, "out").inc_by(bytes_out);
+    route.bytes_in(cx).inc_by(bytes_in);
+    route.bytes_out(cx).inc_by(bytes_out);
     tracing::info!(
         listener,
         %peer,

@@ -134,9 +134,17 @@ impl RouteTarget {
             .get_or_init(|| cx.metrics.route_active(&cx.listener, &self.name))
     }
 
-    /// Bytes relayed in `direction` (`"in"` or `"out"`).
-    pub(crate) fn bytes(&self, cx: &ConnContext, direction: &'static str) -> &Counter {
-        let slot = usize::from(direction != "in");
+    /// Bytes relayed from the client to the upstream (`direction="in"`).
+    pub(crate) fn bytes_in(&self, cx: &ConnContext) -> &Counter {
+        self.bytes(cx, 0, "in")
+    }
+
+    /// Bytes relayed from the upstream to the client (`direction="out"`).
+    pub(crate) fn bytes_out(&self, cx: &ConnContext) -> &Counter {
+        self.bytes(cx, 1, "out")
+    }
+
+    fn bytes(&self, cx: &ConnContext, slot: usize, direction: &'static str) -> &Counter {
         self.counters.bytes[slot].get_or_init(|| {
             cx.metrics
                 .bytes
