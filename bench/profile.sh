@@ -12,7 +12,7 @@
 # (fedgate_worker_accepted_connections_total from the admin port) and CPU time (its thread's
 # utime+stime in /proc), to worker-balance.txt.
 #
-# usage: bench/profile.sh [--scenario passthrough|passthrough-reuseport|passthrough-handoff|bridge-1hop|bridge|bridge-mux]
+# usage: bench/profile.sh [--scenario passthrough|passthrough-reuseport|passthrough-handoff|bridge-1hop|bridge|bridge-mux|bridge-mux-handoff]
 #                         [--mode cps|bulk|lat|rps]
 #                         [--conns N] [--duration S] [--rate R] [--out DIR] [--no-perf]
 # needs: bench/run.sh run once (harness copy with a built loadgen and pki/ in $BENCH_WORKDIR),
@@ -121,6 +121,7 @@ case "$SCENARIO" in
   bridge-1hop) f=70-fedgate-bridge-1hop.sh ;;
   bridge) f=71-fedgate-bridge.sh ;;
   bridge-mux) f=73-fedgate-bridge-mux.sh ;;
+  bridge-mux-handoff) f=74-fedgate-bridge-mux-handoff.sh ;;
   *) die "unknown scenario $SCENARIO" ;;
 esac
 SCEN_NAME="fedgate-$SCENARIO"; SCEN_DIR="$WORK/$SCEN_NAME"; mkdir -p "$SCEN_DIR"

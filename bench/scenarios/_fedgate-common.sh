@@ -90,14 +90,16 @@ fedgate_passthrough_start() {
   fedgate_spawn fedgate "$SCEN_DIR/gateway.toml"
 }
 
-# fedgate_bridge_start [BIN [SUFFIX [EGRESS_ROUTE_EXTRA]]] — the 2-hop bridge of the fedgate-bridge scenarios:
+# fedgate_bridge_start [BIN [SUFFIX [EGRESS_ROUTE_EXTRA [INGRESS_TOP_LEVEL]]]] — the 2-hop bridge of the fedgate-bridge scenarios:
 #   client -[mTLS cluster-a]-> A (bridge-egress) -[mTLS bridge.test + PROXY v2]-> B (bridge-ingress)
 #          -[mTLS cluster-b]-> backend
 # A listens on SCEN_PORT_BASE, B on SCEN_PORT_BASE+1, their admin servers on +5 and +6. BIN
 # (default $FEDGATE_BIN) makes the bundles, checks the configs and runs both gateways; another
 # build than $FEDGATE_BIN is started with fedgate_prev_spawn. SUFFIX is appended to the process
 # (log) names gw-a and gw-b. EGRESS_ROUTE_EXTRA (third argument, optional) is appended to gateway
-# A's route (e.g. `transport = "mux"` for 73). Sets SCEN_PORT, SCEN_SNI and SCEN_CA.
+# A's route (e.g. `transport = "mux"` for 73); INGRESS_TOP_LEVEL (fourth, optional) is written as
+# top-level keys of gateway B (e.g. `accept = "handoff"` for 74). Sets SCEN_PORT, SCEN_SNI and
+# SCEN_CA.
 # fedgate_egress_config FILE BRIDGE_TD BRIDGE_CERT BRIDGE_BUNDLE UPSTREAM_PORT PEER_ID [ROUTE_EXTRA]:
 # writes the cluster-a bridge egress shared by the bridge scenarios (gateway A of
 # fedgate-bridge, the one gateway of fedgate-bridge-1hop): it verifies the client with the
@@ -142,7 +144,7 @@ CFG
 }
 
 fedgate_bridge_start() {
-  local bin="${1:-$FEDGATE_BIN}" suffix="${2:-}" egress_extra="${3:-}"
+  local bin="${1:-$FEDGATE_BIN}" suffix="${2:-}" egress_extra="${3:-}" ingress_top="${4:-}"
   SCEN_PORT=$SCEN_PORT_BASE
   local port_b=$((SCEN_PORT_BASE + 1))
   SCEN_SNI=gw-a.cluster-a.test
@@ -152,6 +154,7 @@ fedgate_bridge_start() {
   fedgate_bundle bridge.test "$PKI/bridge-root.crt" "$SCEN_DIR/bridge.json" "$bin" || return 1
   cat >"$SCEN_DIR/gw-b.toml" <<CFG
 trust_domain = "cluster-b.test"
+$ingress_top
 
 [identity]
 svid = "$PKI/gw-b-cluster-b.crt"
