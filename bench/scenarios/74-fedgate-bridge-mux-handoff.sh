@@ -11,8 +11,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/_fedgate-common.sh"
 
 scen_enabled() { fedgate_enabled; }
 
-scen_start() {
-  fedgate_bridge_start "$FEDGATE_BIN" "" '  transport = "mux"
-  mux_pool_size = 2
-  mux_max_streams = 256' 'accept = "handoff"'
-}
+scen_start() { fedgate_bridge_start "$FEDGATE_BIN" "" "$FEDGATE_MUX_ROUTE" 'accept = "handoff"'; }

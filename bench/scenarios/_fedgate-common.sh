@@ -143,6 +143,11 @@ $extra
 CFG
 }
 
+# The route keys of gateway A in the multiplexed bridge scenarios (73, 74).
+FEDGATE_MUX_ROUTE='  transport = "mux"
+  mux_pool_size = 2
+  mux_max_streams = 256'
+
 fedgate_bridge_start() {
   local bin="${1:-$FEDGATE_BIN}" suffix="${2:-}" egress_extra="${3:-}" ingress_top="${4:-}"
   SCEN_PORT=$SCEN_PORT_BASE
