@@ -1,7 +1,10 @@
 """Per-connection syscalls of a passthrough gateway: N sequential connections, each sending a
 real ClientHello (python ssl, MemoryBIO) to the gateway, whose route goes to a local sink that
 reads the hello, answers 3 bytes and closes. Run under `strace -c -f -p GW` in parallel."""
-import socket, ssl, sys, threading
+import socket
+import ssl
+import sys
+import threading
 
 gw_port, sink_port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 ctx = ssl.create_default_context()
@@ -25,8 +28,7 @@ def sink():
             got += d
         c.sendall(b"bye"); c.close()
 threading.Thread(target=sink, daemon=True).start()
-import time
-for i in range(n):
+for _ in range(n):
     c = socket.create_connection(("127.0.0.1", gw_port))
     c.sendall(hello)
     r = b""

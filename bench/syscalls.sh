@@ -79,20 +79,24 @@ CFG
   "$BIN" run --config "$WORK/gateway.toml" --workers 2 --log-level warn & PIDS+=($!)
 fi
 proxy=${PIDS[0]}
+listening=0
 for _ in $(seq 100); do
-  (exec 3<>/dev/tcp/127.0.0.1/39100) 2>/dev/null && break
+  (exec 3<>/dev/tcp/127.0.0.1/39100) 2>/dev/null && { listening=1; break; }
   sleep 0.1
 done
+[ "$listening" = 1 ] || { echo "bench/syscalls.sh: $name is not listening on 127.0.0.1:39100 after 10 s (port taken? see its output above)" >&2; exit 1; }
 # Attach to every thread; with -f strace also follows threads started later.
 args=()
 for task in /proc/"$proxy"/task/*; do args+=(-p "${task##*/}"); done
 strace -c -f -q "${args[@]}" -o "$WORK/strace.txt" 2>/dev/null & tracer=$!
 # strace attaches asynchronously; the first connections may go uncounted, which the per-
 # connection division would only lower. Wait until it is attached to the main thread.
+attached=0
 for _ in $(seq 100); do
-  grep -q "^TracerPid:[[:space:]]*$tracer" "/proc/$proxy/status" 2>/dev/null && break
+  grep -q "^TracerPid:[[:space:]]*$tracer" "/proc/$proxy/status" 2>/dev/null && { attached=1; break; }
   sleep 0.05
 done
+[ "$attached" = 1 ] || { echo "bench/syscalls.sh: strace did not attach to $proxy within 5 s (ptrace restricted? see /proc/sys/kernel/yama/ptrace_scope)" >&2; exit 1; }
 python3 "$ROOT/bench/syscalls.py" 39100 39101 "$CONNS"
 kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true
 echo "# $name: system calls per connection over $CONNS sequential connections (strace -c)"
